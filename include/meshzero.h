@@ -1,0 +1,17 @@
+/* meshzero: a mesh network for AI agents and tools.
+ * The seed's calls map to C as follows:
+ *   register_resource   -> mz_node_register_resource
+ *   unregister_resource -> mz_node_unregister_resource
+ *   query_resources     -> mz_node_query_resources
+ *   connect_to_peer     -> mz_node_connect_to_peer
+ * See examples/embed.c for a program embedding a node. */
+#ifndef MESHZERO_H
+#define MESHZERO_H
+
+#include "meshzero/err.h"
+#include "meshzero/msg.h"
+#include "meshzero/directory.h"
+#include "meshzero/connmgr.h"
+#include "meshzero/node.h"
+
+#endif

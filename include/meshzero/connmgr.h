@@ -1,0 +1,117 @@
+/* ConnectionManager: one libwebsockets context on the caller's libuv loop,
+ * serving the peer listener and the local API listener and dialing outgoing
+ * peer links. It moves whole text messages; what they mean is the owner's
+ * business (node.c, api.c). Loop-thread only. */
+#ifndef MESHZERO_CONNMGR_H
+#define MESHZERO_CONNMGR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "meshzero/err.h"
+
+/* Bytes queued to one link before it is judged too slow and closed. */
+#define MZ_DEFAULT_MAX_SEND_QUEUE   (8u * 1024 * 1024)
+/* Messages queued to one link before it is judged too slow and closed. */
+#define MZ_DEFAULT_MAX_SEND_MSGS    8192
+/* Peer links (inbound + outbound) a node keeps at once. */
+#define MZ_DEFAULT_MAX_PEERS        64
+/* Local API clients connected at once. */
+#define MZ_DEFAULT_MAX_API_CLIENTS  64
+/* Idle seconds before a WebSocket ping is sent on a link. */
+#define MZ_DEFAULT_PING_SECS        5
+/* Idle seconds without any traffic (pongs included) before a link is dropped. */
+#define MZ_DEFAULT_HANGUP_SECS      15
+
+typedef struct mz_connmgr mz_connmgr;
+typedef struct mz_link mz_link;
+
+typedef enum { MZ_LINK_PEER = 0, MZ_LINK_API = 1 } mz_link_kind;
+
+/* Callbacks into the owner. A link passed to on_close is freed right after
+ * on_close returns. */
+typedef struct mz_connmgr_cb {
+    void (*on_open)(mz_link *link, void *ctx);
+    void (*on_message)(mz_link *link, const char *buf, size_t len, void *ctx);
+    void (*on_close)(mz_link *link, const char *reason, void *ctx);
+} mz_connmgr_cb;
+
+typedef struct mz_connmgr_opts {
+    uv_loop_t *loop;            /* borrowed; outlives the manager */
+    const char *listen_url;     /* peer listener, ws://HOST:PORT (port 0: any);
+                                   NULL: no listener, dial only (clients) */
+    const char *api_url;        /* API listener, ws://HOST:PORT; NULL: none */
+    size_t max_message;         /* bytes; 0: MZ_DEFAULT_MAX_MESSAGE */
+    size_t max_send_queue;      /* bytes; 0: default */
+    size_t max_send_msgs;       /* messages; 0: default */
+    size_t max_peers;           /* 0: default */
+    size_t max_api_clients;     /* 0: default */
+    unsigned ping_secs;         /* 0: default */
+    unsigned hangup_secs;       /* 0: default */
+    mz_connmgr_cb cb;
+    void *ctx;                  /* passed to every callback */
+} mz_connmgr_opts;
+
+/* Counters shown by `status`. */
+typedef struct mz_connmgr_stats {
+    uint64_t links_opened, links_refused_full, slow_link_closes, oversize_closes;
+    uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dial_failures;
+} mz_connmgr_stats;
+
+/* Creates the context and binds both listeners. A listener that cannot bind
+ * (address in use, bad host) fails here with MZ_EIO naming the URL. Returns
+ * new: free with mz_connmgr_free after mz_connmgr_close and the loop ran. */
+mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *err);
+/* First shutdown step (LWS two-step destroy): closes every link and lws's
+ * loop handles. Call from a uv callback, never from inside an mz callback. */
+void mz_connmgr_close(mz_connmgr *cm);
+/* Second step: frees the context. Call after uv_run returned; NULL-safe. */
+void mz_connmgr_free(mz_connmgr *cm);
+
+/* The URLs actually bound (port 0 resolved). Borrowed. */
+const char *mz_connmgr_listen_url(const mz_connmgr *cm);
+const char *mz_connmgr_api_url(const mz_connmgr *cm);
+const mz_connmgr_stats *mz_connmgr_stats_get(const mz_connmgr *cm);
+size_t mz_connmgr_count(const mz_connmgr *cm, mz_link_kind kind);
+
+/* Dials url (ws://HOST:PORT[/PATH]) as a peer or an API client (the
+ * subprotocol differs); host names are resolved
+ * asynchronously. The link is reported through on_open, or on_close with the
+ * reason when the dial fails. user is stored in the link (mz_link_user). */
+mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, void *user,
+                          mz_link **out, mz_err *err);
+
+/* Queues a copy of buf (len bytes) as one text message. MZ_ELIMIT (and the
+ * link is closed with 1008 "send queue full") when the queue is over its
+ * bounds; MZ_ESTATE when the link is closing. */
+mz_status mz_link_send(mz_link *link, const char *buf, size_t len, mz_err *err);
+/* Takes buf (malloc'd with LWS_PRE bytes of headroom: the message starts at
+ * buf + MZ_LINK_PRE). Same limits as mz_link_send; buf is freed on failure. */
+mz_status mz_link_send_owned(mz_link *link, char *buf, size_t len, mz_err *err);
+/* Starts closing: code and reason go in the close frame. First reason wins. */
+void mz_link_close(mz_link *link, uint16_t code, const char *reason);
+
+uint64_t mz_link_id(const mz_link *link);
+mz_link_kind mz_link_kind_get(const mz_link *link);
+bool mz_link_outbound(const mz_link *link);
+/* Dialed URL for outbound links, "" for inbound ones. Borrowed. */
+const char *mz_link_url(const mz_link *link);
+/* Remote address "IP:PORT". Borrowed. */
+const char *mz_link_peer_addr(const mz_link *link);
+bool mz_link_closing(const mz_link *link);
+void *mz_link_user(const mz_link *link);
+void mz_link_set_user(mz_link *link, void *user);
+size_t mz_link_queued_bytes(const mz_link *link);
+
+/* Headroom before a message owned by mz_link_send_owned. */
+extern const size_t MZ_LINK_PRE;
+
+/* Splits ws://HOST:PORT/PATH. host gets the host (brackets of IPv6 removed),
+ * port defaults to 80, path to "/". MZ_EINVAL naming the URL otherwise. */
+mz_status mz_url_parse(const char *url, char *host, size_t host_len, int *port,
+                       char *path, size_t path_len, mz_err *err);
+
+#endif

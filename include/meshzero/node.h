@@ -1,0 +1,104 @@
+/* MeshNode: a node of the mesh. It owns the identity, the ResourceDirectory,
+ * the ConnectionManager, the routing table and the local API, and runs on
+ * the caller's libuv loop. The seed's calls are the mz_node_* functions
+ * below. Loop-thread only. */
+#ifndef MESHZERO_NODE_H
+#define MESHZERO_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "meshzero/connmgr.h"
+#include "meshzero/directory.h"
+#include "meshzero/err.h"
+
+/* Default peer listener and local API. */
+#define MZ_DEFAULT_LISTEN_URL "ws://127.0.0.1:8765"
+#define MZ_DEFAULT_API_URL    "ws://127.0.0.1:8766"
+/* How long a node's resources stay in other directories without news from
+ * it. The node re-announces itself every third of this. */
+#define MZ_DEFAULT_LEASE_MS   15000
+/* Hops a message may travel before relays drop it. */
+#define MZ_DEFAULT_MAX_HOPS   16
+/* Seconds a new link has to complete the hello exchange. */
+#define MZ_DEFAULT_HELLO_SECS 10
+/* Records per sync message sent to a newly linked peer. */
+#define MZ_SYNC_CHUNK         256
+
+typedef struct mz_node mz_node;
+
+typedef struct mz_node_opts {
+    uv_loop_t *loop;            /* borrowed; must outlive the node */
+    const char *data_dir;       /* identity.key lives here; NULL: in-memory key */
+    const char *listen_url;     /* NULL: MZ_DEFAULT_LISTEN_URL; port 0 picks one */
+    const char *api_url;        /* NULL: no local API */
+    bool api_allow_remote;      /* allow a non-loopback API listener */
+    const char *const *peers;   /* URLs dialed at start and re-dialed when lost */
+    size_t n_peers;
+    int64_t lease_ms;           /* 0: MZ_DEFAULT_LEASE_MS */
+    int max_hops;               /* 0: MZ_DEFAULT_MAX_HOPS */
+    size_t seen_capacity;       /* 0: MZ_DEFAULT_SEEN_CAPACITY */
+    size_t max_message;         /* 0: MZ_DEFAULT_MAX_MESSAGE */
+    size_t max_send_queue;      /* 0: MZ_DEFAULT_MAX_SEND_QUEUE (bytes per link) */
+    size_t max_peers;           /* 0: MZ_DEFAULT_MAX_PEERS */
+    size_t max_api_clients;     /* 0: MZ_DEFAULT_MAX_API_CLIENTS */
+    unsigned ping_secs;         /* 0: MZ_DEFAULT_PING_SECS */
+    unsigned hangup_secs;       /* 0: MZ_DEFAULT_HANGUP_SECS */
+} mz_node_opts;
+
+/* What register_resource needs; everything is borrowed for the call. */
+typedef struct mz_resource_spec {
+    const char *resource_id;
+    const char *resource_type;
+    const char *owner;                  /* NULL: "" */
+    const char *const *capabilities;
+    size_t n_capabilities;
+    const json_t *metadata;             /* object or NULL; last_updated is set */
+} mz_resource_spec;
+
+/* Creates the node: loads or creates the identity, binds the listeners and
+ * dials opts->peers. Returns new: stop with mz_node_stop, let uv_run return,
+ * then mz_node_free. */
+mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err);
+/* Begins a clean shutdown: tells peers goodbye, closes links, timers and
+ * listeners. uv_run returns once everything is closed. Safe to call twice. */
+void mz_node_stop(mz_node *node);
+/* Frees a stopped node (runs the loop briefly to finish closing). NULL-safe. */
+void mz_node_free(mz_node *node);
+
+/* Borrowed strings, valid for the node's life. */
+const char *mz_node_id(const mz_node *node);
+const char *mz_node_listen_url(const mz_node *node);
+const char *mz_node_api_url(const mz_node *node);
+/* Borrowed: the node's directory (read it; change it through the node). */
+const mz_directory *mz_node_directory(const mz_node *node);
+
+/* register_resource: stores (or, for an id this node already hosts, updates
+ * with version + 1) a local record, signed by this node, and announces it to
+ * the mesh. record_out (may be NULL) gets a new reference to its JSON form. */
+mz_status mz_node_register_resource(mz_node *node, const mz_resource_spec *spec,
+                                    json_t **record_out, mz_err *err);
+/* unregister_resource: removes a local record and announces the removal. */
+mz_status mz_node_unregister_resource(mz_node *node, const char *resource_id, mz_err *err);
+/* query_resources: returns new JSON array of matching records (NULL: ENOMEM). */
+json_t *mz_node_query_resources(mz_node *node, const mz_query *q);
+
+/* Called once when a connect_to_peer attempt ends: MZ_OK with the peer's
+ * node id once the hello exchange completed, or the failure. */
+typedef void (*mz_connect_cb)(mz_node *node, mz_status st, const char *peer_id,
+                              const char *msg, void *ctx);
+/* connect_to_peer: dials url (ws://HOST:PORT). cb may be NULL. The URL is
+ * re-dialed with backoff when the link is lost (a "static" peer). */
+mz_status mz_node_connect_to_peer(mz_node *node, const char *url, mz_connect_cb cb,
+                                  void *ctx, mz_err *err);
+
+/* Returns new: [{id, listen, addr, direction, url, since}] of linked peers. */
+json_t *mz_node_peers(mz_node *node);
+/* Returns new: id, URLs, uptime, counts, counters and limits. */
+json_t *mz_node_status(mz_node *node);
+
+#endif

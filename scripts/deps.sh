@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs the Debian packages meshzero needs, only those that are missing.
+set -eu
+PKGS="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
+libsodium-dev libjansson-dev libcmocka-dev python3 python3-websockets python3-pytest $*"
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >&2 || echo "deps: apt-get update failed, trying with the cached lists" >&2
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing >&2

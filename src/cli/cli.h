@@ -1,0 +1,40 @@
+/* The meshzero command line: one cmd_<name>_main per command, and the
+ * JSON-RPC client the client commands share. */
+#ifndef MZ_CLI_H
+#define MZ_CLI_H
+
+#include <jansson.h>
+
+#include "meshzero/err.h"
+
+/* Exit codes: 0 success, 1 failure, 2 misuse (bad arguments). */
+enum { MZ_EXIT_OK = 0, MZ_EXIT_FAIL = 1, MZ_EXIT_USAGE = 2 };
+
+int cmd_node_main(int argc, char **argv);
+int cmd_id_main(int argc, char **argv);
+int cmd_register_main(int argc, char **argv);
+int cmd_unregister_main(int argc, char **argv);
+int cmd_query_main(int argc, char **argv);
+int cmd_peers_main(int argc, char **argv);
+int cmd_connect_main(int argc, char **argv);
+int cmd_status_main(int argc, char **argv);
+
+/* The default data directory: $MESHZERO_DATA, else $XDG_DATA_HOME/meshzero,
+ * else $HOME/.local/share/meshzero, else ./meshzero-data. */
+const char *mz_cli_default_data_dir(char *buf, size_t len);
+
+typedef struct mz_apiclient mz_apiclient;
+
+/* Connects to a node's local API (url NULL: $MESHZERO_API, else the default
+ * API URL). Returns new; free with mz_apiclient_free. */
+mz_status mz_apiclient_open(const char *url, int timeout_ms, mz_apiclient **out, mz_err *err);
+/* One JSON-RPC call. Takes params (may be NULL). On success *result is a
+ * new reference; an RPC error comes back as its status and message. */
+mz_status mz_apiclient_call(mz_apiclient *c, const char *method, json_t *params,
+                            int timeout_ms, json_t **result, mz_err *err);
+void mz_apiclient_free(mz_apiclient *c);
+
+/* Opens, calls once, closes; prints the failure on stderr. Returns new result or NULL. */
+json_t *mz_cli_call(const char *url, const char *method, json_t *params, int timeout_ms);
+
+#endif

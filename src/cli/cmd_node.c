@@ -1,0 +1,199 @@
+/* meshzero node: runs one node in the foreground until SIGINT/SIGTERM. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "cli.h"
+#include "log.h"
+#include "meshzero.h"
+
+#define MAX_CLI_PEERS 64
+
+static const char s_help[] =
+    "usage: meshzero node [OPTIONS]\n\n"
+    "Runs a node in the foreground. The first stdout line is\n"
+    "  node ID listen URL api URL\n"
+    "SIGINT or SIGTERM shut it down cleanly.\n\n"
+    "options:\n"
+    "  --listen URL        peer listener (default ws://127.0.0.1:8765; port 0 picks one)\n"
+    "  --api URL|none      local JSON-RPC API (default ws://127.0.0.1:8766; loopback only)\n"
+    "  --api-allow-remote  allow a non-loopback API address\n"
+    "  --data DIR          data directory holding identity.key (default: see below)\n"
+    "  --peer URL          peer to link to and keep linked (repeatable)\n"
+    "  --lease-ms N        how long others keep our resources without news (default 15000)\n"
+    "  --max-message N     largest message in bytes (default 1048576)\n"
+    "  --max-send-queue N  bytes queued per link before a slow peer is dropped (default 8388608)\n"
+    "  --max-peers N       peer links at most (default 64)\n"
+    "  --max-api-clients N API clients at most (default 64)\n"
+    "  --max-hops N        hops a message may travel (default 16)\n"
+    "  --ping-secs N       idle seconds before a keepalive ping (default 5)\n"
+    "  --hangup-secs N     silent seconds before a link is dropped (default 15)\n"
+    "  --log LEVEL         debug, info, warn (default) or error\n"
+    "  --json              print the first line as a JSON object instead\n"
+    "  -h, --help          this text\n\n"
+    "The data directory defaults to $MESHZERO_DATA, $XDG_DATA_HOME/meshzero,\n"
+    "or ~/.local/share/meshzero.\n";
+
+static uv_signal_t s_sigint, s_sigterm;
+
+static void s_on_signal(uv_signal_t *h, int signum)
+{
+    mz_node *node = h->data;
+
+    (void)signum;
+    mz_node_stop(node);
+}
+
+const char *mz_cli_default_data_dir(char *buf, size_t len)
+{
+    const char *e;
+
+    if ((e = getenv("MESHZERO_DATA")) && e[0])
+        snprintf(buf, len, "%s", e);
+    else if ((e = getenv("XDG_DATA_HOME")) && e[0])
+        snprintf(buf, len, "%s/meshzero", e);
+    else if ((e = getenv("HOME")) && e[0])
+        snprintf(buf, len, "%s/.local/share/meshzero", e);
+    else
+        snprintf(buf, len, "meshzero-data");
+    return buf;
+}
+
+static bool s_size(const char *opt, const char *v, size_t *out)
+{
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+
+    if (*v == '\0' || *end != '\0' || *v == '-') {
+        fprintf(stderr, "meshzero node: %s needs a non-negative integer, got '%s'\n", opt, v);
+        return false;
+    }
+    *out = (size_t)n;
+    return true;
+}
+
+int cmd_node_main(int argc, char **argv)
+{
+    static const struct option longs[] = {
+        { "listen", required_argument, NULL, 'l' },
+        { "api", required_argument, NULL, 'a' },
+        { "api-allow-remote", no_argument, NULL, 'R' },
+        { "data", required_argument, NULL, 'd' },
+        { "peer", required_argument, NULL, 'p' },
+        { "lease-ms", required_argument, NULL, 'L' },
+        { "max-message", required_argument, NULL, 'm' },
+        { "max-send-queue", required_argument, NULL, 'q' },
+        { "max-peers", required_argument, NULL, 'P' },
+        { "max-api-clients", required_argument, NULL, 'C' },
+        { "max-hops", required_argument, NULL, 'H' },
+        { "ping-secs", required_argument, NULL, 'i' },
+        { "hangup-secs", required_argument, NULL, 'u' },
+        { "log", required_argument, NULL, 'g' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *peers[MAX_CLI_PEERS];
+    char datadir[512];
+    mz_node_opts o;
+    mz_node *node = NULL;
+    uv_loop_t loop;
+    mz_err e;
+    size_t v;
+    bool json = false;
+    int c;
+
+    memset(&o, 0, sizeof o);
+    o.listen_url = MZ_DEFAULT_LISTEN_URL;
+    o.api_url = MZ_DEFAULT_API_URL;
+    o.data_dir = mz_cli_default_data_dir(datadir, sizeof datadir);
+    o.peers = peers;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'l': o.listen_url = optarg; break;
+        case 'a': o.api_url = strcmp(optarg, "none") == 0 ? NULL : optarg; break;
+        case 'R': o.api_allow_remote = true; break;
+        case 'd': o.data_dir = optarg; break;
+        case 'p':
+            if (o.n_peers == MAX_CLI_PEERS) {
+                fprintf(stderr, "meshzero node: at most %d --peer options\n", MAX_CLI_PEERS);
+                return MZ_EXIT_USAGE;
+            }
+            peers[o.n_peers++] = optarg;
+            break;
+        case 'L': if (!s_size("--lease-ms", optarg, &v)) return MZ_EXIT_USAGE;
+                  o.lease_ms = (int64_t)v; break;
+        case 'm': if (!s_size("--max-message", optarg, &o.max_message)) return MZ_EXIT_USAGE;
+                  break;
+        case 'q': if (!s_size("--max-send-queue", optarg, &o.max_send_queue))
+                      return MZ_EXIT_USAGE;
+                  break;
+        case 'P': if (!s_size("--max-peers", optarg, &o.max_peers)) return MZ_EXIT_USAGE;
+                  break;
+        case 'C': if (!s_size("--max-api-clients", optarg, &o.max_api_clients))
+                      return MZ_EXIT_USAGE;
+                  break;
+        case 'H': if (!s_size("--max-hops", optarg, &v)) return MZ_EXIT_USAGE;
+                  o.max_hops = (int)(v > 255 ? 255 : v); break;
+        case 'i': if (!s_size("--ping-secs", optarg, &v)) return MZ_EXIT_USAGE;
+                  o.ping_secs = (unsigned)v; break;
+        case 'u': if (!s_size("--hangup-secs", optarg, &v)) return MZ_EXIT_USAGE;
+                  o.hangup_secs = (unsigned)v; break;
+        case 'g':
+            if (strcmp(optarg, "debug") == 0) mz_log_set_level(MZ_LOG_DEBUG);
+            else if (strcmp(optarg, "info") == 0) mz_log_set_level(MZ_LOG_INFO);
+            else if (strcmp(optarg, "warn") == 0) mz_log_set_level(MZ_LOG_WARN);
+            else if (strcmp(optarg, "error") == 0) mz_log_set_level(MZ_LOG_ERROR);
+            else {
+                fprintf(stderr, "meshzero node: --log takes debug, info, warn or error\n");
+                return MZ_EXIT_USAGE;
+            }
+            break;
+        case 'j': json = true; break;
+        case 'h': fputs(s_help, stdout); return MZ_EXIT_OK;
+        default: fputs(s_help, stderr); return MZ_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "meshzero node: unexpected argument '%s'\n", argv[optind]);
+        return MZ_EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&loop);
+    o.loop = &loop;
+    if (mz_node_new(&o, &node, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero node: %s\n", e.msg);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_loop_close(&loop);
+        return MZ_EXIT_FAIL;
+    }
+    if (json)
+        printf("{\"id\":\"%s\",\"listen\":\"%s\",\"api\":\"%s\"}\n", mz_node_id(node),
+               mz_node_listen_url(node), mz_node_api_url(node));
+    else
+        printf("node %s listen %s api %s\n", mz_node_id(node), mz_node_listen_url(node),
+               mz_node_api_url(node)[0] ? mz_node_api_url(node) : "none");
+    fflush(stdout);
+    /* Signals stay installed (unref'd) until the very end: closing them early
+     * would let a second SIGTERM kill the process mid-shutdown. */
+    uv_signal_init(&loop, &s_sigint);
+    uv_signal_init(&loop, &s_sigterm);
+    s_sigint.data = s_sigterm.data = node;
+    uv_signal_start(&s_sigint, s_on_signal, SIGINT);
+    uv_signal_start(&s_sigterm, s_on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&s_sigint);
+    uv_unref((uv_handle_t *)&s_sigterm);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    mz_node_free(node);
+    uv_close((uv_handle_t *)&s_sigint, NULL);
+    uv_close((uv_handle_t *)&s_sigterm, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        fprintf(stderr, "meshzero node: event loop still had open handles at exit\n");
+    return MZ_EXIT_OK;
+}

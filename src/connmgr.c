@@ -1,0 +1,724 @@
+/* ConnectionManager: libwebsockets on a foreign libuv loop.
+ * See ../shared notes in docs/ARCHITECTURE.md: writes happen only from
+ * WRITEABLE callbacks, listeners are explicit vhosts (so a failed bind is
+ * reported), and shutdown is lws's two-step destroy. */
+#include <uv.h>
+#include <libwebsockets.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "meshzero/connmgr.h"
+#include "meshzero/msg.h"
+#include "log.h"
+
+const size_t MZ_LINK_PRE = LWS_PRE;
+
+typedef struct mz_qitem {
+    struct mz_qitem *next;
+    size_t len;                 /* message bytes after the LWS_PRE headroom */
+    char *buf;                  /* owned; message at buf + LWS_PRE */
+} mz_qitem;
+
+struct mz_link {
+    mz_connmgr *cm;             /* owner */
+    struct lws *wsi;            /* NULL until connected / after close */
+    uint64_t id;                /* unique per manager, never reused */
+    mz_link_kind kind;
+    bool outbound;
+    bool open;                  /* on_open was reported */
+    bool closing;               /* close requested; frame goes out on WRITEABLE */
+    bool dead;                  /* on_close reported; awaiting free */
+    bool in_dial;               /* inside lws_client_connect_via_info: defer free */
+    bool free_pending;          /* finished while in_dial */
+    uint16_t close_code;
+    char close_reason[124];     /* ws close payload is at most 123 bytes */
+    char url[256];              /* dialed URL; "" inbound */
+    char addr[64];              /* remote IP:PORT */
+    mz_qitem *qhead, *qtail;    /* send queue */
+    size_t qbytes, qcount;
+    char *rx;                   /* message being reassembled from fragments */
+    size_t rx_len, rx_cap;
+    void *user;                 /* owner's per-link data */
+    uv_getaddrinfo_t *gai;      /* pending name resolution (dial) */
+    struct mz_link *prev, *next;/* all links of the manager */
+};
+
+struct mz_connmgr {
+    uv_loop_t *loop;            /* borrowed */
+    struct lws_context *ctx;    /* owned */
+    struct lws_vhost *peer_vh;  /* peer listener; also carries outgoing links */
+    struct lws_vhost *api_vh;   /* API listener, NULL when disabled */
+    mz_connmgr_opts o;          /* copy; URLs below replace the pointers */
+    char listen_url[256];       /* bound peer URL */
+    char api_url[256];          /* bound API URL */
+    lws_retry_bo_t retry;       /* keepalive policy, referenced by lws */
+    uint64_t next_id;
+    mz_link *links;             /* list head */
+    size_t n_peer, n_api;
+    bool closing;
+    mz_connmgr_stats stats;
+};
+
+static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                      void *in, size_t len);
+
+static const struct lws_protocols s_peer_protocols[] = {
+    { "meshzero", s_callback, 0, 65536, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+static const struct lws_protocols s_api_protocols[] = {
+    { "meshzero-api", s_callback, 0, 65536, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+/* A client-only manager (the CLI) dials both kinds from one vhost. */
+static const struct lws_protocols s_client_protocols[] = {
+    { "meshzero", s_callback, 0, 65536, 0, NULL, 0 },
+    { "meshzero-api", s_callback, 0, 65536, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+mz_status mz_url_parse(const char *url, char *host, size_t host_len, int *port,
+                       char *path, size_t path_len, mz_err *err)
+{
+    const char *p, *hs, *he, *ps;
+    long v = 80;
+
+    if (url == NULL || strncmp(url, "ws://", 5) != 0)
+        return mz_err_set(err, MZ_EINVAL, "url '%s': must start with ws://",
+                          url ? url : "(null)");
+    p = url + 5;
+    if (*p == '[') {
+        hs = p + 1;
+        he = strchr(hs, ']');
+        if (he == NULL)
+            return mz_err_set(err, MZ_EINVAL, "url '%s': unclosed '[' in host", url);
+        p = he + 1;
+    } else {
+        hs = p;
+        he = p + strcspn(p, ":/#?");
+        p = he;
+    }
+    if (he == hs || (size_t)(he - hs) >= host_len)
+        return mz_err_set(err, MZ_EINVAL, "url '%s': missing or overlong host", url);
+    memcpy(host, hs, (size_t)(he - hs));
+    host[he - hs] = '\0';
+    if (*p == ':') {
+        char *end;
+        errno = 0;
+        v = strtol(p + 1, &end, 10);
+        if (end == p + 1 || errno != 0 || v < 0 || v > 65535 ||
+            (*end != '\0' && *end != '/' && *end != '#'))
+            return mz_err_set(err, MZ_EINVAL, "url '%s': port must be 0-65535", url);
+        p = end;
+    }
+    *port = (int)v;
+    ps = (*p == '/') ? p : "/";
+    {
+        size_t n = strcspn(ps, "#");
+        if (n >= path_len)
+            return mz_err_set(err, MZ_EINVAL, "url '%s': path too long", url);
+        memcpy(path, ps, n);
+        path[n] = '\0';
+        if (n == 0)
+            snprintf(path, path_len, "/");
+    }
+    return MZ_OK;
+}
+
+static void s_lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    mz_log_raw(level & LLL_ERR ? MZ_LOG_WARN : MZ_LOG_DEBUG, "lws", "%.*s", (int)n, line);
+}
+
+static mz_status s_make_vhost(mz_connmgr *cm, struct lws_context_creation_info *info,
+                              const char *url, const struct lws_protocols *prot,
+                              const char *name, struct lws_vhost **vh, char *bound,
+                              mz_err *err)
+{
+    char host[128], path[64];
+    int port;
+    mz_status rc;
+
+    if ((rc = mz_url_parse(url, host, sizeof host, &port, path, sizeof path, err)) != MZ_OK)
+        return rc;
+    info->port = port;
+    info->iface = host;
+    info->protocols = prot;
+    info->vhost_name = name;
+    *vh = lws_create_vhost(cm->ctx, info);
+    if (*vh == NULL)
+        return mz_err_set(err, MZ_EIO, "cannot listen on %s (address in use or not local?)",
+                          url);
+    snprintf(bound, 256, "ws://%s:%d", host, lws_get_vhost_listen_port(*vh));
+    return MZ_OK;
+}
+
+mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *err)
+{
+    struct lws_context_creation_info info;
+    void *loops[1];
+    mz_connmgr *cm;
+    mz_status rc;
+
+    *out = NULL;
+    cm = calloc(1, sizeof *cm);
+    if (cm == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "connmgr: allocating");
+    cm->o = *opts;
+    cm->loop = opts->loop;
+    cm->next_id = 1;
+    if (!cm->o.max_message) cm->o.max_message = MZ_DEFAULT_MAX_MESSAGE;
+    if (!cm->o.max_send_queue) cm->o.max_send_queue = MZ_DEFAULT_MAX_SEND_QUEUE;
+    if (!cm->o.max_send_msgs) cm->o.max_send_msgs = MZ_DEFAULT_MAX_SEND_MSGS;
+    if (!cm->o.max_peers) cm->o.max_peers = MZ_DEFAULT_MAX_PEERS;
+    if (!cm->o.max_api_clients) cm->o.max_api_clients = MZ_DEFAULT_MAX_API_CLIENTS;
+    if (!cm->o.ping_secs) cm->o.ping_secs = MZ_DEFAULT_PING_SECS;
+    if (!cm->o.hangup_secs) cm->o.hangup_secs = MZ_DEFAULT_HANGUP_SECS;
+    cm->retry.secs_since_valid_ping = (uint16_t)cm->o.ping_secs;
+    cm->retry.secs_since_valid_hangup = (uint16_t)cm->o.hangup_secs;
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, s_lws_log);
+    memset(&info, 0, sizeof info);
+    loops[0] = cm->loop;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.foreign_loops = loops;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.fd_limit_per_thread = (unsigned)(cm->o.max_peers + cm->o.max_api_clients + 64);
+    info.retry_and_idle_policy = &cm->retry;
+    info.user = cm;
+    cm->ctx = lws_create_context(&info);
+    if (cm->ctx == NULL) {
+        free(cm);
+        return mz_err_set(err, MZ_EIO, "cannot create the websocket context (is the "
+                          "libwebsockets-evlib-uv package installed?)");
+    }
+    if (opts->listen_url != NULL) {
+        rc = s_make_vhost(cm, &info, opts->listen_url, s_peer_protocols, "peer", &cm->peer_vh,
+                          cm->listen_url, err);
+    } else {
+        info.port = CONTEXT_PORT_NO_LISTEN;
+        info.protocols = s_client_protocols;
+        info.vhost_name = "client";
+        cm->peer_vh = lws_create_vhost(cm->ctx, &info);
+        rc = cm->peer_vh ? MZ_OK : mz_err_set(err, MZ_EIO, "cannot create the client vhost");
+    }
+    if (rc == MZ_OK && opts->api_url != NULL)
+        rc = s_make_vhost(cm, &info, opts->api_url, s_api_protocols, "api", &cm->api_vh,
+                          cm->api_url, err);
+    if (rc != MZ_OK) {
+        /* Nothing runs yet: both destroy steps at once, then let lws's handles close. */
+        lws_context_destroy(cm->ctx);
+        uv_run(cm->loop, UV_RUN_NOWAIT);
+        lws_context_destroy(cm->ctx);
+        uv_run(cm->loop, UV_RUN_NOWAIT);
+        free(cm);
+        return rc;
+    }
+    *out = cm;
+    return MZ_OK;
+}
+
+static void s_link_unlink(mz_link *l)
+{
+    mz_connmgr *cm = l->cm;
+
+    if (l->prev) l->prev->next = l->next;
+    else cm->links = l->next;
+    if (l->next) l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+}
+
+static void s_link_free(mz_link *l)
+{
+    mz_qitem *q = l->qhead;
+
+    while (q) {
+        mz_qitem *n = q->next;
+        free(q->buf);
+        free(q);
+        q = n;
+    }
+    free(l->rx);
+    free(l);
+}
+
+/* Reports the close once, then frees the link. */
+static void s_link_finish(mz_link *l, const char *reason)
+{
+    mz_connmgr *cm = l->cm;
+
+    if (l->dead)
+        return;
+    l->dead = true;
+    if (l->wsi)
+        lws_set_opaque_user_data(l->wsi, NULL);
+    l->wsi = NULL;
+    if (l->open) {
+        if (l->kind == MZ_LINK_PEER) cm->n_peer--;
+        else cm->n_api--;
+    }
+    s_link_unlink(l);
+    if (cm->o.cb.on_close)
+        cm->o.cb.on_close(l, l->close_reason[0] ? l->close_reason : reason, cm->o.ctx);
+    if (l->in_dial)
+        l->free_pending = true;    /* lws reported the failure from inside the dial call */
+    else
+        s_link_free(l);
+}
+
+static mz_link *s_link_new(mz_connmgr *cm, mz_link_kind kind, bool outbound)
+{
+    mz_link *l = calloc(1, sizeof *l);
+
+    if (l == NULL)
+        return NULL;
+    l->cm = cm;
+    l->kind = kind;
+    l->outbound = outbound;
+    l->id = cm->next_id++;
+    l->next = cm->links;
+    if (cm->links)
+        cm->links->prev = l;
+    cm->links = l;
+    return l;
+}
+
+static void s_set_addr(mz_link *l)
+{
+    char ip[48] = "?";
+    int fd = lws_get_socket_fd(l->wsi);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            uv_ip4_name(s4, ip, sizeof ip);
+            snprintf(l->addr, sizeof l->addr, "%s:%d", ip, ntohs(s4->sin_port));
+            return;
+        }
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(s6, ip, sizeof ip);
+            if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.'))   /* v4-mapped */
+                snprintf(l->addr, sizeof l->addr, "%s:%d", ip + 7, ntohs(s6->sin6_port));
+            else
+                snprintf(l->addr, sizeof l->addr, "[%s]:%d", ip, ntohs(s6->sin6_port));
+            return;
+        }
+    }
+    snprintf(l->addr, sizeof l->addr, "?");
+}
+
+static int s_on_established(struct lws *wsi, mz_link *l, bool outbound)
+{
+    mz_connmgr *cm = lws_context_user(lws_get_context(wsi));
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+    mz_link_kind kind = (p && strcmp(p->name, "meshzero-api") == 0) ? MZ_LINK_API
+                                                                      : MZ_LINK_PEER;
+
+    if (cm->closing)
+        return -1;
+    if (!outbound) {
+        size_t n = kind == MZ_LINK_PEER ? cm->n_peer : cm->n_api;
+        size_t max = kind == MZ_LINK_PEER ? cm->o.max_peers : cm->o.max_api_clients;
+        if (n >= max) {
+            static const char why[] = "too many links";
+            cm->stats.links_refused_full++;
+            mz_log_raw(MZ_LOG_WARN, "connmgr", "refusing inbound %s link: %zu of %zu in use",
+                       kind == MZ_LINK_PEER ? "peer" : "api", n, max);
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                             (unsigned char *)why, sizeof why - 1);
+            return -1;
+        }
+        l = s_link_new(cm, kind, false);
+        if (l == NULL)
+            return -1;
+        l->wsi = wsi;
+        lws_set_opaque_user_data(wsi, l);
+    }
+    if (l == NULL)
+        return -1;
+    s_set_addr(l);
+    l->open = true;
+    if (kind == MZ_LINK_PEER) cm->n_peer++;
+    else cm->n_api++;
+    cm->stats.links_opened++;
+    if (cm->o.cb.on_open)
+        cm->o.cb.on_open(l, cm->o.ctx);
+    return l->closing ? (lws_callback_on_writable(wsi), 0) : 0;
+}
+
+static int s_on_receive(struct lws *wsi, mz_link *l, const char *in, size_t len)
+{
+    mz_connmgr *cm = l->cm;
+    bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+
+    if (l->closing)
+        return 0;
+    if (l->rx_len + len > cm->o.max_message) {
+        char why[100];
+        int n = snprintf(why, sizeof why, "message too big: over %zu bytes", cm->o.max_message);
+        cm->stats.oversize_closes++;
+        mz_log_raw(MZ_LOG_WARN, "connmgr", "link %s: %s, closing", l->addr, why);
+        snprintf(l->close_reason, sizeof l->close_reason, "%s", why);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why,
+                         (size_t)n);
+        return -1;
+    }
+    if (final && l->rx_len == 0) {
+        /* The common case: a whole message in one piece, no copy. */
+        cm->stats.msgs_in++;
+        cm->stats.bytes_in += len;
+        if (cm->o.cb.on_message)
+            cm->o.cb.on_message(l, in, len, cm->o.ctx);
+        return 0;
+    }
+    if (l->rx_len + len + 1 > l->rx_cap) {
+        size_t cap = l->rx_cap ? l->rx_cap : 4096;
+        char *nb;
+        while (cap < l->rx_len + len + 1)
+            cap *= 2;
+        nb = realloc(l->rx, cap);
+        if (nb == NULL)
+            return -1;
+        l->rx = nb;
+        l->rx_cap = cap;
+    }
+    memcpy(l->rx + l->rx_len, in, len);
+    l->rx_len += len;
+    if (final) {
+        size_t n = l->rx_len;
+        l->rx_len = 0;
+        cm->stats.msgs_in++;
+        cm->stats.bytes_in += n;
+        if (cm->o.cb.on_message)
+            cm->o.cb.on_message(l, l->rx, n, cm->o.ctx);
+    }
+    return 0;
+}
+
+static int s_on_writeable(struct lws *wsi, mz_link *l)
+{
+    mz_connmgr *cm = l->cm;
+
+    /* A closing link still flushes what was queued (a node's "bye"), then closes. */
+    while (l->qhead != NULL) {
+        mz_qitem *q = l->qhead;
+        int n = lws_write(wsi, (unsigned char *)q->buf + LWS_PRE, q->len, LWS_WRITE_TEXT);
+        if (n < 0)
+            return -1;
+        l->qhead = q->next;
+        if (l->qhead == NULL)
+            l->qtail = NULL;
+        l->qbytes -= q->len;
+        l->qcount--;
+        cm->stats.msgs_out++;
+        cm->stats.bytes_out += q->len;
+        free(q->buf);
+        free(q);
+        if (lws_send_pipe_choked(wsi))
+            break;
+    }
+    if (l->closing && l->qhead == NULL) {
+        lws_close_reason(wsi, (enum lws_close_status)l->close_code,
+                         (unsigned char *)l->close_reason, strlen(l->close_reason));
+        return -1;
+    }
+    if (l->qhead != NULL)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                      void *in, size_t len)
+{
+    mz_link *l = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+
+    (void)user;
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        return s_on_established(wsi, NULL, false);
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        return s_on_established(wsi, l, true);
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        return l ? s_on_receive(wsi, l, in, len) : -1;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        return l ? s_on_writeable(wsi, l) : -1;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (l && len >= 2 && !l->close_reason[0]) {
+            const unsigned char *p = in;
+            snprintf(l->close_reason, sizeof l->close_reason, "closed by peer (%u): %.*s",
+                     (unsigned)(p[0] << 8 | p[1]), (int)(len - 2), (const char *)p + 2);
+        }
+        return 0;
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (l) {
+            l->cm->stats.dial_failures++;
+            char why[160];
+            snprintf(why, sizeof why, "dial failed: %s", in ? (const char *)in : "unknown");
+            s_link_finish(l, why);
+        }
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+        if (l)
+            s_link_finish(l, "connection closed");
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (l)
+            s_link_finish(l, "connection closed");
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static mz_status s_dial_now(mz_link *l, const char *ip, int port, const char *path,
+                            mz_err *err)
+{
+    mz_connmgr *cm = l->cm;
+    struct lws_client_connect_info ci;
+    char hosthdr[160];
+
+    memset(&ci, 0, sizeof ci);
+    snprintf(hosthdr, sizeof hosthdr, "%s:%d", ip, port);
+    ci.context = cm->ctx;
+    ci.vhost = cm->peer_vh;
+    ci.address = ip;
+    ci.port = port;
+    ci.path = path;
+    ci.host = hosthdr;
+    ci.origin = hosthdr;
+    ci.protocol = l->kind == MZ_LINK_API ? "meshzero-api" : "meshzero";
+    ci.local_protocol_name = ci.protocol;
+    ci.opaque_user_data = l;
+    ci.retry_and_idle_policy = &cm->retry;
+    ci.pwsi = &l->wsi;
+    l->in_dial = true;
+    if (lws_client_connect_via_info(&ci) == NULL) {
+        l->in_dial = false;
+        if (!l->dead) {
+            cm->stats.dial_failures++;
+            s_link_finish(l, "dial failed: connection could not start");
+        }
+    } else {
+        l->in_dial = false;
+    }
+    if (l->free_pending) {
+        s_link_free(l);
+        return mz_err_set(err, MZ_EIO, "dial: connection could not start");
+    }
+    return MZ_OK;
+}
+
+typedef struct mz_dialreq {
+    uv_getaddrinfo_t req;
+    mz_link *link;              /* NULL when the link went away meanwhile */
+    int port;
+    char path[128];
+} mz_dialreq;
+
+static void s_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    mz_dialreq *dr = (mz_dialreq *)req;
+    mz_link *l = dr->link;
+    char ip[64] = "";
+    mz_err e;
+
+    if (l != NULL)
+        l->gai = NULL;
+    if (status == 0 && res != NULL) {
+        if (res->ai_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof ip);
+        else
+            uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof ip);
+    }
+    uv_freeaddrinfo(res);
+    if (l != NULL) {
+        if (l->closing || l->cm->closing) {
+            s_link_finish(l, "closed before connecting");
+        } else if (ip[0] == '\0') {
+            char why[160];
+            l->cm->stats.dial_failures++;
+            snprintf(why, sizeof why, "dial failed: cannot resolve host (%s)",
+                     status ? uv_strerror(status) : "no address");
+            s_link_finish(l, why);
+        } else {
+            (void)s_dial_now(l, ip, dr->port, dr->path, &e);  /* failures reported via on_close */
+        }
+    }
+    free(dr);
+}
+
+mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, void *user,
+                          mz_link **out, mz_err *err)
+{
+    char host[128], path[128];
+    int port, r;
+    mz_link *l;
+    mz_dialreq *dr;
+    struct addrinfo hints;
+    mz_status rc;
+
+    if (out)
+        *out = NULL;
+    if ((rc = mz_url_parse(url, host, sizeof host, &port, path, sizeof path, err)) != MZ_OK)
+        return rc;
+    if (port == 0)
+        return mz_err_set(err, MZ_EINVAL, "url '%s': a port is required to dial", url);
+    if (cm->closing)
+        return mz_err_set(err, MZ_ESTATE, "dial %s: node is shutting down", url);
+    if (cm->n_peer >= cm->o.max_peers)
+        return mz_err_set(err, MZ_ELIMIT, "dial %s: already at the peer limit (%zu)", url,
+                          cm->o.max_peers);
+    l = s_link_new(cm, kind, true);
+    dr = calloc(1, sizeof *dr);
+    if (l == NULL || dr == NULL) {
+        if (l) { s_link_unlink(l); s_link_free(l); }
+        free(dr);
+        return mz_err_set(err, MZ_ENOMEM, "dial %s: allocating", url);
+    }
+    snprintf(l->url, sizeof l->url, "%s", url);
+    snprintf(l->addr, sizeof l->addr, "%.40s:%d", host, port);
+    l->user = user;
+    dr->link = l;
+    dr->port = port;
+    snprintf(dr->path, sizeof dr->path, "%s", path);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    r = uv_getaddrinfo(cm->loop, &dr->req, s_on_resolved, host, NULL, &hints);
+    if (r != 0) {
+        s_link_unlink(l);
+        s_link_free(l);
+        free(dr);
+        return mz_err_set(err, MZ_EIO, "dial %s: %s", url, uv_strerror(r));
+    }
+    l->gai = &dr->req;
+    if (out)
+        *out = l;
+    return MZ_OK;
+}
+
+static mz_status s_enqueue(mz_link *l, mz_qitem *q, mz_err *err)
+{
+    mz_connmgr *cm = l->cm;
+
+    if (l->closing || l->dead || cm->closing) {
+        free(q->buf);
+        free(q);
+        return mz_err_set(err, MZ_ESTATE, "link %s is closing", l->addr);
+    }
+    if (l->qbytes + q->len > cm->o.max_send_queue || l->qcount + 1 > cm->o.max_send_msgs) {
+        cm->stats.slow_link_closes++;
+        mz_log_raw(MZ_LOG_WARN, "connmgr",
+                   "link %s: send queue full (%zu messages, %zu bytes), closing slow peer",
+                   l->addr, l->qcount, l->qbytes);
+        free(q->buf);
+        free(q);
+        mz_link_close(l, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full");
+        return mz_err_set(err, MZ_ELIMIT, "link %s: send queue full", l->addr);
+    }
+    if (l->qtail) l->qtail->next = q;
+    else l->qhead = q;
+    l->qtail = q;
+    l->qbytes += q->len;
+    l->qcount++;
+    if (l->wsi && l->open)
+        lws_callback_on_writable(l->wsi);
+    return MZ_OK;
+}
+
+mz_status mz_link_send_owned(mz_link *l, char *buf, size_t len, mz_err *err)
+{
+    mz_qitem *q = malloc(sizeof *q);
+
+    if (q == NULL) {
+        free(buf);
+        return mz_err_set(err, MZ_ENOMEM, "link send: allocating");
+    }
+    q->next = NULL;
+    q->len = len;
+    q->buf = buf;
+    return s_enqueue(l, q, err);
+}
+
+mz_status mz_link_send(mz_link *l, const char *buf, size_t len, mz_err *err)
+{
+    char *b = malloc(LWS_PRE + len);
+
+    if (b == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "link send: allocating %zu bytes", len);
+    memcpy(b + LWS_PRE, buf, len);
+    return mz_link_send_owned(l, b, len, err);
+}
+
+void mz_link_close(mz_link *l, uint16_t code, const char *reason)
+{
+    if (l->closing || l->dead)
+        return;
+    l->closing = true;
+    l->close_code = code;
+    snprintf(l->close_reason, sizeof l->close_reason, "%s", reason);
+    if (l->wsi)
+        lws_callback_on_writable(l->wsi);
+}
+
+void mz_connmgr_close(mz_connmgr *cm)
+{
+    if (cm == NULL || cm->closing)
+        return;
+    cm->closing = true;
+    for (mz_link *l = cm->links; l; l = l->next)
+        if (l->gai)
+            ((mz_dialreq *)l->gai)->link = NULL;
+    lws_context_destroy(cm->ctx);
+}
+
+void mz_connmgr_free(mz_connmgr *cm)
+{
+    if (cm == NULL)
+        return;
+    if (!cm->closing) {
+        mz_connmgr_close(cm);
+        uv_run(cm->loop, UV_RUN_DEFAULT);
+    }
+    lws_context_destroy(cm->ctx);
+    /* Links lws never reported (pending resolution at close) are ours to free. */
+    while (cm->links) {
+        mz_link *l = cm->links;
+        s_link_unlink(l);
+        s_link_free(l);
+    }
+    free(cm);
+}
+
+const char *mz_connmgr_listen_url(const mz_connmgr *cm) { return cm->listen_url; }
+const char *mz_connmgr_api_url(const mz_connmgr *cm) { return cm->api_vh ? cm->api_url : ""; }
+const mz_connmgr_stats *mz_connmgr_stats_get(const mz_connmgr *cm) { return &cm->stats; }
+size_t mz_connmgr_count(const mz_connmgr *cm, mz_link_kind kind)
+{
+    return kind == MZ_LINK_PEER ? cm->n_peer : cm->n_api;
+}
+uint64_t mz_link_id(const mz_link *l) { return l->id; }
+mz_link_kind mz_link_kind_get(const mz_link *l) { return l->kind; }
+bool mz_link_outbound(const mz_link *l) { return l->outbound; }
+const char *mz_link_url(const mz_link *l) { return l->url; }
+const char *mz_link_peer_addr(const mz_link *l) { return l->addr; }
+bool mz_link_closing(const mz_link *l) { return l->closing || l->dead; }
+void *mz_link_user(const mz_link *l) { return l->user; }
+void mz_link_set_user(mz_link *l, void *user) { l->user = user; }
+size_t mz_link_queued_bytes(const mz_link *l) { return l->qbytes; }

@@ -1,0 +1,1177 @@
+/* ResourceDirectory storage and indexes.
+ *
+ * Layout, chosen to stay near 250 bytes per record at a million records and
+ * to answer "type + capabilities" queries without touching most records:
+ *
+ * - Strings that repeat across records (types, capabilities, owners, node
+ *   ids) are interned as atoms: one copy each, named by a small integer id.
+ *   Atoms are reference counted by the records that use them, in any role,
+ *   and freed (their id recycled) when the last such record goes, so a
+ *   stream of short-lived remote records cannot grow the table for ever.
+ * - Each record is ONE allocation: fixed fields, its capability atom ids,
+ *   then resource_id and the compact metadata JSON as NUL-terminated text.
+ *   The signature is kept as 64 raw bytes.
+ * - Records live in a slot array and are named by slot number (uint32_t),
+ *   which halves the size of every index entry against a pointer. Free slots
+ *   are chained through the array, so a slot number never moves.
+ * - Each slot also holds the record's type atom and a 32-bit mask of its
+ *   capability atoms, so a query rejects most candidates from the slot array
+ *   without reading the record itself.
+ * - Per atom: the slots of records having it as type, as capability, as
+ *   hosting node. A record keeps its position in each list, so removal is a
+ *   swap with the last entry, O(1) per list.
+ * - resource_id -> slot is a separate open-addressing table whose entries
+ *   are a slot number and 32 bits of hash: 8 bytes, no key copy.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hmap.h"
+#include "meshzero/directory.h"
+
+/* Version numbers are exact in a JSON double up to 2^53 (PROTOCOL.md). */
+#define MZ_VERSION_MAX  (INT64_C(1) << 53)
+/* Raw bytes of a record signature (128 hex characters). */
+#define MZ_SIG_BYTES    64
+/* Hex characters of a node id. */
+#define MZ_NODE_HEX     64
+/* Marks "no atom", "no slot", "empty id-table entry". */
+#define MZ_NONE         UINT32_MAX
+/* Slot numbers and atom ids are uint32_t; MZ_NONE is reserved. */
+#define MZ_DIR_MAX_SLOTS (UINT32_MAX - 1)
+
+/* A growable array of slot numbers. */
+struct mz_slotlist {
+    uint32_t *v;        /* entries; NULL when cap is 0 */
+    uint32_t n;         /* entries in use */
+    uint32_t cap;       /* entries allocated */
+};
+
+/* An interned string and the records that use it. */
+struct mz_atom {
+    uint32_t refs;                 /* uses by records, in any role */
+    uint32_t id;                   /* index in dir->atoms */
+    struct mz_slotlist by_type;    /* records whose resource_type this is */
+    struct mz_slotlist by_cap;     /* records with this capability */
+    struct mz_slotlist by_node;    /* records hosted by this node id */
+    char str[];                    /* the string, NUL-terminated */
+};
+
+struct mz_atom_slot {
+    struct mz_atom *atom;          /* NULL when the id is free */
+    uint32_t next_free;            /* next free id when atom is NULL */
+};
+
+struct mz_rec_cap {
+    uint32_t atom;                 /* capability atom id */
+    uint32_t pos;                  /* position in that atom's by_cap */
+};
+
+struct mz_record {
+    const mz_directory *dir;       /* resolves atom ids for the accessors */
+    int64_t version;               /* 1 .. 2^53 */
+    uint32_t type;                 /* atom ids: resource_type, owner, node */
+    uint32_t owner;
+    uint32_t node;
+    uint32_t type_pos;             /* position in the type atom's by_type */
+    uint32_t node_pos;             /* position in the node atom's by_node */
+    uint32_t slot;                 /* this record's slot number */
+    uint16_t meta_len;             /* bytes of metadata JSON, NUL excluded */
+    uint8_t id_len;                /* bytes of resource_id, NUL excluded */
+    uint8_t n_caps;                /* entries in caps */
+    bool local;                    /* hosted by this node */
+    unsigned char sig[MZ_SIG_BYTES];
+    struct mz_rec_cap caps[];      /* then resource_id, NUL, metadata, NUL */
+};
+
+/* One per slot number. A free slot has rec NULL and chains the free list
+ * through type. */
+struct mz_dir_slot {
+    mz_record *rec;                /* owned; NULL when free */
+    uint32_t type;                 /* copy of rec->type (or next free slot) */
+    uint32_t capbits;              /* bit (atom id % 32) per capability */
+};
+
+/* resource_id table entry: slot MZ_NONE means empty. */
+struct mz_id_ent {
+    uint32_t slot;
+    uint32_t tag;                  /* 32 bits of the id's hash; home = tag & mask */
+};
+
+struct mz_directory {
+    struct mz_dir_slot *slots;     /* slot array, owns the records */
+    uint32_t n_slots;              /* slots ever used (high-water mark) */
+    uint32_t cap_slots;            /* slots allocated */
+    uint32_t free_slot;            /* head of the free-slot chain, or MZ_NONE */
+    size_t count;                  /* records held */
+    struct mz_id_ent *ids;         /* resource_id -> slot */
+    size_t cap_ids;                /* power of two, or 0 */
+    uint64_t seed;                 /* hash seed of ids */
+    mz_hmap *atom_by_str;          /* string -> struct mz_atom */
+    struct mz_atom_slot *atoms;    /* atom id -> atom */
+    uint32_t n_atoms;              /* atom ids ever used */
+    uint32_t cap_atoms;            /* atoms allocated */
+    uint32_t free_atom;            /* head of the free-id chain, or MZ_NONE */
+};
+
+/* A record's fields as read by s_parse; strings borrow from the JSON. */
+struct mz_rec_fields {
+    const char *id;
+    size_t id_len;
+    const char *type;
+    const char *owner;
+    const char *node;
+    const char *caps[MZ_CAPS_MAX];
+    size_t n_caps;
+    const json_t *metadata;
+    size_t meta_len;               /* bytes of its compact sorted JSON */
+    int64_t version;
+    unsigned char sig[MZ_SIG_BYTES];
+};
+
+/* ---- record accessors --------------------------------------------------- */
+
+static const char *s_atom_str(const mz_directory *dir, uint32_t id)
+{
+    return dir->atoms[id].atom->str;
+}
+
+static const char *s_rec_id(const mz_record *rec)
+{
+    return (const char *)&rec->caps[rec->n_caps];
+}
+
+static const char *s_rec_meta(const mz_record *rec)
+{
+    return s_rec_id(rec) + rec->id_len + 1;
+}
+
+const char *mz_record_id(const mz_record *rec)
+{
+    return s_rec_id(rec);
+}
+
+const char *mz_record_type(const mz_record *rec)
+{
+    return s_atom_str(rec->dir, rec->type);
+}
+
+const char *mz_record_node(const mz_record *rec)
+{
+    return s_atom_str(rec->dir, rec->node);
+}
+
+const char *mz_record_owner(const mz_record *rec)
+{
+    return s_atom_str(rec->dir, rec->owner);
+}
+
+int64_t mz_record_version(const mz_record *rec)
+{
+    return rec->version;
+}
+
+bool mz_record_local(const mz_record *rec)
+{
+    return rec->local;
+}
+
+static const char s_hex[] = "0123456789abcdef";
+
+json_t *mz_record_to_json(const mz_record *rec)
+{
+    const mz_directory *dir = rec->dir;
+    json_t *o = json_object();
+    json_t *caps = json_array();
+    json_t *meta = NULL;
+    char sig[2 * MZ_SIG_BYTES + 1];
+
+    if (o == NULL || caps == NULL)
+        goto fail;
+    for (size_t i = 0; i < rec->n_caps; i++) {
+        if (json_array_append_new(caps, json_string(s_atom_str(dir, rec->caps[i].atom))) != 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < MZ_SIG_BYTES; i++) {
+        sig[2 * i] = s_hex[rec->sig[i] >> 4];
+        sig[2 * i + 1] = s_hex[rec->sig[i] & 15];
+    }
+    sig[2 * MZ_SIG_BYTES] = '\0';
+    /* The _new setters consume their value even when they fail, hence
+     * caps = NULL / meta = NULL straight after handing them over. */
+    if (json_object_set_new(o, "resource_id", json_string(s_rec_id(rec))) != 0 ||
+        json_object_set_new(o, "resource_type", json_string(mz_record_type(rec))) != 0 ||
+        json_object_set_new(o, "location", json_string(rec->local ? "local" : "remote")) != 0 ||
+        json_object_set_new(o, "owner", json_string(mz_record_owner(rec))) != 0)
+        goto fail;
+    if (json_object_set_new(o, "capabilities", caps) != 0) {
+        caps = NULL;
+        goto fail;
+    }
+    caps = NULL;
+    /* The stored text is jansson's own compact output, so it parses back;
+     * NULL here can only be out of memory. JSON_ALLOW_NUL keeps "\u0000"
+     * inside strings round-tripping. */
+    meta = json_loadb(s_rec_meta(rec), rec->meta_len, JSON_ALLOW_NUL, NULL);
+    if (meta == NULL)
+        goto fail;
+    if (json_object_set_new(o, "metadata", meta) != 0) {
+        meta = NULL;
+        goto fail;
+    }
+    meta = NULL;
+    if (json_object_set_new(o, "node", json_string(mz_record_node(rec))) != 0 ||
+        json_object_set_new(o, "version", json_integer(rec->version)) != 0 ||
+        json_object_set_new(o, "signature", json_string(sig)) != 0)
+        goto fail;
+    return o;
+fail:
+    json_decref(caps);
+    json_decref(meta);
+    json_decref(o);
+    return NULL;
+}
+
+/* ---- validation --------------------------------------------------------- */
+
+static bool s_is_type_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == ':' || c == '-';
+}
+
+static bool s_is_cap_char(unsigned char c)
+{
+    return s_is_type_char(c) || c == '/';
+}
+
+static int s_hex_val(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;              /* upper case is refused: ids have one spelling */
+}
+
+/* True when v is a string of exactly 2*n lowercase hex digits; the bytes go
+ * to out when it is not NULL. */
+static bool s_hex_decode(const json_t *v, unsigned char *out, size_t n)
+{
+    const char *s = json_string_value(v);
+
+    if (s == NULL || json_string_length(v) != 2 * n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int hi = s_hex_val((unsigned char)s[2 * i]);
+        int lo = s_hex_val((unsigned char)s[2 * i + 1]);
+
+        if (hi < 0 || lo < 0)
+            return false;
+        if (out != NULL)
+            out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return true;
+}
+
+/* A string of 1..max bytes, each accepted by ok. Uses the JSON length so
+ * an embedded NUL is seen (and refused) rather than cutting the string. */
+static const char *s_token(const json_t *v, size_t max, bool (*ok)(unsigned char))
+{
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+
+    if (s == NULL || len == 0 || len > max)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (!ok((unsigned char)s[i]))
+            return NULL;
+    }
+    return s;
+}
+
+static bool s_is_id_char(unsigned char c)
+{
+    return c >= 0x21 && c <= 0x7e;
+}
+
+/* Owner: free text, but no C0/DEL or C1 control characters (jansson has
+ * already checked the UTF-8; C1 controls are U+0080..U+009F = C2 80..C2 9F). */
+static const char *s_owner(const json_t *v)
+{
+    const unsigned char *s = (const unsigned char *)json_string_value(v);
+    size_t len = json_string_length(v);
+
+    if (s == NULL || len > MZ_OWNER_MAX)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < 0x20 || s[i] == 0x7f)
+            return NULL;
+        if (s[i] == 0xc2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f)
+            return NULL;
+    }
+    return (const char *)s;
+}
+
+/* Copies a peer-chosen key into buf fit for an error message: printable
+ * ASCII only, truncated. */
+static const char *s_printable(const char *key, char *buf, size_t size)
+{
+    size_t i;
+
+    for (i = 0; key[i] != '\0' && i + 4 < size; i++)
+        buf[i] = (key[i] >= 0x20 && key[i] <= 0x7e) ? key[i] : '?';
+    if (key[i] != '\0' && i >= 3) {
+        memcpy(&buf[i - 3], "...", 3);
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+static const char *const s_fields[] = {
+    "resource_id", "resource_type", "owner", "capabilities", "metadata",
+    "node", "version", "signature", "location", NULL,
+};
+
+static mz_status s_field_err(mz_err *err, const char *id, const char *field, const char *what)
+{
+    return mz_err_set(err, MZ_EPROTO, "record '%s': field '%s' %s", id, field, what);
+}
+
+/* Checks rec and reads its fields into f (strings borrowed from rec). */
+static mz_status s_parse(const json_t *rec, struct mz_rec_fields *f, mz_err *err)
+{
+    const char *key;
+    const json_t *v;
+    char kbuf[48];
+
+    if (!json_is_object(rec))
+        return mz_err_set(err, MZ_EPROTO, "record: must be a JSON object");
+    v = json_object_get(rec, "resource_id");
+    if (v == NULL)
+        return mz_err_set(err, MZ_EPROTO, "record: field 'resource_id' is missing");
+    f->id = s_token(v, MZ_RESOURCE_ID_MAX, s_is_id_char);
+    if (f->id == NULL)
+        return mz_err_set(err, MZ_EPROTO, "record: field 'resource_id' must be a string of "
+                          "1..%d printable ASCII characters without spaces", MZ_RESOURCE_ID_MAX);
+    f->id_len = json_string_length(v);
+
+    /* Exact field set: an unknown field is an error, not something to
+     * carry silently into other nodes' directories. The cast only drops
+     * const for jansson's iteration macro, which does not modify. */
+    json_object_foreach((json_t *)rec, key, v) {
+        size_t i;
+
+        for (i = 0; s_fields[i] != NULL && strcmp(s_fields[i], key) != 0; i++)
+            ;
+        if (s_fields[i] == NULL)
+            return mz_err_set(err, MZ_EPROTO, "record '%s': unknown field '%s'", f->id,
+                              s_printable(key, kbuf, sizeof kbuf));
+    }
+    for (size_t i = 1; i < 8; i++) {
+        if (json_object_get(rec, s_fields[i]) == NULL)
+            return s_field_err(err, f->id, s_fields[i], "is missing");
+    }
+
+    f->type = s_token(json_object_get(rec, "resource_type"), MZ_RESOURCE_TYPE_MAX, s_is_type_char);
+    if (f->type == NULL)
+        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'resource_type' must be a string "
+                          "of 1..%d characters from [A-Za-z0-9_.:-]", f->id, MZ_RESOURCE_TYPE_MAX);
+
+    f->owner = s_owner(json_object_get(rec, "owner"));
+    if (f->owner == NULL)
+        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'owner' must be a string of at "
+                          "most %d bytes without control characters", f->id, MZ_OWNER_MAX);
+
+    v = json_object_get(rec, "capabilities");
+    if (!json_is_array(v))
+        return s_field_err(err, f->id, "capabilities", "must be an array of strings");
+    if (json_array_size(v) > MZ_CAPS_MAX)
+        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'capabilities' must have at most "
+                          "%d entries", f->id, MZ_CAPS_MAX);
+    f->n_caps = json_array_size(v);
+    for (size_t i = 0; i < f->n_caps; i++) {
+        const json_t *c = json_array_get(v, i);
+
+        if (!json_is_string(c))
+            return s_field_err(err, f->id, "capabilities", "must be an array of strings");
+        f->caps[i] = s_token(c, MZ_CAP_MAX, s_is_cap_char);
+        if (f->caps[i] == NULL)
+            return mz_err_set(err, MZ_EPROTO, "record '%s': field 'capabilities' entry %zu must "
+                              "be 1..%d characters from [A-Za-z0-9_.:/-]", f->id, i, MZ_CAP_MAX);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(f->caps[j], f->caps[i]) == 0)
+                return mz_err_set(err, MZ_EPROTO, "record '%s': field 'capabilities' lists "
+                                  "'%s' twice", f->id, f->caps[i]);
+        }
+    }
+
+    f->metadata = json_object_get(rec, "metadata");
+    if (!json_is_object(f->metadata))
+        return s_field_err(err, f->id, "metadata", "must be an object");
+    v = json_object_get(f->metadata, "last_updated");
+    if (v != NULL && !json_is_string(v))
+        return s_field_err(err, f->id, "metadata.last_updated", "must be a string");
+    /* Measure without keeping the text: json_dumpb with no buffer only
+     * counts. 0 means failure, as "{}" is the shortest output. */
+    f->meta_len = json_dumpb(f->metadata, NULL, 0, JSON_COMPACT | JSON_SORT_KEYS);
+    if (f->meta_len == 0)
+        return mz_err_set(err, MZ_ENOMEM, "record '%s': serialising metadata", f->id);
+    if (f->meta_len > MZ_METADATA_MAX)
+        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'metadata' must be at most %d "
+                          "bytes as compact JSON (is %zu)", f->id, MZ_METADATA_MAX, f->meta_len);
+
+    v = json_object_get(rec, "node");
+    if (!s_hex_decode(v, NULL, MZ_NODE_HEX / 2))
+        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'node' must be %d lowercase hex "
+                          "characters", f->id, MZ_NODE_HEX);
+    f->node = json_string_value(v);
+
+    v = json_object_get(rec, "version");
+    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+        json_integer_value(v) > MZ_VERSION_MAX)
+        return s_field_err(err, f->id, "version", "must be an integer from 1 to 2^53");
+    f->version = json_integer_value(v);
+
+    if (!s_hex_decode(json_object_get(rec, "signature"), f->sig, MZ_SIG_BYTES))
+        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'signature' must be %d lowercase "
+                          "hex characters", f->id, 2 * MZ_SIG_BYTES);
+    return MZ_OK;
+}
+
+mz_status mz_record_validate(const json_t *rec, mz_err *err)
+{
+    struct mz_rec_fields f;
+
+    return s_parse(rec, &f, err);
+}
+
+/* ---- slot lists ---------------------------------------------------------- */
+
+/* Makes room for one more entry (grows by half, at least to 4). */
+static mz_status s_list_reserve(struct mz_slotlist *l)
+{
+    uint32_t cap;
+    uint32_t *v;
+
+    if (l->n < l->cap)
+        return MZ_OK;
+    if (l->cap >= MZ_DIR_MAX_SLOTS)
+        return MZ_ELIMIT;
+    cap = l->cap < 4 ? 4 : l->cap + l->cap / 2;
+    if (cap > MZ_DIR_MAX_SLOTS || cap < l->cap)
+        cap = MZ_DIR_MAX_SLOTS;
+    v = realloc(l->v, (size_t)cap * sizeof *v);
+    if (v == NULL)
+        return MZ_ENOMEM;
+    l->v = v;
+    l->cap = cap;
+    return MZ_OK;
+}
+
+/* Appends slot (room reserved beforehand) and returns its position. */
+static uint32_t s_list_push(struct mz_slotlist *l, uint32_t slot)
+{
+    l->v[l->n] = slot;
+    return l->n++;
+}
+
+/* Removes the entry at pos by moving the last entry into it. Returns the
+ * slot number that moved (its owner must learn its new position), or
+ * MZ_NONE when pos was the last. Shrinks a list that is mostly empty;
+ * failing to shrink is harmless. */
+static uint32_t s_list_remove(struct mz_slotlist *l, uint32_t pos)
+{
+    uint32_t moved = MZ_NONE;
+
+    l->n--;
+    if (pos != l->n) {
+        moved = l->v[l->n];
+        l->v[pos] = moved;
+    }
+    if (l->n == 0) {
+        free(l->v);
+        l->v = NULL;
+        l->cap = 0;
+    } else if (l->cap >= 64 && l->n < l->cap / 4) {
+        uint32_t *v = realloc(l->v, (size_t)(l->cap / 2) * sizeof *v);
+
+        if (v != NULL) {
+            l->v = v;
+            l->cap /= 2;
+        }
+    }
+    return moved;
+}
+
+/* ---- atoms --------------------------------------------------------------- */
+
+/* Finds or creates the atom for s and takes a reference to it. */
+static mz_status s_atom_ref(mz_directory *dir, const char *s, uint32_t *out)
+{
+    struct mz_atom *a = mz_hmap_get(dir->atom_by_str, s);
+    size_t len;
+    uint32_t id;
+
+    if (a != NULL) {
+        a->refs++;
+        *out = a->id;
+        return MZ_OK;
+    }
+    if (dir->free_atom == MZ_NONE && dir->n_atoms == dir->cap_atoms) {
+        uint32_t cap = dir->cap_atoms < 64 ? 64 : dir->cap_atoms + dir->cap_atoms / 2;
+        struct mz_atom_slot *atoms;
+
+        if (dir->cap_atoms >= MZ_DIR_MAX_SLOTS / 2)
+            return MZ_ELIMIT;
+        atoms = realloc(dir->atoms, (size_t)cap * sizeof *atoms);
+        if (atoms == NULL)
+            return MZ_ENOMEM;
+        dir->atoms = atoms;
+        dir->cap_atoms = cap;
+    }
+    len = strlen(s);
+    a = calloc(1, sizeof *a + len + 1);
+    if (a == NULL)
+        return MZ_ENOMEM;
+    memcpy(a->str, s, len + 1);
+    if (mz_hmap_put(dir->atom_by_str, s, a, NULL) != MZ_OK) {
+        free(a);
+        return MZ_ENOMEM;
+    }
+    if (dir->free_atom != MZ_NONE) {
+        id = dir->free_atom;
+        dir->free_atom = dir->atoms[id].next_free;
+    } else {
+        id = dir->n_atoms++;
+    }
+    dir->atoms[id].atom = a;
+    a->id = id;
+    a->refs = 1;
+    *out = id;
+    return MZ_OK;
+}
+
+/* Drops a reference; the last one frees the atom and recycles its id. By
+ * then its lists are empty: every list entry is a record holding a ref. */
+static void s_atom_unref(mz_directory *dir, uint32_t id)
+{
+    struct mz_atom *a;
+
+    if (id == MZ_NONE)
+        return;
+    a = dir->atoms[id].atom;
+    if (--a->refs > 0)
+        return;
+    mz_hmap_remove(dir->atom_by_str, a->str);
+    free(a->by_type.v);
+    free(a->by_cap.v);
+    free(a->by_node.v);
+    free(a);
+    dir->atoms[id].atom = NULL;
+    dir->atoms[id].next_free = dir->free_atom;
+    dir->free_atom = id;
+}
+
+/* The atom for s, or NULL when no record uses s in any role. */
+static const struct mz_atom *s_atom_find(const mz_directory *dir, const char *s)
+{
+    return mz_hmap_get(dir->atom_by_str, s);
+}
+
+/* ---- records -------------------------------------------------------------- */
+
+/* Releases what a (possibly half-built) record holds, then the record. */
+static void s_rec_free(mz_directory *dir, mz_record *rec)
+{
+    if (rec == NULL)
+        return;
+    s_atom_unref(dir, rec->type);
+    s_atom_unref(dir, rec->owner);
+    s_atom_unref(dir, rec->node);
+    for (size_t i = 0; i < rec->n_caps; i++)
+        s_atom_unref(dir, rec->caps[i].atom);
+    free(rec);
+}
+
+/* Builds a record from parsed fields, taking atom references. */
+static mz_status s_rec_build(mz_directory *dir, const struct mz_rec_fields *f, bool local,
+                             mz_record **out, mz_err *err)
+{
+    size_t size = sizeof(mz_record) + f->n_caps * sizeof(struct mz_rec_cap) +
+                  f->id_len + 1 + f->meta_len + 1;
+    mz_record *rec = malloc(size);
+    char *meta;
+    mz_status rc = MZ_ENOMEM;
+
+    if (rec == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "record '%s': allocating %zu bytes", f->id, size);
+    rec->dir = dir;
+    rec->version = f->version;
+    rec->type = rec->owner = rec->node = MZ_NONE;
+    rec->type_pos = rec->node_pos = rec->slot = MZ_NONE;
+    rec->meta_len = (uint16_t)f->meta_len;
+    rec->id_len = (uint8_t)f->id_len;
+    rec->n_caps = (uint8_t)f->n_caps;
+    rec->local = local;
+    memcpy(rec->sig, f->sig, sizeof rec->sig);
+    /* MZ_NONE first, so that s_rec_free on failure releases only the atoms
+     * actually referenced. */
+    for (size_t i = 0; i < f->n_caps; i++) {
+        rec->caps[i].atom = MZ_NONE;
+        rec->caps[i].pos = MZ_NONE;
+    }
+    memcpy((char *)s_rec_id(rec), f->id, f->id_len + 1);
+    meta = (char *)s_rec_meta(rec);
+    if (json_dumpb(f->metadata, meta, f->meta_len, JSON_COMPACT | JSON_SORT_KEYS) != f->meta_len)
+        goto fail;
+    meta[f->meta_len] = '\0';
+    if ((rc = s_atom_ref(dir, f->type, &rec->type)) != MZ_OK ||
+        (rc = s_atom_ref(dir, f->owner, &rec->owner)) != MZ_OK ||
+        (rc = s_atom_ref(dir, f->node, &rec->node)) != MZ_OK)
+        goto fail;
+    for (size_t i = 0; i < f->n_caps; i++) {
+        if ((rc = s_atom_ref(dir, f->caps[i], &rec->caps[i].atom)) != MZ_OK)
+            goto fail;
+    }
+    *out = rec;
+    return MZ_OK;
+fail:
+    s_rec_free(dir, rec);
+    if (rc == MZ_ELIMIT)
+        return mz_err_set(err, MZ_ELIMIT, "record '%s': too many distinct strings", f->id);
+    return mz_err_set(err, MZ_ENOMEM, "record '%s': out of memory", f->id);
+}
+
+/* ---- slots and the resource_id table ------------------------------------- */
+
+/* Makes sure s_slot_take has a slot to give. */
+static mz_status s_slot_reserve(mz_directory *dir)
+{
+    uint32_t cap;
+    struct mz_dir_slot *slots;
+
+    if (dir->free_slot != MZ_NONE || dir->n_slots < dir->cap_slots)
+        return MZ_OK;
+    if (dir->cap_slots >= MZ_DIR_MAX_SLOTS)
+        return MZ_ELIMIT;
+    cap = dir->cap_slots < 64 ? 64 : dir->cap_slots + dir->cap_slots / 2;
+    if (cap > MZ_DIR_MAX_SLOTS || cap < dir->cap_slots)
+        cap = MZ_DIR_MAX_SLOTS;
+    slots = realloc(dir->slots, (size_t)cap * sizeof *slots);
+    if (slots == NULL)
+        return MZ_ENOMEM;
+    dir->slots = slots;
+    dir->cap_slots = cap;
+    return MZ_OK;
+}
+
+/* Reuses the most recently freed slot first: it is likeliest in cache. */
+static uint32_t s_slot_take(mz_directory *dir)
+{
+    uint32_t slot = dir->free_slot;
+
+    if (slot != MZ_NONE)
+        dir->free_slot = dir->slots[slot].type;
+    else
+        slot = dir->n_slots++;
+    return slot;
+}
+
+static void s_slot_release(mz_directory *dir, uint32_t slot)
+{
+    dir->slots[slot].rec = NULL;
+    dir->slots[slot].type = dir->free_slot;
+    dir->slots[slot].capbits = 0;
+    dir->free_slot = slot;
+}
+
+static uint32_t s_id_tag(const mz_directory *dir, const char *id, size_t len)
+{
+    uint64_t h = mz_hmap_hash(dir->seed, id, len);
+
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+/* Position in dir->ids of resource_id, or SIZE_MAX. The table is never
+ * full (load <= 3/4), so the probe meets an empty entry. */
+static size_t s_id_find(const mz_directory *dir, const char *id, size_t len, uint32_t tag)
+{
+    size_t mask = dir->cap_ids - 1;
+
+    if (dir->count == 0)
+        return SIZE_MAX;
+    for (size_t i = tag & mask;; i = (i + 1) & mask) {
+        const struct mz_id_ent *e = &dir->ids[i];
+        const mz_record *rec;
+
+        if (e->slot == MZ_NONE)
+            return SIZE_MAX;
+        if (e->tag != tag)
+            continue;
+        rec = dir->slots[e->slot].rec;
+        if (rec->id_len == len && memcmp(s_rec_id(rec), id, len) == 0)
+            return i;
+    }
+}
+
+static void s_id_place(struct mz_id_ent *ids, size_t cap, struct mz_id_ent e)
+{
+    size_t i = e.tag & (cap - 1);
+
+    while (ids[i].slot != MZ_NONE)
+        i = (i + 1) & (cap - 1);
+    ids[i] = e;
+}
+
+/* Makes room for one more id at load <= 3/4 (doubling). */
+static mz_status s_ids_reserve(mz_directory *dir)
+{
+    size_t cap = dir->cap_ids < 16 ? 16 : dir->cap_ids * 2;
+    struct mz_id_ent *ids;
+
+    if ((dir->count + 1) * 4 <= dir->cap_ids * 3)
+        return MZ_OK;
+    if (cap > SIZE_MAX / sizeof *ids)
+        return MZ_ENOMEM;
+    ids = malloc(cap * sizeof *ids);
+    if (ids == NULL)
+        return MZ_ENOMEM;
+    for (size_t i = 0; i < cap; i++)
+        ids[i].slot = MZ_NONE;
+    for (size_t i = 0; i < dir->cap_ids; i++) {
+        if (dir->ids[i].slot != MZ_NONE)
+            s_id_place(ids, cap, dir->ids[i]);
+    }
+    free(dir->ids);
+    dir->ids = ids;
+    dir->cap_ids = cap;
+    return MZ_OK;
+}
+
+/* Deletes entry i by shifting back the entries after it that may move
+ * (linear probing, no tombstones: lookups stay short under churn). */
+static void s_id_delete(mz_directory *dir, size_t i)
+{
+    size_t mask = dir->cap_ids - 1;
+    size_t j = i;
+
+    for (;;) {
+        size_t home;
+
+        j = (j + 1) & mask;
+        if (dir->ids[j].slot == MZ_NONE)
+            break;
+        home = dir->ids[j].tag & mask;
+        /* The entry at j may fill the hole at i unless its home lies
+         * cyclically in (i, j]: then it must stay after its home. */
+        if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+            dir->ids[i] = dir->ids[j];
+            i = j;
+        }
+    }
+    dir->ids[i].slot = MZ_NONE;
+}
+
+/* ---- indexes --------------------------------------------------------------- */
+
+/* Makes room for rec in every list s_index_add will append to, so that
+ * adding (and an update's remove-then-add) cannot fail half-way. */
+static mz_status s_index_reserve(mz_directory *dir, const mz_record *rec)
+{
+    mz_status rc;
+
+    if ((rc = s_list_reserve(&dir->atoms[rec->type].atom->by_type)) != MZ_OK ||
+        (rc = s_list_reserve(&dir->atoms[rec->node].atom->by_node)) != MZ_OK)
+        return rc;
+    for (size_t i = 0; i < rec->n_caps; i++) {
+        if ((rc = s_list_reserve(&dir->atoms[rec->caps[i].atom].atom->by_cap)) != MZ_OK)
+            return rc;
+    }
+    return MZ_OK;
+}
+
+static void s_index_add(mz_directory *dir, mz_record *rec, uint32_t slot)
+{
+    struct mz_dir_slot *s = &dir->slots[slot];
+
+    rec->slot = slot;
+    s->rec = rec;
+    s->type = rec->type;
+    s->capbits = 0;
+    rec->type_pos = s_list_push(&dir->atoms[rec->type].atom->by_type, slot);
+    rec->node_pos = s_list_push(&dir->atoms[rec->node].atom->by_node, slot);
+    for (size_t i = 0; i < rec->n_caps; i++) {
+        uint32_t a = rec->caps[i].atom;
+
+        rec->caps[i].pos = s_list_push(&dir->atoms[a].atom->by_cap, slot);
+        s->capbits |= UINT32_C(1) << (a & 31);
+    }
+}
+
+/* Takes rec out of every list; the slot itself is left to the caller. */
+static void s_index_del(mz_directory *dir, mz_record *rec)
+{
+    uint32_t moved;
+
+    moved = s_list_remove(&dir->atoms[rec->type].atom->by_type, rec->type_pos);
+    if (moved != MZ_NONE)
+        dir->slots[moved].rec->type_pos = rec->type_pos;
+    moved = s_list_remove(&dir->atoms[rec->node].atom->by_node, rec->node_pos);
+    if (moved != MZ_NONE)
+        dir->slots[moved].rec->node_pos = rec->node_pos;
+    for (size_t i = 0; i < rec->n_caps; i++) {
+        uint32_t a = rec->caps[i].atom;
+        mz_record *other;
+
+        moved = s_list_remove(&dir->atoms[a].atom->by_cap, rec->caps[i].pos);
+        if (moved == MZ_NONE)
+            continue;
+        other = dir->slots[moved].rec;
+        for (size_t j = 0; j < other->n_caps; j++) {
+            if (other->caps[j].atom == a) {
+                other->caps[j].pos = rec->caps[i].pos;
+                break;
+            }
+        }
+    }
+}
+
+/* Removes rec from the directory and frees it. */
+static void s_remove_rec(mz_directory *dir, mz_record *rec)
+{
+    size_t at = s_id_find(dir, s_rec_id(rec), rec->id_len,
+                          s_id_tag(dir, s_rec_id(rec), rec->id_len));
+
+    s_id_delete(dir, at);
+    s_index_del(dir, rec);
+    s_slot_release(dir, rec->slot);
+    dir->count--;
+    s_rec_free(dir, rec);
+}
+
+/* ---- directory ----------------------------------------------------------- */
+
+mz_status mz_directory_new(mz_directory **out, mz_err *err)
+{
+    mz_directory *dir = calloc(1, sizeof *dir);
+
+    *out = NULL;
+    if (dir == NULL)
+        goto fail;
+    dir->free_slot = MZ_NONE;
+    dir->free_atom = MZ_NONE;
+    dir->seed = mz_hmap_seed();
+    dir->atom_by_str = mz_hmap_new();
+    if (dir->atom_by_str == NULL)
+        goto fail;
+    *out = dir;
+    return MZ_OK;
+fail:
+    mz_directory_free(dir);
+    return mz_err_set(err, MZ_ENOMEM, "directory: allocating");
+}
+
+void mz_directory_free(mz_directory *dir)
+{
+    if (dir == NULL)
+        return;
+    /* Records and atoms go wholesale: no need to unwind references. */
+    for (uint32_t i = 0; i < dir->n_slots; i++)
+        free(dir->slots[i].rec);
+    for (uint32_t i = 0; i < dir->n_atoms; i++) {
+        struct mz_atom *a = dir->atoms[i].atom;
+
+        if (a == NULL)
+            continue;
+        free(a->by_type.v);
+        free(a->by_cap.v);
+        free(a->by_node.v);
+        free(a);
+    }
+    mz_hmap_free(dir->atom_by_str, NULL);
+    free(dir->atoms);
+    free(dir->ids);
+    free(dir->slots);
+    free(dir);
+}
+
+mz_status mz_directory_put(mz_directory *dir, const json_t *json, bool local,
+                           mz_dir_change *change, mz_err *err)
+{
+    struct mz_rec_fields f;
+    mz_record *rec = NULL, *old = NULL;
+    uint32_t tag, slot;
+    size_t at;
+    mz_status rc;
+
+    if (change != NULL)
+        *change = MZ_DIR_UNCHANGED;
+    if ((rc = s_parse(json, &f, err)) != MZ_OK)
+        return rc;
+    tag = s_id_tag(dir, f.id, f.id_len);
+    at = s_id_find(dir, f.id, f.id_len, tag);
+    if (at != SIZE_MAX) {
+        old = dir->slots[dir->ids[at].slot].rec;
+        /* First node to claim an id keeps it until it removes it; another
+         * node cannot take it over by announcing a higher version. */
+        if (strcmp(mz_record_node(old), f.node) != 0)
+            return mz_err_set(err, MZ_EEXIST, "record '%s': already registered by node %.12s",
+                              f.id, mz_record_node(old));
+        if (f.version <= old->version)
+            return MZ_OK;
+    }
+    if ((rc = s_rec_build(dir, &f, local, &rec, err)) != MZ_OK)
+        return rc;
+    if ((rc = s_index_reserve(dir, rec)) != MZ_OK)
+        goto fail;
+    if (old != NULL) {
+        /* Same slot number, so the id table needs no change. */
+        slot = old->slot;
+        s_index_del(dir, old);
+        s_index_add(dir, rec, slot);
+        s_rec_free(dir, old);
+        if (change != NULL)
+            *change = MZ_DIR_UPDATED;
+        return MZ_OK;
+    }
+    if ((rc = s_slot_reserve(dir)) != MZ_OK || (rc = s_ids_reserve(dir)) != MZ_OK)
+        goto fail;
+    slot = s_slot_take(dir);
+    s_index_add(dir, rec, slot);
+    s_id_place(dir->ids, dir->cap_ids, (struct mz_id_ent){ .slot = slot, .tag = tag });
+    dir->count++;
+    if (change != NULL)
+        *change = MZ_DIR_ADDED;
+    return MZ_OK;
+fail:
+    s_rec_free(dir, rec);
+    if (rc == MZ_ELIMIT)
+        return mz_err_set(err, rc, "record '%s': directory full", f.id);
+    return mz_err_set(err, rc, "record '%s': out of memory", f.id);
+}
+
+static mz_record *s_get(const mz_directory *dir, const char *resource_id)
+{
+    size_t len = strlen(resource_id);
+    size_t at = s_id_find(dir, resource_id, len, s_id_tag(dir, resource_id, len));
+
+    return at == SIZE_MAX ? NULL : dir->slots[dir->ids[at].slot].rec;
+}
+
+mz_status mz_directory_remove(mz_directory *dir, const char *resource_id,
+                              const char *node, mz_err *err)
+{
+    mz_record *rec = s_get(dir, resource_id);
+
+    if (rec == NULL)
+        return mz_err_set(err, MZ_ENOTFOUND, "record '%.*s' not found",
+                          MZ_RESOURCE_ID_MAX, resource_id);
+    if (node != NULL && strcmp(node, mz_record_node(rec)) != 0)
+        return mz_err_set(err, MZ_ENOTFOUND, "record '%s' is hosted by node %.12s, not %.12s",
+                          s_rec_id(rec), mz_record_node(rec), node);
+    s_remove_rec(dir, rec);
+    return MZ_OK;
+}
+
+const mz_record *mz_directory_get(const mz_directory *dir, const char *resource_id)
+{
+    return s_get(dir, resource_id);
+}
+
+size_t mz_directory_count(const mz_directory *dir)
+{
+    return dir->count;
+}
+
+/* A query with its strings resolved to atom ids. */
+struct mz_qplan {
+    uint32_t type;                 /* MZ_NONE: any */
+    uint32_t owner;
+    uint32_t node;
+    uint32_t caps[MZ_CAPS_MAX];    /* distinct */
+    size_t n_caps;
+    uint32_t capmask;              /* OR of the caps' bits */
+    mz_location location;
+};
+
+/* Cheap tests on the slot first: most candidates fail on type or capability
+ * bits without the record being read. */
+static bool s_match(const struct mz_dir_slot *s, const struct mz_qplan *p)
+{
+    const mz_record *rec;
+
+    if (p->type != MZ_NONE && s->type != p->type)
+        return false;
+    if ((s->capbits & p->capmask) != p->capmask)
+        return false;
+    rec = s->rec;
+    if (p->owner != MZ_NONE && rec->owner != p->owner)
+        return false;
+    if (p->node != MZ_NONE && rec->node != p->node)
+        return false;
+    if ((p->location == MZ_LOC_LOCAL && !rec->local) ||
+        (p->location == MZ_LOC_REMOTE && rec->local))
+        return false;
+    for (size_t i = 0; i < p->n_caps; i++) {
+        size_t j;
+
+        for (j = 0; j < rec->n_caps && rec->caps[j].atom != p->caps[i]; j++)
+            ;
+        if (j == rec->n_caps)
+            return false;
+    }
+    return true;
+}
+
+/* Resolves q. False when it cannot match anything: a string no record uses
+ * (never interned) needs no search at all. *cand gets the shortest index
+ * list among the query's type, capabilities and node, or NULL for a scan. */
+static bool s_plan(const mz_directory *dir, const mz_query *q, struct mz_qplan *p,
+                   const struct mz_slotlist **cand)
+{
+    const struct mz_atom *a;
+
+    p->type = p->owner = p->node = MZ_NONE;
+    p->n_caps = 0;
+    p->capmask = 0;
+    p->location = MZ_LOC_ANY;
+    *cand = NULL;
+    if (q == NULL)
+        return true;
+    p->location = q->location;
+    if (q->resource_type != NULL) {
+        if ((a = s_atom_find(dir, q->resource_type)) == NULL)
+            return false;
+        p->type = a->id;
+        *cand = &a->by_type;
+    }
+    if (q->n_capabilities > 0 && q->capabilities == NULL)
+        return false;
+    for (size_t i = 0; i < q->n_capabilities; i++) {
+        size_t j;
+
+        if (q->capabilities[i] == NULL || (a = s_atom_find(dir, q->capabilities[i])) == NULL)
+            return false;
+        for (j = 0; j < p->n_caps && p->caps[j] != a->id; j++)
+            ;
+        if (j < p->n_caps)
+            continue;                       /* asked twice */
+        if (p->n_caps == MZ_CAPS_MAX)
+            return false;                   /* no record has more */
+        p->caps[p->n_caps++] = a->id;
+        p->capmask |= UINT32_C(1) << (a->id & 31);
+        if (*cand == NULL || a->by_cap.n < (*cand)->n)
+            *cand = &a->by_cap;
+    }
+    if (q->owner != NULL) {
+        if ((a = s_atom_find(dir, q->owner)) == NULL)
+            return false;
+        p->owner = a->id;
+    }
+    if (q->node != NULL) {
+        if ((a = s_atom_find(dir, q->node)) == NULL)
+            return false;
+        p->node = a->id;
+        if (*cand == NULL || a->by_node.n < (*cand)->n)
+            *cand = &a->by_node;
+    }
+    return true;
+}
+
+size_t mz_directory_query(const mz_directory *dir, const mz_query *q,
+                          bool (*fn)(const mz_record *rec, void *ctx), void *ctx)
+{
+    struct mz_qplan p;
+    const struct mz_slotlist *cand;
+    size_t limit = q != NULL ? q->limit : 0;
+    size_t n = 0;
+
+    if (!s_plan(dir, q, &p, &cand))
+        return 0;
+    if (cand != NULL) {
+        for (uint32_t k = 0; k < cand->n; k++) {
+            const struct mz_dir_slot *s = &dir->slots[cand->v[k]];
+
+            if (!s_match(s, &p))
+                continue;
+            n++;
+            if ((fn != NULL && !fn(s->rec, ctx)) || n == limit)
+                break;
+        }
+        return n;
+    }
+    for (uint32_t i = 0; i < dir->n_slots; i++) {
+        const struct mz_dir_slot *s = &dir->slots[i];
+
+        if (s->rec == NULL || !s_match(s, &p))
+            continue;
+        n++;
+        if ((fn != NULL && !fn(s->rec, ctx)) || n == limit)
+            break;
+    }
+    return n;
+}
+
+struct mz_collect {
+    json_t *arr;                   /* records' JSON forms */
+    bool failed;                   /* out of memory part-way */
+};
+
+static bool s_collect(const mz_record *rec, void *ctx)
+{
+    struct mz_collect *c = ctx;
+
+    if (json_array_append_new(c->arr, mz_record_to_json(rec)) != 0) {
+        c->failed = true;
+        return false;
+    }
+    return true;
+}
+
+json_t *mz_directory_query_json(const mz_directory *dir, const mz_query *q)
+{
+    struct mz_collect c = { json_array(), false };
+
+    if (c.arr == NULL)
+        return NULL;
+    mz_directory_query(dir, q, s_collect, &c);
+    if (c.failed) {
+        json_decref(c.arr);
+        return NULL;
+    }
+    return c.arr;
+}
+
+void mz_directory_foreach(const mz_directory *dir,
+                          bool (*fn)(const mz_record *rec, void *ctx), void *ctx)
+{
+    for (uint32_t i = 0; i < dir->n_slots; i++) {
+        if (dir->slots[i].rec != NULL && !fn(dir->slots[i].rec, ctx))
+            return;
+    }
+}
+
+size_t mz_directory_remove_node(mz_directory *dir, const char *node,
+                                void (*on_removed)(const mz_record *rec, void *ctx),
+                                void *ctx)
+{
+    const struct mz_atom *a = s_atom_find(dir, node);
+    size_t n;
+
+    if (a == NULL)
+        return 0;
+    n = a->by_node.n;
+    /* Always the last entry: removing it moves nothing. a stays valid while
+     * a record of this node remains, so it is not read after the last. */
+    for (size_t k = 0; k < n; k++) {
+        mz_record *rec = dir->slots[a->by_node.v[a->by_node.n - 1]].rec;
+
+        if (on_removed != NULL)
+            on_removed(rec, ctx);
+        s_remove_rec(dir, rec);
+    }
+    return n;
+}

@@ -1,0 +1,27 @@
+/* One leveled logger (internal). Lines go to stderr as
+ * "2026-11-25T12:00:00.123Z WARN  [a1b2c3d4e5f6] text"; the library never
+ * writes to stdout. The level and the tag are per process: the CLI runs one
+ * node per process, and embedders set their own sink. */
+#ifndef MZ_LOG_H
+#define MZ_LOG_H
+
+enum { MZ_LOG_DEBUG = 0, MZ_LOG_INFO = 1, MZ_LOG_WARN = 2, MZ_LOG_ERROR = 3, MZ_LOG_OFF = 4 };
+
+typedef void (*mz_log_sink)(int level, const char *line, void *ctx);
+
+/* Level below which lines are skipped (default WARN; env MESHZERO_LOG=debug|info|warn|error). */
+void mz_log_set_level(int level);
+int mz_log_level(void);
+/* Replaces the stderr sink (NULL restores it). */
+void mz_log_set_sink(mz_log_sink sink, void *ctx);
+
+void mz_log_raw(int level, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define mz_log(lvl, who, ...)                            \
+    do {                                                 \
+        if ((lvl) >= mz_log_level())                     \
+            mz_log_raw((lvl), (who), __VA_ARGS__);       \
+    } while (0)
+
+#endif

@@ -1,0 +1,815 @@
+/* MeshNode: lifecycle, peer links and the hello outcome, static peers,
+ * leases, local resources and the seed's calls. Wire formats in
+ * docs/PROTOCOL.md; message handling in handler.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "log.h"
+#include "node_int.h"
+
+const char *const mz__record_unsigned_keys[] = { "signature", "location", NULL };
+
+static int64_t s_clamp(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* ---- nodes and leases --------------------------------------------------- */
+
+void mz__node_touch(mz_node *node, const char *id, const char *listen, int64_t lease_ms)
+{
+    mz_nodeinfo *ni;
+    int64_t until = mz_now_ms() + lease_ms;
+
+    if (strcmp(id, mz_identity_id(node->ident)) == 0)
+        return;
+    ni = mz_hmap_get(node->nodes, id);
+    if (ni == NULL) {
+        ni = calloc(1, sizeof *ni);
+        if (ni == NULL || mz_hmap_put(node->nodes, id, ni, NULL) != MZ_OK) {
+            free(ni);
+            return;
+        }
+    }
+    if (listen != NULL && listen[0])
+        snprintf(ni->listen, sizeof ni->listen, "%s", listen);
+    if (until > ni->lease_until_ms)
+        ni->lease_until_ms = until;
+}
+
+static void s_on_record_removed(const mz_record *rec, void *ctx)
+{
+    (void)ctx;
+    mz_log(MZ_LOG_DEBUG, "node", "resource %s of %.12s removed", mz_record_id(rec),
+           mz_record_node(rec));
+}
+
+/* Forgets a node: its records, route and lease. */
+static void s_forget_node(mz_node *node, const char *id, const char *why)
+{
+    size_t n = mz_directory_remove_node(node->dir, id, s_on_record_removed, node);
+    mz_nodeinfo *ni;
+
+    mz_routes_drop(node->routes, id);
+    ni = mz_hmap_remove(node->nodes, id);
+    free(ni);
+    mz_log(MZ_LOG_INFO, "node", "node %.12s %s: %zu resources removed", id, why, n);
+}
+
+void mz__forget_node(mz_node *node, const char *id, const char *why);
+void mz__forget_node(mz_node *node, const char *id, const char *why)
+{
+    s_forget_node(node, id, why);
+}
+
+static void s_expire_leases(mz_node *node, int64_t now)
+{
+    size_t pos = 0;
+    const char *key;
+    void *val;
+    char expired[16][MZ_ID_HEX_LEN + 1];
+    size_t n = 0;
+
+    /* Collect first: forgetting modifies the map being iterated. */
+    while (n < 16 && mz_hmap_next(node->nodes, &pos, &key, &val)) {
+        mz_nodeinfo *ni = val;
+        if (ni->lease_until_ms < now && mz__peer_by_id(node, key) == NULL)
+            snprintf(expired[n++], sizeof expired[0], "%s", key);
+    }
+    for (size_t i = 0; i < n; i++) {
+        node->c.leases_expired++;
+        s_forget_node(node, expired[i], "lease expired");
+    }
+}
+
+/* ---- peers -------------------------------------------------------------- */
+
+mz_peer *mz__peer_by_id(mz_node *node, const char *id)
+{
+    for (mz_peer *p = node->peers; p; p = p->next)
+        if (p->up && p->link && strcmp(p->peer_id, id) == 0)
+            return p;
+    return NULL;
+}
+
+static mz_peer *s_peer_new(mz_node *node, mz_link *link)
+{
+    mz_peer *p = calloc(1, sizeof *p);
+
+    if (p == NULL)
+        return NULL;
+    p->node = node;
+    p->link = link;
+    p->next = node->peers;
+    node->peers = p;
+    return p;
+}
+
+static void s_peer_free(mz_node *node, mz_peer *p)
+{
+    for (mz_peer **pp = &node->peers; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    free(p);
+}
+
+static void s_static_done(mz_node *node, mz_static *s, mz_status st, const char *peer_id,
+                          const char *msg)
+{
+    mz_connect_cb cb = s->cb;
+
+    s->cb = NULL;
+    if (cb)
+        cb(node, st, peer_id, msg, s->cb_ctx);
+}
+
+/* The dialer of a link: us for outbound links, the peer for inbound ones. */
+static const char *s_dialer(mz_node *node, mz_peer *p)
+{
+    return mz_link_outbound(p->link) ? mz_identity_id(node->ident) : p->peer_id;
+}
+
+static void s_send_sync(mz_node *node, mz_peer *p);
+
+void mz__peer_up(mz_node *node, mz_peer *p)
+{
+    mz_peer *old = mz__peer_by_id(node, p->peer_id);
+
+    if (old != NULL && old != p) {
+        /* Both sides keep the link dialed by the smaller id, so a
+         * simultaneous dial in both directions leaves exactly one. */
+        int c = strcmp(s_dialer(node, p), s_dialer(node, old));
+        mz_peer *drop = (c < 0) ? old : p;
+        if (c == 0)
+            drop = p;
+        mz_log(MZ_LOG_INFO, "node", "peer %.12s: duplicate link, closing one", p->peer_id);
+        if (drop == p) {
+            if (p->stat) {
+                s_static_done(node, p->stat, MZ_OK, p->peer_id, "already linked");
+                p->stat->backoff_ms = 1000;
+            }
+            mz_link_close(p->link, 1000, "duplicate link");
+            return;
+        }
+        old->up = false;
+        mz_link_close(old->link, 1000, "duplicate link");
+        mz_routes_drop_link(node->routes, mz_link_id(old->link));
+    }
+    p->up = true;
+    mz_routes_offer(node->routes, p->peer_id, mz_link_id(p->link), 1, INT64_MAX, mz_now_ms());
+    mz__node_touch(node, p->peer_id, p->listen, node->o.lease_ms);
+    mz_log(MZ_LOG_INFO, "node", "peer %.12s up (%s %s)", p->peer_id,
+           mz_link_outbound(p->link) ? "to" : "from", mz_link_peer_addr(p->link));
+    if (p->stat) {
+        p->stat->backoff_ms = 1000;
+        s_static_done(node, p->stat, MZ_OK, p->peer_id, "connected");
+    }
+    s_send_sync(node, p);
+}
+
+typedef struct sync_ctx {
+    mz_node *node;
+    mz_peer *peer;
+    json_t *batch;
+} sync_ctx;
+
+static void s_sync_flush(sync_ctx *sc, bool last)
+{
+    json_t *payload = json_object();
+    json_t *nodes = json_array();
+
+    if (payload == NULL || nodes == NULL) {
+        json_decref(payload);
+        json_decref(nodes);
+        return;
+    }
+    json_object_set_new(payload, "records", sc->batch);
+    sc->batch = json_array();
+    if (last) {
+        /* Every node we can reach, so the peer has a route at once. */
+        size_t pos = 0;
+        const char *id;
+        void *val;
+        while (mz_hmap_next(sc->node->nodes, &pos, &id, &val)) {
+            int hops;
+            mz_nodeinfo *ni = val;
+            if (strcmp(id, sc->peer->peer_id) == 0 ||
+                !mz_routes_lookup(sc->node->routes, id, mz_now_ms(), NULL, &hops))
+                continue;
+            json_array_append_new(nodes, json_pack("{s:s,s:s,s:i}", "id", id, "listen",
+                                                   ni->listen, "hops", hops));
+        }
+    }
+    json_object_set_new(payload, "nodes", nodes);
+    json_object_set_new(payload, "more", json_boolean(!last));
+    mz__send_link(sc->node, sc->peer,
+                  mz_msg_new("sync", mz_identity_id(sc->node->ident), sc->peer->peer_id,
+                             payload));
+}
+
+static bool s_sync_one(const mz_record *rec, void *ctx)
+{
+    sync_ctx *sc = ctx;
+    json_t *j = mz_record_to_json(rec);
+
+    if (j == NULL || sc->batch == NULL) {
+        json_decref(j);
+        return false;
+    }
+    json_object_del(j, "location");
+    json_array_append_new(sc->batch, j);
+    if (json_array_size(sc->batch) >= MZ_SYNC_CHUNK)
+        s_sync_flush(sc, false);
+    return true;
+}
+
+static void s_send_sync(mz_node *node, mz_peer *p)
+{
+    sync_ctx sc = { node, p, json_array() };
+
+    mz_directory_foreach(node->dir, s_sync_one, &sc);
+    s_sync_flush(&sc, true);
+    json_decref(sc.batch);
+}
+
+static void s_send_hello(mz_node *node, mz_peer *p)
+{
+    json_t *payload;
+
+    mz_random_hex(p->challenge, 32);
+    payload = json_pack("{s:s,s:s,s:s}", "protocol", "meshzero/1", "listen",
+                        mz_connmgr_listen_url(node->cm), "challenge", p->challenge);
+    mz__send_link(node, p, mz_msg_new("hello", mz_identity_id(node->ident), "*", payload));
+}
+
+/* ---- connmgr callbacks -------------------------------------------------- */
+
+static void s_on_open(mz_link *link, void *ctx)
+{
+    mz_node *node = ctx;
+    mz_peer *p;
+
+    if (mz_link_kind_get(link) == MZ_LINK_API) {
+        mz__api_on_open(node, link);
+        return;
+    }
+    p = mz_link_user(link);
+    if (p == NULL) {
+        p = s_peer_new(node, link);
+        if (p == NULL) {
+            mz_link_close(link, 1011, "out of memory");
+            return;
+        }
+        mz_link_set_user(link, p);
+    }
+    p->since_ms = mz_now_ms();
+    p->hello_deadline_ms = p->since_ms + MZ_DEFAULT_HELLO_SECS * 1000;
+    s_send_hello(node, p);
+}
+
+static void s_on_message(mz_link *link, const char *buf, size_t len, void *ctx)
+{
+    mz_node *node = ctx;
+    mz_peer *p;
+
+    if (mz_link_kind_get(link) == MZ_LINK_API) {
+        mz__api_on_message(node, link, buf, len);
+        return;
+    }
+    p = mz_link_user(link);
+    if (p != NULL)
+        mz__handle_message(node, p, buf, len);
+}
+
+static void s_on_close(mz_link *link, const char *reason, void *ctx)
+{
+    mz_node *node = ctx;
+    mz_peer *p;
+
+    if (mz_link_kind_get(link) == MZ_LINK_API) {
+        mz__api_on_close(node, link);
+        return;
+    }
+    p = mz_link_user(link);
+    if (p == NULL)
+        return;
+    mz_routes_drop_link(node->routes, mz_link_id(link));
+    if (p->up)
+        mz_log(MZ_LOG_INFO, "node", "peer %.12s down: %s", p->peer_id, reason);
+    else
+        mz_log(MZ_LOG_INFO, "node", "link %s closed before hello completed: %s",
+               mz_link_url(link)[0] ? mz_link_url(link) : mz_link_peer_addr(link), reason);
+    if (p->stat) {
+        mz_static *s = p->stat;
+        s->peer = NULL;
+        s->next_dial_ms = mz_now_ms() + s->backoff_ms + (int64_t)randombytes_uniform(250);
+        s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
+        s_static_done(node, s, MZ_EUNREACHABLE, NULL, reason);
+    }
+    p->link = NULL;
+    s_peer_free(node, p);
+}
+
+/* ---- static peers ------------------------------------------------------- */
+
+static void s_dial_static(mz_node *node, mz_static *s)
+{
+    mz_err e;
+    mz_peer *p;
+    mz_link *link;
+
+    if (node->stopping)
+        return;
+    p = s_peer_new(node, NULL);
+    if (p == NULL)
+        return;
+    p->stat = s;
+    s->peer = p;
+    if (mz_connmgr_dial(node->cm, s->url, MZ_LINK_PEER, p, &link, &e) != MZ_OK) {
+        mz_log(MZ_LOG_WARN, "node", "%s", e.msg);
+        s->peer = NULL;
+        s_peer_free(node, p);
+        s->next_dial_ms = mz_now_ms() + s->backoff_ms;
+        s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
+        s_static_done(node, s, e.code, NULL, e.msg);
+        return;
+    }
+    /* link may already be gone if the dial failed synchronously. */
+    if (s->peer == p)
+        p->link = link;
+}
+
+mz_status mz_node_connect_to_peer(mz_node *node, const char *url, mz_connect_cb cb,
+                                  void *ctx, mz_err *err)
+{
+    char host[128], path[128];
+    int port;
+    mz_status rc;
+    mz_static *s;
+
+    if ((rc = mz_url_parse(url, host, sizeof host, &port, path, sizeof path, err)) != MZ_OK)
+        return rc;
+    if (port == 0)
+        return mz_err_set(err, MZ_EINVAL, "url '%s': a port is required", url);
+    for (s = node->statics; s; s = s->next)
+        if (strcmp(s->url, url) == 0)
+            break;
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        if (s == NULL)
+            return mz_err_set(err, MZ_ENOMEM, "connect %s: allocating", url);
+        snprintf(s->url, sizeof s->url, "%s", url);
+        s->backoff_ms = 1000;
+        s->next = node->statics;
+        node->statics = s;
+    }
+    if (s->cb != NULL)
+        return mz_err_set(err, MZ_ESTATE, "connect %s: already in progress", url);
+    s->cb = cb;
+    s->cb_ctx = ctx;
+    if (s->peer != NULL && s->peer->up) {
+        s_static_done(node, s, MZ_OK, s->peer->peer_id, "already connected");
+        return MZ_OK;
+    }
+    if (s->peer == NULL) {
+        s->backoff_ms = 1000;
+        s_dial_static(node, s);
+    }
+    return MZ_OK;
+}
+
+/* ---- housekeeping ------------------------------------------------------- */
+
+static void s_send_alive(mz_node *node)
+{
+    json_t *payload = json_pack("{s:s,s:I,s:I}", "listen", mz_connmgr_listen_url(node->cm),
+                                "lease_ms", (json_int_t)node->o.lease_ms, "resources",
+                                (json_int_t)mz_directory_count(node->dir));
+
+    mz__send(node, mz_msg_new("alive", mz_identity_id(node->ident), "*", payload), NULL, NULL);
+}
+
+static void s_finish_stop(mz_node *node);
+
+static void s_on_tick(uv_timer_t *t)
+{
+    mz_node *node = t->data;
+    int64_t now = mz_now_ms();
+
+    if (node->stopping) {
+        bool busy = false;
+        for (mz_peer *p = node->peers; p; p = p->next)
+            if (p->link && mz_link_queued_bytes(p->link) > 0)
+                busy = true;
+        /* Give "bye" half a second to leave, then shut down regardless. */
+        if (!busy || now - node->next_alive_ms > 500)
+            s_finish_stop(node);
+        return;
+    }
+    if (now >= node->next_alive_ms) {
+        s_send_alive(node);
+        node->next_alive_ms = now + node->o.lease_ms / 3;
+    }
+    s_expire_leases(node, now);
+    mz_routes_expire(node->routes, now);
+    for (mz_peer *p = node->peers; p; p = p->next)
+        if (!p->up && p->link && now > p->hello_deadline_ms && !mz_link_closing(p->link)) {
+            node->c.hello_failures++;
+            mz_link_close(p->link, 1008, "hello not completed in time");
+        }
+    for (mz_static *s = node->statics; s; s = s->next) {
+        if (s->peer != NULL || now < s->next_dial_ms)
+            continue;
+        s_dial_static(node, s);
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static bool s_loopback_url(const char *url)
+{
+    char host[128], path[64];
+    int port;
+
+    if (mz_url_parse(url, host, sizeof host, &port, path, sizeof path, NULL) != MZ_OK)
+        return false;
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
+{
+    mz_node *node;
+    mz_connmgr_opts co;
+    mz_status rc;
+
+    *out = NULL;
+    if (opts == NULL || opts->loop == NULL)
+        return mz_err_set(err, MZ_EINVAL, "node: a libuv loop is required");
+    if (sodium_init() < 0)
+        return mz_err_set(err, MZ_EIO, "node: libsodium failed to initialise");
+    node = calloc(1, sizeof *node);
+    if (node == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "node: allocating");
+    node->o = *opts;
+    node->loop = opts->loop;
+    if (node->o.lease_ms <= 0) node->o.lease_ms = MZ_DEFAULT_LEASE_MS;
+    node->o.lease_ms = s_clamp(node->o.lease_ms, 1000, 3600000);
+    if (node->o.max_hops <= 0) node->o.max_hops = MZ_DEFAULT_MAX_HOPS;
+    if (node->o.max_hops > MZ_MAX_HOPS) node->o.max_hops = MZ_MAX_HOPS;
+    if (!node->o.seen_capacity) node->o.seen_capacity = MZ_DEFAULT_SEEN_CAPACITY;
+    if (!node->o.max_message) node->o.max_message = MZ_DEFAULT_MAX_MESSAGE;
+    node->o.peers = NULL;
+    node->o.n_peers = 0;
+    node->o.data_dir = NULL;
+    node->o.listen_url = NULL;
+    node->o.api_url = NULL;
+
+    if (opts->api_url && !opts->api_allow_remote && !s_loopback_url(opts->api_url)) {
+        rc = mz_err_set(err, MZ_EINVAL, "api url '%s': the local API listens on loopback "
+                        "only (127.0.0.0/8, ::1) unless remote access is allowed",
+                        opts->api_url);
+        goto fail;
+    }
+    rc = opts->data_dir ? mz_identity_load_or_create(opts->data_dir, &node->ident, err)
+                        : mz_identity_generate(&node->ident, err);
+    if (rc != MZ_OK)
+        goto fail;
+    if ((rc = mz_directory_new(&node->dir, err)) != MZ_OK ||
+        (rc = mz_seen_new(node->o.seen_capacity, &node->seen, err)) != MZ_OK ||
+        (rc = mz_routes_new(&node->routes, err)) != MZ_OK)
+        goto fail;
+    node->nodes = mz_hmap_new();
+    if (node->nodes == NULL) {
+        rc = mz_err_set(err, MZ_ENOMEM, "node: allocating");
+        goto fail;
+    }
+    memset(&co, 0, sizeof co);
+    co.loop = node->loop;
+    co.listen_url = opts->listen_url ? opts->listen_url : MZ_DEFAULT_LISTEN_URL;
+    co.api_url = opts->api_url;
+    co.max_message = node->o.max_message;
+    co.max_send_queue = opts->max_send_queue;
+    co.max_peers = opts->max_peers;
+    co.max_api_clients = opts->max_api_clients;
+    co.ping_secs = opts->ping_secs;
+    co.hangup_secs = opts->hangup_secs;
+    co.cb.on_open = s_on_open;
+    co.cb.on_message = s_on_message;
+    co.cb.on_close = s_on_close;
+    co.ctx = node;
+    if ((rc = mz_connmgr_new(&co, &node->cm, err)) != MZ_OK)
+        goto fail;
+    if ((rc = mz__api_new(node, err)) != MZ_OK)
+        goto fail;
+    uv_timer_init(node->loop, &node->tick);
+    node->tick.data = node;
+    uv_timer_start(&node->tick, s_on_tick, 250, 250);
+    node->started_ms = mz_now_ms();
+    node->next_alive_ms = node->started_ms + node->o.lease_ms / 3;
+    for (size_t i = 0; i < opts->n_peers; i++)
+        if ((rc = mz_node_connect_to_peer(node, opts->peers[i], NULL, NULL, err)) != MZ_OK) {
+            mz_node_stop(node);
+            mz_node_free(node);
+            return rc;
+        }
+    *out = node;
+    return MZ_OK;
+fail:
+    mz_node_free(node);
+    return rc;
+}
+
+static void s_on_tick_closed(uv_handle_t *h)
+{
+    mz_node *node = h->data;
+    node->tick_closed = true;
+}
+
+static void s_finish_stop(mz_node *node)
+{
+    if (!uv_is_closing((uv_handle_t *)&node->tick))
+        uv_close((uv_handle_t *)&node->tick, s_on_tick_closed);
+    mz_connmgr_close(node->cm);
+}
+
+void mz_node_stop(mz_node *node)
+{
+    if (node == NULL || node->stopping)
+        return;
+    node->stopping = true;
+    node->next_alive_ms = mz_now_ms();   /* start of the drain window */
+    mz__send(node, mz_msg_new("bye", mz_identity_id(node->ident), "*", json_object()), NULL,
+             NULL);
+    for (mz_peer *p = node->peers; p; p = p->next)
+        if (p->link)
+            mz_link_close(p->link, 1001, "node shutting down");
+}
+
+void mz_node_free(mz_node *node)
+{
+    if (node == NULL)
+        return;
+    if (node->cm != NULL) {
+        if (!node->stopping)
+            mz_node_stop(node);
+        if (!node->tick_closed && node->tick.data == node)
+            uv_run(node->loop, UV_RUN_DEFAULT);
+        mz_connmgr_free(node->cm);
+        uv_run(node->loop, UV_RUN_NOWAIT);
+    }
+    for (mz_static *s = node->statics; s; s = s->next)
+        s_static_done(node, s, MZ_ESTATE, NULL, "node stopped");
+    mz__api_free(node);
+    while (node->peers)
+        s_peer_free(node, node->peers);
+    while (node->statics) {
+        mz_static *s = node->statics;
+        node->statics = s->next;
+        free(s);
+    }
+    mz_hmap_free(node->nodes, free);
+    mz_routes_free(node->routes);
+    mz_seen_free(node->seen);
+    mz_directory_free(node->dir);
+    mz_identity_free(node->ident);
+    free(node);
+}
+
+const char *mz_node_id(const mz_node *node) { return mz_identity_id(node->ident); }
+const char *mz_node_listen_url(const mz_node *node) { return mz_connmgr_listen_url(node->cm); }
+const char *mz_node_api_url(const mz_node *node) { return mz_connmgr_api_url(node->cm); }
+const mz_directory *mz_node_directory(const mz_node *node) { return node->dir; }
+
+/* ---- resources ---------------------------------------------------------- */
+
+mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err)
+{
+    const char *owner_node;
+    mz_status rc;
+    mz_dir_change ch;
+
+    if ((rc = mz_record_validate(rec, err)) != MZ_OK) {
+        node->c.bad_records++;
+        return rc;
+    }
+    owner_node = json_string_value(json_object_get(rec, "node"));
+    if (strcmp(owner_node, mz_identity_id(node->ident)) == 0)
+        return MZ_OK;   /* our own record coming back: ours is the truth */
+    if ((rc = mz_verify_object(rec, MZ_RECORD_SIG_DOMAIN, mz__record_unsigned_keys,
+                               "signature", owner_node, err)) != MZ_OK) {
+        node->c.forged++;
+        return rc;
+    }
+    rc = mz_directory_put(node->dir, rec, false, &ch, err);
+    if (rc == MZ_EEXIST)
+        node->c.conflicts++;
+    if (rc == MZ_OK && ch != MZ_DIR_UNCHANGED)
+        mz_log(MZ_LOG_DEBUG, "node", "resource %s of %.12s %s",
+               json_string_value(json_object_get(rec, "resource_id")), owner_node,
+               ch == MZ_DIR_ADDED ? "added" : "updated");
+    return rc;
+}
+
+static json_t *s_build_record(mz_node *node, const mz_resource_spec *spec, int64_t version,
+                              mz_err *err)
+{
+    json_t *rec = NULL, *caps = NULL, *meta = NULL;
+    char ts[32];
+
+    caps = json_array();
+    meta = spec->metadata ? json_deep_copy(spec->metadata) : json_object();
+    if (caps == NULL || meta == NULL)
+        goto nomem;
+    if (!json_is_object(meta)) {
+        json_decref(caps);
+        json_decref(meta);
+        mz_err_set(err, MZ_EINVAL, "resource '%s': metadata must be a JSON object",
+                   spec->resource_id);
+        return NULL;
+    }
+    for (size_t i = 0; i < spec->n_capabilities; i++)
+        if (json_array_append_new(caps, json_string(spec->capabilities[i])) != 0)
+            goto nomem;
+    mz_time_format(mz_now_ms(), ts);
+    if (json_object_get(meta, "version") == NULL)
+        json_object_set_new(meta, "version", json_string("1.0"));
+    json_object_set_new(meta, "last_updated", json_string(ts));
+    rec = json_pack("{s:s?,s:s?,s:s,s:o,s:o,s:s,s:I}", "resource_id", spec->resource_id,
+                    "resource_type", spec->resource_type, "owner",
+                    spec->owner ? spec->owner : "", "capabilities", caps, "metadata", meta,
+                    "node", mz_identity_id(node->ident), "version", (json_int_t)version);
+    if (rec == NULL) {
+        mz_err_set(err, MZ_EINVAL, "resource: resource_id and resource_type must be "
+                   "UTF-8 strings");
+        return NULL;
+    }
+    return rec;
+nomem:
+    json_decref(caps);
+    json_decref(meta);
+    mz_err_set(err, MZ_ENOMEM, "resource: allocating");
+    return NULL;
+}
+
+static void s_announce(mz_node *node, json_t *payload)
+{
+    mz__send(node, mz_msg_new("announce", mz_identity_id(node->ident), "*", payload), NULL,
+             NULL);
+}
+
+mz_status mz_node_register_resource(mz_node *node, const mz_resource_spec *spec,
+                                    json_t **record_out, mz_err *err)
+{
+    const mz_record *old;
+    int64_t version = 1;
+    json_t *rec;
+    mz_status rc;
+
+    if (record_out)
+        *record_out = NULL;
+    if (spec == NULL || spec->resource_id == NULL || spec->resource_type == NULL)
+        return mz_err_set(err, MZ_EINVAL, "register: resource_id and resource_type are "
+                          "required");
+    old = mz_directory_get(node->dir, spec->resource_id);
+    if (old != NULL) {
+        if (!mz_record_local(old))
+            return mz_err_set(err, MZ_EEXIST, "register: resource '%s' is already hosted "
+                              "by node %.12s", spec->resource_id, mz_record_node(old));
+        version = mz_record_version(old) + 1;
+    }
+    rec = s_build_record(node, spec, version, err);
+    if (rec == NULL)
+        return err ? err->code : MZ_EINVAL;
+    if ((rc = mz_sign_object(rec, MZ_RECORD_SIG_DOMAIN, mz__record_unsigned_keys,
+                             "signature", node->ident, err)) != MZ_OK ||
+        (rc = mz_record_validate(rec, err)) != MZ_OK ||
+        (rc = mz_directory_put(node->dir, rec, true, NULL, err)) != MZ_OK) {
+        json_decref(rec);
+        return rc;
+    }
+    s_announce(node, json_pack("{s:s,s:O}", "op", "upsert", "record", rec));
+    mz_log(MZ_LOG_INFO, "node", "resource %s registered (version %lld)", spec->resource_id,
+           (long long)version);
+    if (record_out) {
+        json_object_set_new(rec, "location", json_string("local"));
+        *record_out = rec;
+    } else {
+        json_decref(rec);
+    }
+    return MZ_OK;
+}
+
+mz_status mz_node_unregister_resource(mz_node *node, const char *resource_id, mz_err *err)
+{
+    const mz_record *old = resource_id ? mz_directory_get(node->dir, resource_id) : NULL;
+    int64_t version;
+    mz_status rc;
+
+    if (old == NULL || !mz_record_local(old))
+        return mz_err_set(err, MZ_ENOTFOUND, "unregister: no resource '%s' hosted here",
+                          resource_id ? resource_id : "(null)");
+    version = mz_record_version(old);
+    if ((rc = mz_directory_remove(node->dir, resource_id, mz_identity_id(node->ident), err)) !=
+        MZ_OK)
+        return rc;
+    s_announce(node, json_pack("{s:s,s:s,s:I}", "op", "remove", "resource_id", resource_id,
+                               "version", (json_int_t)(version + 1)));
+    mz_log(MZ_LOG_INFO, "node", "resource %s unregistered", resource_id);
+    return MZ_OK;
+}
+
+json_t *mz_node_query_resources(mz_node *node, const mz_query *q)
+{
+    mz_query all;
+
+    if (q == NULL) {
+        memset(&all, 0, sizeof all);
+        q = &all;
+    }
+    return mz_directory_query_json(node->dir, q);
+}
+
+json_t *mz_node_peers(mz_node *node)
+{
+    json_t *arr = json_array();
+    char ts[32];
+
+    if (arr == NULL)
+        return NULL;
+    for (mz_peer *p = node->peers; p; p = p->next) {
+        if (!p->up || p->link == NULL)
+            continue;
+        mz_time_format(p->since_ms, ts);
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", p->peer_id,
+                                             "listen", p->listen, "addr",
+                                             mz_link_peer_addr(p->link), "direction",
+                                             mz_link_outbound(p->link) ? "out" : "in", "url",
+                                             mz_link_url(p->link), "since", ts));
+    }
+    return arr;
+}
+
+static bool s_count_one(const mz_record *rec, void *ctx)
+{
+    (void)rec;
+    (void)ctx;
+    return true;
+}
+
+json_t *mz_node_status(mz_node *node)
+{
+    const mz_connmgr_stats *cs = mz_connmgr_stats_get(node->cm);
+    size_t local = 0, total = mz_directory_count(node->dir), peers = 0;
+    mz_query q;
+    json_t *st, *counters, *limits;
+
+    memset(&q, 0, sizeof q);
+    q.location = MZ_LOC_LOCAL;
+    local = mz_directory_query(node->dir, &q, s_count_one, NULL);
+    for (mz_peer *p = node->peers; p; p = p->next)
+        if (p->up && p->link)
+            peers++;
+    counters = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_handled",
+        (json_int_t)node->c.msgs_handled, "malformed", (json_int_t)node->c.malformed, "forged",
+        (json_int_t)node->c.forged, "unknown_type", (json_int_t)node->c.unknown_type,
+        "duplicates", (json_int_t)node->c.duplicates, "forwarded",
+        (json_int_t)node->c.forwarded, "hop_limit_drops", (json_int_t)node->c.hop_limit_drops,
+        "unroutable", (json_int_t)node->c.unroutable, "hello_failures",
+        (json_int_t)node->c.hello_failures, "conflicts", (json_int_t)node->c.conflicts,
+        "bad_records", (json_int_t)node->c.bad_records, "errors_received",
+        (json_int_t)node->c.errors_received, "leases_expired",
+        (json_int_t)node->c.leases_expired);
+    json_object_update_new(counters, json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "links_opened", (json_int_t)cs->links_opened,
+        "links_refused_full", (json_int_t)cs->links_refused_full, "slow_link_closes",
+        (json_int_t)cs->slow_link_closes, "oversize_closes", (json_int_t)cs->oversize_closes,
+        "dial_failures", (json_int_t)cs->dial_failures, "messages_in", (json_int_t)cs->msgs_in,
+        "messages_out", (json_int_t)cs->msgs_out, "bytes_in", (json_int_t)cs->bytes_in,
+        "bytes_out", (json_int_t)cs->bytes_out));
+    limits = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "max_message",
+                       (json_int_t)node->o.max_message, "max_hops", (json_int_t)node->o.max_hops,
+                       "lease_ms", (json_int_t)node->o.lease_ms, "seen_capacity",
+                       (json_int_t)node->o.seen_capacity, "max_send_queue",
+                       (json_int_t)(node->o.max_send_queue ? node->o.max_send_queue
+                                                           : MZ_DEFAULT_MAX_SEND_QUEUE),
+                       "max_peers",
+                       (json_int_t)(node->o.max_peers ? node->o.max_peers
+                                                      : MZ_DEFAULT_MAX_PEERS));
+    st = json_pack("{s:s,s:s,s:s,s:I,s:I,s:{s:I,s:I},s:I,s:I,s:o,s:o}", "id",
+                   mz_node_id(node), "listen", mz_node_listen_url(node), "api",
+                   mz_node_api_url(node), "uptime_s",
+                   (json_int_t)((mz_now_ms() - node->started_ms) / 1000), "peers",
+                   (json_int_t)peers, "resources", "local", (json_int_t)local, "remote",
+                   (json_int_t)(total - local), "nodes_known",
+                   (json_int_t)mz_hmap_count(node->nodes), "routes",
+                   (json_int_t)mz_routes_count(node->routes), "counters", counters, "limits",
+                   limits);
+    return st;
+}

@@ -1,0 +1,105 @@
+/* MeshNode internals shared by node.c (lifecycle, peers, resources),
+ * handler.c (MessageHandler: parse, verify, route, dispatch) and api.c
+ * (local JSON-RPC API). */
+#ifndef MZ_NODE_INT_H
+#define MZ_NODE_INT_H
+
+#include <uv.h>
+
+#include "meshzero/connmgr.h"
+#include "meshzero/directory.h"
+#include "meshzero/msg.h"
+#include "meshzero/node.h"
+#include "hmap.h"
+#include "routes.h"
+#include "seen.h"
+
+/* Per peer link: the hello exchange and who is on the other side. */
+typedef struct mz_peer {
+    mz_link *link;              /* borrowed from the connmgr; NULL once closed */
+    mz_node *node;
+    struct mz_static *stat;     /* the static peer entry this link serves, or NULL */
+    char challenge[65];         /* ours, which the peer must sign back */
+    char peer_id[MZ_ID_HEX_LEN + 1];
+    char listen[256];           /* the peer's own listen URL from its hello */
+    bool got_hello;             /* peer_id is set */
+    bool sent_welcome;
+    bool up;                    /* both sides proved their keys */
+    int64_t since_ms;           /* link opened */
+    int64_t hello_deadline_ms;
+    struct mz_peer *next;
+} mz_peer;
+
+/* A URL the node keeps a link to, re-dialed with backoff. */
+typedef struct mz_static {
+    char url[256];
+    mz_peer *peer;              /* current link attempt or link, NULL when none */
+    int64_t next_dial_ms;
+    int64_t backoff_ms;
+    mz_connect_cb cb;           /* pending connect_to_peer callback, fired once */
+    void *cb_ctx;
+    struct mz_static *next;
+} mz_static;
+
+/* What the node knows of another node: its listen URL and lease. */
+typedef struct mz_nodeinfo {
+    char listen[256];
+    int64_t lease_until_ms;     /* its records go when this passes */
+} mz_nodeinfo;
+
+typedef struct mz_counters {
+    uint64_t msgs_handled, malformed, forged, unknown_type, duplicates, forwarded;
+    uint64_t hop_limit_drops, unroutable, hello_failures, conflicts, bad_records;
+    uint64_t errors_received, leases_expired;
+} mz_counters;
+
+struct mz_node {
+    uv_loop_t *loop;            /* borrowed */
+    mz_node_opts o;             /* copy; string pointers not kept */
+    mz_identity *ident;
+    mz_directory *dir;
+    mz_connmgr *cm;
+    mz_seen *seen;
+    mz_routes *routes;
+    mz_hmap *nodes;             /* node id -> mz_nodeinfo* (owned) */
+    mz_peer *peers;             /* every peer link, up or not */
+    mz_static *statics;
+    struct mz_api *api;         /* local API state */
+    uv_timer_t tick;            /* 250 ms housekeeping: leases, hello timeouts, redials */
+    uv_signal_t *unused;
+    int64_t next_alive_ms;
+    int64_t started_ms;
+    bool stopping;
+    bool tick_closed;
+    mz_counters c;
+};
+
+/* handler.c */
+void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len);
+/* Signs env (takes it) and sends it to one link. */
+mz_status mz__send_link(mz_node *node, mz_peer *p, json_t *env);
+/* Signs env (takes it) and routes it: broadcast to all up peers except
+ * `except` when recipient is "*", else to the next hop. */
+mz_status mz__send(mz_node *node, json_t *env, mz_peer *except, mz_err *err);
+/* Sends an error message naming ref (may be "") to the link's peer. */
+void mz__send_error_link(mz_node *node, mz_peer *p, const char *ref, const char *code,
+                         const char *reason);
+
+/* node.c */
+void mz__peer_up(mz_node *node, mz_peer *p);
+void mz__node_touch(mz_node *node, const char *id, const char *listen, int64_t lease_ms);
+mz_peer *mz__peer_by_id(mz_node *node, const char *id);
+/* Record signatures: domain and unsigned keys. */
+#define MZ_RECORD_SIG_DOMAIN "meshzero/1 record"
+extern const char *const mz__record_unsigned_keys[];
+/* Validates rec and its signature by rec.node; stores it as remote. */
+mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err);
+
+/* api.c */
+mz_status mz__api_new(mz_node *node, mz_err *err);
+void mz__api_free(mz_node *node);
+void mz__api_on_open(mz_node *node, mz_link *link);
+void mz__api_on_message(mz_node *node, mz_link *link, const char *buf, size_t len);
+void mz__api_on_close(mz_node *node, mz_link *link);
+
+#endif
