@@ -2,7 +2,8 @@
 # Installs the Debian packages meshzero needs, only those that are missing.
 set -eu
 PKGS="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
-libsodium-dev libjansson-dev libcmocka-dev python3 python3-websockets python3-pytest $*"
+libsodium-dev libjansson-dev libcmocka-dev python3 python3-websockets python3-pytest
+python3-nacl $*"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

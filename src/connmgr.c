@@ -364,6 +364,13 @@ static int s_on_receive(struct lws *wsi, mz_link *l, const char *in, size_t len)
 
     if (l->closing)
         return 0;
+    if (lws_frame_is_binary(wsi)) {
+        static const char why[] = "binary frames are not supported";
+        snprintf(l->close_reason, sizeof l->close_reason, "%s", why);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)why,
+                         sizeof why - 1);
+        return -1;
+    }
     if (l->rx_len + len > cm->o.max_message) {
         char why[100];
         int n = snprintf(why, sizeof why, "message too big: over %zu bytes", cm->o.max_message);

@@ -480,8 +480,9 @@ static uint32_t s_list_push(struct mz_slotlist *l, uint32_t slot)
 
 /* Removes the entry at pos by moving the last entry into it. Returns the
  * slot number that moved (its owner must learn its new position), or
- * MZ_NONE when pos was the last. Shrinks a list that is mostly empty;
- * failing to shrink is harmless. */
+ * MZ_NONE when pos was the last. Never frees: an update reserves room
+ * before removing the old record, and that room must survive the removal
+ * (s_list_trim gives memory back afterwards). */
 static uint32_t s_list_remove(struct mz_slotlist *l, uint32_t pos)
 {
     uint32_t moved = MZ_NONE;
@@ -491,6 +492,13 @@ static uint32_t s_list_remove(struct mz_slotlist *l, uint32_t pos)
         moved = l->v[l->n];
         l->v[pos] = moved;
     }
+    return moved;
+}
+
+/* Gives back the memory of a list that is empty or mostly empty; failing to
+ * shrink is harmless. */
+static void s_list_trim(struct mz_slotlist *l)
+{
     if (l->n == 0) {
         free(l->v);
         l->v = NULL;
@@ -503,7 +511,6 @@ static uint32_t s_list_remove(struct mz_slotlist *l, uint32_t pos)
             l->cap /= 2;
         }
     }
-    return moved;
 }
 
 /* ---- atoms --------------------------------------------------------------- */
@@ -839,6 +846,15 @@ static void s_index_del(mz_directory *dir, mz_record *rec)
     }
 }
 
+/* Trims the lists rec was in, once it is out of them. */
+static void s_index_trim(mz_directory *dir, const mz_record *rec)
+{
+    s_list_trim(&dir->atoms[rec->type].atom->by_type);
+    s_list_trim(&dir->atoms[rec->node].atom->by_node);
+    for (size_t i = 0; i < rec->n_caps; i++)
+        s_list_trim(&dir->atoms[rec->caps[i].atom].atom->by_cap);
+}
+
 /* Removes rec from the directory and frees it. */
 static void s_remove_rec(mz_directory *dir, mz_record *rec)
 {
@@ -847,6 +863,7 @@ static void s_remove_rec(mz_directory *dir, mz_record *rec)
 
     s_id_delete(dir, at);
     s_index_del(dir, rec);
+    s_index_trim(dir, rec);
     s_slot_release(dir, rec->slot);
     dir->count--;
     s_rec_free(dir, rec);
@@ -932,6 +949,7 @@ mz_status mz_directory_put(mz_directory *dir, const json_t *json, bool local,
         slot = old->slot;
         s_index_del(dir, old);
         s_index_add(dir, rec, slot);
+        s_index_trim(dir, old);
         s_rec_free(dir, old);
         if (change != NULL)
             *change = MZ_DIR_UPDATED;

@@ -167,6 +167,7 @@ void mz__peer_up(mz_node *node, mz_peer *p)
            mz_link_outbound(p->link) ? "to" : "from", mz_link_peer_addr(p->link));
     if (p->stat) {
         p->stat->backoff_ms = 1000;
+        p->stat->ever_up = true;
         s_static_done(node, p->stat, MZ_OK, p->peer_id, "connected");
     }
     s_send_sync(node, p);
@@ -286,6 +287,16 @@ static void s_on_message(mz_link *link, const char *buf, size_t len, void *ctx)
         mz__handle_message(node, p, buf, len);
 }
 
+static void s_static_remove(mz_node *node, mz_static *s)
+{
+    for (mz_static **pp = &node->statics; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            free(s);
+            return;
+        }
+}
+
 static void s_on_close(mz_link *link, const char *reason, void *ctx)
 {
     mz_node *node = ctx;
@@ -310,6 +321,8 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
         s->next_dial_ms = mz_now_ms() + s->backoff_ms + (int64_t)randombytes_uniform(250);
         s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
         s_static_done(node, s, MZ_EUNREACHABLE, NULL, reason);
+        if (!s->persistent && !s->ever_up)
+            s_static_remove(node, s);   /* a connect that never worked is not retried */
     }
     p->link = NULL;
     s_peer_free(node, p);
@@ -337,6 +350,8 @@ static void s_dial_static(mz_node *node, mz_static *s)
         s->next_dial_ms = mz_now_ms() + s->backoff_ms;
         s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
         s_static_done(node, s, e.code, NULL, e.msg);
+        if (!s->persistent && !s->ever_up)
+            s_static_remove(node, s);
         return;
     }
     /* link may already be gone if the dial failed synchronously. */
@@ -344,8 +359,17 @@ static void s_dial_static(mz_node *node, mz_static *s)
         p->link = link;
 }
 
+static mz_status s_connect(mz_node *node, const char *url, bool persistent, mz_connect_cb cb,
+                           void *ctx, mz_err *err);
+
 mz_status mz_node_connect_to_peer(mz_node *node, const char *url, mz_connect_cb cb,
                                   void *ctx, mz_err *err)
+{
+    return s_connect(node, url, false, cb, ctx, err);
+}
+
+static mz_status s_connect(mz_node *node, const char *url, bool persistent, mz_connect_cb cb,
+                           void *ctx, mz_err *err)
 {
     char host[128], path[128];
     int port;
@@ -365,6 +389,7 @@ mz_status mz_node_connect_to_peer(mz_node *node, const char *url, mz_connect_cb 
             return mz_err_set(err, MZ_ENOMEM, "connect %s: allocating", url);
         snprintf(s->url, sizeof s->url, "%s", url);
         s->backoff_ms = 1000;
+        s->persistent = persistent;
         s->next = node->statics;
         node->statics = s;
     }
@@ -422,7 +447,8 @@ static void s_on_tick(uv_timer_t *t)
             node->c.hello_failures++;
             mz_link_close(p->link, 1008, "hello not completed in time");
         }
-    for (mz_static *s = node->statics; s; s = s->next) {
+    for (mz_static *s = node->statics, *next; s; s = next) {
+        next = s->next;             /* a failed dial may free s */
         if (s->peer != NULL || now < s->next_dial_ms)
             continue;
         s_dial_static(node, s);
@@ -513,7 +539,7 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     node->started_ms = mz_now_ms();
     node->next_alive_ms = node->started_ms + node->o.lease_ms / 3;
     for (size_t i = 0; i < opts->n_peers; i++)
-        if ((rc = mz_node_connect_to_peer(node, opts->peers[i], NULL, NULL, err)) != MZ_OK) {
+        if ((rc = s_connect(node, opts->peers[i], true, NULL, NULL, err)) != MZ_OK) {
             mz_node_stop(node);
             mz_node_free(node);
             return rc;

@@ -91,8 +91,10 @@ json_t *mz_node_query_resources(mz_node *node, const mz_query *q);
  * node id once the hello exchange completed, or the failure. */
 typedef void (*mz_connect_cb)(mz_node *node, mz_status st, const char *peer_id,
                               const char *msg, void *ctx);
-/* connect_to_peer: dials url (ws://HOST:PORT). cb may be NULL. The URL is
- * re-dialed with backoff when the link is lost (a "static" peer). */
+/* connect_to_peer: dials url (ws://HOST:PORT). cb may be NULL. Once the link
+ * has come up, the URL is re-dialed with backoff whenever it is lost; a first
+ * attempt that fails is reported and not retried. (opts->peers are retried
+ * from the start: they may simply not be up yet.) */
 mz_status mz_node_connect_to_peer(mz_node *node, const char *url, mz_connect_cb cb,
                                   void *ctx, mz_err *err);
 

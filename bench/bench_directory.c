@@ -1,0 +1,264 @@
+/* Directory benchmark: registration rate, "type + 2 capabilities" query
+ * latency and memory per record.
+ *
+ *   bench_directory [N] [--json]       N records, default 100000
+ *
+ * Data: 20 types, 200 capabilities (4 distinct per record), 1000 owners,
+ * 50 nodes, ids "res-%d", the same small metadata everywhere. Every random
+ * choice comes from a fixed seed, so runs are comparable. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "meshzero/directory.h"
+
+#define N_TYPES   20
+#define N_CAPS    200
+#define N_OWNERS  1000
+#define N_NODES   50
+#define CAPS_PER  4
+#define N_QUERIES 10000
+
+/* splitmix64: a record's attributes are a pure function of its number, so
+ * queries can be built from records known to exist. */
+static uint64_t s_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+struct attrs {
+    int type, owner, node;
+    int caps[CAPS_PER];
+};
+
+static void s_attrs(uint64_t i, struct attrs *a)
+{
+    uint64_t r = s_mix(i * 4 + 1);
+    int n = 0;
+
+    a->type = (int)(r % N_TYPES);
+    a->owner = (int)(r / N_TYPES % N_OWNERS);
+    a->node = (int)(r / N_TYPES / N_OWNERS % N_NODES);
+    for (uint64_t k = 0; n < CAPS_PER; k++) {
+        int c = (int)(s_mix((i * 4 + 2) ^ (k << 40)) % N_CAPS);
+        bool dup = false;
+
+        for (int j = 0; j < n; j++)
+            dup |= a->caps[j] == c;
+        if (!dup)
+            a->caps[n++] = c;
+    }
+}
+
+static double s_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* Resident set in bytes, from /proc/self/statm. */
+static long s_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, rss = 0;
+
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+        rss = -1;
+    fclose(f);
+    return rss < 0 ? -1 : rss * sysconf(_SC_PAGESIZE);
+}
+
+static int s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+struct matches {
+    const mz_record **v;    /* every match of the current query */
+    size_t n, cap;
+};
+
+static bool s_collect(const mz_record *rec, void *ctx)
+{
+    struct matches *m = ctx;
+
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        const mz_record **v = realloc(m->v, cap * sizeof *v);
+
+        if (v == NULL)
+            return false;
+        m->v = v;
+        m->cap = cap;
+    }
+    m->v[m->n++] = rec;
+    return true;
+}
+
+static int s_usage(const char *prog)
+{
+    fprintf(stderr, "usage: %s [N] [--json]\n", prog);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    long n = 100000;
+    bool json_out = false;
+    char types[N_TYPES][16], caps[N_CAPS][16], owners[N_OWNERS][16];
+    char nodes[N_NODES][65];
+    char sig[129], rid[32];
+    mz_directory *dir = NULL;
+    json_t *rec = NULL, *meta = NULL;
+    mz_err err = { 0 };
+    double *lat = NULL, put_us = 0, p50, p99;
+    struct matches m = { 0 };
+    long rss0, rss1;
+    size_t total_matches = 0;
+    int rc = 1;
+
+    for (int i = 1; i < argc; i++) {
+        char *end;
+
+        if (strcmp(argv[i], "--json") == 0) {
+            json_out = true;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: %s [N] [--json]\n", argv[0]);
+            return 0;
+        } else {
+            n = strtol(argv[i], &end, 10);
+            if (*end != '\0' || n < 1 || n > 100000000)
+                return s_usage(argv[0]);
+        }
+    }
+
+    for (int i = 0; i < N_TYPES; i++)
+        snprintf(types[i], sizeof types[i], "type-%d", i);
+    for (int i = 0; i < N_CAPS; i++)
+        snprintf(caps[i], sizeof caps[i], "cap-%d", i);
+    for (int i = 0; i < N_OWNERS; i++)
+        snprintf(owners[i], sizeof owners[i], "owner-%d", i);
+    for (int i = 0; i < N_NODES; i++) {
+        for (int k = 0; k < 4; k++)
+            snprintf(&nodes[i][16 * k], 17, "%016llx",
+                     (unsigned long long)s_mix((uint64_t)i * 8 + (uint64_t)k + 1000));
+    }
+    for (int k = 0; k < 8; k++)
+        snprintf(&sig[16 * k], 17, "%016llx", (unsigned long long)s_mix((uint64_t)k + 5000));
+
+    /* One record object, its fields overwritten per put: the timing is the
+     * directory's, not jansson building a million objects. */
+    meta = json_pack("{s:s, s:s}", "version", "1.0", "last_updated", "2026-01-01T00:00:00Z");
+    rec = json_pack("{s:s, s:s, s:s, s:[], s:O, s:s, s:i, s:s}",
+                    "resource_id", "", "resource_type", "", "owner", "", "capabilities",
+                    "metadata", meta, "node", "", "version", 1, "signature", sig);
+    lat = malloc(N_QUERIES * sizeof *lat);
+    if (meta == NULL || rec == NULL || lat == NULL) {
+        fprintf(stderr, "bench_directory: out of memory\n");
+        goto out;
+    }
+
+    rss0 = s_rss();
+    if (mz_directory_new(&dir, &err) != MZ_OK) {
+        fprintf(stderr, "bench_directory: %s\n", err.msg);
+        goto out;
+    }
+    for (long i = 0; i < n; i++) {
+        struct attrs a;
+        json_t *arr = json_array();
+        double t0;
+        mz_status st;
+
+        s_attrs((uint64_t)i, &a);
+        snprintf(rid, sizeof rid, "res-%ld", i);
+        for (int k = 0; k < CAPS_PER; k++)
+            json_array_append_new(arr, json_string(caps[a.caps[k]]));
+        if (json_object_set_new(rec, "resource_id", json_string(rid)) != 0 ||
+            json_object_set_new(rec, "resource_type", json_string(types[a.type])) != 0 ||
+            json_object_set_new(rec, "owner", json_string(owners[a.owner])) != 0 ||
+            json_object_set_new(rec, "node", json_string(nodes[a.node])) != 0 ||
+            json_object_set_new(rec, "capabilities", arr) != 0) {
+            fprintf(stderr, "bench_directory: out of memory\n");
+            goto out;
+        }
+        t0 = s_now_us();
+        st = mz_directory_put(dir, rec, (i & 1) == 0, NULL, &err);
+        put_us += s_now_us() - t0;
+        if (st != MZ_OK) {
+            fprintf(stderr, "bench_directory: put %ld: %s\n", i, err.msg);
+            goto out;
+        }
+    }
+    /* Measured before the query phase adds its own buffers. */
+    rss1 = s_rss();
+
+    for (int qi = 0; qi < N_QUERIES; qi++) {
+        struct attrs a;
+        uint64_t r = s_mix((uint64_t)qi + 0xabcdef);
+        const char *qcaps[2];
+        int c0 = (int)(r % CAPS_PER), c1 = (int)((r >> 8) % (CAPS_PER - 1));
+        mz_query q = { 0 };
+        double t0;
+
+        /* Two distinct capabilities of an existing record, and its type:
+         * at least one match, usually very few. */
+        s_attrs(r % (uint64_t)n, &a);
+        if (c1 >= c0)
+            c1++;
+        qcaps[0] = caps[a.caps[c0]];
+        qcaps[1] = caps[a.caps[c1]];
+        q.resource_type = types[a.type];
+        q.capabilities = qcaps;
+        q.n_capabilities = 2;
+        m.n = 0;
+        t0 = s_now_us();
+        mz_directory_query(dir, &q, s_collect, &m);
+        lat[qi] = s_now_us() - t0;
+        if (m.n == 0) {
+            fprintf(stderr, "bench_directory: query %d found nothing\n", qi);
+            goto out;
+        }
+        total_matches += m.n;
+    }
+    qsort(lat, N_QUERIES, sizeof *lat, s_cmp_double);
+    p50 = lat[N_QUERIES / 2];
+    p99 = lat[N_QUERIES * 99 / 100];
+
+    if (json_out) {
+        printf("{\"records\":%ld,\"register_per_s\":%.0f,\"query_us_p50\":%.2f,"
+               "\"query_us_p99\":%.2f,\"bytes_per_record\":%.1f}\n",
+               n, (double)n / (put_us / 1e6), p50, p99,
+               (double)(rss1 - rss0) / (double)n);
+    } else {
+        printf("records           %ld\n", n);
+        printf("register          %.0f puts/s (%.2f us/put)\n",
+               (double)n / (put_us / 1e6), put_us / (double)n);
+        printf("query type+2caps  p50 %.2f us, p99 %.2f us (%d queries, %.1f matches avg)\n",
+               p50, p99, N_QUERIES, (double)total_matches / N_QUERIES);
+        printf("memory            %.1f bytes/record (RSS growth)\n",
+               (double)(rss1 - rss0) / (double)n);
+    }
+    rc = 0;
+out:
+    free(m.v);
+    free(lat);
+    mz_directory_free(dir);
+    json_decref(rec);
+    json_decref(meta);
+    return rc;
+}
