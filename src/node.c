@@ -140,6 +140,9 @@ void mz__peer_up(mz_node *node, mz_peer *p)
 {
     mz_peer *old = mz__peer_by_id(node, p->peer_id);
 
+    if (p->stat)
+        snprintf(p->stat->known_id, sizeof p->stat->known_id, "%s", p->peer_id);
+
     if (old != NULL && old != p) {
         /* Both sides keep the link dialed by the smaller id, so a
          * simultaneous dial in both directions leaves exactly one. */
@@ -451,6 +454,11 @@ static void s_on_tick(uv_timer_t *t)
         next = s->next;             /* a failed dial may free s */
         if (s->peer != NULL || now < s->next_dial_ms)
             continue;
+        if (s->known_id[0] && mz__peer_by_id(node, s->known_id) != NULL) {
+            /* Linked to that node already (it dialed us): nothing to do. */
+            s->next_dial_ms = now + 5000;
+            continue;
+        }
         s_dial_static(node, s);
     }
 }

@@ -36,6 +36,7 @@ typedef struct mz_static {
     mz_peer *peer;              /* current link attempt or link, NULL when none */
     int64_t next_dial_ms;
     int64_t backoff_ms;
+    char known_id[MZ_ID_HEX_LEN + 1]; /* node id last seen at this URL, "" if none */
     bool persistent;            /* re-dial even if it never came up (--peer) */
     bool ever_up;               /* came up once: re-dial when lost */
     mz_connect_cb cb;           /* pending connect_to_peer callback, fired once */
