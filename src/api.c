@@ -17,6 +17,11 @@
 typedef struct mz_api_client {
     mz_link *link;              /* borrowed; NULL after close */
     uint64_t link_id;
+    struct mz_api *api;
+    json_t *subs;               /* array of subscription ids (integers) */
+    json_t *handled;            /* array of resource ids this client serves */
+    mz_hmap *pushed;            /* "x<N>" -> mz_exec* awaiting this client's answer */
+    uint64_t next_push;
     struct mz_api_client *next;
 } mz_api_client;
 
@@ -104,15 +109,17 @@ static bool s_str_array(const json_t *params, const char *key, const char **out,
 
 /* ---- methods ------------------------------------------------------------ */
 
+static void s_api_handler(mz_node *node, mz_exec *x, void *ctx);
+
 static int m_register(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
                       json_t **result, mz_err *err)
 {
-    const char *caps[MZ_CAPS_MAX];
+    const char *caps[MZ_CAPS_MAX], *methods[64];
+    size_t n_methods = 0;
     mz_resource_spec spec;
     bool bad = false;
-    const json_t *meta = json_object_get(params, "metadata");
+    const json_t *meta = json_object_get(params, "metadata"), *handler;
 
-    (void)c;
     (void)id;
     memset(&spec, 0, sizeof spec);
     spec.resource_id = s_opt_str(params, "resource_id", &bad);
@@ -131,9 +138,28 @@ static int m_register(mz_api *api, mz_api_client *c, const json_t *id, const jso
     if (!s_str_array(params, "capabilities", caps, MZ_CAPS_MAX, &spec.n_capabilities, err))
         return RPC_INVALID_PARAMS;
     spec.capabilities = caps;
+    handler = json_object_get(params, "handler");
+    if (handler != NULL && !json_is_boolean(handler)) {
+        mz_err_set(err, MZ_EINVAL, "params.handler must be true or false");
+        return RPC_INVALID_PARAMS;
+    }
+    if (!s_str_array(params, "methods", methods, 63, &n_methods, err))
+        return RPC_INVALID_PARAMS;
+    methods[n_methods] = NULL;
     if (mz_node_register_resource(api->node, &spec, result, err) != MZ_OK)
         return err->code == MZ_EPROTO || err->code == MZ_EINVAL ? RPC_INVALID_PARAMS
                                                                 : RPC_SERVER_ERROR;
+    if (json_is_true(handler)) {
+        /* This connection serves the resource's calls until it closes. */
+        if (mz_node_set_handler(api->node, spec.resource_id, n_methods ? methods : NULL,
+                                s_api_handler, c, err) != MZ_OK) {
+            json_decref(*result);
+            *result = NULL;
+            mz_node_unregister_resource(api->node, spec.resource_id, NULL);
+            return RPC_SERVER_ERROR;
+        }
+        json_array_append_new(c->handled, json_string(spec.resource_id));
+    }
     return 0;
 }
 
@@ -279,6 +305,208 @@ static int m_status(mz_api *api, mz_api_client *c, const json_t *id, const json_
     return 0;
 }
 
+
+/* ---- execution ---------------------------------------------------------- */
+
+typedef struct call_wait {
+    mz_api *api;
+    uint64_t link_id;
+    json_t *id;                 /* request id (owned) */
+} call_wait;
+
+static mz_api_client *s_client_by_link_id(mz_api *api, uint64_t link_id)
+{
+    for (mz_api_client *c = api->clients; c; c = c->next)
+        if (c->link_id == link_id)
+            return c;
+    return NULL;
+}
+
+static void s_on_call_done(mz_node *node, const json_t *result, const char *code,
+                           const char *message, void *ctx)
+{
+    call_wait *w = ctx;
+    mz_api_client *c = s_client_by_link_id(w->api, w->link_id);
+
+    (void)node;
+    if (c != NULL) {
+        if (code == NULL) {
+            s_reply(c, w->id, json_incref((json_t *)result));
+        } else {
+            char msg[320];
+            json_t *e;
+            snprintf(msg, sizeof msg, "%s: %s", code, message ? message : "");
+            e = json_pack("{s:i,s:s,s:{s:s,s:s}}", "code", RPC_SERVER_ERROR, "message", msg,
+                          "data", "code", code, "message", message ? message : "");
+            s_send(c, json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", w->id, "error", e));
+        }
+    }
+    json_decref(w->id);
+    free(w);
+}
+
+static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                     json_t **result, mz_err *err)
+{
+    bool bad = false;
+    const char *rid = s_opt_str(params, "resource_id", &bad);
+    const char *method = s_opt_str(params, "method", &bad);
+    const json_t *p = json_object_get(params, "params");
+    const json_t *tms = json_object_get(params, "timeout_ms");
+    const json_t *ts = json_object_get(params, "timeout");
+    int64_t timeout_ms = 0;
+    call_wait *w;
+
+    (void)result;
+    if (bad || rid == NULL || method == NULL) {
+        mz_err_set(err, MZ_EINVAL, "params: resource_id and method must be strings");
+        return RPC_INVALID_PARAMS;
+    }
+    if (tms != NULL && json_is_integer(tms))
+        timeout_ms = json_integer_value(tms);
+    else if (ts != NULL && json_is_number(ts))
+        timeout_ms = (int64_t)(json_number_value(ts) * 1000.0);
+    else if ((tms != NULL && !json_is_null(tms)) || (ts != NULL && !json_is_null(ts))) {
+        mz_err_set(err, MZ_EINVAL, "params: timeout (seconds) or timeout_ms must be numbers");
+        return RPC_INVALID_PARAMS;
+    }
+    w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        mz_err_set(err, MZ_ENOMEM, "execute: allocating");
+        return RPC_SERVER_ERROR;
+    }
+    w->api = api;
+    w->link_id = c->link_id;
+    w->id = json_deep_copy(id ? id : json_null());
+    /* params that are not an object reach the node, which answers bad_request. */
+    if (mz_node_execute_remote(api->node, rid, method, p && !json_is_null(p) ? p : NULL,
+                               timeout_ms, s_on_call_done, w, err) != MZ_OK) {
+        json_decref(w->id);
+        free(w);
+        return RPC_SERVER_ERROR;
+    }
+    return RPC_ASYNC;
+}
+
+/* A resource served by an API client: push the call to it as a request. */
+static void s_api_handler(mz_node *node, mz_exec *x, void *ctx)
+{
+    mz_api_client *c = ctx;
+    char pid[32];
+    json_t *req;
+
+    (void)node;
+    snprintf(pid, sizeof pid, "x%llu", (unsigned long long)++c->next_push);
+    if (c->link == NULL || mz_hmap_put(c->pushed, pid, x, NULL) != MZ_OK) {
+        mz_exec_fail(x, MZ_EXEC_HANDLER_ERROR, "handler client unavailable");
+        return;
+    }
+    req = json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:O,s:s,s:I}}", "jsonrpc", "2.0", "id", pid,
+                    "method", "execute", "params", "resource_id", mz_exec_resource(x), "method",
+                    mz_exec_method(x), "params", mz_exec_params(x), "caller", mz_exec_caller(x),
+                    "deadline_ms", (json_int_t)mz_exec_deadline_ms(x));
+    s_send(c, req);
+}
+
+/* The client's answer to a pushed execute. */
+static void s_on_push_answer(mz_api_client *c, const json_t *msg)
+{
+    const char *pid = json_string_value(json_object_get(msg, "id"));
+    mz_exec *x = pid ? mz_hmap_remove(c->pushed, pid) : NULL;
+    const json_t *e = json_object_get(msg, "error");
+
+    if (x == NULL)
+        return;
+    if (e != NULL) {
+        const char *m = json_string_value(json_object_get(e, "message"));
+        const char *code = json_string_value(json_object_get(json_object_get(e, "data"),
+                                                             "code"));
+        if (code == NULL || (strcmp(code, MZ_EXEC_BAD_REQUEST) != 0 &&
+                             strcmp(code, MZ_EXEC_BUSY) != 0 && strcmp(code, MZ_EXEC_TIMEOUT) != 0))
+            code = MZ_EXEC_HANDLER_ERROR;
+        mz_exec_fail(x, code, m ? m : "handler failed");
+    } else {
+        json_t *r = json_object_get(msg, "result");
+        mz_exec_reply(x, json_incref(r ? r : json_null()));
+    }
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void s_on_event(mz_node *node, const char *topic, const json_t *data,
+                       const char *source, void *ctx)
+{
+    mz_api_client *c = ctx;
+
+    (void)node;
+    /* ctx alone does not say which subscription: the pattern list is small,
+     * so the client is told the topic and matches it itself. */
+    s_send(c, json_pack("{s:s,s:s,s:{s:s,s:O,s:s}}", "jsonrpc", "2.0", "method", "event",
+                        "params", "topic", topic, "data", data, "source", source ? source : ""));
+}
+
+static int m_subscribe(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                       json_t **result, mz_err *err)
+{
+    bool bad = false;
+    const char *topic = s_opt_str(params, "topic", &bad);
+    uint64_t sid;
+
+    (void)id;
+    if (bad || topic == NULL) {
+        mz_err_set(err, MZ_EINVAL, "params.topic must be a string");
+        return RPC_INVALID_PARAMS;
+    }
+    if (mz_node_subscribe(api->node, topic, s_on_event, c, &sid, err) != MZ_OK)
+        return err->code == MZ_EINVAL ? RPC_INVALID_PARAMS : RPC_SERVER_ERROR;
+    json_array_append_new(c->subs, json_integer((json_int_t)sid));
+    *result = json_pack("{s:I,s:s}", "subscription", (json_int_t)sid, "topic", topic);
+    return 0;
+}
+
+static int m_unsubscribe(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                         json_t **result, mz_err *err)
+{
+    const json_t *sid = json_object_get(params, "subscription");
+    size_t i;
+    json_t *v;
+
+    (void)id;
+    if (!json_is_integer(sid)) {
+        mz_err_set(err, MZ_EINVAL, "params.subscription must be an integer");
+        return RPC_INVALID_PARAMS;
+    }
+    json_array_foreach(c->subs, i, v) {
+        if (json_integer_value(v) != json_integer_value(sid))
+            continue;
+        mz_node_unsubscribe(api->node, (uint64_t)json_integer_value(sid), NULL);
+        json_array_remove(c->subs, i);
+        *result = json_pack("{s:b}", "removed", 1);
+        return 0;
+    }
+    mz_err_set(err, MZ_ENOTFOUND, "no subscription %lld on this connection",
+               (long long)json_integer_value(sid));
+    return RPC_SERVER_ERROR;
+}
+
+static int m_publish(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                     json_t **result, mz_err *err)
+{
+    bool bad = false;
+    const char *topic = s_opt_str(params, "topic", &bad);
+
+    (void)c;
+    (void)id;
+    if (bad || topic == NULL) {
+        mz_err_set(err, MZ_EINVAL, "params.topic must be a string");
+        return RPC_INVALID_PARAMS;
+    }
+    if (mz_node_publish(api->node, topic, json_object_get(params, "data"), err) != MZ_OK)
+        return err->code == MZ_EINVAL ? RPC_INVALID_PARAMS : RPC_SERVER_ERROR;
+    *result = json_pack("{s:b}", "published", 1);
+    return 0;
+}
+
 static const struct mz_method {
     const char *name;
     mz_method_fn fn;
@@ -290,6 +518,10 @@ static const struct mz_method {
     { "connect_to_peer",     m_connect },
     { "peers",               m_peers },
     { "status",              m_status },
+    { "execute_remote",      m_execute },
+    { "subscribe",           m_subscribe },
+    { "unsubscribe",         m_unsubscribe },
+    { "publish",             m_publish },
 };
 
 /* ---- plumbing ----------------------------------------------------------- */
@@ -300,6 +532,33 @@ static mz_api_client *s_client(mz_api *api, mz_link *link)
         if (c->link == link)
             return c;
     return NULL;
+}
+
+/* Undoes everything a client set up: its calls in progress fail, its
+ * subscriptions end and the resources it served are unregistered. */
+static void s_client_free(mz_node *node, mz_api_client *c)
+{
+    size_t i, pos = 0;
+    json_t *v;
+    const char *key;
+    void *val;
+
+    while (c->pushed && mz_hmap_count(c->pushed) > 0) {
+        pos = 0;
+        if (!mz_hmap_next(c->pushed, &pos, &key, &val))
+            break;
+        mz_hmap_remove(c->pushed, key);
+        mz_exec_fail(val, MZ_EXEC_HANDLER_ERROR, "the handler's API client disconnected");
+    }
+    json_array_foreach(c->subs, i, v)
+        mz_node_unsubscribe(node, (uint64_t)json_integer_value(v), NULL);
+    json_array_foreach(c->handled, i, v)
+        if (!node->stopping)
+            mz_node_unregister_resource(node, json_string_value(v), NULL);
+    json_decref(c->subs);
+    json_decref(c->handled);
+    mz_hmap_free(c->pushed, NULL);
+    free(c);
 }
 
 mz_status mz__api_new(mz_node *node, mz_err *err)
@@ -318,7 +577,8 @@ void mz__api_free(mz_node *node)
     while (node->api->clients) {
         mz_api_client *c = node->api->clients;
         node->api->clients = c->next;
-        free(c);
+        c->link = NULL;
+        s_client_free(node, c);
     }
     free(node->api);
     node->api = NULL;
@@ -334,6 +594,15 @@ void mz__api_on_open(mz_node *node, mz_link *link)
     }
     c->link = link;
     c->link_id = mz_link_id(link);
+    c->api = node->api;
+    c->subs = json_array();
+    c->handled = json_array();
+    c->pushed = mz_hmap_new();
+    if (c->subs == NULL || c->handled == NULL || c->pushed == NULL) {
+        s_client_free(node, c);
+        mz_link_close(link, 1011, "out of memory");
+        return;
+    }
     c->next = node->api->clients;
     node->api->clients = c;
 }
@@ -344,7 +613,8 @@ void mz__api_on_close(mz_node *node, mz_link *link)
         if ((*pp)->link == link) {
             mz_api_client *c = *pp;
             *pp = c->next;
-            free(c);
+            c->link = NULL;
+            s_client_free(node, c);
             return;
         }
 }
@@ -374,6 +644,12 @@ void mz__api_on_message(mz_node *node, mz_link *link, const char *buf, size_t le
     }
     id = json_object_get(req, "id");
     method = json_string_value(json_object_get(req, "method"));
+    if (json_is_object(req) && method == NULL &&
+        (json_object_get(req, "result") != NULL || json_object_get(req, "error") != NULL)) {
+        s_on_push_answer(c, req);      /* an answer to an execute we pushed */
+        json_decref(req);
+        return;
+    }
     params = json_object_get(req, "params");
     if (!json_is_object(req) || method == NULL ||
         !json_is_string(json_object_get(req, "jsonrpc")) ||

@@ -1,7 +1,8 @@
 /* ResourceDirectory storage and indexes.
  *
- * Layout, chosen to stay near 250 bytes per record at a million records and
- * to answer "type + capabilities" queries without touching most records:
+ * Layout, chosen to stay under 300 bytes per record at a million records
+ * (about 280 in bench/bench_directory.c) and to answer "type +
+ * capabilities" queries without touching most records:
  *
  * - Strings that repeat across records (types, capabilities, owners, node
  *   ids) are interned as atoms: one copy each, named by a small integer id.
@@ -13,10 +14,11 @@
  *   The signature is kept as 64 raw bytes.
  * - Records live in a slot array and are named by slot number (uint32_t),
  *   which halves the size of every index entry against a pointer. Free slots
- *   are chained through the array, so a slot number never moves.
- * - Each slot also holds the record's type atom and a 32-bit mask of its
- *   capability atoms, so a query rejects most candidates from the slot array
- *   without reading the record itself.
+ *   are chained, so a slot number never moves while its record lives.
+ * - Beside the slot array, a dense 32-bit filter word per slot: 8 bits of
+ *   the type atom's hash and a 24-bit Bloom filter of the capability atoms.
+ *   A query rejects nearly every candidate from this array (400 KB at 100k
+ *   records, cache-resident) without reading the record itself.
  * - Per atom: the slots of records having it as type, as capability, as
  *   hosting node. A record keeps its position in each list, so removal is a
  *   swap with the last entry, O(1) per list.
@@ -86,14 +88,6 @@ struct mz_record {
     struct mz_rec_cap caps[];      /* then resource_id, NUL, metadata, NUL */
 };
 
-/* One per slot number. A free slot has rec NULL and chains the free list
- * through type. */
-struct mz_dir_slot {
-    mz_record *rec;                /* owned; NULL when free */
-    uint32_t type;                 /* copy of rec->type (or next free slot) */
-    uint32_t capbits;              /* bit (atom id % 32) per capability */
-};
-
 /* resource_id table entry: slot MZ_NONE means empty. */
 struct mz_id_ent {
     uint32_t slot;
@@ -101,7 +95,9 @@ struct mz_id_ent {
 };
 
 struct mz_directory {
-    struct mz_dir_slot *slots;     /* slot array, owns the records */
+    mz_record **recs;              /* slot -> record (owned); NULL when free */
+    uint32_t *filt;                /* slot -> filter word (s_filt_*), or the
+                                    * next free slot when the slot is free */
     uint32_t n_slots;              /* slots ever used (high-water mark) */
     uint32_t cap_slots;            /* slots allocated */
     uint32_t free_slot;            /* head of the free-slot chain, or MZ_NONE */
@@ -141,6 +137,12 @@ static const char *s_atom_str(const mz_directory *dir, uint32_t id)
 static const char *s_rec_id(const mz_record *rec)
 {
     return (const char *)&rec->caps[rec->n_caps];
+}
+
+/* The text area after caps[], writable while the record is built. */
+static char *s_rec_text(mz_record *rec)
+{
+    return (char *)&rec->caps[rec->n_caps];
 }
 
 static const char *s_rec_meta(const mz_record *rec)
@@ -330,10 +332,12 @@ static const char *s_printable(const char *key, char *buf, size_t size)
     return buf;
 }
 
+/* The fields a record may have; all but the last (location) required. */
 static const char *const s_fields[] = {
     "resource_id", "resource_type", "owner", "capabilities", "metadata",
     "node", "version", "signature", "location", NULL,
 };
+#define MZ_REQUIRED_FIELDS 8
 
 static mz_status s_field_err(mz_err *err, const char *id, const char *field, const char *what)
 {
@@ -370,7 +374,7 @@ static mz_status s_parse(const json_t *rec, struct mz_rec_fields *f, mz_err *err
             return mz_err_set(err, MZ_EPROTO, "record '%s': unknown field '%s'", f->id,
                               s_printable(key, kbuf, sizeof kbuf));
     }
-    for (size_t i = 1; i < 8; i++) {
+    for (size_t i = 1; i < MZ_REQUIRED_FIELDS; i++) {
         if (json_object_get(rec, s_fields[i]) == NULL)
             return s_field_err(err, f->id, s_fields[i], "is missing");
     }
@@ -630,8 +634,8 @@ static mz_status s_rec_build(mz_directory *dir, const struct mz_rec_fields *f, b
         rec->caps[i].atom = MZ_NONE;
         rec->caps[i].pos = MZ_NONE;
     }
-    memcpy((char *)s_rec_id(rec), f->id, f->id_len + 1);
-    meta = (char *)s_rec_meta(rec);
+    memcpy(s_rec_text(rec), f->id, f->id_len + 1);
+    meta = s_rec_text(rec) + f->id_len + 1;
     if (json_dumpb(f->metadata, meta, f->meta_len, JSON_COMPACT | JSON_SORT_KEYS) != f->meta_len)
         goto fail;
     meta[f->meta_len] = '\0';
@@ -654,11 +658,14 @@ fail:
 
 /* ---- slots and the resource_id table ------------------------------------- */
 
-/* Makes sure s_slot_take has a slot to give. */
+/* Makes sure s_slot_take has a slot to give. recs and filt grow one after
+ * the other; if the second fails the first is merely bigger than cap_slots
+ * says, which is harmless. */
 static mz_status s_slot_reserve(mz_directory *dir)
 {
     uint32_t cap;
-    struct mz_dir_slot *slots;
+    mz_record **recs;
+    uint32_t *filt;
 
     if (dir->free_slot != MZ_NONE || dir->n_slots < dir->cap_slots)
         return MZ_OK;
@@ -667,10 +674,14 @@ static mz_status s_slot_reserve(mz_directory *dir)
     cap = dir->cap_slots < 64 ? 64 : dir->cap_slots + dir->cap_slots / 2;
     if (cap > MZ_DIR_MAX_SLOTS || cap < dir->cap_slots)
         cap = MZ_DIR_MAX_SLOTS;
-    slots = realloc(dir->slots, (size_t)cap * sizeof *slots);
-    if (slots == NULL)
+    recs = realloc(dir->recs, (size_t)cap * sizeof *recs);
+    if (recs == NULL)
         return MZ_ENOMEM;
-    dir->slots = slots;
+    dir->recs = recs;
+    filt = realloc(dir->filt, (size_t)cap * sizeof *filt);
+    if (filt == NULL)
+        return MZ_ENOMEM;
+    dir->filt = filt;
     dir->cap_slots = cap;
     return MZ_OK;
 }
@@ -681,7 +692,7 @@ static uint32_t s_slot_take(mz_directory *dir)
     uint32_t slot = dir->free_slot;
 
     if (slot != MZ_NONE)
-        dir->free_slot = dir->slots[slot].type;
+        dir->free_slot = dir->filt[slot];
     else
         slot = dir->n_slots++;
     return slot;
@@ -689,9 +700,8 @@ static uint32_t s_slot_take(mz_directory *dir)
 
 static void s_slot_release(mz_directory *dir, uint32_t slot)
 {
-    dir->slots[slot].rec = NULL;
-    dir->slots[slot].type = dir->free_slot;
-    dir->slots[slot].capbits = 0;
+    dir->recs[slot] = NULL;
+    dir->filt[slot] = dir->free_slot;
     dir->free_slot = slot;
 }
 
@@ -718,7 +728,7 @@ static size_t s_id_find(const mz_directory *dir, const char *id, size_t len, uin
             return SIZE_MAX;
         if (e->tag != tag)
             continue;
-        rec = dir->slots[e->slot].rec;
+        rec = dir->recs[e->slot];
         if (rec->id_len == len && memcmp(s_rec_id(rec), id, len) == 0)
             return i;
     }
@@ -784,6 +794,26 @@ static void s_id_delete(mz_directory *dir, size_t i)
 
 /* ---- indexes --------------------------------------------------------------- */
 
+/* Filter word: the type atom's 8-bit fingerprint on top, and below it a
+ * 24-bit Bloom filter of the capability atoms, two bits each (with four
+ * capabilities a third of the bits are set, so an absent capability slips
+ * through about one time in ten). Multiplicative hashing spreads atom ids,
+ * which are allocated in sequence. */
+#define MZ_FILT_TYPE_MASK UINT32_C(0xff000000)
+
+static uint32_t s_filt_type(uint32_t type)
+{
+    return (type * UINT32_C(0x9e3779b1)) & MZ_FILT_TYPE_MASK;
+}
+
+static uint32_t s_filt_cap(uint32_t cap)
+{
+    uint32_t b1 = (uint32_t)(((uint64_t)(cap * UINT32_C(0x85ebca77)) * 24) >> 32);
+    uint32_t b2 = (uint32_t)(((uint64_t)(cap * UINT32_C(0xc2b2ae3d)) * 24) >> 32);
+
+    return (UINT32_C(1) << b1) | (UINT32_C(1) << b2);
+}
+
 /* Makes room for rec in every list s_index_add will append to, so that
  * adding (and an update's remove-then-add) cannot fail half-way. */
 static mz_status s_index_reserve(mz_directory *dir, const mz_record *rec)
@@ -802,20 +832,19 @@ static mz_status s_index_reserve(mz_directory *dir, const mz_record *rec)
 
 static void s_index_add(mz_directory *dir, mz_record *rec, uint32_t slot)
 {
-    struct mz_dir_slot *s = &dir->slots[slot];
+    uint32_t filt = s_filt_type(rec->type);
 
     rec->slot = slot;
-    s->rec = rec;
-    s->type = rec->type;
-    s->capbits = 0;
+    dir->recs[slot] = rec;
     rec->type_pos = s_list_push(&dir->atoms[rec->type].atom->by_type, slot);
     rec->node_pos = s_list_push(&dir->atoms[rec->node].atom->by_node, slot);
     for (size_t i = 0; i < rec->n_caps; i++) {
         uint32_t a = rec->caps[i].atom;
 
         rec->caps[i].pos = s_list_push(&dir->atoms[a].atom->by_cap, slot);
-        s->capbits |= UINT32_C(1) << (a & 31);
+        filt |= s_filt_cap(a);
     }
+    dir->filt[slot] = filt;
 }
 
 /* Takes rec out of every list; the slot itself is left to the caller. */
@@ -825,10 +854,10 @@ static void s_index_del(mz_directory *dir, mz_record *rec)
 
     moved = s_list_remove(&dir->atoms[rec->type].atom->by_type, rec->type_pos);
     if (moved != MZ_NONE)
-        dir->slots[moved].rec->type_pos = rec->type_pos;
+        dir->recs[moved]->type_pos = rec->type_pos;
     moved = s_list_remove(&dir->atoms[rec->node].atom->by_node, rec->node_pos);
     if (moved != MZ_NONE)
-        dir->slots[moved].rec->node_pos = rec->node_pos;
+        dir->recs[moved]->node_pos = rec->node_pos;
     for (size_t i = 0; i < rec->n_caps; i++) {
         uint32_t a = rec->caps[i].atom;
         mz_record *other;
@@ -836,7 +865,7 @@ static void s_index_del(mz_directory *dir, mz_record *rec)
         moved = s_list_remove(&dir->atoms[a].atom->by_cap, rec->caps[i].pos);
         if (moved == MZ_NONE)
             continue;
-        other = dir->slots[moved].rec;
+        other = dir->recs[moved];
         for (size_t j = 0; j < other->n_caps; j++) {
             if (other->caps[j].atom == a) {
                 other->caps[j].pos = rec->caps[i].pos;
@@ -897,7 +926,7 @@ void mz_directory_free(mz_directory *dir)
         return;
     /* Records and atoms go wholesale: no need to unwind references. */
     for (uint32_t i = 0; i < dir->n_slots; i++)
-        free(dir->slots[i].rec);
+        free(dir->recs[i]);
     for (uint32_t i = 0; i < dir->n_atoms; i++) {
         struct mz_atom *a = dir->atoms[i].atom;
 
@@ -911,7 +940,8 @@ void mz_directory_free(mz_directory *dir)
     mz_hmap_free(dir->atom_by_str, NULL);
     free(dir->atoms);
     free(dir->ids);
-    free(dir->slots);
+    free(dir->filt);
+    free(dir->recs);
     free(dir);
 }
 
@@ -931,7 +961,7 @@ mz_status mz_directory_put(mz_directory *dir, const json_t *json, bool local,
     tag = s_id_tag(dir, f.id, f.id_len);
     at = s_id_find(dir, f.id, f.id_len, tag);
     if (at != SIZE_MAX) {
-        old = dir->slots[dir->ids[at].slot].rec;
+        old = dir->recs[dir->ids[at].slot];
         /* First node to claim an id keeps it until it removes it; another
          * node cannot take it over by announcing a higher version. */
         if (strcmp(mz_record_node(old), f.node) != 0)
@@ -976,7 +1006,7 @@ static mz_record *s_get(const mz_directory *dir, const char *resource_id)
     size_t len = strlen(resource_id);
     size_t at = s_id_find(dir, resource_id, len, s_id_tag(dir, resource_id, len));
 
-    return at == SIZE_MAX ? NULL : dir->slots[dir->ids[at].slot].rec;
+    return at == SIZE_MAX ? NULL : dir->recs[dir->ids[at].slot];
 }
 
 mz_status mz_directory_remove(mz_directory *dir, const char *resource_id,
@@ -1011,21 +1041,19 @@ struct mz_qplan {
     uint32_t node;
     uint32_t caps[MZ_CAPS_MAX];    /* distinct */
     size_t n_caps;
-    uint32_t capmask;              /* OR of the caps' bits */
+    uint32_t filt_mask;            /* filter bits the query constrains */
+    uint32_t filt_want;            /* their required values */
     mz_location location;
 };
 
-/* Cheap tests on the slot first: most candidates fail on type or capability
- * bits without the record being read. */
-static bool s_match(const struct mz_dir_slot *s, const struct mz_qplan *p)
-{
-    const mz_record *rec;
+/* Candidates ahead whose filter word the query loop prefetches. */
+#define MZ_PREFETCH_AHEAD 16
 
-    if (p->type != MZ_NONE && s->type != p->type)
+/* The exact test, for a record whose filter word passed. */
+static bool s_match(const mz_record *rec, const struct mz_qplan *p)
+{
+    if (p->type != MZ_NONE && rec->type != p->type)
         return false;
-    if ((s->capbits & p->capmask) != p->capmask)
-        return false;
-    rec = s->rec;
     if (p->owner != MZ_NONE && rec->owner != p->owner)
         return false;
     if (p->node != MZ_NONE && rec->node != p->node)
@@ -1054,7 +1082,7 @@ static bool s_plan(const mz_directory *dir, const mz_query *q, struct mz_qplan *
 
     p->type = p->owner = p->node = MZ_NONE;
     p->n_caps = 0;
-    p->capmask = 0;
+    p->filt_mask = p->filt_want = 0;
     p->location = MZ_LOC_ANY;
     *cand = NULL;
     if (q == NULL)
@@ -1064,6 +1092,8 @@ static bool s_plan(const mz_directory *dir, const mz_query *q, struct mz_qplan *
         if ((a = s_atom_find(dir, q->resource_type)) == NULL)
             return false;
         p->type = a->id;
+        p->filt_mask = MZ_FILT_TYPE_MASK;
+        p->filt_want = s_filt_type(a->id);
         *cand = &a->by_type;
     }
     if (q->n_capabilities > 0 && q->capabilities == NULL)
@@ -1080,7 +1110,8 @@ static bool s_plan(const mz_directory *dir, const mz_query *q, struct mz_qplan *
         if (p->n_caps == MZ_CAPS_MAX)
             return false;                   /* no record has more */
         p->caps[p->n_caps++] = a->id;
-        p->capmask |= UINT32_C(1) << (a->id & 31);
+        p->filt_mask |= s_filt_cap(a->id);
+        p->filt_want |= s_filt_cap(a->id);
         if (*cand == NULL || a->by_cap.n < (*cand)->n)
             *cand = &a->by_cap;
     }
@@ -1106,28 +1137,41 @@ size_t mz_directory_query(const mz_directory *dir, const mz_query *q,
     const struct mz_slotlist *cand;
     size_t limit = q != NULL ? q->limit : 0;
     size_t n = 0;
+    /* Locals, so the hot loop keeps them in registers across calls to fn. */
+    mz_record *const *recs = dir->recs;
+    const uint32_t *filt = dir->filt;
+    uint32_t mask, want;
 
     if (!s_plan(dir, q, &p, &cand))
         return 0;
+    mask = p.filt_mask;
+    want = p.filt_want;
     if (cand != NULL) {
-        for (uint32_t k = 0; k < cand->n; k++) {
-            const struct mz_dir_slot *s = &dir->slots[cand->v[k]];
+        const uint32_t *v = cand->v;
+        uint32_t nc = cand->n;
 
-            if (!s_match(s, &p))
+        for (uint32_t k = 0; k < nc; k++) {
+            uint32_t slot = v[k];
+
+            /* The filter reads are random; asking for one a few entries
+             * ahead overlaps their cache misses. */
+            if (k + MZ_PREFETCH_AHEAD < nc)
+                __builtin_prefetch(&filt[v[k + MZ_PREFETCH_AHEAD]]);
+
+            /* Most candidates stop here, without the record being read. */
+            if ((filt[slot] & mask) != want || !s_match(recs[slot], &p))
                 continue;
             n++;
-            if ((fn != NULL && !fn(s->rec, ctx)) || n == limit)
+            if ((fn != NULL && !fn(recs[slot], ctx)) || n == limit)
                 break;
         }
         return n;
     }
     for (uint32_t i = 0; i < dir->n_slots; i++) {
-        const struct mz_dir_slot *s = &dir->slots[i];
-
-        if (s->rec == NULL || !s_match(s, &p))
+        if (recs[i] == NULL || (filt[i] & mask) != want || !s_match(recs[i], &p))
             continue;
         n++;
-        if ((fn != NULL && !fn(s->rec, ctx)) || n == limit)
+        if ((fn != NULL && !fn(recs[i], ctx)) || n == limit)
             break;
     }
     return n;
@@ -1167,7 +1211,7 @@ void mz_directory_foreach(const mz_directory *dir,
                           bool (*fn)(const mz_record *rec, void *ctx), void *ctx)
 {
     for (uint32_t i = 0; i < dir->n_slots; i++) {
-        if (dir->slots[i].rec != NULL && !fn(dir->slots[i].rec, ctx))
+        if (dir->recs[i] != NULL && !fn(dir->recs[i], ctx))
             return;
     }
 }
@@ -1185,7 +1229,7 @@ size_t mz_directory_remove_node(mz_directory *dir, const char *node,
     /* Always the last entry: removing it moves nothing. a stays valid while
      * a record of this node remains, so it is not read after the last. */
     for (size_t k = 0; k < n; k++) {
-        mz_record *rec = dir->slots[a->by_node.v[a->by_node.n - 1]].rec;
+        mz_record *rec = dir->recs[a->by_node.v[a->by_node.n - 1]];
 
         if (on_removed != NULL)
             on_removed(rec, ctx);

@@ -37,6 +37,9 @@ static void s_on_bye(mz_node *, mz_peer *, const json_t *);
 static void s_on_query(mz_node *, mz_peer *, const json_t *);
 static void s_on_query_result(mz_node *, mz_peer *, const json_t *);
 static void s_on_error(mz_node *, mz_peer *, const json_t *);
+static void s_on_execute(mz_node *, mz_peer *, const json_t *);
+static void s_on_execute_result(mz_node *, mz_peer *, const json_t *);
+static void s_on_event(mz_node *, mz_peer *, const json_t *);
 
 static const mz_type s_types[] = {
     { "hello",        s_on_hello,        MZ_T_PREAUTH | MZ_T_LINK },
@@ -48,6 +51,9 @@ static const mz_type s_types[] = {
     { "query",        s_on_query,        MZ_T_UNICAST },
     { "query_result", s_on_query_result, MZ_T_UNICAST },
     { "error",        s_on_error,        MZ_T_PREAUTH | MZ_T_LINK | MZ_T_UNICAST },
+    { "execute",      s_on_execute,      MZ_T_UNICAST },
+    { "execute_result", s_on_execute_result, MZ_T_UNICAST },
+    { "event",        s_on_event,        MZ_T_BROADCAST },
 };
 
 static const mz_type *s_find_type(const char *name)
@@ -284,6 +290,7 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
             if (strcmp(t->name, "error") != 0)
                 s_send_error_to(node, from, id, "unreachable", why);
         } else {
+            mz__exec_relayed(node, env, mz_link_id(hop->link));
             s_forward(node, p, env, hop);
         }
     } else {
@@ -430,8 +437,12 @@ static void s_on_announce(mz_node *node, mz_peer *p, const json_t *env)
                    e.msg);
     } else if (op && strcmp(op, "remove") == 0) {
         const char *rid = s_str(pl, "resource_id");
-        if (rid != NULL && mz_directory_remove(node->dir, rid, from, NULL) == MZ_OK)
+        const mz_record *old = rid ? mz_directory_get(node->dir, rid) : NULL;
+        if (old != NULL && strcmp(mz_record_node(old), from) == 0) {
+            mz__emit_record(node, "resource.removed", old);
+            mz_directory_remove(node->dir, rid, from, NULL);
             mz_log(MZ_LOG_DEBUG, "handler", "resource %s of %.12s removed", rid, from);
+        }
     } else {
         node->c.malformed++;
         mz_log(MZ_LOG_WARN, "handler", "announce %s: op must be upsert or remove",
@@ -504,7 +515,27 @@ static void s_on_error(mz_node *node, mz_peer *p, const json_t *env)
 
     (void)p;
     node->c.errors_received++;
+    if (mz__exec_on_error(node, s_str(pl, "ref"), s_str(pl, "code"), s_str(pl, "reason")))
+        return;
     mz_log(MZ_LOG_INFO, "handler", "error from %.12s about %s: %s: %s", mz_msg_sender(env),
            s_str(pl, "ref") ? s_str(pl, "ref") : "?", s_str(pl, "code") ? s_str(pl, "code") : "?",
            s_str(pl, "reason") ? s_str(pl, "reason") : "?");
+}
+
+static void s_on_execute(mz_node *node, mz_peer *p, const json_t *env)
+{
+    (void)p;
+    mz__exec_on_request(node, env);
+}
+
+static void s_on_execute_result(mz_node *node, mz_peer *p, const json_t *env)
+{
+    (void)p;
+    mz__exec_on_result(node, env);
+}
+
+static void s_on_event(mz_node *node, mz_peer *p, const json_t *env)
+{
+    (void)p;
+    mz__events_on_message(node, env);
 }

@@ -42,7 +42,7 @@ void mz__node_touch(mz_node *node, const char *id, const char *listen, int64_t l
 
 static void s_on_record_removed(const mz_record *rec, void *ctx)
 {
-    (void)ctx;
+    mz__emit_record(ctx, "resource.removed", rec);
     mz_log(MZ_LOG_DEBUG, "node", "resource %s of %.12s removed", mz_record_id(rec),
            mz_record_node(rec));
 }
@@ -56,6 +56,7 @@ static void s_forget_node(mz_node *node, const char *id, const char *why)
     mz_routes_drop(node->routes, id);
     ni = mz_hmap_remove(node->nodes, id);
     free(ni);
+    mz__exec_node_gone(node, id);
     mz_log(MZ_LOG_INFO, "node", "node %.12s %s: %zu resources removed", id, why, n);
 }
 
@@ -136,6 +137,17 @@ static const char *s_dialer(mz_node *node, mz_peer *p)
 
 static void s_send_sync(mz_node *node, mz_peer *p);
 
+static void s_emit_peer(mz_node *node, const char *topic, mz_peer *p)
+{
+    json_t *d;
+
+    if (node->subs == NULL)
+        return;
+    d = json_pack("{s:s,s:s}", "id", p->peer_id, "listen", p->listen);
+    mz__emit(node, topic, d, p->peer_id);
+    json_decref(d);
+}
+
 void mz__peer_up(mz_node *node, mz_peer *p)
 {
     mz_peer *old = mz__peer_by_id(node, p->peer_id);
@@ -174,6 +186,7 @@ void mz__peer_up(mz_node *node, mz_peer *p)
         s_static_done(node, p->stat, MZ_OK, p->peer_id, "connected");
     }
     s_send_sync(node, p);
+    s_emit_peer(node, "peer.connected", p);
 }
 
 typedef struct sync_ctx {
@@ -313,8 +326,11 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
     if (p == NULL)
         return;
     mz_routes_drop_link(node->routes, mz_link_id(link));
-    if (p->up)
+    mz__exec_link_down(node, mz_link_id(link), p->peer_id);
+    if (p->up) {
         mz_log(MZ_LOG_INFO, "node", "peer %.12s down: %s", p->peer_id, reason);
+        s_emit_peer(node, "peer.disconnected", p);
+    }
     else
         mz_log(MZ_LOG_INFO, "node", "link %s closed before hello completed: %s",
                mz_link_url(link)[0] ? mz_link_url(link) : mz_link_peer_addr(link), reason);
@@ -445,6 +461,7 @@ static void s_on_tick(uv_timer_t *t)
     }
     s_expire_leases(node, now);
     mz_routes_expire(node->routes, now);
+    mz__exec_sweep(node, now);
     for (mz_peer *p = node->peers; p; p = p->next)
         if (!p->up && p->link && now > p->hello_deadline_ms && !mz_link_closing(p->link)) {
             node->c.hello_failures++;
@@ -498,6 +515,9 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     if (node->o.max_hops > MZ_MAX_HOPS) node->o.max_hops = MZ_MAX_HOPS;
     if (!node->o.seen_capacity) node->o.seen_capacity = MZ_DEFAULT_SEEN_CAPACITY;
     if (!node->o.max_message) node->o.max_message = MZ_DEFAULT_MAX_MESSAGE;
+    if (!node->o.max_running) node->o.max_running = MZ_DEFAULT_MAX_RUNNING;
+    if (!node->o.max_pending) node->o.max_pending = MZ_DEFAULT_MAX_PENDING;
+    if (!node->o.max_subscriptions) node->o.max_subscriptions = MZ_DEFAULT_MAX_SUBSCRIPTIONS;
     node->o.peers = NULL;
     node->o.n_peers = 0;
     node->o.data_dir = NULL;
@@ -519,7 +539,11 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
         (rc = mz_routes_new(&node->routes, err)) != MZ_OK)
         goto fail;
     node->nodes = mz_hmap_new();
-    if (node->nodes == NULL) {
+    node->calls = mz_hmap_new();
+    node->relayed = mz_hmap_new();
+    node->handlers = mz_hmap_new();
+    if (node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
+        node->handlers == NULL) {
         rc = mz_err_set(err, MZ_ENOMEM, "node: allocating");
         goto fail;
     }
@@ -578,6 +602,7 @@ void mz_node_stop(mz_node *node)
         return;
     node->stopping = true;
     node->next_alive_ms = mz_now_ms();   /* start of the drain window */
+    mz__exec_fail_pending(node);
     mz__send(node, mz_msg_new("bye", mz_identity_id(node->ident), "*", json_object()), NULL,
              NULL);
     for (mz_peer *p = node->peers; p; p = p->next)
@@ -600,6 +625,9 @@ void mz_node_free(mz_node *node)
     for (mz_static *s = node->statics; s; s = s->next)
         s_static_done(node, s, MZ_ESTATE, NULL, "node stopped");
     mz__api_free(node);
+    mz__exec_free_all(node);
+    mz_hmap_free(node->calls, NULL);
+    mz__events_free(node);
     while (node->peers)
         s_peer_free(node, node->peers);
     while (node->statics) {
@@ -643,6 +671,10 @@ mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err
     rc = mz_directory_put(node->dir, rec, false, &ch, err);
     if (rc == MZ_EEXIST)
         node->c.conflicts++;
+    if (rc == MZ_OK && ch != MZ_DIR_UNCHANGED)
+        mz__emit_record(node, ch == MZ_DIR_ADDED ? "resource.added" : "resource.updated",
+                        mz_directory_get(node->dir,
+                                         json_string_value(json_object_get(rec, "resource_id"))));
     if (rc == MZ_OK && ch != MZ_DIR_UNCHANGED)
         mz_log(MZ_LOG_DEBUG, "node", "resource %s of %.12s %s",
                json_string_value(json_object_get(rec, "resource_id")), owner_node,
@@ -727,6 +759,8 @@ mz_status mz_node_register_resource(mz_node *node, const mz_resource_spec *spec,
         json_decref(rec);
         return rc;
     }
+    mz__emit_record(node, old ? "resource.updated" : "resource.added",
+                    mz_directory_get(node->dir, spec->resource_id));
     s_announce(node, json_pack("{s:s,s:O}", "op", "upsert", "record", rec));
     mz_log(MZ_LOG_INFO, "node", "resource %s registered (version %lld)", spec->resource_id,
            (long long)version);
@@ -749,6 +783,8 @@ mz_status mz_node_unregister_resource(mz_node *node, const char *resource_id, mz
         return mz_err_set(err, MZ_ENOTFOUND, "unregister: no resource '%s' hosted here",
                           resource_id ? resource_id : "(null)");
     version = mz_record_version(old);
+    mz__emit_record(node, "resource.removed", old);
+    mz__exec_drop_handler(node, resource_id);
     if ((rc = mz_directory_remove(node->dir, resource_id, mz_identity_id(node->ident), err)) !=
         MZ_OK)
         return rc;

@@ -54,6 +54,8 @@ typedef struct mz_counters {
     uint64_t msgs_handled, malformed, forged, unknown_type, duplicates, forwarded;
     uint64_t hop_limit_drops, unroutable, hello_failures, conflicts, bad_records;
     uint64_t errors_received, leases_expired;
+    uint64_t exec_calls, exec_timeouts, late_results, exec_served, exec_busy;
+    uint64_t events_delivered, events_published;
 } mz_counters;
 
 struct mz_node {
@@ -68,6 +70,15 @@ struct mz_node {
     mz_peer *peers;             /* every peer link, up or not */
     mz_static *statics;
     struct mz_api *api;         /* local API state */
+    mz_hmap *calls;             /* request id -> mz_call* we wait on (exec.c) */
+    mz_hmap *relayed;           /* request id -> execute we relayed (exec.c) */
+    mz_hmap *handlers;          /* resource id -> handler entry (exec.c) */
+    struct mz_exec *execs;      /* calls our handlers are running */
+    size_t running;             /* length of execs */
+    struct mz_sub *subs;        /* subscriptions (events.c) */
+    size_t n_subs;
+    uint64_t next_sub_id;
+    int delivering;             /* > 0 while events are being delivered */
     uv_timer_t tick;            /* 250 ms housekeeping: leases, hello timeouts, redials */
     uv_signal_t *unused;
     int64_t next_alive_ms;
@@ -97,6 +108,28 @@ mz_peer *mz__peer_by_id(mz_node *node, const char *id);
 extern const char *const mz__record_unsigned_keys[];
 /* Validates rec and its signature by rec.node; stores it as remote. */
 mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err);
+
+/* exec.c */
+void mz__exec_on_request(mz_node *node, const json_t *env);
+void mz__exec_on_result(mz_node *node, const json_t *env);
+bool mz__exec_on_error(mz_node *node, const char *ref, const char *code, const char *reason);
+void mz__exec_relayed(mz_node *node, const json_t *env, uint64_t out_link);
+void mz__exec_link_down(mz_node *node, uint64_t link, const char *peer_id);
+void mz__exec_node_gone(mz_node *node, const char *host);
+void mz__exec_sweep(mz_node *node, int64_t now);
+void mz__exec_drop_handler(mz_node *node, const char *resource_id);
+void mz__exec_fail_pending(mz_node *node);
+void mz__exec_free_all(mz_node *node);
+
+/* events.c */
+bool mz_topic_valid(const char *topic);
+bool mz_topic_pattern_valid(const char *pattern);
+bool mz_topic_reserved(const char *topic);
+bool mz_topic_match(const char *pattern, const char *topic);
+void mz__emit(mz_node *node, const char *topic, const json_t *data, const char *source);
+void mz__emit_record(mz_node *node, const char *topic, const mz_record *rec);
+void mz__events_on_message(mz_node *node, const json_t *env);
+void mz__events_free(mz_node *node);
 
 /* api.c */
 mz_status mz__api_new(mz_node *node, mz_err *err);

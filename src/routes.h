@@ -30,6 +30,7 @@ size_t mz_routes_drop_link(mz_routes *r, uint64_t link);
 void mz_routes_drop(mz_routes *r, const char *dest);
 /* Forgets routes expired by now_ms. Returns how many. */
 size_t mz_routes_expire(mz_routes *r, int64_t now_ms);
+/* Routes held, including expired ones mz_routes_expire has not yet purged. */
 size_t mz_routes_count(const mz_routes *r);
 /* Calls fn for each route; fn must not modify the table. */
 void mz_routes_foreach(const mz_routes *r,

@@ -18,7 +18,8 @@ mz_status mz_seen_new(size_t capacity, mz_seen **out, mz_err *err);
 void mz_seen_free(mz_seen *s);
 /* True when id was already in the cache. Otherwise adds it (evicting the
  * oldest id when full) and returns false. An id that cannot be added for
- * lack of memory is reported as seen (fail closed: no flood loops). */
+ * lack of memory, or longer than MZ_MSG_ID_MAX (64) bytes, is reported as
+ * seen (fail closed: no flood loops). */
 bool mz_seen_check_add(mz_seen *s, const char *id);
 bool mz_seen_contains(const mz_seen *s, const char *id);
 size_t mz_seen_count(const mz_seen *s);

@@ -48,6 +48,9 @@ typedef struct mz_node_opts {
     size_t max_api_clients;     /* 0: MZ_DEFAULT_MAX_API_CLIENTS */
     unsigned ping_secs;         /* 0: MZ_DEFAULT_PING_SECS */
     unsigned hangup_secs;       /* 0: MZ_DEFAULT_HANGUP_SECS */
+    size_t max_running;         /* 0: MZ_DEFAULT_MAX_RUNNING (calls served at once) */
+    size_t max_pending;         /* 0: MZ_DEFAULT_MAX_PENDING (calls awaited at once) */
+    size_t max_subscriptions;   /* 0: MZ_DEFAULT_MAX_SUBSCRIPTIONS */
 } mz_node_opts;
 
 /* What register_resource needs; everything is borrowed for the call. */
@@ -102,5 +105,83 @@ mz_status mz_node_connect_to_peer(mz_node *node, const char *url, mz_connect_cb 
 json_t *mz_node_peers(mz_node *node);
 /* Returns new: id, URLs, uptime, counts, counters and limits. */
 json_t *mz_node_status(mz_node *node);
+
+/* ---- remote execution (execute_remote) ---------------------------------- */
+
+/* Error codes of a failed call (docs/PROTOCOL.md "execute_result"). */
+#define MZ_EXEC_NOT_FOUND     "not_found"      /* no such resource */
+#define MZ_EXEC_UNREACHABLE   "unreachable"    /* no route, or the path broke mid-call */
+#define MZ_EXEC_TIMEOUT       "timeout"
+#define MZ_EXEC_BAD_REQUEST   "bad_request"    /* params not an object, unknown method */
+#define MZ_EXEC_HANDLER_ERROR "handler_error"  /* the handler failed; message is its text */
+#define MZ_EXEC_BUSY          "busy"           /* host over its concurrency limit */
+#define MZ_EXEC_DENIED        "denied"
+
+/* Calls a host runs at once before answering busy. */
+#define MZ_DEFAULT_MAX_RUNNING   256
+/* Calls a node waits on at once (its own and its API clients'). */
+#define MZ_DEFAULT_MAX_PENDING   4096
+/* Default and largest call timeout. */
+#define MZ_DEFAULT_EXEC_TIMEOUT_MS 30000
+#define MZ_MAX_EXEC_TIMEOUT_MS     600000
+
+/* Completion of execute_remote: exactly one call, with either result
+ * (borrowed; valid during the call) or code + message. */
+typedef void (*mz_result_cb)(mz_node *node, const json_t *result, const char *code,
+                             const char *message, void *ctx);
+
+/* execute_remote: runs method on resource_id wherever it is hosted (here, a
+ * neighbour, or over relays). params is borrowed (NULL: {}); timeout_ms 0
+ * takes the default. cb is always called exactly once, never from inside
+ * this function (failures found at once are reported on the next loop turn). */
+mz_status mz_node_execute_remote(mz_node *node, const char *resource_id, const char *method,
+                                 const json_t *params, int64_t timeout_ms, mz_result_cb cb,
+                                 void *ctx, mz_err *err);
+
+/* One call being served by a local handler. Reply exactly once. */
+typedef struct mz_exec mz_exec;
+/* Borrowed accessors, valid until the reply. */
+const char *mz_exec_resource(const mz_exec *x);
+const char *mz_exec_method(const mz_exec *x);
+const json_t *mz_exec_params(const mz_exec *x);
+const char *mz_exec_caller(const mz_exec *x);
+int64_t mz_exec_deadline_ms(const mz_exec *x);
+/* Completes the call with a result (takes the reference) and frees x. */
+void mz_exec_reply(mz_exec *x, json_t *result);
+/* Completes the call with an error (code one of MZ_EXEC_*) and frees x. */
+void mz_exec_fail(mz_exec *x, const char *code, const char *message);
+
+/* A resource handler: reply through x now or later from the loop. */
+typedef void (*mz_handler_fn)(mz_node *node, mz_exec *x, void *ctx);
+
+/* Attaches a handler to a resource this node hosts (replacing any). methods
+ * (NULL-terminated, may be NULL) lists the methods it accepts; others get
+ * bad_request. The handler goes when the resource is unregistered. */
+mz_status mz_node_set_handler(mz_node *node, const char *resource_id,
+                              const char *const *methods, mz_handler_fn fn, void *ctx,
+                              mz_err *err);
+
+/* ---- events (subscribe / publish) --------------------------------------- */
+
+/* Subscriptions a node holds at once (its own and its API clients'). */
+#define MZ_DEFAULT_MAX_SUBSCRIPTIONS 10000
+#define MZ_TOPIC_MAX 128
+
+/* An event: data is borrowed for the call; source is the node it came from. */
+typedef void (*mz_event_cb)(mz_node *node, const char *topic, const json_t *data,
+                            const char *source, void *ctx);
+
+/* subscribe: pattern is a topic ("resource.added"), a prefix with a trailing
+ * wildcard ("resource.*") or "*". *id (may be NULL) identifies it for
+ * mz_node_unsubscribe. Built-in topics: resource.added, resource.updated,
+ * resource.removed (data: the record), peer.connected, peer.disconnected
+ * (data: {id, listen}). */
+mz_status mz_node_subscribe(mz_node *node, const char *pattern, mz_event_cb cb, void *ctx,
+                            uint64_t *id, mz_err *err);
+/* Removes a subscription; MZ_ENOTFOUND if there is none with that id. */
+mz_status mz_node_unsubscribe(mz_node *node, uint64_t id, mz_err *err);
+/* publish: delivers (topic, data) to the subscribers of every node in the
+ * mesh, this one included, once per node. data borrowed (NULL: null). */
+mz_status mz_node_publish(mz_node *node, const char *topic, const json_t *data, mz_err *err);
 
 #endif

@@ -20,6 +20,8 @@ struct mz_apiclient {
     json_int_t want_id;
     uv_timer_t timer;
     bool timed_out;
+    mz_apiclient_push_fn push;  /* other messages: requests and notifications */
+    void *push_ctx;
 };
 
 static void s_on_open(mz_link *link, void *ctx)
@@ -36,11 +38,16 @@ static void s_on_message(mz_link *link, const char *buf, size_t len, void *ctx)
     json_t *m = json_loadb(buf, len, 0, NULL);
 
     (void)link;
-    if (m != NULL && json_integer_value(json_object_get(m, "id")) == c->want_id &&
-        c->answer == NULL)
+    if (m == NULL)
+        return;
+    if (json_object_get(m, "method") == NULL &&
+        json_integer_value(json_object_get(m, "id")) == c->want_id && c->answer == NULL) {
         c->answer = m;
-    else
-        json_decref(m);
+        return;
+    }
+    if (c->push)
+        c->push(c, m, c->push_ctx);
+    json_decref(m);
 }
 
 static void s_on_close(mz_link *link, const char *reason, void *ctx)
@@ -193,4 +200,39 @@ json_t *mz_cli_call(const char *url, const char *method, json_t *params, int tim
         fprintf(stderr, "meshzero: %s\n", e.msg);
     mz_apiclient_free(c);
     return res;
+}
+
+void mz_apiclient_set_push(mz_apiclient *c, mz_apiclient_push_fn fn, void *ctx)
+{
+    c->push = fn;
+    c->push_ctx = ctx;
+}
+
+uv_loop_t *mz_apiclient_loop(mz_apiclient *c)
+{
+    return &c->loop;
+}
+
+mz_status mz_apiclient_send(mz_apiclient *c, json_t *msg, mz_err *err)
+{
+    char *buf = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    mz_status rc;
+
+    json_decref(msg);
+    if (buf == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "api send: allocating");
+    rc = c->link ? mz_link_send(c->link, buf, strlen(buf), err)
+                 : mz_err_set(err, MZ_EUNREACHABLE, "api connection closed");
+    free(buf);
+    return rc;
+}
+
+mz_status mz_apiclient_run(mz_apiclient *c, const bool *stop, mz_err *err)
+{
+    while (!*stop && !c->closed)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    if (c->closed && !*stop)
+        return mz_err_set(err, MZ_EUNREACHABLE, "connection to the node closed: %s",
+                          c->close_reason);
+    return MZ_OK;
 }

@@ -3,7 +3,10 @@
 #ifndef MZ_CLI_H
 #define MZ_CLI_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
+#include <uv.h>
 
 #include "meshzero/err.h"
 
@@ -18,6 +21,10 @@ int cmd_query_main(int argc, char **argv);
 int cmd_peers_main(int argc, char **argv);
 int cmd_connect_main(int argc, char **argv);
 int cmd_status_main(int argc, char **argv);
+int cmd_exec_main(int argc, char **argv);
+int cmd_subscribe_main(int argc, char **argv);
+int cmd_publish_main(int argc, char **argv);
+int cmd_serve_main(int argc, char **argv);
 
 /* The default data directory: $MESHZERO_DATA, else $XDG_DATA_HOME/meshzero,
  * else $HOME/.local/share/meshzero, else ./meshzero-data. */
@@ -33,6 +40,17 @@ mz_status mz_apiclient_open(const char *url, int timeout_ms, mz_apiclient **out,
 mz_status mz_apiclient_call(mz_apiclient *c, const char *method, json_t *params,
                             int timeout_ms, json_t **result, mz_err *err);
 void mz_apiclient_free(mz_apiclient *c);
+
+/* Messages from the node other than the awaited answer (pushed execute
+ * requests, event notifications). msg is borrowed for the call. */
+typedef void (*mz_apiclient_push_fn)(mz_apiclient *c, const json_t *msg, void *ctx);
+void mz_apiclient_set_push(mz_apiclient *c, mz_apiclient_push_fn fn, void *ctx);
+/* The client's own loop, for timers and child processes of the caller. */
+uv_loop_t *mz_apiclient_loop(mz_apiclient *c);
+/* Sends one message (takes msg). */
+mz_status mz_apiclient_send(mz_apiclient *c, json_t *msg, mz_err *err);
+/* Runs the loop until *stop is true or the connection closes (an error). */
+mz_status mz_apiclient_run(mz_apiclient *c, const bool *stop, mz_err *err);
 
 /* Opens, calls once, closes; prints the failure on stderr. Returns new result or NULL. */
 json_t *mz_cli_call(const char *url, const char *method, json_t *params, int timeout_ms);

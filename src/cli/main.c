@@ -17,6 +17,10 @@ static const struct mz_cmd {
     { "peers",      cmd_peers_main,      "list a node's linked peers" },
     { "connect",    cmd_connect_main,    "link a node to a peer" },
     { "status",     cmd_status_main,     "show a node's state and counters" },
+    { "exec",       cmd_exec_main,       "call a method of a resource anywhere in the mesh" },
+    { "subscribe",  cmd_subscribe_main,  "print events as JSON lines" },
+    { "publish",    cmd_publish_main,    "send an event to every node" },
+    { "serve",      cmd_serve_main,      "host a resource whose calls run a command" },
 };
 
 static void s_usage(FILE *f)

@@ -1,0 +1,448 @@
+/* meshzero serve: hosts a resource on a node whose calls each run a command
+ * (no shell): the call {"method","params","caller"} goes to its stdin as
+ * JSON, its stdout is the JSON result; a non-zero exit is a handler_error
+ * carrying stderr's text. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "meshzero.h"
+
+/* Bytes of a command's stdout taken as its result, and of stderr kept. */
+#define SERVE_MAX_OUT (1024 * 1024)
+#define SERVE_MAX_ERR 4096
+
+typedef struct serve_state {
+    mz_apiclient *api;
+    char **cmd;                 /* argv of the command, borrowed */
+    long max_running;
+    long running;
+    bool stop;
+    uv_signal_t sigint, sigterm;
+    struct job *jobs;           /* running commands, killed when serve stops */
+} serve_state;
+
+typedef struct job {
+    serve_state *st;
+    char id[64];                /* the node's request id, echoed in the answer */
+    uv_process_t proc;
+    uv_pipe_t in, out, err;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    char *input;                /* request JSON written to stdin (owned) */
+    char *obuf, *ebuf;
+    size_t olen, elen;
+    bool too_big, timed_out, exited, answered;
+    int64_t status;
+    int term_signal;
+    int open;                   /* handles still to close before freeing */
+    int eofs;                   /* stdout and stderr finished */
+    bool spawned;
+    struct job *prev, *next;    /* serve_state.jobs */
+} job;
+
+/* The command runs in its own process group, so a kill reaches whatever it
+ * started too (a shell's children hold the output pipes open otherwise). */
+static void s_job_kill(job *j)
+{
+    if (j->spawned && !j->exited)
+        uv_kill(-j->proc.pid, SIGKILL);
+}
+
+static void s_job_unlink(job *j)
+{
+    serve_state *st = j->st;
+
+    if (j->prev) j->prev->next = j->next;
+    else if (st->jobs == j) st->jobs = j->next;
+    if (j->next) j->next->prev = j->prev;
+    j->prev = j->next = NULL;
+}
+
+static void s_answer(serve_state *st, const char *id, json_t *result, const char *code,
+                     const char *msg)
+{
+    json_t *m;
+    mz_err e;
+
+    if (code == NULL)
+        m = json_pack("{s:s,s:s,s:o}", "jsonrpc", "2.0", "id", id, "result",
+                      result ? result : json_null());
+    else
+        m = json_pack("{s:s,s:s,s:{s:i,s:s,s:{s:s}}}", "jsonrpc", "2.0", "id", id, "error",
+                      "code", -32000, "message", msg, "data", "code", code);
+    if (mz_apiclient_send(st->api, m, &e) != MZ_OK)
+        fprintf(stderr, "meshzero serve: %s\n", e.msg);
+}
+
+static void s_job_closed(uv_handle_t *h)
+{
+    job *j = h->data;
+
+    if (--j->open == 0) {
+        s_job_unlink(j);
+        free(j->input);
+        free(j->obuf);
+        free(j->ebuf);
+        free(j);
+    }
+}
+
+static void s_job_close(job *j)
+{
+    uv_handle_t *hs[] = { (uv_handle_t *)&j->proc, (uv_handle_t *)&j->in,
+                          (uv_handle_t *)&j->out, (uv_handle_t *)&j->err,
+                          (uv_handle_t *)&j->timer };
+
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+        if (!uv_is_closing(hs[i]))
+            uv_close(hs[i], s_job_closed);
+}
+
+/* Answers once the process exited and both output pipes reached EOF. */
+static void s_job_maybe_done(job *j)
+{
+    serve_state *st = j->st;
+
+    if (!j->exited || j->eofs < 2)
+        return;
+    if (j->answered) {              /* answered at the deadline already */
+        s_job_close(j);
+        return;
+    }
+    j->answered = true;
+    st->running--;
+    if (j->status != 0 || j->term_signal != 0) {
+        char msg[SERVE_MAX_ERR + 64];
+        size_t n = j->elen;
+        while (n > 0 && (j->ebuf[n - 1] == '\n' || j->ebuf[n - 1] == '\r'))
+            n--;
+        if (j->term_signal)
+            snprintf(msg, sizeof msg, "command killed by signal %d%s%.*s", j->term_signal,
+                     n ? ": " : "", (int)n, j->ebuf ? j->ebuf : "");
+        else if (n)
+            snprintf(msg, sizeof msg, "%.*s", (int)n, j->ebuf);
+        else
+            snprintf(msg, sizeof msg, "command exited with status %lld", (long long)j->status);
+        s_answer(st, j->id, NULL, "handler_error", msg);
+    } else if (j->too_big) {
+        s_answer(st, j->id, NULL, "handler_error", "command output over 1 MiB");
+    } else {
+        json_error_t je;
+        json_t *r = json_loadb(j->obuf ? j->obuf : "", j->olen, JSON_DECODE_ANY, &je);
+        if (r == NULL) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "command output is not JSON: %s", je.text);
+            s_answer(st, j->id, NULL, "handler_error", msg);
+        } else {
+            s_answer(st, j->id, r, NULL, NULL);
+        }
+    }
+    s_job_close(j);
+}
+
+static void s_on_exit(uv_process_t *p, int64_t status, int term_signal)
+{
+    job *j = p->data;
+
+    j->exited = true;
+    j->status = status;
+    j->term_signal = term_signal;
+    uv_timer_stop(&j->timer);
+    s_job_maybe_done(j);
+}
+
+static void s_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char scratch[65536];     /* read() target; copied out at once */
+
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(scratch, sizeof scratch);
+}
+
+static void s_append(char **buf, size_t *len, size_t max, const char *data, size_t n,
+                     bool *over)
+{
+    char *nb;
+
+    if (*len + n > max) {
+        if (over) *over = true;
+        n = max > *len ? max - *len : 0;
+    }
+    if (n == 0)
+        return;
+    nb = realloc(*buf, *len + n + 1);
+    if (nb == NULL) {
+        if (over) *over = true;
+        return;
+    }
+    memcpy(nb + *len, data, n);
+    *len += n;
+    nb[*len] = '\0';
+    *buf = nb;
+}
+
+static void s_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    job *j = s->data;
+
+    if (n > 0) {
+        if (s == (uv_stream_t *)&j->out)
+            s_append(&j->obuf, &j->olen, SERVE_MAX_OUT, buf->base, (size_t)n, &j->too_big);
+        else
+            s_append(&j->ebuf, &j->elen, SERVE_MAX_ERR, buf->base, (size_t)n, NULL);
+    } else if (n < 0) {
+        uv_read_stop(s);
+        j->eofs++;
+        s_job_maybe_done(j);
+    }
+}
+
+static void s_on_written(uv_write_t *w, int status)
+{
+    job *j = w->data;
+
+    (void)status;   /* a command that does not read its input is its business */
+    uv_close((uv_handle_t *)&j->in, s_job_closed);
+}
+
+static void s_on_deadline(uv_timer_t *t)
+{
+    job *j = t->data;
+
+    j->timed_out = true;
+    s_job_kill(j);
+    if (!j->answered) {
+        j->answered = true;
+        j->st->running--;
+        s_answer(j->st, j->id, NULL, "timeout", "the command ran past the call's deadline");
+    }
+}
+
+static void s_start_job(serve_state *st, const char *id, const json_t *p)
+{
+    uv_loop_t *loop = mz_apiclient_loop(st->api);
+    uv_process_options_t o;
+    uv_stdio_container_t stdio[3];
+    json_int_t deadline = json_integer_value(json_object_get(p, "deadline_ms"));
+    int64_t left = deadline ? deadline - mz_now_ms() : 30000;
+    json_t *in;
+    job *j;
+    int r;
+
+    if (st->running >= st->max_running) {
+        s_answer(st, id, NULL, "busy", "all command slots are in use");
+        return;
+    }
+    j = calloc(1, sizeof *j);
+    in = json_pack("{s:O,s:O,s:O}", "method", json_object_get(p, "method"), "params",
+                   json_object_get(p, "params"), "caller", json_object_get(p, "caller"));
+    if (j == NULL || in == NULL || (j->input = json_dumps(in, JSON_COMPACT)) == NULL) {
+        json_decref(in);
+        free(j);
+        s_answer(st, id, NULL, "handler_error", "serve: out of memory");
+        return;
+    }
+    json_decref(in);
+    j->st = st;
+    snprintf(j->id, sizeof j->id, "%s", id);
+    uv_pipe_init(loop, &j->in, 0);
+    uv_pipe_init(loop, &j->out, 0);
+    uv_pipe_init(loop, &j->err, 0);
+    uv_timer_init(loop, &j->timer);
+    j->proc.data = j->in.data = j->out.data = j->err.data = j->timer.data = j;
+    j->wreq.data = j;
+    j->open = 5;
+    memset(&o, 0, sizeof o);
+    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+    stdio[0].data.stream = (uv_stream_t *)&j->in;
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&j->out;
+    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[2].data.stream = (uv_stream_t *)&j->err;
+    o.file = st->cmd[0];
+    o.args = st->cmd;
+    o.stdio = stdio;
+    o.stdio_count = 3;
+    o.exit_cb = s_on_exit;
+    o.flags = UV_PROCESS_DETACHED;      /* setsid: its own process group */
+    j->next = st->jobs;
+    if (st->jobs)
+        st->jobs->prev = j;
+    st->jobs = j;
+    r = uv_spawn(loop, &j->proc, &o);
+    if (r != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot run %s: %s", st->cmd[0], uv_strerror(r));
+        s_answer(st, id, NULL, "handler_error", msg);
+        j->answered = true;
+        uv_close((uv_handle_t *)&j->proc, s_job_closed);
+        s_job_close(j);
+        return;
+    }
+    st->running++;
+    j->spawned = true;
+    {
+        uv_buf_t b = uv_buf_init(j->input, (unsigned)strlen(j->input));
+        if (uv_write(&j->wreq, (uv_stream_t *)&j->in, &b, 1, s_on_written) != 0)
+            uv_close((uv_handle_t *)&j->in, s_job_closed);
+    }
+    uv_read_start((uv_stream_t *)&j->out, s_alloc, s_on_read);
+    uv_read_start((uv_stream_t *)&j->err, s_alloc, s_on_read);
+    uv_timer_start(&j->timer, s_on_deadline, (uint64_t)(left > 0 ? left : 1), 0);
+}
+
+static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
+{
+    serve_state *st = ctx;
+    const char *m = json_string_value(json_object_get(msg, "method"));
+    const char *id = json_string_value(json_object_get(msg, "id"));
+
+    (void)c;
+    if (m == NULL || id == NULL || strcmp(m, "execute") != 0)
+        return;
+    s_start_job(st, id, json_object_get(msg, "params"));
+}
+
+static void s_on_signal(uv_signal_t *h, int sig)
+{
+    serve_state *st = h->data;
+
+    (void)sig;
+    st->stop = true;
+}
+
+int cmd_serve_main(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: meshzero serve ID --type T [--cap C]... [--meta K=V]... [--owner O]\n"
+        "                     [--method M]... [--max-concurrent N] [--node URL] -- CMD [ARGS...]\n\n"
+        "Registers resource ID on the node and serves its calls: each call runs CMD (no\n"
+        "shell) with {\"method\",\"params\",\"caller\"} as JSON on stdin; its stdout (JSON)\n"
+        "is the result; a non-zero exit is a handler_error with stderr's text. A call past\n"
+        "its deadline kills CMD (timeout). The resource is unregistered when serve exits\n"
+        "(SIGINT/SIGTERM). Prints 'serving ID' on stdout once registered.\n"
+        "  --type T            resource type (required)\n"
+        "  --cap C             a capability (repeatable)\n"
+        "  --meta K=V          a metadata entry (a string unless V is a JSON object, array,\n"
+        "                      quoted string, true, false or null)\n"
+        "  --owner O           owner name\n"
+        "  --method M          a method the resource accepts (repeatable; default: any)\n"
+        "  --max-concurrent N  commands running at once (default 16; more: busy)\n"
+        "  --node URL          the node's local API (default $MESHZERO_API or ws://127.0.0.1:8766)\n"
+        "  -h, --help          this text\n";
+    static const struct option longs[] = {
+        { "type", required_argument, NULL, 't' }, { "cap", required_argument, NULL, 'c' },
+        { "meta", required_argument, NULL, 'm' }, { "owner", required_argument, NULL, 'o' },
+        { "method", required_argument, NULL, 'M' },
+        { "max-concurrent", required_argument, NULL, 'x' },
+        { "node", required_argument, NULL, 'n' }, { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 } };
+    serve_state st;
+    const char *node = NULL, *type = NULL, *owner = NULL, *rid;
+    json_t *caps = json_array(), *meta = json_object(), *methods = json_array(), *params, *res;
+    mz_err e;
+    char *end;
+    int ch, rc = MZ_EXIT_FAIL;
+
+    memset(&st, 0, sizeof st);
+    st.max_running = 16;
+    optind = 1;
+    /* GNU getopt stops at "--", so CMD's own options stay CMD's. */
+    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        switch (ch) {
+        case 't': type = optarg; break;
+        case 'c': json_array_append_new(caps, json_string(optarg)); break;
+        case 'o': owner = optarg; break;
+        case 'M': json_array_append_new(methods, json_string(optarg)); break;
+        case 'n': node = optarg; break;
+        case 'x':
+            st.max_running = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || st.max_running < 1) {
+                fprintf(stderr, "meshzero serve: --max-concurrent needs a positive number\n");
+                goto usage;
+            }
+            break;
+        case 'm': {
+            char *eq = strchr(optarg, '=');
+            json_t *v;
+            if (eq == NULL || eq == optarg) {
+                fprintf(stderr, "meshzero serve: --meta '%s' is not KEY=VALUE\n", optarg);
+                goto usage;
+            }
+            *eq = '\0';
+            v = eq[1] && strchr("{[\"tfn", eq[1]) ? json_loads(eq + 1, JSON_DECODE_ANY, NULL)
+                                                   : NULL;
+            json_object_set_new(meta, optarg, v ? v : json_string(eq + 1));
+            break;
+        }
+        case 'h':
+            fputs(usage, stdout);
+            rc = MZ_EXIT_OK;
+            goto out;
+        default:
+            goto usage;
+        }
+    }
+    /* ID first, then "--" and the command. */
+    if (optind >= argc || type == NULL) {
+        fprintf(stderr, "meshzero serve: need ID, --type and -- CMD\n");
+        goto usage;
+    }
+    rid = argv[optind++];
+    if (optind < argc && strcmp(argv[optind], "--") == 0)
+        optind++;
+    if (optind >= argc) {
+        fprintf(stderr, "meshzero serve: need a command after --\n");
+        goto usage;
+    }
+    st.cmd = argv + optind;
+    if (mz_apiclient_open(node, 10000, &st.api, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero serve: %s\n", e.msg);
+        goto out;
+    }
+    mz_apiclient_set_push(st.api, s_on_push, &st);
+    params = json_pack("{s:s,s:s,s:O,s:O,s:b,s:O}", "resource_id", rid, "resource_type", type,
+                       "capabilities", caps, "metadata", meta, "handler", 1, "methods", methods);
+    if (params && owner)
+        json_object_set_new(params, "owner", json_string(owner));
+    if (mz_apiclient_call(st.api, "register_resource", params, 10000, &res, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero serve: %s\n", e.msg);
+        mz_apiclient_free(st.api);
+        goto out;
+    }
+    json_decref(res);
+    printf("serving %s\n", rid);
+    fflush(stdout);
+    signal(SIGPIPE, SIG_IGN);
+    uv_signal_init(mz_apiclient_loop(st.api), &st.sigint);
+    uv_signal_init(mz_apiclient_loop(st.api), &st.sigterm);
+    st.sigint.data = st.sigterm.data = &st;
+    uv_signal_start(&st.sigint, s_on_signal, SIGINT);
+    uv_signal_start(&st.sigterm, s_on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&st.sigint);
+    uv_unref((uv_handle_t *)&st.sigterm);
+    if (mz_apiclient_run(st.api, &st.stop, &e) != MZ_OK)
+        fprintf(stderr, "meshzero serve: %s\n", e.msg);
+    else
+        rc = MZ_EXIT_OK;
+    for (job *j = st.jobs; j; j = j->next)
+        s_job_kill(j);
+    /* Closing the API connection unregisters the resource on the node. */
+    uv_close((uv_handle_t *)&st.sigint, NULL);
+    uv_close((uv_handle_t *)&st.sigterm, NULL);
+    mz_apiclient_free(st.api);
+    goto out;
+usage:
+    fputs(usage, stderr);
+    rc = MZ_EXIT_USAGE;
+out:
+    json_decref(caps);
+    json_decref(meta);
+    json_decref(methods);
+    return rc;
+}

@@ -1,0 +1,585 @@
+/* execute_remote: calls waiting at the caller (node->calls), calls running at
+ * the host (mz_exec), and the relays' memory of execute requests they passed
+ * on, so that a broken path fails a call at once instead of at its timeout.
+ * Wire format: docs/PROTOCOL.md "execute". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "node_int.h"
+
+/* ---- caller side -------------------------------------------------------- */
+
+typedef struct mz_call {
+    mz_node *node;
+    char id[MZ_MSG_ID_MAX + 1];         /* request message id; key in node->calls */
+    char host[MZ_ID_HEX_LEN + 1];       /* node expected to answer */
+    mz_result_cb cb;
+    void *ctx;
+    uv_timer_t timer;                   /* timeout, or "fail now" for early errors */
+    uint64_t link_id;                   /* link the request left on; 0: local */
+    const char *early_code;             /* set: fail with this when the timer fires */
+    char early_msg[200];
+} mz_call;
+
+static void s_call_free_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Removes the call and reports it; result XOR code. */
+static void s_call_finish(mz_call *c, const json_t *result, const char *code, const char *msg)
+{
+    mz_node *node = c->node;
+
+    mz_hmap_remove(node->calls, c->id);
+    uv_timer_stop(&c->timer);
+    if (c->cb)
+        c->cb(node, result, code, msg, c->ctx);
+    uv_close((uv_handle_t *)&c->timer, s_call_free_cb);
+}
+
+static void s_on_call_timer(uv_timer_t *t)
+{
+    mz_call *c = t->data;
+    char why[160];
+
+    if (c->early_code) {
+        s_call_finish(c, NULL, c->early_code, c->early_msg);
+        return;
+    }
+    c->node->c.exec_timeouts++;
+    snprintf(why, sizeof why, "no answer from node %.12s within the timeout", c->host);
+    s_call_finish(c, NULL, MZ_EXEC_TIMEOUT, why);
+}
+
+static mz_call *s_call_new(mz_node *node, const char *id, mz_result_cb cb, void *ctx)
+{
+    mz_call *c = calloc(1, sizeof *c);
+
+    if (c == NULL)
+        return NULL;
+    c->node = node;
+    c->cb = cb;
+    c->ctx = ctx;
+    snprintf(c->id, sizeof c->id, "%s", id);
+    if (mz_hmap_put(node->calls, c->id, c, NULL) != MZ_OK) {
+        free(c);
+        return NULL;
+    }
+    uv_timer_init(node->loop, &c->timer);
+    c->timer.data = c;
+    return c;
+}
+
+static void s_call_fail_soon(mz_call *c, const char *code, const char *msg)
+{
+    c->early_code = code;
+    snprintf(c->early_msg, sizeof c->early_msg, "%s", msg);
+    uv_timer_start(&c->timer, s_on_call_timer, 0, 0);
+}
+
+static void s_host_run(mz_node *node, const char *req_id, const char *caller,
+                       const char *resource_id, const char *method, const json_t *params,
+                       int64_t timeout_ms, bool local);
+
+mz_status mz_node_execute_remote(mz_node *node, const char *resource_id, const char *method,
+                                 const json_t *params, int64_t timeout_ms, mz_result_cb cb,
+                                 void *ctx, mz_err *err)
+{
+    const mz_record *rec;
+    json_t *env = NULL, *pl;
+    mz_call *c;
+    char id[MZ_MSG_ID_MAX + 1];
+    uint64_t link = 0;
+
+    if (resource_id == NULL || method == NULL || method[0] == '\0' || strlen(method) > 128)
+        return mz_err_set(err, MZ_EINVAL, "execute: resource_id and a method of 1-128 bytes "
+                          "are required");
+    if (node->stopping)
+        return mz_err_set(err, MZ_ESTATE, "execute: node is shutting down");
+    if (mz_hmap_count(node->calls) >= node->o.max_pending)
+        return mz_err_set(err, MZ_ELIMIT, "execute: %zu calls already pending (the limit)",
+                          node->o.max_pending);
+    if (timeout_ms <= 0)
+        timeout_ms = MZ_DEFAULT_EXEC_TIMEOUT_MS;
+    if (timeout_ms > MZ_MAX_EXEC_TIMEOUT_MS)
+        timeout_ms = MZ_MAX_EXEC_TIMEOUT_MS;
+    mz_random_hex(id, 16);
+    c = s_call_new(node, id, cb, ctx);
+    if (c == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "execute: allocating");
+    node->c.exec_calls++;
+    if (params != NULL && !json_is_object(params)) {
+        s_call_fail_soon(c, MZ_EXEC_BAD_REQUEST, "params must be a JSON object");
+        return MZ_OK;
+    }
+    rec = mz_directory_get(node->dir, resource_id);
+    if (rec == NULL) {
+        char why[200];
+        snprintf(why, sizeof why, "no resource '%.128s' in the directory", resource_id);
+        s_call_fail_soon(c, MZ_EXEC_NOT_FOUND, why);
+        return MZ_OK;
+    }
+    snprintf(c->host, sizeof c->host, "%s", mz_record_node(rec));
+    uv_timer_start(&c->timer, s_on_call_timer, (uint64_t)timeout_ms, 0);
+    if (mz_record_local(rec)) {
+        json_t *empty = params ? NULL : json_object();
+        s_host_run(node, c->id, mz_identity_id(node->ident), resource_id, method,
+                   params ? params : empty, timeout_ms, true);
+        json_decref(empty);
+        return MZ_OK;
+    }
+    if (!mz_routes_lookup(node->routes, c->host, mz_now_ms(), &link, NULL)) {
+        char why[160];
+        snprintf(why, sizeof why, "no route to node %.12s hosting '%.64s'", c->host,
+                 resource_id);
+        s_call_fail_soon(c, MZ_EXEC_UNREACHABLE, why);
+        return MZ_OK;
+    }
+    c->link_id = link;
+    pl = json_pack("{s:s,s:s,s:o,s:I}", "resource_id", resource_id, "method", method, "params",
+                   params ? json_deep_copy(params) : json_object(), "timeout_ms",
+                   (json_int_t)timeout_ms);
+    env = mz_msg_new("execute", mz_identity_id(node->ident), c->host, pl);
+    if (env != NULL)
+        json_object_set_new(env, "id", json_string(c->id));
+    if (env == NULL || mz__send(node, env, NULL, NULL) != MZ_OK)
+        s_call_fail_soon(c, MZ_EXEC_UNREACHABLE, "could not send the request");
+    return MZ_OK;
+}
+
+void mz__exec_on_result(mz_node *node, const json_t *env)
+{
+    const json_t *pl = mz_msg_payload(env);
+    const char *ref = json_string_value(json_object_get(pl, "ref"));
+    const json_t *e = json_object_get(pl, "error");
+    mz_call *c = ref ? mz_hmap_get(node->calls, ref) : NULL;
+
+    if (c == NULL || c->early_code != NULL) {
+        node->c.late_results++;   /* timed out already, or never ours */
+        return;
+    }
+    if (strcmp(mz_msg_sender(env), c->host) != 0) {
+        node->c.forged++;
+        mz_log(MZ_LOG_WARN, "exec", "result for %s from %.12s, not the host %.12s", ref,
+               mz_msg_sender(env), c->host);
+        return;
+    }
+    if (json_is_object(e)) {
+        const char *code = json_string_value(json_object_get(e, "code"));
+        const char *msg = json_string_value(json_object_get(e, "message"));
+        s_call_finish(c, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, msg ? msg : "");
+    } else {
+        const json_t *r = json_object_get(pl, "result");
+        s_call_finish(c, r ? r : json_null(), NULL, NULL);
+    }
+}
+
+/* An `error` about one of our calls (a relay or the host could not go on). */
+bool mz__exec_on_error(mz_node *node, const char *ref, const char *code, const char *reason)
+{
+    mz_call *c = ref ? mz_hmap_get(node->calls, ref) : NULL;
+
+    if (c == NULL || c->early_code != NULL)
+        return false;
+    s_call_finish(c, NULL, code && strcmp(code, "unreachable") == 0 ? MZ_EXEC_UNREACHABLE
+                                                                     : MZ_EXEC_HANDLER_ERROR,
+                  reason ? reason : "");
+    return true;
+}
+
+/* Fails calls that went out on a link that just closed, or to a host that
+ * left. Collects first: finishing modifies the map. */
+static void s_fail_calls(mz_node *node, uint64_t link, const char *host, const char *why)
+{
+    size_t pos = 0, n = 0;
+    const char *key;
+    void *val;
+    mz_call *victims[64];
+
+    do {
+        n = 0;
+        pos = 0;
+        while (n < 64 && mz_hmap_next(node->calls, &pos, &key, &val)) {
+            mz_call *c = val;
+            if (c->early_code)
+                continue;
+            if ((link && c->link_id == link) || (host && strcmp(c->host, host) == 0))
+                victims[n++] = c;
+        }
+        for (size_t i = 0; i < n; i++)
+            s_call_finish(victims[i], NULL, MZ_EXEC_UNREACHABLE, why);
+    } while (n == 64);
+}
+
+/* ---- relays ------------------------------------------------------------- */
+
+typedef struct mz_relayed {
+    char origin[MZ_ID_HEX_LEN + 1];
+    uint64_t out_link;
+    int64_t expires_ms;
+} mz_relayed;
+
+/* Relays remember at most this many execute requests in flight. */
+#define MZ_RELAY_TRACK_MAX 8192
+
+void mz__exec_relayed(mz_node *node, const json_t *env, uint64_t out_link)
+{
+    const char *type = mz_msg_type(env);
+    json_int_t t;
+    mz_relayed *r;
+
+    if (strcmp(type, "execute_result") == 0) {
+        const char *ref = json_string_value(json_object_get(mz_msg_payload(env), "ref"));
+        if (ref)
+            free(mz_hmap_remove(node->relayed, ref));
+        return;
+    }
+    if (strcmp(type, "execute") != 0 || mz_hmap_count(node->relayed) >= MZ_RELAY_TRACK_MAX)
+        return;
+    r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return;
+    t = json_integer_value(json_object_get(mz_msg_payload(env), "timeout_ms"));
+    if (t <= 0 || t > MZ_MAX_EXEC_TIMEOUT_MS)
+        t = MZ_DEFAULT_EXEC_TIMEOUT_MS;
+    snprintf(r->origin, sizeof r->origin, "%s", mz_msg_sender(env));
+    r->out_link = out_link;
+    r->expires_ms = mz_now_ms() + t;
+    if (mz_hmap_put(node->relayed, mz_msg_id(env), r, NULL) != MZ_OK)
+        free(r);
+}
+
+void mz__exec_link_down(mz_node *node, uint64_t link, const char *peer_id)
+{
+    size_t pos = 0, n = 0;
+    const char *key;
+    void *val;
+    char ids[64][MZ_MSG_ID_MAX + 1];
+    char why[160];
+
+    snprintf(why, sizeof why, "link to %.12s lost while the call was in flight",
+             peer_id && peer_id[0] ? peer_id : "peer");
+    s_fail_calls(node, link, NULL, why);
+    /* Tell the origins of requests we relayed over that link. */
+    do {
+        n = 0;
+        pos = 0;
+        while (n < 64 && mz_hmap_next(node->relayed, &pos, &key, &val))
+            if (((mz_relayed *)val)->out_link == link)
+                snprintf(ids[n++], sizeof ids[0], "%s", key);
+        for (size_t i = 0; i < n; i++) {
+            mz_relayed *r = mz_hmap_remove(node->relayed, ids[i]);
+            json_t *pl = json_pack("{s:s,s:s,s:s}", "ref", ids[i], "code", "unreachable",
+                                   "reason", why);
+            mz__send(node, mz_msg_new("error", mz_identity_id(node->ident), r->origin, pl),
+                     NULL, NULL);
+            free(r);
+        }
+    } while (n == 64);
+}
+
+void mz__exec_node_gone(mz_node *node, const char *host)
+{
+    char why[160];
+
+    snprintf(why, sizeof why, "host %.12s left the mesh", host);
+    s_fail_calls(node, 0, host, why);
+}
+
+/* ---- host side ---------------------------------------------------------- */
+
+typedef struct mz_handler_entry {
+    mz_handler_fn fn;
+    void *ctx;
+    char **methods;                     /* NULL-terminated copy, or NULL: any */
+} mz_handler_entry;
+
+struct mz_exec {
+    mz_node *node;
+    char req_id[MZ_MSG_ID_MAX + 1];
+    char caller[MZ_ID_HEX_LEN + 1];
+    char resource_id[MZ_RESOURCE_ID_MAX + 1];
+    char method[129];
+    json_t *params;                     /* owned */
+    int64_t deadline_ms;
+    bool local;                         /* caller is this node: no network reply */
+    bool expired;                       /* answered "timeout" already; reply just frees */
+    struct mz_exec *prev, *next;        /* node->execs, for cleanup at free */
+};
+
+static void s_handler_entry_free(void *p)
+{
+    mz_handler_entry *h = p;
+
+    if (h == NULL)
+        return;
+    for (char **m = h->methods; m && *m; m++)
+        free(*m);
+    free(h->methods);
+    free(h);
+}
+
+mz_status mz_node_set_handler(mz_node *node, const char *resource_id,
+                              const char *const *methods, mz_handler_fn fn, void *ctx,
+                              mz_err *err)
+{
+    const mz_record *rec = mz_directory_get(node->dir, resource_id);
+    mz_handler_entry *h;
+    void *old = NULL;
+    size_t n = 0;
+
+    if (rec == NULL || !mz_record_local(rec))
+        return mz_err_set(err, MZ_ENOTFOUND, "set handler: no resource '%s' hosted here",
+                          resource_id);
+    h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "set handler: allocating");
+    h->fn = fn;
+    h->ctx = ctx;
+    if (methods != NULL) {
+        while (methods[n])
+            n++;
+        h->methods = calloc(n + 1, sizeof *h->methods);
+        for (size_t i = 0; h->methods && i < n; i++)
+            if ((h->methods[i] = strdup(methods[i])) == NULL) {
+                s_handler_entry_free(h);
+                return mz_err_set(err, MZ_ENOMEM, "set handler: allocating");
+            }
+        if (h->methods == NULL) {
+            free(h);
+            return mz_err_set(err, MZ_ENOMEM, "set handler: allocating");
+        }
+    }
+    if (mz_hmap_put(node->handlers, resource_id, h, &old) != MZ_OK) {
+        s_handler_entry_free(h);
+        return mz_err_set(err, MZ_ENOMEM, "set handler: allocating");
+    }
+    s_handler_entry_free(old);
+    return MZ_OK;
+}
+
+void mz__exec_drop_handler(mz_node *node, const char *resource_id)
+{
+    s_handler_entry_free(mz_hmap_remove(node->handlers, resource_id));
+}
+
+void mz__exec_free_all(mz_node *node)
+{
+    while (node->execs) {
+        mz_exec *x = node->execs;
+        node->execs = x->next;
+        json_decref(x->params);
+        free(x);
+    }
+    mz_hmap_free(node->handlers, s_handler_entry_free);
+    mz_hmap_free(node->relayed, free);
+    node->handlers = NULL;
+    node->relayed = NULL;
+    /* Pending calls were failed by mz__exec_fail_pending before the loop ended. */
+}
+
+void mz__exec_fail_pending(mz_node *node)
+{
+    size_t pos = 0;
+    const char *key;
+    void *val;
+    mz_call *c;
+
+    while (mz_hmap_count(node->calls) > 0) {
+        pos = 0;
+        if (!mz_hmap_next(node->calls, &pos, &key, &val))
+            break;
+        c = val;
+        if (c->early_code) {
+            /* Its timer is armed; finish now so the handle closes with the rest. */
+            s_call_finish(c, NULL, c->early_code, c->early_msg);
+        } else {
+            s_call_finish(c, NULL, MZ_EXEC_UNREACHABLE, "node shutting down");
+        }
+    }
+}
+
+static void s_exec_unlink(mz_exec *x)
+{
+    mz_node *node = x->node;
+
+    if (x->prev) x->prev->next = x->next;
+    else node->execs = x->next;
+    if (x->next) x->next->prev = x->prev;
+    if (!x->expired)
+        node->running--;
+}
+
+/* Delivers the outcome to the caller: the local call, or an execute_result. */
+static void s_host_answer(mz_node *node, const char *req_id, const char *caller, bool local,
+                          json_t *result, const char *code, const char *msg)
+{
+    if (local) {
+        mz_call *c = mz_hmap_get(node->calls, req_id);
+        if (c != NULL && c->early_code == NULL)
+            s_call_finish(c, result, code, msg);
+        json_decref(result);
+        return;
+    }
+    json_t *pl = code ? json_pack("{s:s,s:{s:s,s:s}}", "ref", req_id, "error", "code", code,
+                                  "message", msg ? msg : "")
+                      : json_pack("{s:s,s:o}", "ref", req_id, "result",
+                                  result ? result : json_null());
+    mz__send(node, mz_msg_new("execute_result", mz_identity_id(node->ident), caller, pl), NULL,
+             NULL);
+}
+
+static void s_host_run(mz_node *node, const char *req_id, const char *caller,
+                       const char *resource_id, const char *method, const json_t *params,
+                       int64_t timeout_ms, bool local)
+{
+    const mz_record *rec = mz_directory_get(node->dir, resource_id);
+    mz_handler_entry *h = mz_hmap_get(node->handlers, resource_id);
+    mz_exec *x;
+    char why[256];
+
+    node->c.exec_served++;
+    if (rec == NULL || !mz_record_local(rec)) {
+        snprintf(why, sizeof why, "resource '%.128s' is not hosted on node %.12s", resource_id,
+                 mz_identity_id(node->ident));
+        s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_NOT_FOUND, why);
+        return;
+    }
+    if (h == NULL) {
+        snprintf(why, sizeof why, "resource '%.128s' has no handler on its host", resource_id);
+        s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_HANDLER_ERROR, why);
+        return;
+    }
+    if (h->methods != NULL) {
+        bool ok = false;
+        for (char **m = h->methods; *m && !ok; m++)
+            ok = strcmp(*m, method) == 0;
+        if (!ok) {
+            snprintf(why, sizeof why, "resource '%.100s' has no method '%.100s'", resource_id,
+                     method);
+            s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_BAD_REQUEST, why);
+            return;
+        }
+    }
+    if (node->running >= node->o.max_running) {
+        node->c.exec_busy++;
+        snprintf(why, sizeof why, "host %.12s is running %zu calls (its limit)",
+                 mz_identity_id(node->ident), node->running);
+        s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_BUSY, why);
+        return;
+    }
+    x = calloc(1, sizeof *x);
+    if (x == NULL || (x->params = json_deep_copy(params)) == NULL) {
+        free(x);
+        s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_HANDLER_ERROR,
+                      "host out of memory");
+        return;
+    }
+    x->node = node;
+    snprintf(x->req_id, sizeof x->req_id, "%s", req_id);
+    snprintf(x->caller, sizeof x->caller, "%s", caller);
+    snprintf(x->resource_id, sizeof x->resource_id, "%s", resource_id);
+    snprintf(x->method, sizeof x->method, "%s", method);
+    x->deadline_ms = mz_now_ms() + timeout_ms;
+    x->local = local;
+    x->next = node->execs;
+    if (node->execs)
+        node->execs->prev = x;
+    node->execs = x;
+    node->running++;
+    h->fn(node, x, h->ctx);
+}
+
+void mz__exec_on_request(mz_node *node, const json_t *env)
+{
+    const json_t *pl = mz_msg_payload(env);
+    const char *rid = json_string_value(json_object_get(pl, "resource_id"));
+    const char *method = json_string_value(json_object_get(pl, "method"));
+    const json_t *params = json_object_get(pl, "params");
+    json_int_t t = json_integer_value(json_object_get(pl, "timeout_ms"));
+
+    if (rid == NULL || method == NULL || method[0] == '\0' || strlen(method) > 128 ||
+        strlen(rid) > MZ_RESOURCE_ID_MAX) {
+        s_host_answer(node, mz_msg_id(env), mz_msg_sender(env), false, NULL,
+                      MZ_EXEC_BAD_REQUEST, "execute needs resource_id and method (1-128 bytes)");
+        return;
+    }
+    if (params != NULL && !json_is_object(params)) {
+        s_host_answer(node, mz_msg_id(env), mz_msg_sender(env), false, NULL,
+                      MZ_EXEC_BAD_REQUEST, "params must be a JSON object");
+        return;
+    }
+    if (t <= 0 || t > MZ_MAX_EXEC_TIMEOUT_MS)
+        t = MZ_DEFAULT_EXEC_TIMEOUT_MS;
+    {
+        json_t *empty = params ? NULL : json_object();
+        s_host_run(node, mz_msg_id(env), mz_msg_sender(env), rid, method,
+                   params ? params : empty, t, false);
+        json_decref(empty);
+    }
+}
+
+const char *mz_exec_resource(const mz_exec *x) { return x->resource_id; }
+const char *mz_exec_method(const mz_exec *x) { return x->method; }
+const json_t *mz_exec_params(const mz_exec *x) { return x->params; }
+const char *mz_exec_caller(const mz_exec *x) { return x->caller; }
+int64_t mz_exec_deadline_ms(const mz_exec *x) { return x->deadline_ms; }
+
+void mz_exec_reply(mz_exec *x, json_t *result)
+{
+    mz_node *node = x->node;
+
+    s_exec_unlink(x);
+    if (x->expired) {
+        json_decref(result);
+        json_decref(x->params);
+        free(x);
+        return;
+    }
+    s_host_answer(node, x->req_id, x->caller, x->local, result ? result : json_null(), NULL,
+                  NULL);
+    json_decref(x->params);
+    free(x);
+}
+
+void mz_exec_fail(mz_exec *x, const char *code, const char *message)
+{
+    mz_node *node = x->node;
+
+    s_exec_unlink(x);
+    if (x->expired) {
+        json_decref(x->params);
+        free(x);
+        return;
+    }
+    s_host_answer(node, x->req_id, x->caller, x->local, NULL,
+                  code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "");
+    json_decref(x->params);
+    free(x);
+}
+
+void mz__exec_sweep(mz_node *node, int64_t now)
+{
+    size_t pos = 0, n = 0;
+    const char *key;
+    void *val;
+    char ids[64][MZ_MSG_ID_MAX + 1];
+
+    while (n < 64 && mz_hmap_next(node->relayed, &pos, &key, &val))
+        if (((mz_relayed *)val)->expires_ms < now)
+            snprintf(ids[n++], sizeof ids[0], "%s", key);
+    for (size_t i = 0; i < n; i++)
+        free(mz_hmap_remove(node->relayed, ids[i]));
+    /* A handler that never answers must not hold a running slot forever. */
+    for (mz_exec *x = node->execs; x; x = x->next)
+        if (!x->expired && x->deadline_ms + 1000 < now) {
+            x->expired = true;
+            node->running--;
+            node->c.exec_timeouts++;
+            s_host_answer(node, x->req_id, x->caller, x->local, NULL, MZ_EXEC_TIMEOUT,
+                          "the handler did not answer within the timeout");
+        }
+}
