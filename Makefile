@@ -33,3 +33,6 @@ bench: build
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)
+
+demo: build
+	@./scripts/demo.sh $(BUILD)
