@@ -21,11 +21,17 @@ typedef struct mz_call {
     uint64_t link_id;                   /* link the request left on; 0: local */
     const char *early_code;             /* set: fail with this when the timer fires */
     char early_msg[200];
+    json_t *local_req;                  /* a call to our own resource, run on the next
+                                           loop turn: {resource_id, method, params} */
+    int64_t timeout_ms;
 } mz_call;
 
 static void s_call_free_cb(uv_handle_t *h)
 {
-    free(h->data);
+    mz_call *c = h->data;
+
+    json_decref(c->local_req);
+    free(c);
 }
 
 /* Removes the call and reports it; result XOR code. */
@@ -40,11 +46,27 @@ static void s_call_finish(mz_call *c, const json_t *result, const char *code, co
     uv_close((uv_handle_t *)&c->timer, s_call_free_cb);
 }
 
+static void s_host_run(mz_node *node, const char *req_id, const char *caller,
+                       const char *resource_id, const char *method, const json_t *params,
+                       int64_t timeout_ms, bool local);
+
 static void s_on_call_timer(uv_timer_t *t)
 {
     mz_call *c = t->data;
     char why[160];
 
+    if (c->local_req) {
+        /* First turn of a local call: arm the timeout, then run the handler. */
+        json_t *req = c->local_req;
+        c->local_req = NULL;
+        uv_timer_start(&c->timer, s_on_call_timer, (uint64_t)c->timeout_ms, 0);
+        s_host_run(c->node, c->id, mz_identity_id(c->node->ident),
+                   json_string_value(json_object_get(req, "resource_id")),
+                   json_string_value(json_object_get(req, "method")),
+                   json_object_get(req, "params"), c->timeout_ms, true);
+        json_decref(req);
+        return;
+    }
     if (c->early_code) {
         s_call_finish(c, NULL, c->early_code, c->early_msg);
         return;
@@ -79,10 +101,6 @@ static void s_call_fail_soon(mz_call *c, const char *code, const char *msg)
     snprintf(c->early_msg, sizeof c->early_msg, "%s", msg);
     uv_timer_start(&c->timer, s_on_call_timer, 0, 0);
 }
-
-static void s_host_run(mz_node *node, const char *req_id, const char *caller,
-                       const char *resource_id, const char *method, const json_t *params,
-                       int64_t timeout_ms, bool local);
 
 mz_status mz_node_execute_remote(mz_node *node, const char *resource_id, const char *method,
                                  const json_t *params, int64_t timeout_ms, mz_result_cb cb,
@@ -123,14 +141,18 @@ mz_status mz_node_execute_remote(mz_node *node, const char *resource_id, const c
         return MZ_OK;
     }
     snprintf(c->host, sizeof c->host, "%s", mz_record_node(rec));
-    uv_timer_start(&c->timer, s_on_call_timer, (uint64_t)timeout_ms, 0);
+    c->timeout_ms = timeout_ms;
     if (mz_record_local(rec)) {
-        json_t *empty = params ? NULL : json_object();
-        s_host_run(node, c->id, mz_identity_id(node->ident), resource_id, method,
-                   params ? params : empty, timeout_ms, true);
-        json_decref(empty);
+        c->local_req = json_pack("{s:s,s:s,s:o}", "resource_id", resource_id, "method", method,
+                                 "params", params ? json_deep_copy(params) : json_object());
+        if (c->local_req == NULL) {
+            s_call_fail_soon(c, MZ_EXEC_HANDLER_ERROR, "out of memory");
+            return MZ_OK;
+        }
+        uv_timer_start(&c->timer, s_on_call_timer, 0, 0);
         return MZ_OK;
     }
+    uv_timer_start(&c->timer, s_on_call_timer, (uint64_t)timeout_ms, 0);
     if (!mz_routes_lookup(node->routes, c->host, mz_now_ms(), &link, NULL)) {
         char why[160];
         snprintf(why, sizeof why, "no route to node %.12s hosting '%.64s'", c->host,
@@ -396,6 +418,8 @@ void mz__exec_fail_pending(mz_node *node)
         if (c->early_code) {
             /* Its timer is armed; finish now so the handle closes with the rest. */
             s_call_finish(c, NULL, c->early_code, c->early_msg);
+        } else if (c->local_req) {
+            s_call_finish(c, NULL, MZ_EXEC_UNREACHABLE, "node shutting down");
         } else {
             s_call_finish(c, NULL, MZ_EXEC_UNREACHABLE, "node shutting down");
         }
