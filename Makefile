@@ -3,6 +3,7 @@ BUILD      ?= build
 BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 ARGS       ?=
+MAKEFLAGS  += --no-print-directory
 
 .PHONY: all deps build build-san run test bench demo clean
 

@@ -36,10 +36,45 @@ RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$NODE/status")
 kill -TERM $NODE; wait $NODE || true
 echo "  idle RSS        $(awk "BEGIN{printf \"%12.2f\", $RSS_KB/1024}") MiB"
 
-/usr/bin/python3 - "$TMP/dir.json" "$RSS_KB" "$OUT/latest.json" <<'PY'
+echo
+echo "== execute round trip (200-byte params, echo handler in C, processes not pinned) =="
+"$BUILD/bench_exec" host > "$TMP/host.out" 2> "$TMP/host.err" &
+HOST=$!
+i=0
+while [ ! -s "$TMP/host.out" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+HOST_URL=$(cat "$TMP/host.out")
+"$BUILD/meshzero" node --listen ws://127.0.0.1:0 --api none --data "$TMP/relay" \
+    --peer "$HOST_URL" > "$TMP/relay.out" 2> "$TMP/relay.err" &
+RELAY=$!
+i=0
+while [ ! -s "$TMP/relay.out" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+RELAY_URL=$(awk '{print $4}' "$TMP/relay.out")
+for run in 1 2 3; do
+    "$BUILD/bench_exec" drive "$HOST_URL" --json >> "$TMP/hop1.json"
+    "$BUILD/bench_exec" drive "$RELAY_URL" --json >> "$TMP/hop2.json"
+done
+kill -TERM $HOST $RELAY; wait $HOST $RELAY 2>/dev/null || true
+/usr/bin/python3 - "$TMP/hop1.json" "$TMP/hop2.json" "$TMP/exec.json" <<'PY'
+import json, statistics, sys
+out = {}
+for name, path in (("1 hop", sys.argv[1]), ("2 hops", sys.argv[2])):
+    runs = [json.loads(l) for l in open(path) if l.strip()]
+    row = {}
+    for k in ("p50_us", "p99_us", "calls_per_s"):
+        v = [r[k] for r in runs]
+        row[k] = {"median": statistics.median(v), "min": min(v), "max": max(v)}
+    out[name] = row
+    print(f"  {name:7} p50 {row['p50_us']['median']:8.1f} us ({row['p50_us']['min']:.0f}-{row['p50_us']['max']:.0f})"
+          f"   p99 {row['p99_us']['median']:8.1f} us"
+          f"   64 in flight {row['calls_per_s']['median']:9.0f} calls/s ({row['calls_per_s']['min']:.0f}-{row['calls_per_s']['max']:.0f})")
+json.dump(out, open(sys.argv[3], "w"))
+PY
+
+/usr/bin/python3 - "$TMP/dir.json" "$RSS_KB" "$OUT/latest.json" "$TMP/exec.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-res = {"directory_100k": d, "idle_rss_kib": int(sys.argv[2])}
+res = {"directory_100k": d, "idle_rss_kib": int(sys.argv[2]),
+       "execute": json.load(open(sys.argv[4]))}
 json.dump(res, open(sys.argv[3], "w"), indent=2)
 print(f"\nwritten {sys.argv[3]}")
 PY

@@ -279,6 +279,11 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
                      true);
             goto done;
         }
+        /* A verified unicast teaches the way back to its origin, so the
+         * answer is routable even before the origin's next broadcast. */
+        if ((t->flags & MZ_T_UNICAST) && p->up && strcmp(from, s_me(node)) != 0)
+            mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
+                            mz_now_ms() + node->o.lease_ms, mz_now_ms());
         node->c.msgs_handled++;
         t->fn(node, p, env);
     } else if (t->flags & MZ_T_UNICAST) {

@@ -136,6 +136,7 @@ static const char *s_dialer(mz_node *node, mz_peer *p)
 }
 
 static void s_send_sync(mz_node *node, mz_peer *p);
+static void s_send_alive(mz_node *node);
 
 static void s_emit_peer(mz_node *node, const char *topic, mz_peer *p)
 {
@@ -186,6 +187,9 @@ void mz__peer_up(mz_node *node, mz_peer *p)
         s_static_done(node, p->stat, MZ_OK, p->peer_id, "connected");
     }
     s_send_sync(node, p);
+    /* Tell the whole mesh about us now: nodes behind the new link learn the
+     * route to us without waiting for the next periodic alive. */
+    s_send_alive(node);
     s_emit_peer(node, "peer.connected", p);
 }
 

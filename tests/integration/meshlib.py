@@ -140,12 +140,14 @@ class Node:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def terminate(self, timeout=STOP_TIMEOUT):
-        """SIGTERM and wait; returns the exit status (None if it had to be killed)."""
+    def terminate(self, timeout=STOP_TIMEOUT, signal_it=True):
+        """SIGTERM (once) and wait; returns the exit status (None if it had to
+        be killed)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if signal_it:
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -251,15 +253,17 @@ class Mesh:
     def close(self):
         """Stops every node (SIGTERM, all at once, then wait), then returns the
         list of problems: bad exit codes, sanitizer reports."""
+        signalled = set()
         for n in self.nodes:
             if n.running():
                 try:
                     n.proc.send_signal(signal.SIGTERM)
+                    signalled.add(n)
                 except ProcessLookupError:
                     pass
         for n in self.nodes:
             if n.proc is not None and n.rc is None:
-                n.terminate()
+                n.terminate(signal_it=n not in signalled)
         for n in self.nodes:
             if n.proc is None:
                 continue
