@@ -6,7 +6,9 @@
 #include <libwebsockets.h>
 
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +34,7 @@ struct mz_link {
     bool closing;               /* close requested; frame goes out on WRITEABLE */
     bool dead;                  /* on_close reported; awaiting free */
     bool in_dial;               /* inside lws_client_connect_via_info: defer free */
+    bool close_sent;            /* close reason handed to lws */
     bool free_pending;          /* finished while in_dial */
     uint16_t close_code;
     char close_reason[124];     /* ws close payload is at most 123 bytes */
@@ -137,6 +140,40 @@ static void s_lws_log(int level, const char *line)
     mz_log_raw(level & LLL_ERR ? MZ_LOG_WARN : MZ_LOG_DEBUG, "lws", "%.*s", (int)n, line);
 }
 
+/* lws does not report a failed bind on a foreign loop reliably, and undoing a
+ * half-made context can crash: so try the address with a plain socket first. */
+static mz_status s_probe_bind(const char *url, const char *host, int port, mz_err *err)
+{
+    struct addrinfo hints, *res = NULL;
+    char portstr[16];
+    int fd, one = 1, r;
+
+    if (port == 0)
+        return MZ_OK;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    snprintf(portstr, sizeof portstr, "%d", port);
+    r = getaddrinfo(host, portstr, &hints, &res);
+    if (r != 0 || res == NULL)
+        return mz_err_set(err, MZ_EIO, "cannot listen on %s: %s", url, gai_strerror(r));
+    fd = socket(res->ai_family, SOCK_STREAM, 0);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        return mz_err_set(err, MZ_EIO, "cannot listen on %s: %s", url, strerror(errno));
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    r = bind(fd, res->ai_addr, res->ai_addrlen);
+    if (r == 0)
+        r = listen(fd, 1);
+    r = r == 0 ? 0 : errno;
+    close(fd);
+    freeaddrinfo(res);
+    if (r != 0)
+        return mz_err_set(err, MZ_EIO, "cannot listen on %s: %s", url, strerror(r));
+    return MZ_OK;
+}
+
 static mz_status s_make_vhost(mz_connmgr *cm, struct lws_context_creation_info *info,
                               const char *url, const struct lws_protocols *prot,
                               const char *name, struct lws_vhost **vh, char *bound,
@@ -184,6 +221,22 @@ mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *
     cm->retry.secs_since_valid_ping = (uint16_t)cm->o.ping_secs;
     cm->retry.secs_since_valid_hangup = (uint16_t)cm->o.hangup_secs;
 
+    /* Refuse unusable addresses before lws exists (see s_probe_bind). */
+    {
+        const char *urls[2] = { opts->listen_url, opts->api_url };
+        for (int i = 0; i < 2; i++) {
+            char host[128], path[64];
+            int port;
+            if (urls[i] == NULL)
+                continue;
+            if ((rc = mz_url_parse(urls[i], host, sizeof host, &port, path, sizeof path,
+                                   err)) != MZ_OK ||
+                (rc = s_probe_bind(urls[i], host, port, err)) != MZ_OK) {
+                free(cm);
+                return rc;
+            }
+        }
+    }
     lws_set_log_level(LLL_ERR | LLL_WARN, s_lws_log);
     memset(&info, 0, sizeof info);
     loops[0] = cm->loop;
@@ -436,9 +489,16 @@ static int s_on_writeable(struct lws *wsi, mz_link *l)
             break;
     }
     if (l->closing && l->qhead == NULL) {
-        lws_close_reason(wsi, (enum lws_close_status)l->close_code,
-                         (unsigned char *)l->close_reason, strlen(l->close_reason));
-        return -1;
+        /* lws closes a socket whose WRITEABLE (or timeout) callback failed
+         * without a close frame; a failing TIMER callback closes politely,
+         * with the reason set here. */
+        if (!l->close_sent) {
+            l->close_sent = true;
+            lws_close_reason(wsi, (enum lws_close_status)l->close_code,
+                             (unsigned char *)l->close_reason, strlen(l->close_reason));
+            lws_set_timer_usecs(wsi, 1);
+        }
+        return 0;
     }
     if (l->qhead != NULL)
         lws_callback_on_writable(wsi);
@@ -462,6 +522,8 @@ static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         return l ? s_on_writeable(wsi, l) : -1;
+    case LWS_CALLBACK_TIMER:
+        return (l && l->close_sent) ? -1 : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (l && len >= 2 && !l->close_reason[0]) {
             const unsigned char *p = in;

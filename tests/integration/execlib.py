@@ -17,7 +17,7 @@ import time
 import pytest
 import websockets
 
-from meshlib import BIN, CLI_TIMEOUT, client_env, run, sanitizer_reports, wait_for
+from meshlib import BIN, CLI_TIMEOUT, client_env, run, sanitizer_reports, wait_for, wait_linked
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HANDLERS = os.path.join(HERE, "handlers")
@@ -27,6 +27,33 @@ STOP_TIMEOUT = 10.0
 def handler(name):
     """The path of a shell handler under handlers/."""
     return os.path.join(HANDLERS, name)
+
+
+# ---- meshes ---------------------------------------------------------------------
+
+def build_square(mesh):
+    """The seed's square A-B, A-C, B-D, C-D (no A-D link), all links up."""
+    a = mesh.node("A")
+    b = mesh.node("B", peers=[a])
+    c = mesh.node("C", peers=[a])
+    d = mesh.node("D", peers=[b, c])
+    wait_linked([(a, b), (a, c), (b, d), (c, d)])
+    assert d.id not in a.peer_ids() and a.id not in d.peer_ids()
+    return a, b, c, d
+
+
+def build_pair(mesh):
+    """Two linked nodes A-D."""
+    a = mesh.node("A")
+    d = mesh.node("D", peers=[a])
+    wait_linked([(a, d)])
+    return a, d
+
+
+def wait_known(node, rid, timeout=5.0):
+    """Waits until NODE's directory lists RID; returns the record."""
+    return wait_for(lambda: node.ids().get(rid), timeout,
+                    what="%s in the directory of node %s" % (rid, node.name))
 
 
 # ---- background client processes ----------------------------------------------
@@ -212,10 +239,10 @@ class Procs:
         try:
             with open("/proc/%d/environ" % pid, "rb") as f:
                 env = f.read()
-        except OSError:
+            with open("/proc/%d/stat" % pid, "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
             return False
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
         if state == b"Z":
             return False
         return ("MZ_PIDDIR=%s" % self.piddir).encode() in env.split(b"\0")
