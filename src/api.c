@@ -378,8 +378,9 @@ static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json
     w->api = api;
     w->link_id = c->link_id;
     w->id = json_deep_copy(id ? id : json_null());
-    /* params that are not an object reach the node, which answers bad_request. */
-    if (mz_node_execute_remote(api->node, rid, method, p && !json_is_null(p) ? p : NULL,
+    /* params that are not an object (null included) reach the node, which
+     * answers bad_request; only an absent params means {}. */
+    if (mz_node_execute_remote(api->node, rid, method, p,
                                timeout_ms, s_on_call_done, w, err) != MZ_OK) {
         json_decref(w->id);
         free(w);

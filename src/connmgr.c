@@ -552,6 +552,14 @@ static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     default:
         break;
     }
+    if (wsi != NULL && l == NULL) {
+        mz_connmgr *cm = lws_context_user(lws_get_context(wsi));
+        if (cm && cm->o.http_cb && cm->api_vh && lws_get_vhost(wsi) == cm->api_vh) {
+            int r = cm->o.http_cb(wsi, (int)reason, user, in, len, cm->o.ctx);
+            if (r != 1)
+                return r;
+        }
+    }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 

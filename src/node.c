@@ -486,6 +486,19 @@ static void s_on_tick(uv_timer_t *t)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+static int s_on_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx)
+{
+    mz_node *node = ctx;
+
+    return node->http_fn ? node->http_fn(wsi, reason, user, in, len, node->http_ctx) : 1;
+}
+
+void mz_node_set_http_handler(mz_node *node, mz_http_fn fn, void *ctx)
+{
+    node->http_fn = fn;
+    node->http_ctx = ctx;
+}
+
 static bool s_loopback_url(const char *url)
 {
     char host[128], path[64];
@@ -564,6 +577,7 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     co.cb.on_open = s_on_open;
     co.cb.on_message = s_on_message;
     co.cb.on_close = s_on_close;
+    co.http_cb = s_on_http;
     co.ctx = node;
     if ((rc = mz_connmgr_new(&co, &node->cm, err)) != MZ_OK)
         goto fail;
@@ -861,6 +875,13 @@ json_t *mz_node_status(mz_node *node)
         (json_int_t)node->c.errors_received, "leases_expired",
         (json_int_t)node->c.leases_expired);
     json_object_update_new(counters, json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "exec_calls", (json_int_t)node->c.exec_calls,
+        "exec_timeouts", (json_int_t)node->c.exec_timeouts, "late_results",
+        (json_int_t)node->c.late_results, "exec_served", (json_int_t)node->c.exec_served,
+        "exec_busy", (json_int_t)node->c.exec_busy, "exec_running", (json_int_t)node->running,
+        "events_published", (json_int_t)node->c.events_published, "events_delivered",
+        (json_int_t)node->c.events_delivered));
+    json_object_update_new(counters, json_pack(
         "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "links_opened", (json_int_t)cs->links_opened,
         "links_refused_full", (json_int_t)cs->links_refused_full, "slow_link_closes",
         (json_int_t)cs->slow_link_closes, "oversize_closes", (json_int_t)cs->oversize_closes,
@@ -876,6 +897,11 @@ json_t *mz_node_status(mz_node *node)
                        "max_peers",
                        (json_int_t)(node->o.max_peers ? node->o.max_peers
                                                       : MZ_DEFAULT_MAX_PEERS));
+    json_object_update_new(limits, json_pack("{s:I,s:I,s:I}", "max_running",
+                                             (json_int_t)node->o.max_running, "max_pending",
+                                             (json_int_t)node->o.max_pending,
+                                             "max_subscriptions",
+                                             (json_int_t)node->o.max_subscriptions));
     st = json_pack("{s:s,s:s,s:s,s:I,s:I,s:{s:I,s:I},s:I,s:I,s:o,s:o}", "id",
                    mz_node_id(node), "listen", mz_node_listen_url(node), "api",
                    mz_node_api_url(node), "uptime_s",

@@ -79,6 +79,8 @@ struct mz_node {
     size_t n_subs;
     uint64_t next_sub_id;
     int delivering;             /* > 0 while events are being delivered */
+    mz_http_fn http_fn;         /* HTTP requests on the API listener, or NULL */
+    void *http_ctx;
     uv_timer_t tick;            /* 250 ms housekeeping: leases, hello timeouts, redials */
     uv_signal_t *unused;
     int64_t next_alive_ms;

@@ -53,6 +53,11 @@ typedef struct mz_connmgr_opts {
     unsigned hangup_secs;       /* 0: default */
     mz_connmgr_cb cb;
     void *ctx;                  /* passed to every callback */
+    /* Plain HTTP requests on the API listener (not WebSocket upgrades) go
+     * here with lws's arguments (wsi is a struct lws *, reason an enum
+     * lws_callback_reasons). Return 1 for "not handled" (lws's default
+     * answers), else what an lws callback returns. NULL: none. */
+    int (*http_cb)(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
 } mz_connmgr_opts;
 
 /* Counters shown by `status`. */

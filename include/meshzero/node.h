@@ -161,6 +161,14 @@ mz_status mz_node_set_handler(mz_node *node, const char *resource_id,
                               const char *const *methods, mz_handler_fn fn, void *ctx,
                               mz_err *err);
 
+/* ---- HTTP on the API listener ------------------------------------------- */
+
+/* Plain HTTP requests reaching the local API listener (the MCP endpoint uses
+ * this). Same contract as mz_connmgr_opts.http_cb. NULL removes it. */
+typedef int (*mz_http_fn)(void *wsi, int reason, void *user, void *in, size_t len,
+                          void *ctx);
+void mz_node_set_http_handler(mz_node *node, mz_http_fn fn, void *ctx);
+
 /* ---- events (subscribe / publish) --------------------------------------- */
 
 /* Subscriptions a node holds at once (its own and its API clients'). */
