@@ -73,13 +73,13 @@ static const struct lws_protocols s_peer_protocols[] = {
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 static const struct lws_protocols s_api_protocols[] = {
-    { "meshzero-api", s_callback, 0, 65536, 0, NULL, 0 },
+    { "meshzero-api", s_callback, MZ_HTTP_PSS_SIZE, 65536, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 /* A client-only manager (the CLI) dials both kinds from one vhost. */
 static const struct lws_protocols s_client_protocols[] = {
     { "meshzero", s_callback, 0, 65536, 0, NULL, 0 },
-    { "meshzero-api", s_callback, 0, 65536, 0, NULL, 0 },
+    { "meshzero-api", s_callback, MZ_HTTP_PSS_SIZE, 65536, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 

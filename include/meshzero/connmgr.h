@@ -26,6 +26,9 @@
 /* Idle seconds without any traffic (pongs included) before a link is dropped. */
 #define MZ_DEFAULT_HANGUP_SECS      15
 
+/* Bytes of per-connection state an HTTP handler gets on the API listener. */
+#define MZ_HTTP_PSS_SIZE 64
+
 typedef struct mz_connmgr mz_connmgr;
 typedef struct mz_link mz_link;
 
@@ -56,7 +59,9 @@ typedef struct mz_connmgr_opts {
     /* Plain HTTP requests on the API listener (not WebSocket upgrades) go
      * here with lws's arguments (wsi is a struct lws *, reason an enum
      * lws_callback_reasons). Return 1 for "not handled" (lws's default
-     * answers), else what an lws callback returns. NULL: none. */
+     * answers), else what an lws callback returns. NULL: none. `user` is a
+     * zeroed per-connection area of MZ_HTTP_PSS_SIZE bytes the handler may
+     * use; it must NOT set lws's opaque user data (links use it). */
     int (*http_cb)(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
 } mz_connmgr_opts;
 
