@@ -2,7 +2,7 @@
 # Installs the Debian packages meshzero needs, only those that are missing.
 set -eu
 PKGS="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
-libsodium-dev libjansson-dev libcmocka-dev python3 python3-websockets python3-pytest
+libsodium-dev libjansson-dev libsqlite3-dev libcmocka-dev python3 python3-websockets python3-pytest
 python3-nacl $*"
 missing=""
 for p in $PKGS; do
