@@ -166,7 +166,8 @@ int main(int argc, char **argv)
     meta = json_pack("{s:s, s:s}", "version", "1.0", "last_updated", "2026-01-01T00:00:00Z");
     rec = json_pack("{s:s, s:s, s:s, s:[], s:O, s:s, s:i, s:s}",
                     "resource_id", "", "resource_type", "", "owner", "", "capabilities",
-                    "metadata", meta, "node", "", "version", 1, "signature", sig);
+                    "metadata", meta, "node", "", "version", 1, "signature", sig,
+                    "owner_key", "");
     lat = malloc(N_QUERIES * sizeof *lat);
     if (meta == NULL || rec == NULL || lat == NULL) {
         fprintf(stderr, "bench_directory: out of memory\n");
@@ -192,6 +193,7 @@ int main(int argc, char **argv)
             json_object_set_new(rec, "resource_type", json_string(types[a.type])) != 0 ||
             json_object_set_new(rec, "owner", json_string(owners[a.owner])) != 0 ||
             json_object_set_new(rec, "node", json_string(nodes[a.node])) != 0 ||
+            json_object_set_new(rec, "owner_key", json_string(nodes[a.node])) != 0 ||
             json_object_set_new(rec, "capabilities", arr) != 0) {
             fprintf(stderr, "bench_directory: out of memory\n");
             goto out;

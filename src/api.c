@@ -122,6 +122,15 @@ static int m_register(mz_api *api, mz_api_client *c, const json_t *id, const jso
 
     (void)id;
     memset(&spec, 0, sizeof spec);
+    if (json_is_object(json_object_get(params, "record"))) {
+        /* A record signed by its owner key elsewhere (register --owner-key). */
+        const json_t *rec = json_object_get(params, "record");
+        spec.resource_id = json_string_value(json_object_get(rec, "resource_id"));
+        if (mz_node_register_record(api->node, rec, result, err) != MZ_OK)
+            return err->code == MZ_EPROTO || err->code == MZ_EINVAL ? RPC_INVALID_PARAMS
+                                                                    : RPC_SERVER_ERROR;
+        goto handler;
+    }
     spec.resource_id = s_opt_str(params, "resource_id", &bad);
     spec.resource_type = s_opt_str(params, "resource_type", &bad);
     spec.owner = s_opt_str(params, "owner", &bad);
@@ -138,6 +147,10 @@ static int m_register(mz_api *api, mz_api_client *c, const json_t *id, const jso
     if (!s_str_array(params, "capabilities", caps, MZ_CAPS_MAX, &spec.n_capabilities, err))
         return RPC_INVALID_PARAMS;
     spec.capabilities = caps;
+    if (mz_node_register_resource(api->node, &spec, result, err) != MZ_OK)
+        return err->code == MZ_EPROTO || err->code == MZ_EINVAL ? RPC_INVALID_PARAMS
+                                                                : RPC_SERVER_ERROR;
+handler:
     handler = json_object_get(params, "handler");
     if (handler != NULL && !json_is_boolean(handler)) {
         mz_err_set(err, MZ_EINVAL, "params.handler must be true or false");
@@ -146,9 +159,6 @@ static int m_register(mz_api *api, mz_api_client *c, const json_t *id, const jso
     if (!s_str_array(params, "methods", methods, 63, &n_methods, err))
         return RPC_INVALID_PARAMS;
     methods[n_methods] = NULL;
-    if (mz_node_register_resource(api->node, &spec, result, err) != MZ_OK)
-        return err->code == MZ_EPROTO || err->code == MZ_EINVAL ? RPC_INVALID_PARAMS
-                                                                : RPC_SERVER_ERROR;
     if (json_is_true(handler)) {
         /* This connection serves the resource's calls until it closes. */
         if (mz_node_set_handler(api->node, spec.resource_id, n_methods ? methods : NULL,
@@ -168,9 +178,18 @@ static int m_unregister(mz_api *api, mz_api_client *c, const json_t *id, const j
 {
     bool bad = false;
     const char *rid = s_opt_str(params, "resource_id", &bad);
+    const json_t *tomb = json_object_get(params, "tombstone");
 
     (void)c;
     (void)id;
+    if (json_is_object(tomb)) {
+        /* A removal signed by the resource's owner key (unregister --owner-key). */
+        rid = json_string_value(json_object_get(tomb, "resource_id"));
+        if (mz_node_unregister_tombstone(api->node, tomb, err) != MZ_OK)
+            return err->code == MZ_EPROTO ? RPC_INVALID_PARAMS : RPC_SERVER_ERROR;
+        *result = json_pack("{s:s?,s:b}", "resource_id", rid, "removed", 1);
+        return 0;
+    }
     if (bad || rid == NULL) {
         mz_err_set(err, MZ_EINVAL, "params.resource_id must be a string");
         return RPC_INVALID_PARAMS;
@@ -278,6 +297,23 @@ static int m_connect(mz_api *api, mz_api_client *c, const json_t *id, const json
         return err->code == MZ_EINVAL ? RPC_INVALID_PARAMS : RPC_SERVER_ERROR;
     }
     return RPC_ASYNC;
+}
+
+static int m_get(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                 json_t **result, mz_err *err)
+{
+    bool bad = false;
+    const char *rid = s_opt_str(params, "resource_id", &bad);
+    const char *okey = s_opt_str(params, "owner_key", &bad);
+
+    (void)c;
+    (void)id;
+    if (bad || rid == NULL || (okey != NULL && !mz_id_valid(okey))) {
+        mz_err_set(err, MZ_EINVAL, "params: resource_id must be a string, owner_key 64 hex");
+        return RPC_INVALID_PARAMS;
+    }
+    *result = mz_node_get_resource(api->node, rid, okey);
+    return 0;
 }
 
 static int m_peers(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
@@ -516,6 +552,7 @@ static const struct mz_method {
     { "update_resource",     m_register },
     { "unregister_resource", m_unregister },
     { "query_resources",     m_query },
+    { "get_resource",        m_get },
     { "connect_to_peer",     m_connect },
     { "peers",               m_peers },
     { "status",              m_status },

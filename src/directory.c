@@ -77,6 +77,7 @@ struct mz_record {
     uint32_t type;                 /* atom ids: resource_type, owner, node */
     uint32_t owner;
     uint32_t node;
+    uint32_t owner_key;            /* atom id of the owner's public key (hex) */
     uint32_t type_pos;             /* position in the type atom's by_type */
     uint32_t node_pos;             /* position in the node atom's by_node */
     uint32_t slot;                 /* this record's slot number */
@@ -119,6 +120,7 @@ struct mz_rec_fields {
     const char *type;
     const char *owner;
     const char *node;
+    const char *owner_key;
     const char *caps[MZ_CAPS_MAX];
     size_t n_caps;
     const json_t *metadata;
@@ -163,6 +165,11 @@ const char *mz_record_type(const mz_record *rec)
 const char *mz_record_node(const mz_record *rec)
 {
     return s_atom_str(rec->dir, rec->node);
+}
+
+const char *mz_record_owner_key(const mz_record *rec)
+{
+    return s_atom_str(rec->dir, rec->owner_key);
 }
 
 const char *mz_record_owner(const mz_record *rec)
@@ -226,6 +233,7 @@ json_t *mz_record_to_json(const mz_record *rec)
     meta = NULL;
     if (json_object_set_new(o, "node", json_string(mz_record_node(rec))) != 0 ||
         json_object_set_new(o, "version", json_integer(rec->version)) != 0 ||
+        json_object_set_new(o, "owner_key", json_string(mz_record_owner_key(rec))) != 0 ||
         json_object_set_new(o, "signature", json_string(sig)) != 0)
         goto fail;
     return o;
@@ -335,9 +343,9 @@ static const char *s_printable(const char *key, char *buf, size_t size)
 /* The fields a record may have; all but the last (location) required. */
 static const char *const s_fields[] = {
     "resource_id", "resource_type", "owner", "capabilities", "metadata",
-    "node", "version", "signature", "location", NULL,
+    "node", "version", "signature", "owner_key", "location", NULL,
 };
-#define MZ_REQUIRED_FIELDS 8
+#define MZ_REQUIRED_FIELDS 9
 
 static mz_status s_field_err(mz_err *err, const char *id, const char *field, const char *what)
 {
@@ -432,6 +440,12 @@ static mz_status s_parse(const json_t *rec, struct mz_rec_fields *f, mz_err *err
         return mz_err_set(err, MZ_EPROTO, "record '%s': field 'node' must be %d lowercase hex "
                           "characters", f->id, MZ_NODE_HEX);
     f->node = json_string_value(v);
+
+    v = json_object_get(rec, "owner_key");
+    if (!s_hex_decode(v, NULL, MZ_NODE_HEX / 2))
+        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'owner_key' must be %d lowercase "
+                          "hex characters", f->id, MZ_NODE_HEX);
+    f->owner_key = json_string_value(v);
 
     v = json_object_get(rec, "version");
     if (!json_is_integer(v) || json_integer_value(v) < 1 ||
@@ -602,6 +616,7 @@ static void s_rec_free(mz_directory *dir, mz_record *rec)
     s_atom_unref(dir, rec->type);
     s_atom_unref(dir, rec->owner);
     s_atom_unref(dir, rec->node);
+    s_atom_unref(dir, rec->owner_key);
     for (size_t i = 0; i < rec->n_caps; i++)
         s_atom_unref(dir, rec->caps[i].atom);
     free(rec);
@@ -621,7 +636,7 @@ static mz_status s_rec_build(mz_directory *dir, const struct mz_rec_fields *f, b
         return mz_err_set(err, MZ_ENOMEM, "record '%s': allocating %zu bytes", f->id, size);
     rec->dir = dir;
     rec->version = f->version;
-    rec->type = rec->owner = rec->node = MZ_NONE;
+    rec->type = rec->owner = rec->node = rec->owner_key = MZ_NONE;
     rec->type_pos = rec->node_pos = rec->slot = MZ_NONE;
     rec->meta_len = (uint16_t)f->meta_len;
     rec->id_len = (uint8_t)f->id_len;
@@ -641,7 +656,8 @@ static mz_status s_rec_build(mz_directory *dir, const struct mz_rec_fields *f, b
     meta[f->meta_len] = '\0';
     if ((rc = s_atom_ref(dir, f->type, &rec->type)) != MZ_OK ||
         (rc = s_atom_ref(dir, f->owner, &rec->owner)) != MZ_OK ||
-        (rc = s_atom_ref(dir, f->node, &rec->node)) != MZ_OK)
+        (rc = s_atom_ref(dir, f->node, &rec->node)) != MZ_OK ||
+        (rc = s_atom_ref(dir, f->owner_key, &rec->owner_key)) != MZ_OK)
         goto fail;
     for (size_t i = 0; i < f->n_caps; i++) {
         if ((rc = s_atom_ref(dir, f->caps[i], &rec->caps[i].atom)) != MZ_OK)
@@ -962,11 +978,12 @@ mz_status mz_directory_put(mz_directory *dir, const json_t *json, bool local,
     at = s_id_find(dir, f.id, f.id_len, tag);
     if (at != SIZE_MAX) {
         old = dir->recs[dir->ids[at].slot];
-        /* First node to claim an id keeps it until it removes it; another
-         * node cannot take it over by announcing a higher version. */
-        if (strcmp(mz_record_node(old), f.node) != 0)
-            return mz_err_set(err, MZ_EEXIST, "record '%s': already registered by node %.12s",
-                              f.id, mz_record_node(old));
+        /* An id belongs to its owner key: nobody else can take it over, and
+         * the owner only moves it forward (a higher version), possibly to
+         * another host. */
+        if (strcmp(mz_record_owner_key(old), f.owner_key) != 0)
+            return mz_err_set(err, MZ_EEXIST, "record '%s': already registered by owner key "
+                              "%.12s", f.id, mz_record_owner_key(old));
         if (f.version <= old->version)
             return MZ_OK;
     }

@@ -131,6 +131,25 @@ static mz_peer *s_next_hop(mz_node *node, const char *dest)
     return NULL;
 }
 
+/* Routed unicasts are sealed for their recipient (unless sealing is off):
+ * the AEAD authenticates them, relays cannot read or alter them. */
+static char *s_seal_dump(mz_node *node, json_t *env, size_t *len, mz_err *err)
+{
+    const unsigned char *k = mz__shared_key(node, mz_msg_recipient(env));
+    char *buf;
+
+    if (k == NULL) {
+        mz_err_set(err, MZ_EINVAL, "no sealing key for node %.12s", mz_msg_recipient(env));
+        return NULL;
+    }
+    if (mz_msg_seal(env, k, err) != MZ_OK)
+        return NULL;
+    buf = mz_msg_dump(env, len);
+    if (buf == NULL)
+        mz_err_set(err, MZ_ENOMEM, "message: serialising");
+    return buf;
+}
+
 mz_status mz__send(mz_node *node, json_t *env, mz_peer *except, mz_err *err)
 {
     size_t len;
@@ -140,7 +159,11 @@ mz_status mz__send(mz_node *node, json_t *env, mz_peer *except, mz_err *err)
 
     if (env == NULL)
         return mz_err_set(err, MZ_ENOMEM, "message: allocating");
-    buf = s_sign_dump(node, env, &len, err);
+    to = mz_msg_recipient(env);
+    if (strcmp(to, "*") != 0 && !node->o.no_seal)
+        buf = s_seal_dump(node, env, &len, err);
+    else
+        buf = s_sign_dump(node, env, &len, err);
     if (buf == NULL) {
         json_decref(env);
         return err ? err->code : MZ_ENOMEM;
@@ -249,6 +272,25 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
     }
     to = mz_msg_recipient(env);
     from = mz_msg_sender(env);
+    {
+        int64_t ts = 0, now = mz_now_ms();
+        mz_time_parse(json_string_value(json_object_get(env, "timestamp")), &ts);
+        if (ts < now - node->o.replay_window_ms || ts > now + node->o.replay_window_ms) {
+            char why[160];
+            node->c.stale++;
+            snprintf(why, sizeof why, "message %s: timestamp outside the accepted window of "
+                     "%lld s", id, (long long)(node->o.replay_window_ms / 1000));
+            s_reject(node, p, id, "stale", why, !p->up);
+            goto done;
+        }
+    }
+    if (mz_msg_is_sealed(env) && !(t->flags & MZ_T_UNICAST)) {
+        char why[160];
+        node->c.malformed++;
+        snprintf(why, sizeof why, "message %s: '%s' cannot be sealed", id, t->name);
+        s_reject(node, p, id, "bad_message", why, !p->up);
+        goto done;
+    }
     if (strcmp(to, "*") == 0 && (t->flags & MZ_T_BROADCAST)) {
         if (mz_seen_check_add(node->seen, id)) {
             node->c.duplicates++;
@@ -267,9 +309,26 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
         t->fn(node, p, env);
         s_forward(node, p, env, NULL);
     } else if (strcmp(to, s_me(node)) == 0 || (strcmp(to, "*") == 0 && (t->flags & MZ_T_LINK))) {
-        if (mz_msg_verify(env, &e) != MZ_OK) {
+        if (mz_msg_is_sealed(env)) {
+            const unsigned char *k = mz__shared_key(node, from);
+            if (k == NULL || mz_msg_open(env, k, 0, &e) != MZ_OK) {
+                node->c.bad_seals++;
+                if (k == NULL)
+                    snprintf(e.msg, sizeof e.msg, "message %s: sender is not a usable key", id);
+                s_reject(node, p, id, "bad_seal", e.msg, !p->up);
+                goto done;
+            }
+        } else if (mz_msg_verify(env, &e) != MZ_OK) {
             node->c.forged++;
             s_reject(node, p, id, "bad_signature", e.msg, !p->up);
+            goto done;
+        }
+        /* Authentic, but have we handled it before? (PROTOCOL.md "Replay") */
+        if (mz_seen_check_add(node->replay, id)) {
+            char why[160];
+            node->c.replayed++;
+            snprintf(why, sizeof why, "message %s: already handled (replay)", id);
+            s_reject(node, p, id, "replayed", why, false);
             goto done;
         }
         if ((t->flags & MZ_T_LINK) && !(t->flags & MZ_T_UNICAST) && p->got_hello &&
@@ -316,6 +375,40 @@ static const char *s_str(const json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
+/* Refuses a peer: the reason goes to our log and counters, the stranger
+ * learns only "refused" (PROTOCOL.md "Admission"). */
+static void s_refuse(mz_node *node, mz_peer *p, uint64_t *counter, const char *why)
+{
+    (void)node;
+    (*counter)++;
+    mz_log(MZ_LOG_WARN, "handler", "refusing %s (%s): %s",
+           p->got_hello ? p->peer_id : "peer", mz_link_peer_addr(p->link), why);
+    mz_link_close(p->link, 1008, "refused");
+}
+
+/* The id pinned in the dialed URL's fragment (ws://h:p/#<id>), or NULL. */
+static const char *s_pin(mz_peer *p)
+{
+    const char *h = strchr(mz_link_url(p->link), '#');
+
+    return (h != NULL && h[1] != '\0') ? h + 1 : NULL;
+}
+
+/* HMAC proving knowledge of the mesh secret for (challenge, sender). */
+static void s_net_proof(mz_node *node, const char *challenge, const char *sender,
+                        char out[65])
+{
+    crypto_auth_hmacsha256_state st;
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+
+    crypto_auth_hmacsha256_init(&st, node->netkey, sizeof node->netkey);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)"meshzero/1 network", 18);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)challenge, 64);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)sender, 64);
+    crypto_auth_hmacsha256_final(&st, mac);
+    sodium_bin2hex(out, 65, mac, sizeof mac);
+}
+
 static void s_check_up(mz_node *node, mz_peer *p)
 {
     if (p->got_hello && p->sent_welcome && p->challenge[0] == '\0' && !p->up)
@@ -354,8 +447,28 @@ static void s_on_hello(mz_node *node, mz_peer *p, const json_t *env)
     snprintf(p->peer_id, sizeof p->peer_id, "%s", from);
     snprintf(p->listen, sizeof p->listen, "%s", listen);
     p->got_hello = true;
-    mz__send_link(node, p, mz_msg_new("welcome", s_me(node), p->peer_id,
-                                      json_pack("{s:s}", "challenge", chal)));
+    {
+        const char *pin = s_pin(p);
+        char why[200];
+        if (pin != NULL && strcmp(pin, from) != 0) {
+            snprintf(why, sizeof why, "URL pins node %.16s but the peer is %.16s", pin, from);
+            s_refuse(node, p, &node->c.refused_pin, why);
+            return;
+        }
+        if (!mz__trusted(node, from)) {
+            s_refuse(node, p, &node->c.refused_trust, "node id not in the trust file");
+            return;
+        }
+    }
+    {
+        json_t *wpl = json_pack("{s:s}", "challenge", chal);
+        if (node->has_netkey && wpl != NULL) {
+            char proof[65];
+            s_net_proof(node, chal, s_me(node), proof);
+            json_object_set_new(wpl, "network", json_string(proof));
+        }
+        mz__send_link(node, p, mz_msg_new("welcome", s_me(node), p->peer_id, wpl));
+    }
     p->sent_welcome = true;
     s_check_up(node, p);
 }
@@ -376,6 +489,15 @@ static void s_on_welcome(mz_node *node, mz_peer *p, const json_t *env)
         s_reject(node, p, mz_msg_id(env), "bad_hello", "welcome does not answer our challenge",
                  true);
         return;
+    }
+    if (node->has_netkey) {
+        const char *got = s_str(mz_msg_payload(env), "network");
+        char want[65];
+        s_net_proof(node, p->challenge, p->peer_id, want);
+        if (got == NULL || strlen(got) != 64 || sodium_memcmp(got, want, 64) != 0) {
+            s_refuse(node, p, &node->c.refused_network, "no proof of the network key");
+            return;
+        }
     }
     p->challenge[0] = '\0';
     s_check_up(node, p);
@@ -441,13 +563,9 @@ static void s_on_announce(mz_node *node, mz_peer *p, const json_t *env)
             mz_log(MZ_LOG_WARN, "handler", "announce %s from %.12s: %s", mz_msg_id(env), from,
                    e.msg);
     } else if (op && strcmp(op, "remove") == 0) {
-        const char *rid = s_str(pl, "resource_id");
-        const mz_record *old = rid ? mz_directory_get(node->dir, rid) : NULL;
-        if (old != NULL && strcmp(mz_record_node(old), from) == 0) {
-            mz__emit_record(node, "resource.removed", old);
-            mz_directory_remove(node->dir, rid, from, NULL);
-            mz_log(MZ_LOG_DEBUG, "handler", "resource %s of %.12s removed", rid, from);
-        }
+        if (mz__apply_tombstone(node, json_object_get(pl, "tombstone"), from, &e) != MZ_OK)
+            mz_log(MZ_LOG_WARN, "handler", "announce %s from %.12s: %s", mz_msg_id(env), from,
+                   e.msg);
     } else {
         node->c.malformed++;
         mz_log(MZ_LOG_WARN, "handler", "announce %s: op must be upsert or remove",

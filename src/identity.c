@@ -295,3 +295,58 @@ done:
     free(path);
     return rc;
 }
+
+/* ---- key files other than the node's, and X25519 ---------------------- */
+
+mz_status mz_identity_load_file(const char *path, mz_identity **out, mz_err *err)
+{
+    mz_status rc;
+
+    *out = NULL;
+    if (sodium_init() < 0)
+        return mz_err_set(err, MZ_EIO, "identity: libsodium initialisation failed");
+    rc = s_load(path, out, err);
+    if (rc == MZ_ENOTFOUND)
+        return mz_err_set(err, MZ_ENOTFOUND, "key file %s does not exist", path);
+    return rc;
+}
+
+mz_status mz_identity_create_file(const char *path, mz_identity **out, mz_err *err)
+{
+    char *dir;
+    char *slash;
+    mz_status rc;
+    struct stat st;
+
+    *out = NULL;
+    if (sodium_init() < 0)
+        return mz_err_set(err, MZ_EIO, "identity: libsodium initialisation failed");
+    if (stat(path, &st) == 0)
+        return mz_err_set(err, MZ_EEXIST, "key file %s already exists; not overwriting it", path);
+    if ((dir = strdup(path)) == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "identity: allocating path");
+    slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, strlen(dir) + 1, ".");
+    else if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    rc = s_create(dir, path, err);
+    free(dir);
+    if (rc != MZ_OK)
+        return rc;
+    return mz_identity_load_file(path, out, err);
+}
+
+const unsigned char *mz_identity_pk(const mz_identity *id)
+{
+    return id->pk;
+}
+
+mz_status mz_identity_x25519_sk(const mz_identity *id, unsigned char out[32], mz_err *err)
+{
+    if (crypto_sign_ed25519_sk_to_curve25519(out, id->sk) != 0)
+        return mz_err_set(err, MZ_ESIG, "identity: cannot derive an X25519 key");
+    return MZ_OK;
+}

@@ -296,6 +296,9 @@ mz_status mz_msg_parse(const char *buf, size_t len, const mz_msg_limits *lim,
         if (v == NULL) {
             if (!f->required)
                 continue;
+            /* A sealed unicast is authenticated by its AEAD, not signed. */
+            if (strcmp(f->name, "signature") == 0 && mz_msg_is_sealed(env))
+                continue;
             rc = mz_err_set(err, MZ_EPROTO, "%s: missing field '%s'", who, f->name);
             goto fail;
         }
@@ -416,4 +419,120 @@ char *mz_msg_dump(const json_t *env, size_t *len)
     if (s != NULL && len != NULL)
         *len = strlen(s);
     return s;
+}
+
+
+/* ---- sealing (PROTOCOL.md "Sealed messages") ---------------------------- */
+
+/* The routing header bound to a sealed payload as associated data. */
+static const char *const s_ad_skip[] = { "payload", "signature", "hops", NULL };
+
+bool mz_msg_is_sealed(const json_t *env)
+{
+    const json_t *pl = json_object_get(env, "payload");
+    const char *to = json_string_value(json_object_get(env, "recipient"));
+
+    return json_is_object(pl) && json_object_size(pl) == 1 &&
+           json_is_string(json_object_get(pl, "sealed")) && to != NULL && strcmp(to, "*") != 0;
+}
+
+mz_status mz_msg_seal(json_t *env, const unsigned char key[32], mz_err *err)
+{
+    unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    unsigned char *box = NULL;
+    char *plain = NULL, *ad = NULL, *b64 = NULL;
+    size_t plain_len, ad_len, b64_len;
+    unsigned long long clen;
+    mz_status rc = MZ_ENOMEM;
+
+    plain = mz_canon_dump(json_object_get(env, "payload"), NULL, &plain_len);
+    ad = mz_canon_dump(env, s_ad_skip, &ad_len);
+    if (plain == NULL || ad == NULL)
+        goto done;
+    box = malloc(sizeof nonce + plain_len + crypto_aead_xchacha20poly1305_ietf_ABYTES);
+    if (box == NULL)
+        goto done;
+    randombytes_buf(nonce, sizeof nonce);
+    memcpy(box, nonce, sizeof nonce);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(box + sizeof nonce, &clen,
+                                               (const unsigned char *)plain, plain_len,
+                                               (const unsigned char *)ad, ad_len, NULL, nonce,
+                                               key);
+    b64_len = sodium_base64_encoded_len(sizeof nonce + clen,
+                                        sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    if ((b64 = malloc(b64_len)) == NULL)
+        goto done;
+    sodium_bin2base64(b64, b64_len, box, sizeof nonce + clen,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    if (json_object_set_new(env, "payload", json_pack("{s:s}", "sealed", b64)) != 0)
+        goto done;
+    json_object_del(env, "signature");
+    rc = MZ_OK;
+done:
+    if (plain)
+        sodium_memzero(plain, plain_len);
+    free(plain);
+    free(ad);
+    free(box);
+    free(b64);
+    return rc == MZ_OK ? MZ_OK : mz_err_set(err, rc, "sealing: out of memory");
+}
+
+mz_status mz_msg_open(json_t *env, const unsigned char key[32], size_t max_depth, mz_err *err)
+{
+    const char *b64 = json_string_value(json_object_get(json_object_get(env, "payload"),
+                                                        "sealed"));
+    size_t b64_len = b64 ? strlen(b64) : 0, bin_len = 0, ad_len;
+    unsigned char *bin = NULL, *plain = NULL;
+    unsigned long long plain_len;
+    char *ad = NULL;
+    json_t *pl = NULL;
+    json_error_t jerr;
+    mz_status rc;
+    const size_t nb = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+
+    if (b64 == NULL)
+        return mz_err_set(err, MZ_EPROTO, "message %s: not sealed", mz_msg_id(env));
+    bin = malloc(b64_len + 1);
+    ad = mz_canon_dump(env, s_ad_skip, &ad_len);
+    if (bin == NULL || ad == NULL) {
+        rc = mz_err_set(err, MZ_ENOMEM, "opening: out of memory");
+        goto done;
+    }
+    if (sodium_base642bin(bin, b64_len + 1, b64, b64_len, NULL, &bin_len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        bin_len < nb + crypto_aead_xchacha20poly1305_ietf_ABYTES) {
+        rc = mz_err_set(err, MZ_EPROTO, "message %s: 'sealed' is not base64url of a nonce and "
+                        "a ciphertext", mz_msg_id(env));
+        goto done;
+    }
+    plain = malloc(bin_len);
+    if (plain == NULL) {
+        rc = mz_err_set(err, MZ_ENOMEM, "opening: out of memory");
+        goto done;
+    }
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plain_len, NULL, bin + nb,
+                                                   bin_len - nb, (const unsigned char *)ad,
+                                                   ad_len, bin, key) != 0) {
+        rc = mz_err_set(err, MZ_ESIG, "message %s: sealed payload fails authentication (forged, "
+                        "altered or not for us)", mz_msg_id(env));
+        goto done;
+    }
+    pl = json_loadb((const char *)plain, (size_t)plain_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (pl == NULL || !json_is_object(pl) || !s_depth_ok(pl, 1, max_depth ? max_depth
+                                                                  : MZ_DEFAULT_MAX_JSON_DEPTH)) {
+        rc = mz_err_set(err, MZ_EPROTO, "message %s: sealed payload is not a JSON object within "
+                        "the depth limit", mz_msg_id(env));
+        goto done;
+    }
+    json_object_set(env, "payload", pl);
+    rc = MZ_OK;
+done:
+    json_decref(pl);
+    if (plain)
+        sodium_memzero(plain, bin_len);
+    free(plain);
+    free(bin);
+    free(ad);
+    return rc;
 }

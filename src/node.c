@@ -1,6 +1,7 @@
 /* MeshNode: lifecycle, peer links and the hello outcome, static peers,
  * leases, local resources and the seed's calls. Wire formats in
  * docs/PROTOCOL.md; message handling in handler.c. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -466,6 +467,7 @@ static void s_on_tick(uv_timer_t *t)
     s_expire_leases(node, now);
     mz_routes_expire(node->routes, now);
     mz__exec_sweep(node, now);
+    mz__tombs_expire(node, now);
     for (mz_peer *p = node->peers; p; p = p->next)
         if (!p->up && p->link && now > p->hello_deadline_ms && !mz_link_closing(p->link)) {
             node->c.hello_failures++;
@@ -482,6 +484,133 @@ static void s_on_tick(uv_timer_t *t)
         }
         s_dial_static(node, s);
     }
+}
+
+/* ---- keys, trust, network secret ---------------------------------------- */
+
+/* Shared keys cached at most; the cache is simply emptied when full. */
+#define MZ_KEY_CACHE_MAX 4096
+
+const unsigned char *mz__shared_key(mz_node *node, const char *id)
+{
+    unsigned char *k = mz_hmap_get(node->keys, id);
+    unsigned char ed[32], xpk[32];
+
+    if (k != NULL)
+        return k;
+    if (!mz_id_valid(id) || sodium_hex2bin(ed, sizeof ed, id, 64, NULL, NULL, NULL) != 0 ||
+        crypto_sign_ed25519_pk_to_curve25519(xpk, ed) != 0)
+        return NULL;
+    if (mz_hmap_count(node->keys) >= MZ_KEY_CACHE_MAX) {
+        mz_hmap_free(node->keys, free);
+        node->keys = mz_hmap_new();
+        if (node->keys == NULL)
+            return NULL;
+    }
+    k = malloc(crypto_box_BEFORENMBYTES);
+    if (k == NULL)
+        return NULL;
+    if (crypto_box_beforenm(k, xpk, node->xsk) != 0 || mz_hmap_put(node->keys, id, k, NULL) != MZ_OK) {
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+bool mz__trusted(mz_node *node, const char *id)
+{
+    return node->trust == NULL || mz_hmap_get(node->trust, id) != NULL;
+}
+
+/* Reads an allowlist: one node id per line; blank lines and # comments. */
+static mz_status s_load_trust(const char *path, mz_hmap **out, mz_err *err)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    int lineno = 0;
+    mz_hmap *h;
+
+    *out = NULL;
+    if (f == NULL)
+        return mz_err_set(err, MZ_EIO, "trust file %s: %s", path, strerror(errno));
+    if ((h = mz_hmap_new()) == NULL) {
+        fclose(f);
+        return mz_err_set(err, MZ_ENOMEM, "trust file: allocating");
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        char *p = line, *e;
+        lineno++;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        e = p + strcspn(p, " \t\r\n#");
+        if (*p == '#' || p == e)
+            continue;
+        *e = '\0';
+        if (!mz_id_valid(p)) {
+            fclose(f);
+            mz_hmap_free(h, NULL);
+            return mz_err_set(err, MZ_EINVAL, "trust file %s line %d: '%.70s' is not a node id "
+                              "(64 lowercase hex characters)", path, lineno, p);
+        }
+        if (mz_hmap_put(h, p, h, NULL) != MZ_OK) {
+            fclose(f);
+            mz_hmap_free(h, NULL);
+            return mz_err_set(err, MZ_ENOMEM, "trust file: allocating");
+        }
+    }
+    fclose(f);
+    *out = h;
+    return MZ_OK;
+}
+
+mz_status mz_node_reload_trust(mz_node *node, mz_err *err)
+{
+    mz_hmap *h;
+    mz_status rc;
+
+    if (node->trust_file == NULL)
+        return mz_err_set(err, MZ_ESTATE, "no trust file configured");
+    if ((rc = s_load_trust(node->trust_file, &h, err)) != MZ_OK)
+        return rc;
+    mz_hmap_free(node->trust, NULL);
+    node->trust = h;
+    for (mz_peer *p = node->peers; p; p = p->next)
+        if (p->up && p->link && !mz__trusted(node, p->peer_id)) {
+            node->c.refused_trust++;
+            mz_log(MZ_LOG_WARN, "node", "peer %.12s is no longer in the trust file: closing",
+                   p->peer_id);
+            mz_link_close(p->link, 1008, "refused");
+        }
+    mz_log(MZ_LOG_INFO, "node", "trust file %s reloaded: %zu node ids", node->trust_file,
+           mz_hmap_count(h));
+    return MZ_OK;
+}
+
+/* The network key file's bytes (whitespace at the ends trimmed) hashed to 32. */
+static mz_status s_load_netkey(mz_node *node, const char *path, mz_err *err)
+{
+    FILE *f = fopen(path, "r");
+    unsigned char buf[4096];
+    size_t n, a = 0;
+
+    if (f == NULL)
+        return mz_err_set(err, MZ_EIO, "network key file %s: %s", path, strerror(errno));
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    while (a < n && (buf[a] == ' ' || buf[a] == '\n'))
+        a++;
+    if (n - a < 16) {
+        sodium_memzero(buf, sizeof buf);
+        return mz_err_set(err, MZ_EINVAL, "network key file %s: need at least 16 bytes of "
+                          "secret", path);
+    }
+    crypto_generichash(node->netkey, sizeof node->netkey, buf + a, n - a,
+                       (const unsigned char *)"meshzero/1 network", 18);
+    sodium_memzero(buf, sizeof buf);
+    node->has_netkey = true;
+    return MZ_OK;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -551,6 +680,27 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
                         : mz_identity_generate(&node->ident, err);
     if (rc != MZ_OK)
         goto fail;
+    if ((rc = mz_identity_x25519_sk(node->ident, node->xsk, NULL)) != MZ_OK) {
+        rc = mz_err_set(err, MZ_EIO, "node: deriving the sealing key failed");
+        goto fail;
+    }
+    if (!node->o.replay_window_ms)
+        node->o.replay_window_ms = MZ_DEFAULT_REPLAY_WINDOW_MS;
+    if (opts->trust_file != NULL) {
+        if ((node->trust_file = strdup(opts->trust_file)) == NULL) {
+            rc = mz_err_set(err, MZ_ENOMEM, "node: allocating");
+            goto fail;
+        }
+        if ((rc = s_load_trust(node->trust_file, &node->trust, err)) != MZ_OK)
+            goto fail;
+    }
+    node->o.trust_file = NULL;
+    if (opts->network_key_file != NULL &&
+        (rc = s_load_netkey(node, opts->network_key_file, err)) != MZ_OK)
+        goto fail;
+    node->o.network_key_file = NULL;
+    if ((rc = mz_seen_new(node->o.seen_capacity, &node->replay, err)) != MZ_OK)
+        goto fail;
     if ((rc = mz_directory_new(&node->dir, err)) != MZ_OK ||
         (rc = mz_seen_new(node->o.seen_capacity, &node->seen, err)) != MZ_OK ||
         (rc = mz_routes_new(&node->routes, err)) != MZ_OK)
@@ -559,7 +709,9 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     node->calls = mz_hmap_new();
     node->relayed = mz_hmap_new();
     node->handlers = mz_hmap_new();
-    if (node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
+    node->tombs = mz_hmap_new();
+    node->keys = mz_hmap_new();
+    if (node->keys == NULL || node->tombs == NULL || node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
         node->handlers == NULL) {
         rc = mz_err_set(err, MZ_ENOMEM, "node: allocating");
         goto fail;
@@ -654,6 +806,13 @@ void mz_node_free(mz_node *node)
         free(s);
     }
     mz_hmap_free(node->nodes, free);
+    mz_hmap_free(node->tombs, free);
+    mz_hmap_free(node->keys, free);
+    mz_hmap_free(node->trust, NULL);
+    free(node->trust_file);
+    mz_seen_free(node->replay);
+    sodium_memzero(node->xsk, sizeof node->xsk);
+    sodium_memzero(node->netkey, sizeof node->netkey);
     mz_routes_free(node->routes);
     mz_seen_free(node->seen);
     mz_directory_free(node->dir);
@@ -668,9 +827,151 @@ const mz_directory *mz_node_directory(const mz_node *node) { return node->dir; }
 
 /* ---- resources ---------------------------------------------------------- */
 
-mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err)
+/* ---- tombstones ------------------------------------------------------ */
+
+/* How long a node remembers a removal, refusing older copies of the record
+ * that may still arrive from lagging nodes. */
+#define MZ_TOMB_MS (10 * 60 * 1000)
+
+typedef struct mz_tomb {
+    char owner_key[MZ_ID_HEX_LEN + 1];
+    int64_t version;
+    int64_t until_ms;
+} mz_tomb;
+
+const char *const mz__tomb_unsigned_keys[] = { "signature", NULL };
+
+static void s_tomb_put(mz_node *node, const char *rid, const char *owner_key, int64_t version)
 {
-    const char *owner_node;
+    mz_tomb *t = mz_hmap_get(node->tombs, rid);
+
+    if (t == NULL) {
+        t = calloc(1, sizeof *t);
+        if (t == NULL || mz_hmap_put(node->tombs, rid, t, NULL) != MZ_OK) {
+            free(t);
+            return;
+        }
+    }
+    snprintf(t->owner_key, sizeof t->owner_key, "%s", owner_key);
+    if (version > t->version)
+        t->version = version;
+    t->until_ms = mz_now_ms() + MZ_TOMB_MS;
+}
+
+/* The version a tombstone of the same owner holds for rid, or 0. */
+static int64_t s_tomb_version(mz_node *node, const char *rid, const char *owner_key)
+{
+    mz_tomb *t = mz_hmap_get(node->tombs, rid);
+
+    return (t && strcmp(t->owner_key, owner_key) == 0) ? t->version : 0;
+}
+
+void mz__tombs_expire(mz_node *node, int64_t now)
+{
+    size_t pos = 0, n = 0;
+    const char *key;
+    void *val;
+    char ids[32][MZ_RESOURCE_ID_MAX + 1];
+
+    while (n < 32 && mz_hmap_next(node->tombs, &pos, &key, &val))
+        if (((mz_tomb *)val)->until_ms < now)
+            snprintf(ids[n++], sizeof ids[0], "%s", key);
+    for (size_t i = 0; i < n; i++)
+        free(mz_hmap_remove(node->tombs, ids[i]));
+}
+
+static mz_status s_tomb_check(const json_t *t, mz_err *err)
+{
+    static const char *const fields[] = { "resource_id", "node", "owner_key", "version",
+                                          "deleted", "signature", NULL };
+    const char *key;
+    json_t *v;
+    const char *rid = json_string_value(json_object_get(t, "resource_id"));
+
+    if (!json_is_object(t))
+        return mz_err_set(err, MZ_EPROTO, "tombstone: must be an object");
+    json_object_foreach((json_t *)t, key, v) {
+        size_t i;
+        for (i = 0; fields[i] && strcmp(fields[i], key) != 0; i++)
+            ;
+        if (fields[i] == NULL)
+            return mz_err_set(err, MZ_EPROTO, "tombstone: unknown field '%.40s'", key);
+    }
+    if (rid == NULL || strlen(rid) == 0 || strlen(rid) > MZ_RESOURCE_ID_MAX)
+        return mz_err_set(err, MZ_EPROTO, "tombstone: field 'resource_id' must be a string of "
+                          "1..%d bytes", MZ_RESOURCE_ID_MAX);
+    if (!mz_id_valid(json_string_value(json_object_get(t, "node"))) ||
+        !mz_id_valid(json_string_value(json_object_get(t, "owner_key"))))
+        return mz_err_set(err, MZ_EPROTO, "tombstone '%s': fields 'node' and 'owner_key' must "
+                          "be 64 lowercase hex characters", rid);
+    if (!json_is_integer(json_object_get(t, "version")) ||
+        json_integer_value(json_object_get(t, "version")) < 1)
+        return mz_err_set(err, MZ_EPROTO, "tombstone '%s': field 'version' must be a positive "
+                          "integer", rid);
+    if (!json_is_true(json_object_get(t, "deleted")))
+        return mz_err_set(err, MZ_EPROTO, "tombstone '%s': field 'deleted' must be true", rid);
+    return MZ_OK;
+}
+
+/* Verifies a signed removal and applies it: only the record's owner key,
+ * only forward. from_node: the announcing node (NULL: local). */
+mz_status mz__apply_tombstone(mz_node *node, const json_t *t, const char *from_node,
+                              mz_err *err)
+{
+    const char *rid, *okey;
+    const mz_record *rec;
+    int64_t version;
+    mz_status rc;
+
+    if ((rc = s_tomb_check(t, err)) != MZ_OK) {
+        node->c.bad_records++;
+        return rc;
+    }
+    rid = json_string_value(json_object_get(t, "resource_id"));
+    okey = json_string_value(json_object_get(t, "owner_key"));
+    version = json_integer_value(json_object_get(t, "version"));
+    if (from_node && strcmp(from_node, json_string_value(json_object_get(t, "node"))) != 0) {
+        node->c.bad_records++;
+        return mz_err_set(err, MZ_EPROTO, "tombstone '%s': announced by a node that does not "
+                          "host it", rid);
+    }
+    if ((rc = mz_verify_object(t, MZ_TOMB_SIG_DOMAIN, mz__tomb_unsigned_keys, "signature", okey,
+                               err)) != MZ_OK) {
+        node->c.forged++;
+        return rc;
+    }
+    rec = mz_directory_get(node->dir, rid);
+    if (rec != NULL && strcmp(mz_record_owner_key(rec), okey) != 0) {
+        node->c.conflicts++;
+        return mz_err_set(err, MZ_EEXIST, "tombstone '%s': signed by %.12s, not the owner key "
+                          "%.12s", rid, okey, mz_record_owner_key(rec));
+    }
+    if (rec != NULL && version <= mz_record_version(rec)) {
+        node->c.rollbacks++;
+        return mz_err_set(err, MZ_ESTATE, "tombstone '%s': version %lld is not newer than %lld",
+                          rid, (long long)version, (long long)mz_record_version(rec));
+    }
+    s_tomb_put(node, rid, okey, version);
+    if (rec != NULL) {
+        mz__emit_record(node, "resource.removed", rec);
+        if (mz_record_local(rec))
+            mz__exec_drop_handler(node, rid);
+        mz_directory_remove(node->dir, rid, NULL, NULL);
+        mz_log(MZ_LOG_DEBUG, "node", "resource %s removed (tombstone v%lld)", rid,
+               (long long)version);
+    }
+    return MZ_OK;
+}
+
+/* ---- resources ---------------------------------------------------------- */
+
+/* Verifies a record against its owner key and stores it. local: hosted here
+ * (then rec.node must be this node). */
+static mz_status s_accept_record(mz_node *node, const json_t *rec, bool local, mz_err *err)
+{
+    const char *rid, *okey;
+    const mz_record *old;
+    int64_t version;
     mz_status rc;
     mz_dir_change ch;
 
@@ -678,26 +979,51 @@ mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err
         node->c.bad_records++;
         return rc;
     }
-    owner_node = json_string_value(json_object_get(rec, "node"));
-    if (strcmp(owner_node, mz_identity_id(node->ident)) == 0)
-        return MZ_OK;   /* our own record coming back: ours is the truth */
+    rid = json_string_value(json_object_get(rec, "resource_id"));
+    okey = json_string_value(json_object_get(rec, "owner_key"));
+    version = json_integer_value(json_object_get(rec, "version"));
     if ((rc = mz_verify_object(rec, MZ_RECORD_SIG_DOMAIN, mz__record_unsigned_keys,
-                               "signature", owner_node, err)) != MZ_OK) {
+                               "signature", okey, err)) != MZ_OK) {
         node->c.forged++;
         return rc;
     }
-    rc = mz_directory_put(node->dir, rec, false, &ch, err);
+    if (version <= s_tomb_version(node, rid, okey)) {
+        node->c.rollbacks++;
+        return mz_err_set(err, MZ_ESTATE, "record '%s': version %lld was removed already", rid,
+                          (long long)version);
+    }
+    old = mz_directory_get(node->dir, rid);
+    if (old != NULL && strcmp(mz_record_owner_key(old), okey) == 0 &&
+        version < mz_record_version(old)) {
+        node->c.rollbacks++;
+        return mz_err_set(err, MZ_ESTATE, "record '%s': version %lld is older than %lld", rid,
+                          (long long)version, (long long)mz_record_version(old));
+    }
+    if (!local && old != NULL && mz_record_local(old))
+        return MZ_OK;   /* ours coming back: the local copy is the truth */
+    rc = mz_directory_put(node->dir, rec, local, &ch, err);
     if (rc == MZ_EEXIST)
         node->c.conflicts++;
-    if (rc == MZ_OK && ch != MZ_DIR_UNCHANGED)
+    if (rc == MZ_OK && ch != MZ_DIR_UNCHANGED) {
         mz__emit_record(node, ch == MZ_DIR_ADDED ? "resource.added" : "resource.updated",
-                        mz_directory_get(node->dir,
-                                         json_string_value(json_object_get(rec, "resource_id"))));
-    if (rc == MZ_OK && ch != MZ_DIR_UNCHANGED)
-        mz_log(MZ_LOG_DEBUG, "node", "resource %s of %.12s %s",
-               json_string_value(json_object_get(rec, "resource_id")), owner_node,
+                        mz_directory_get(node->dir, rid));
+        mz_log(MZ_LOG_DEBUG, "node", "resource %s of %.12s %s", rid,
+               json_string_value(json_object_get(rec, "node")),
                ch == MZ_DIR_ADDED ? "added" : "updated");
+    }
     return rc;
+}
+
+mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err)
+{
+    const char *host = json_string_value(json_object_get(rec, "node"));
+
+    if (host != NULL && strcmp(host, mz_identity_id(node->ident)) == 0) {
+        /* A record naming us as host that we do not hold: stale, from before
+         * a restart; never let others re-create our resources. */
+        return MZ_OK;
+    }
+    return s_accept_record(node, rec, false, err);
 }
 
 static json_t *s_build_record(mz_node *node, const mz_resource_spec *spec, int64_t version,
@@ -724,10 +1050,11 @@ static json_t *s_build_record(mz_node *node, const mz_resource_spec *spec, int64
     if (json_object_get(meta, "version") == NULL)
         json_object_set_new(meta, "version", json_string("1.0"));
     json_object_set_new(meta, "last_updated", json_string(ts));
-    rec = json_pack("{s:s?,s:s?,s:s,s:o,s:o,s:s,s:I}", "resource_id", spec->resource_id,
+    rec = json_pack("{s:s?,s:s?,s:s,s:o,s:o,s:s,s:I,s:s}", "resource_id", spec->resource_id,
                     "resource_type", spec->resource_type, "owner",
                     spec->owner ? spec->owner : "", "capabilities", caps, "metadata", meta,
-                    "node", mz_identity_id(node->ident), "version", (json_int_t)version);
+                    "node", mz_identity_id(node->ident), "version", (json_int_t)version,
+                    "owner_key", mz_identity_id(node->ident));
     if (rec == NULL) {
         mz_err_set(err, MZ_EINVAL, "resource: resource_id and resource_type must be "
                    "UTF-8 strings");
@@ -747,11 +1074,57 @@ static void s_announce(mz_node *node, json_t *payload)
              NULL);
 }
 
+/* The version a new record for rid must carry to supersede what we know. */
+static int64_t s_next_version(mz_node *node, const char *rid, const char *owner_key)
+{
+    const mz_record *old = mz_directory_get(node->dir, rid);
+    int64_t v = s_tomb_version(node, rid, owner_key);
+
+    if (old != NULL && strcmp(mz_record_owner_key(old), owner_key) == 0 &&
+        mz_record_version(old) > v)
+        v = mz_record_version(old);
+    return v + 1;
+}
+
+mz_status mz_node_register_record(mz_node *node, const json_t *rec, json_t **record_out,
+                                  mz_err *err)
+{
+    const char *host = json_string_value(json_object_get(rec, "node"));
+    const char *rid, *okey;
+    const mz_record *old;
+    mz_status rc;
+
+    if (record_out)
+        *record_out = NULL;
+    if (host == NULL || strcmp(host, mz_identity_id(node->ident)) != 0)
+        return mz_err_set(err, MZ_EINVAL, "register: the record's node must be this node "
+                          "(%.12s)", mz_identity_id(node->ident));
+    rid = json_string_value(json_object_get(rec, "resource_id"));
+    old = rid ? mz_directory_get(node->dir, rid) : NULL;
+    okey = json_string_value(json_object_get(rec, "owner_key"));
+    if (old != NULL && okey != NULL && json_is_integer(json_object_get(rec, "version")) &&
+        json_integer_value(json_object_get(rec, "version")) <= mz_record_version(old) &&
+        strcmp(mz_record_owner_key(old), okey) == 0)
+        return mz_err_set(err, MZ_ESTATE, "register: resource '%s' is at version %lld; a new "
+                          "record needs a higher one", rid, (long long)mz_record_version(old));
+    if ((rc = s_accept_record(node, rec, true, err)) != MZ_OK)
+        return rc;
+    s_announce(node, json_pack("{s:s,s:O}", "op", "upsert", "record", rec));
+    mz_log(MZ_LOG_INFO, "node", "resource %s registered (version %lld, owner key %.12s)", rid,
+           (long long)json_integer_value(json_object_get(rec, "version")),
+           json_string_value(json_object_get(rec, "owner_key")));
+    if (record_out) {
+        *record_out = json_deep_copy(rec);
+        if (*record_out)
+            json_object_set_new(*record_out, "location", json_string("local"));
+    }
+    return MZ_OK;
+}
+
 mz_status mz_node_register_resource(mz_node *node, const mz_resource_spec *spec,
                                     json_t **record_out, mz_err *err)
 {
     const mz_record *old;
-    int64_t version = 1;
     json_t *rec;
     mz_status rc;
 
@@ -761,55 +1134,76 @@ mz_status mz_node_register_resource(mz_node *node, const mz_resource_spec *spec,
         return mz_err_set(err, MZ_EINVAL, "register: resource_id and resource_type are "
                           "required");
     old = mz_directory_get(node->dir, spec->resource_id);
-    if (old != NULL) {
-        if (!mz_record_local(old))
-            return mz_err_set(err, MZ_EEXIST, "register: resource '%s' is already hosted "
-                              "by node %.12s", spec->resource_id, mz_record_node(old));
-        version = mz_record_version(old) + 1;
-    }
-    rec = s_build_record(node, spec, version, err);
+    if (old != NULL && strcmp(mz_record_owner_key(old), mz_identity_id(node->ident)) != 0)
+        return mz_err_set(err, MZ_EEXIST, "register: resource '%s' belongs to owner key %.12s "
+                          "(hosted by node %.12s)", spec->resource_id, mz_record_owner_key(old),
+                          mz_record_node(old));
+    rec = s_build_record(node, spec,
+                         s_next_version(node, spec->resource_id, mz_identity_id(node->ident)),
+                         err);
     if (rec == NULL)
         return err ? err->code : MZ_EINVAL;
     if ((rc = mz_sign_object(rec, MZ_RECORD_SIG_DOMAIN, mz__record_unsigned_keys,
                              "signature", node->ident, err)) != MZ_OK ||
-        (rc = mz_record_validate(rec, err)) != MZ_OK ||
-        (rc = mz_directory_put(node->dir, rec, true, NULL, err)) != MZ_OK) {
+        (rc = mz_node_register_record(node, rec, record_out, err)) != MZ_OK) {
         json_decref(rec);
         return rc;
     }
-    mz__emit_record(node, old ? "resource.updated" : "resource.added",
-                    mz_directory_get(node->dir, spec->resource_id));
-    s_announce(node, json_pack("{s:s,s:O}", "op", "upsert", "record", rec));
-    mz_log(MZ_LOG_INFO, "node", "resource %s registered (version %lld)", spec->resource_id,
-           (long long)version);
-    if (record_out) {
-        json_object_set_new(rec, "location", json_string("local"));
-        *record_out = rec;
-    } else {
-        json_decref(rec);
-    }
+    json_decref(rec);
+    return MZ_OK;
+}
+
+mz_status mz_node_unregister_tombstone(mz_node *node, const json_t *tomb, mz_err *err)
+{
+    const char *rid = json_string_value(json_object_get(tomb, "resource_id"));
+    const mz_record *old = rid ? mz_directory_get(node->dir, rid) : NULL;
+    mz_status rc;
+
+    if (old == NULL || !mz_record_local(old))
+        return mz_err_set(err, MZ_ENOTFOUND, "unregister: no resource '%s' hosted here",
+                          rid ? rid : "(null)");
+    if ((rc = mz__apply_tombstone(node, tomb, mz_identity_id(node->ident), err)) != MZ_OK)
+        return rc;
+    s_announce(node, json_pack("{s:s,s:O}", "op", "remove", "tombstone", tomb));
+    mz_log(MZ_LOG_INFO, "node", "resource %s unregistered", rid);
     return MZ_OK;
 }
 
 mz_status mz_node_unregister_resource(mz_node *node, const char *resource_id, mz_err *err)
 {
     const mz_record *old = resource_id ? mz_directory_get(node->dir, resource_id) : NULL;
-    int64_t version;
+    json_t *tomb;
     mz_status rc;
 
     if (old == NULL || !mz_record_local(old))
         return mz_err_set(err, MZ_ENOTFOUND, "unregister: no resource '%s' hosted here",
                           resource_id ? resource_id : "(null)");
-    version = mz_record_version(old);
-    mz__emit_record(node, "resource.removed", old);
-    mz__exec_drop_handler(node, resource_id);
-    if ((rc = mz_directory_remove(node->dir, resource_id, mz_identity_id(node->ident), err)) !=
-        MZ_OK)
-        return rc;
-    s_announce(node, json_pack("{s:s,s:s,s:I}", "op", "remove", "resource_id", resource_id,
-                               "version", (json_int_t)(version + 1)));
-    mz_log(MZ_LOG_INFO, "node", "resource %s unregistered", resource_id);
-    return MZ_OK;
+    if (strcmp(mz_record_owner_key(old), mz_identity_id(node->ident)) != 0)
+        return mz_err_set(err, MZ_EINVAL, "unregister: resource '%s' belongs to owner key "
+                          "%.12s: its removal must be signed with that key", resource_id,
+                          mz_record_owner_key(old));
+    tomb = json_pack("{s:s,s:s,s:s,s:I,s:b}", "resource_id", resource_id, "node",
+                     mz_identity_id(node->ident), "owner_key", mz_identity_id(node->ident),
+                     "version", (json_int_t)(mz_record_version(old) + 1), "deleted", 1);
+    if (tomb == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "unregister: allocating");
+    rc = mz_sign_object(tomb, MZ_TOMB_SIG_DOMAIN, mz__tomb_unsigned_keys, "signature",
+                        node->ident, err);
+    if (rc == MZ_OK)
+        rc = mz_node_unregister_tombstone(node, tomb, err);
+    json_decref(tomb);
+    return rc;
+}
+
+json_t *mz_node_get_resource(mz_node *node, const char *resource_id, const char *owner_key)
+{
+    const mz_record *rec = mz_directory_get(node->dir, resource_id);
+    json_t *out = json_pack("{s:s,s:o,s:I}", "node", mz_identity_id(node->ident), "record",
+                            rec ? mz_record_to_json(rec) : json_null(), "next_version",
+                            (json_int_t)s_next_version(node, resource_id,
+                                                       owner_key ? owner_key
+                                                                 : mz_identity_id(node->ident)));
+    return out;
 }
 
 json_t *mz_node_query_resources(mz_node *node, const mz_query *q)
@@ -874,6 +1268,12 @@ json_t *mz_node_status(mz_node *node)
         "bad_records", (json_int_t)node->c.bad_records, "errors_received",
         (json_int_t)node->c.errors_received, "leases_expired",
         (json_int_t)node->c.leases_expired);
+    json_object_update_new(counters, json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "rollbacks", (json_int_t)node->c.rollbacks,
+        "stale", (json_int_t)node->c.stale, "replayed", (json_int_t)node->c.replayed,
+        "bad_seals", (json_int_t)node->c.bad_seals, "refused_pin",
+        (json_int_t)node->c.refused_pin, "refused_trust", (json_int_t)node->c.refused_trust,
+        "refused_network", (json_int_t)node->c.refused_network));
     json_object_update_new(counters, json_pack(
         "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "exec_calls", (json_int_t)node->c.exec_calls,
         "exec_timeouts", (json_int_t)node->c.exec_timeouts, "late_results",

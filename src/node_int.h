@@ -56,6 +56,8 @@ typedef struct mz_counters {
     uint64_t errors_received, leases_expired;
     uint64_t exec_calls, exec_timeouts, late_results, exec_served, exec_busy;
     uint64_t events_delivered, events_published;
+    uint64_t rollbacks, stale, replayed, bad_seals, refused_pin, refused_trust;
+    uint64_t refused_network;
 } mz_counters;
 
 struct mz_node {
@@ -73,6 +75,7 @@ struct mz_node {
     mz_hmap *calls;             /* request id -> mz_call* we wait on (exec.c) */
     mz_hmap *relayed;           /* request id -> execute we relayed (exec.c) */
     mz_hmap *handlers;          /* resource id -> handler entry (exec.c) */
+    mz_hmap *tombs;             /* resource id -> remembered removal (node.c) */
     struct mz_exec *execs;      /* calls our handlers are running */
     size_t running;             /* length of execs */
     struct mz_sub *subs;        /* subscriptions (events.c) */
@@ -80,6 +83,13 @@ struct mz_node {
     uint64_t next_sub_id;
     int delivering;             /* > 0 while events are being delivered */
     mz_http_fn http_fn;         /* HTTP requests on the API listener, or NULL */
+    mz_seen *replay;            /* ids of messages handled for us, within the window */
+    mz_hmap *keys;              /* node id -> 32-byte shared sealing key (cache) */
+    unsigned char xsk[32];      /* our X25519 secret, from the identity */
+    mz_hmap *trust;             /* allowlisted node ids (value unused); NULL: open */
+    char *trust_file;           /* owned copy of the path */
+    unsigned char netkey[32];   /* shared mesh secret, hashed */
+    bool has_netkey;
     void *http_ctx;
     uv_timer_t tick;            /* 250 ms housekeeping: leases, hello timeouts, redials */
     uv_signal_t *unused;
@@ -102,12 +112,21 @@ void mz__send_error_link(mz_node *node, mz_peer *p, const char *ref, const char 
                          const char *reason);
 
 /* node.c */
+/* Shared sealing key with node id (cached); NULL if id is not a valid key. */
+const unsigned char *mz__shared_key(mz_node *node, const char *id);
+bool mz__trusted(mz_node *node, const char *id);
 void mz__peer_up(mz_node *node, mz_peer *p);
 void mz__node_touch(mz_node *node, const char *id, const char *listen, int64_t lease_ms);
 mz_peer *mz__peer_by_id(mz_node *node, const char *id);
 /* Record signatures: domain and unsigned keys. */
 #define MZ_RECORD_SIG_DOMAIN "meshzero/1 record"
 extern const char *const mz__record_unsigned_keys[];
+#define MZ_TOMB_SIG_DOMAIN "meshzero/1 tombstone"
+extern const char *const mz__tomb_unsigned_keys[];
+/* Verifies and applies a signed removal; from_node: the announcing node. */
+mz_status mz__apply_tombstone(mz_node *node, const json_t *tomb, const char *from_node,
+                              mz_err *err);
+void mz__tombs_expire(mz_node *node, int64_t now);
 /* Validates rec and its signature by rec.node; stores it as remote. */
 mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err);
 

@@ -40,8 +40,8 @@ typedef struct mz_query {
 } mz_query;
 
 /* Checks a record's JSON form: resource_id, resource_type, owner,
- * capabilities, metadata, node, version, signature (location optional and
- * ignored). err names the field and what was expected. MZ_EPROTO. */
+ * capabilities, metadata, node, version, owner_key, signature (location
+ * optional and ignored). err names the field and what was expected. MZ_EPROTO. */
 mz_status mz_record_validate(const json_t *rec, mz_err *err);
 
 /* Returns new: an empty directory, freed with mz_directory_free. */
@@ -49,10 +49,11 @@ mz_status mz_directory_new(mz_directory **out, mz_err *err);
 void mz_directory_free(mz_directory *dir);
 
 /* Stores a copy of rec (borrowed; must have passed mz_record_validate).
- * local: hosted by this node. A record with the same resource_id from the
- * same node is replaced when rec's version is higher (*change UPDATED), kept
- * when not (UNCHANGED). A resource_id already held by another node is
- * refused with MZ_EEXIST. change may be NULL. */
+ * local: hosted by this node. A record with the same resource_id and the
+ * same owner_key is replaced when rec's version is higher (*change UPDATED;
+ * the host may change), kept when not (UNCHANGED: no rollback). A
+ * resource_id held by another owner key is refused with MZ_EEXIST (no
+ * takeover). change may be NULL. */
 mz_status mz_directory_put(mz_directory *dir, const json_t *rec, bool local,
                            mz_dir_change *change, mz_err *err);
 
@@ -70,6 +71,8 @@ const char *mz_record_id(const mz_record *rec);
 const char *mz_record_type(const mz_record *rec);
 const char *mz_record_node(const mz_record *rec);
 const char *mz_record_owner(const mz_record *rec);
+/* The owner's Ed25519 public key (64 hex) that signs the record. */
+const char *mz_record_owner_key(const mz_record *rec);
 int64_t mz_record_version(const mz_record *rec);
 bool mz_record_local(const mz_record *rec);
 /* Returns new: the record's JSON form with "location" set. NULL on ENOMEM. */

@@ -44,6 +44,16 @@ void mz_identity_sign_hex(const mz_identity *id, const unsigned char *msg, size_
                           char sig_hex[MZ_SIG_HEX_LEN + 1]);
 /* True if s is exactly 64 lowercase hex characters. */
 bool mz_id_valid(const char *s);
+/* Loads a key file (same format as DATA/identity.key: an owner key made by
+ * `meshzero keygen`). Returns new. MZ_ENOTFOUND when it does not exist. */
+mz_status mz_identity_load_file(const char *path, mz_identity **out, mz_err *err);
+/* Creates a new key file at path (mode 0600; refuses to overwrite with
+ * MZ_EEXIST) and returns the loaded key. Returns new. */
+mz_status mz_identity_create_file(const char *path, mz_identity **out, mz_err *err);
+/* Borrowed: the 32-byte Ed25519 public key. */
+const unsigned char *mz_identity_pk(const mz_identity *id);
+/* The X25519 secret key derived from the Ed25519 one (for sealing). */
+mz_status mz_identity_x25519_sk(const mz_identity *id, unsigned char out[32], mz_err *err);
 
 /* ---- canonical JSON ---------------------------------------------------- */
 
@@ -134,6 +144,17 @@ int mz_msg_hops(const json_t *env);
 /* Serialises env for the wire (compact, any key order). Returns new malloc'd
  * buffer with its length in *len; NULL when out of memory. */
 char *mz_msg_dump(const json_t *env, size_t *len);
+
+/* True when env is a sealed unicast: payload is exactly {"sealed": str}. */
+bool mz_msg_is_sealed(const json_t *env);
+/* Seals env's payload for its recipient with the pair's shared key (32
+ * bytes, crypto_box_beforenm of the two X25519 keys): XChaCha20-Poly1305
+ * over the canonical payload, with the canonical routing header (id, type,
+ * sender, recipient, timestamp) as associated data. Removes "signature". */
+mz_status mz_msg_seal(json_t *env, const unsigned char key[32], mz_err *err);
+/* Opens a sealed env in place (payload replaced by the plaintext object).
+ * MZ_ESIG when authentication fails (forged, altered, wrong key). */
+mz_status mz_msg_open(json_t *env, const unsigned char key[32], size_t max_depth, mz_err *err);
 
 /* Fills buf with n random bytes as 2n lowercase hex characters plus NUL. */
 void mz_random_hex(char *buf, size_t n);

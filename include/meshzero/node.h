@@ -51,7 +51,18 @@ typedef struct mz_node_opts {
     size_t max_running;         /* 0: MZ_DEFAULT_MAX_RUNNING (calls served at once) */
     size_t max_pending;         /* 0: MZ_DEFAULT_MAX_PENDING (calls awaited at once) */
     size_t max_subscriptions;   /* 0: MZ_DEFAULT_MAX_SUBSCRIPTIONS */
+    bool no_seal;               /* send unicasts signed instead of sealed (benchmarks) */
+    int64_t replay_window_ms;   /* 0: MZ_DEFAULT_REPLAY_WINDOW_MS */
+    const char *trust_file;     /* allowlist of node ids, one per line; NULL: open */
+    const char *network_key_file; /* shared mesh secret; NULL: none */
 } mz_node_opts;
+
+/* Messages whose timestamp is further than this from our clock are refused. */
+#define MZ_DEFAULT_REPLAY_WINDOW_MS 60000
+
+/* Re-reads opts->trust_file (the CLI calls it on SIGHUP). Links to nodes no
+ * longer trusted are closed. */
+mz_status mz_node_reload_trust(mz_node *node, mz_err *err);
 
 /* What register_resource needs; everything is borrowed for the call. */
 typedef struct mz_resource_spec {
@@ -85,8 +96,22 @@ const mz_directory *mz_node_directory(const mz_node *node);
  * the mesh. record_out (may be NULL) gets a new reference to its JSON form. */
 mz_status mz_node_register_resource(mz_node *node, const mz_resource_spec *spec,
                                     json_t **record_out, mz_err *err);
-/* unregister_resource: removes a local record and announces the removal. */
+/* Registers a record signed elsewhere by its owner key (`register
+ * --owner-key`): rec.node must be this node, rec.version higher than any
+ * version of the id this node knows, rec.owner_key the id's owner. rec is
+ * borrowed. */
+mz_status mz_node_register_record(mz_node *node, const json_t *rec, json_t **record_out,
+                                  mz_err *err);
+/* Unregisters with a tombstone signed by the record's owner key:
+ * {resource_id, node, owner_key, version, deleted: true, signature}. */
+mz_status mz_node_unregister_tombstone(mz_node *node, const json_t *tomb, mz_err *err);
+/* unregister_resource: removes a local record owned by the node's own key,
+ * signing the tombstone itself, and announces the removal. */
 mz_status mz_node_unregister_resource(mz_node *node, const char *resource_id, mz_err *err);
+/* Returns new {node: this node's id, record: the record or null,
+ * next_version: the version a new record of resource_id signed by owner_key
+ * (NULL: the node's key) must carry}. */
+json_t *mz_node_get_resource(mz_node *node, const char *resource_id, const char *owner_key);
 /* query_resources: returns new JSON array of matching records (NULL: ENOMEM). */
 json_t *mz_node_query_resources(mz_node *node, const mz_query *q);
 

@@ -25,6 +25,16 @@ int cmd_exec_main(int argc, char **argv);
 int cmd_subscribe_main(int argc, char **argv);
 int cmd_publish_main(int argc, char **argv);
 int cmd_serve_main(int argc, char **argv);
+int cmd_keygen_main(int argc, char **argv);
+
+/* Builds, signs with the owner key file and returns new the params of a
+ * register_resource call carrying a record signed by that key (the node's
+ * id and the next version are asked from the node at url). NULL on failure
+ * with the reason printed. record_fields: resource_id, resource_type, owner,
+ * capabilities, metadata (borrowed). */
+json_t *mz_cli_owner_record(const char *url, const char *key_file, const json_t *record_fields);
+/* Same for an unregister_resource call: a tombstone signed by the owner key. */
+json_t *mz_cli_owner_tombstone(const char *url, const char *key_file, const char *resource_id);
 
 /* The default data directory: $MESHZERO_DATA, else $XDG_DATA_HOME/meshzero,
  * else $HOME/.local/share/meshzero, else ./meshzero-data. */

@@ -85,14 +85,17 @@ int cmd_register_main(int argc, char **argv)
         "  --meta K=V     a metadata entry; V is a string unless it is a JSON object,\n"
         "                 array, quoted string, true, false or null\n"
         "  --owner O      owner name\n"
+        "  --owner-key F  sign the record with the owner key in file F (see 'keygen');\n"
+        "                 only that key can then update or remove it (default: the node's key)\n"
         "  --json         print the stored record as JSON\n";
     static const struct option longs[] = {
         { "type", required_argument, NULL, 't' }, { "cap", required_argument, NULL, 'c' },
         { "meta", required_argument, NULL, 'm' }, { "owner", required_argument, NULL, 'o' },
         { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
+        { "owner-key", required_argument, NULL, 'k' },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
     char usage[2048];
-    const char *node = NULL, *type = NULL, *owner = NULL;
+    const char *node = NULL, *type = NULL, *owner = NULL, *owner_key = NULL;
     json_t *caps = json_array(), *meta = json_object(), *params, *res;
     bool json = false;
     int c;
@@ -110,6 +113,7 @@ int cmd_register_main(int argc, char **argv)
         case 'o': owner = optarg; break;
         case 'n': node = optarg; break;
         case 'j': json = true; break;
+        case 'k': owner_key = optarg; break;
         case 'm': {
             char *eq = strchr(optarg, '=');
             json_t *v;
@@ -145,8 +149,15 @@ int cmd_register_main(int argc, char **argv)
     }
     params = json_pack("{s:s,s:s,s:o,s:o}", "resource_id", argv[optind], "resource_type", type,
                        "capabilities", caps, "metadata", meta);
-    if (params && owner)
-        json_object_set_new(params, "owner", json_string(owner));
+    if (params)
+        json_object_set_new(params, "owner", json_string(owner ? owner : ""));
+    if (params && owner_key) {
+        json_t *rec = mz_cli_owner_record(node, owner_key, params);
+        json_decref(params);
+        if (rec == NULL)
+            return MZ_EXIT_FAIL;
+        params = json_pack("{s:o}", "record", rec);
+    }
     res = mz_cli_call(node, "register_resource", params, CALL_TIMEOUT_MS);
     if (res == NULL)
         return MZ_EXIT_FAIL;
@@ -162,14 +173,18 @@ int cmd_register_main(int argc, char **argv)
 int cmd_unregister_main(int argc, char **argv)
 {
     static const char usage_head[] =
-        "usage: meshzero unregister ID [--json] [--node URL]\n\n"
+        "usage: meshzero unregister ID [--owner-key FILE] [--json] [--node URL]\n\n"
         "Removes a resource hosted by the node, everywhere in the mesh.\n"
+        "  --owner-key F  sign the removal with the resource's owner key (needed when it\n"
+        "                 was registered with --owner-key)\n"
         "  --json         print the result as JSON\n";
     static const struct option longs[] = {
         { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
+        { "owner-key", required_argument, NULL, 'k' },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
     char usage[1024];
-    const char *node = NULL;
+    const char *node = NULL, *owner_key = NULL;
+    json_t *params;
     bool json = false;
     json_t *res;
     int c;
@@ -179,13 +194,21 @@ int cmd_unregister_main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
         if (c == 'n') node = optarg;
         else if (c == 'j') json = true;
+        else if (c == 'k') owner_key = optarg;
         else if (c == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
         else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
     }
     if (optind != argc - 1)
         return s_usage_error("unregister", usage, "%s", "need exactly one ID");
-    res = mz_cli_call(node, "unregister_resource",
-                      json_pack("{s:s}", "resource_id", argv[optind]), CALL_TIMEOUT_MS);
+    if (owner_key) {
+        json_t *tomb = mz_cli_owner_tombstone(node, owner_key, argv[optind]);
+        if (tomb == NULL)
+            return MZ_EXIT_FAIL;
+        params = json_pack("{s:o}", "tombstone", tomb);
+    } else {
+        params = json_pack("{s:s}", "resource_id", argv[optind]);
+    }
+    res = mz_cli_call(node, "unregister_resource", params, CALL_TIMEOUT_MS);
     if (res == NULL)
         return MZ_EXIT_FAIL;
     if (json)

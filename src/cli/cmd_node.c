@@ -32,13 +32,28 @@ static const char s_help[] =
     "  --max-hops N        hops a message may travel (default 16)\n"
     "  --ping-secs N       idle seconds before a keepalive ping (default 5)\n"
     "  --hangup-secs N     silent seconds before a link is dropped (default 15)\n"
+    "  --trust FILE        admit only the node ids listed in FILE (one per line;\n"
+    "                      re-read on SIGHUP)\n"
+    "  --network-key FILE  admit only nodes that prove knowledge of this shared secret\n"
+    "  --no-seal           send unicasts signed instead of end-to-end sealed\n"
+    "  --replay-window-ms N refuse messages whose timestamp is further off (default 60000)\n"
     "  --log LEVEL         debug, info, warn (default) or error\n"
     "  --json              print the first line as a JSON object instead\n"
     "  -h, --help          this text\n\n"
     "The data directory defaults to $MESHZERO_DATA, $XDG_DATA_HOME/meshzero,\n"
     "or ~/.local/share/meshzero.\n";
 
-static uv_signal_t s_sigint, s_sigterm;
+static uv_signal_t s_sigint, s_sigterm, s_sighup;
+
+/* SIGHUP re-reads the trust file. */
+static void s_on_sighup(uv_signal_t *h, int signum)
+{
+    mz_err e;
+
+    (void)signum;
+    if (mz_node_reload_trust(h->data, &e) != MZ_OK)
+        fprintf(stderr, "meshzero node: SIGHUP: %s\n", e.msg);
+}
 
 static void s_on_signal(uv_signal_t *h, int signum)
 {
@@ -94,6 +109,10 @@ int cmd_node_main(int argc, char **argv)
         { "hangup-secs", required_argument, NULL, 'u' },
         { "log", required_argument, NULL, 'g' },
         { "json", no_argument, NULL, 'j' },
+        { "trust", required_argument, NULL, 'T' },
+        { "network-key", required_argument, NULL, 'K' },
+        { "no-seal", no_argument, NULL, 'S' },
+        { "replay-window-ms", required_argument, NULL, 'W' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -155,6 +174,11 @@ int cmd_node_main(int argc, char **argv)
             }
             break;
         case 'j': json = true; break;
+        case 'T': o.trust_file = optarg; break;
+        case 'K': o.network_key_file = optarg; break;
+        case 'S': o.no_seal = true; break;
+        case 'W': if (!s_size("--replay-window-ms", optarg, &v)) return MZ_EXIT_USAGE;
+                  o.replay_window_ms = (int64_t)v; break;
         case 'h': fputs(s_help, stdout); return MZ_EXIT_OK;
         default: fputs(s_help, stderr); return MZ_EXIT_USAGE;
         }
@@ -186,12 +210,17 @@ int cmd_node_main(int argc, char **argv)
     s_sigint.data = s_sigterm.data = node;
     uv_signal_start(&s_sigint, s_on_signal, SIGINT);
     uv_signal_start(&s_sigterm, s_on_signal, SIGTERM);
+    uv_signal_init(&loop, &s_sighup);
+    s_sighup.data = node;
+    uv_signal_start(&s_sighup, s_on_sighup, SIGHUP);
+    uv_unref((uv_handle_t *)&s_sighup);
     uv_unref((uv_handle_t *)&s_sigint);
     uv_unref((uv_handle_t *)&s_sigterm);
     uv_run(&loop, UV_RUN_DEFAULT);
     mz_node_free(node);
     uv_close((uv_handle_t *)&s_sigint, NULL);
     uv_close((uv_handle_t *)&s_sigterm, NULL);
+    uv_close((uv_handle_t *)&s_sighup, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
         fprintf(stderr, "meshzero node: event loop still had open handles at exit\n");

@@ -11,6 +11,7 @@ static const struct mz_cmd {
 } s_cmds[] = {
     { "node",       cmd_node_main,       "run a node in the foreground" },
     { "id",         cmd_id_main,         "print a data directory's node id" },
+    { "keygen",     cmd_keygen_main,     "make an owner key for signing records" },
     { "register",   cmd_register_main,   "register (or update) a resource on a node" },
     { "unregister", cmd_unregister_main, "remove a resource from a node" },
     { "query",      cmd_query_main,      "find resources by type and capability" },

@@ -27,11 +27,12 @@ static json_t *s_rec(const char *id, const char *type, const char *owner,
     assert_non_null(arr);
     for (size_t i = 0; caps != NULL && caps[i] != NULL; i++)
         assert_int_equal(json_array_append_new(arr, json_string(caps[i])), 0);
-    rec = json_pack("{s:s, s:s, s:s, s:o, s:{s:s, s:s}, s:s, s:I, s:s}",
+    /* The owner key is the hosting node's own key unless a test says otherwise. */
+    rec = json_pack("{s:s, s:s, s:s, s:o, s:{s:s, s:s}, s:s, s:I, s:s, s:s}",
                     "resource_id", id, "resource_type", type, "owner", owner,
                     "capabilities", arr,
                     "metadata", "version", "1.0", "last_updated", "2026-01-01T00:00:00Z",
-                    "node", node, "version", version, "signature", SIG);
+                    "node", node, "version", version, "signature", SIG, "owner_key", node);
     assert_non_null(rec);
     return rec;
 }
@@ -282,6 +283,20 @@ static void test_put_get_update(void **state)
     assert_int_equal(change, MZ_DIR_UNCHANGED);
     assert_non_null(strstr(err.msg, "'x'"));
     assert_string_equal(mz_record_owner(mz_directory_get(dir, "x")), "bob");
+    json_decref(rec);
+
+    /* The same owner key may move the id to another host, but only forward. */
+    rec = s_rec("x", "tool", "bob", caps, NODE_B, 50);
+    json_object_set_new(rec, "owner_key", json_string(NODE_A));
+    assert_int_equal(mz_directory_put(dir, rec, false, &change, &err), MZ_OK);
+    assert_int_equal(change, MZ_DIR_UPDATED);
+    assert_string_equal(mz_record_node(mz_directory_get(dir, "x")), NODE_B);
+    assert_string_equal(mz_record_owner_key(mz_directory_get(dir, "x")), NODE_A);
+    json_object_set_new(rec, "version", json_integer(49));
+    json_object_set_new(rec, "node", json_string(NODE_A));
+    assert_int_equal(mz_directory_put(dir, rec, false, &change, &err), MZ_OK);
+    assert_int_equal(change, MZ_DIR_UNCHANGED);
+    assert_string_equal(mz_record_node(mz_directory_get(dir, "x")), NODE_B);
     json_decref(rec);
 
     /* Invalid input is refused by put as well; change may be NULL. */
