@@ -416,8 +416,8 @@ static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json
     w->id = json_deep_copy(id ? id : json_null());
     /* params that are not an object (null included) reach the node, which
      * answers bad_request; only an absent params means {}. */
-    if (mz_node_execute_remote(api->node, rid, method, p,
-                               timeout_ms, s_on_call_done, w, err) != MZ_OK) {
+    if (mz_node_execute_with(api->node, rid, method, p, json_object_get(params, "agreement"),
+                             timeout_ms, s_on_call_done, w, err) != MZ_OK) {
         json_decref(w->id);
         free(w);
         return RPC_SERVER_ERROR;

@@ -167,6 +167,11 @@ const char *mz_record_node(const mz_record *rec)
     return s_atom_str(rec->dir, rec->node);
 }
 
+const char *mz_record_metadata_text(const mz_record *rec)
+{
+    return s_rec_meta(rec);
+}
+
 const char *mz_record_owner_key(const mz_record *rec)
 {
     return s_atom_str(rec->dir, rec->owner_key);

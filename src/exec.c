@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "agreement.h"
 #include "node_int.h"
 
 /* ---- caller side -------------------------------------------------------- */
@@ -48,7 +49,7 @@ static void s_call_finish(mz_call *c, const json_t *result, const char *code, co
 
 static void s_host_run(mz_node *node, const char *req_id, const char *caller,
                        const char *resource_id, const char *method, const json_t *params,
-                       int64_t timeout_ms, bool local);
+                       const json_t *agreement, int64_t timeout_ms, bool local);
 
 static void s_on_call_timer(uv_timer_t *t)
 {
@@ -63,7 +64,8 @@ static void s_on_call_timer(uv_timer_t *t)
         s_host_run(c->node, c->id, mz_identity_id(c->node->ident),
                    json_string_value(json_object_get(req, "resource_id")),
                    json_string_value(json_object_get(req, "method")),
-                   json_object_get(req, "params"), c->timeout_ms, true);
+                   json_object_get(req, "params"), json_object_get(req, "agreement"),
+                   c->timeout_ms, true);
         json_decref(req);
         return;
     }
@@ -106,6 +108,14 @@ mz_status mz_node_execute_remote(mz_node *node, const char *resource_id, const c
                                  const json_t *params, int64_t timeout_ms, mz_result_cb cb,
                                  void *ctx, mz_err *err)
 {
+    return mz_node_execute_with(node, resource_id, method, params, NULL, timeout_ms, cb, ctx,
+                                err);
+}
+
+mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const char *method,
+                               const json_t *params, const json_t *agreement,
+                               int64_t timeout_ms, mz_result_cb cb, void *ctx, mz_err *err)
+{
     const mz_record *rec;
     json_t *env = NULL, *pl;
     mz_call *c;
@@ -143,8 +153,10 @@ mz_status mz_node_execute_remote(mz_node *node, const char *resource_id, const c
     snprintf(c->host, sizeof c->host, "%s", mz_record_node(rec));
     c->timeout_ms = timeout_ms;
     if (mz_record_local(rec)) {
-        c->local_req = json_pack("{s:s,s:s,s:o}", "resource_id", resource_id, "method", method,
-                                 "params", params ? json_deep_copy(params) : json_object());
+        c->local_req = json_pack("{s:s,s:s,s:o,s:O?}", "resource_id", resource_id, "method",
+                                 method, "params",
+                                 params ? json_deep_copy(params) : json_object(), "agreement",
+                                 agreement);
         if (c->local_req == NULL) {
             s_call_fail_soon(c, MZ_EXEC_HANDLER_ERROR, "out of memory");
             return MZ_OK;
@@ -164,6 +176,8 @@ mz_status mz_node_execute_remote(mz_node *node, const char *resource_id, const c
     pl = json_pack("{s:s,s:s,s:o,s:I}", "resource_id", resource_id, "method", method, "params",
                    params ? json_deep_copy(params) : json_object(), "timeout_ms",
                    (json_int_t)timeout_ms);
+    if (pl != NULL && agreement != NULL && !json_is_null(agreement))
+        json_object_set_new(pl, "agreement", json_deep_copy(agreement));
     env = mz_msg_new("execute", mz_identity_id(node->ident), c->host, pl);
     if (env != NULL)
         json_object_set_new(env, "id", json_string(c->id));
@@ -456,9 +470,26 @@ static void s_host_answer(mz_node *node, const char *req_id, const char *caller,
              NULL);
 }
 
+/* True when the record's metadata says calls need an agreement. The stored
+ * text is compact and sorted, so a substring test finds every candidate;
+ * parsing confirms it is the top-level member. */
+static bool s_requires_agreement(const mz_record *rec)
+{
+    const char *text = mz_record_metadata_text(rec);
+    json_t *m;
+    bool yes;
+
+    if (strstr(text, "\"requires_agreement\":true") == NULL)
+        return false;
+    m = json_loads(text, 0, NULL);
+    yes = m == NULL || json_is_true(json_object_get(m, "requires_agreement"));
+    json_decref(m);
+    return yes;      /* unparseable: fail closed */
+}
+
 static void s_host_run(mz_node *node, const char *req_id, const char *caller,
                        const char *resource_id, const char *method, const json_t *params,
-                       int64_t timeout_ms, bool local)
+                       const json_t *agreement, int64_t timeout_ms, bool local)
 {
     const mz_record *rec = mz_directory_get(node->dir, resource_id);
     mz_handler_entry *h = mz_hmap_get(node->handlers, resource_id);
@@ -485,6 +516,21 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
             snprintf(why, sizeof why, "resource '%.100s' has no method '%.100s'", resource_id,
                      method);
             s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_BAD_REQUEST, why);
+            return;
+        }
+    }
+    if (s_requires_agreement(rec)) {
+        const char *reason = NULL;
+        mz_err ae;
+        mz_status st = mz_agreements_check(mz__node_agreements(node), agreement,
+                                           mz_record_owner_key(rec), caller, resource_id, method,
+                                           mz_now_ms(), &reason, &ae);
+        if (st != MZ_OK) {
+            node->c.exec_denied++;
+            snprintf(why, sizeof why, "%s: %.200s", reason ? reason : "error", ae.msg);
+            mz_log(MZ_LOG_INFO, "exec", "denied %.12s calling %s.%s: %s", caller, resource_id,
+                   method, why);
+            s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_DENIED, why);
             return;
         }
     }
@@ -541,7 +587,7 @@ void mz__exec_on_request(mz_node *node, const json_t *env)
     {
         json_t *empty = params ? NULL : json_object();
         s_host_run(node, mz_msg_id(env), mz_msg_sender(env), rid, method,
-                   params ? params : empty, t, false);
+                   params ? params : empty, json_object_get(pl, "agreement"), t, false);
         json_decref(empty);
     }
 }

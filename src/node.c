@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "agreement.h"
 #include "node_int.h"
 
 const char *const mz__record_unsigned_keys[] = { "signature", "location", NULL };
@@ -701,6 +702,8 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     node->o.network_key_file = NULL;
     if ((rc = mz_seen_new(node->o.seen_capacity, &node->replay, err)) != MZ_OK)
         goto fail;
+    if ((rc = mz_agreements_open(opts->data_dir, &node->agreements, err)) != MZ_OK)
+        goto fail;
     if ((rc = mz_directory_new(&node->dir, err)) != MZ_OK ||
         (rc = mz_seen_new(node->o.seen_capacity, &node->seen, err)) != MZ_OK ||
         (rc = mz_routes_new(&node->routes, err)) != MZ_OK)
@@ -811,6 +814,7 @@ void mz_node_free(mz_node *node)
     mz_hmap_free(node->trust, NULL);
     free(node->trust_file);
     mz_seen_free(node->replay);
+    mz_agreements_free(node->agreements);
     sodium_memzero(node->xsk, sizeof node->xsk);
     sodium_memzero(node->netkey, sizeof node->netkey);
     mz_routes_free(node->routes);
@@ -821,6 +825,7 @@ void mz_node_free(mz_node *node)
 }
 
 const char *mz_node_id(const mz_node *node) { return mz_identity_id(node->ident); }
+mz_agreements *mz__node_agreements(mz_node *node) { return node->agreements; }
 const char *mz_node_listen_url(const mz_node *node) { return mz_connmgr_listen_url(node->cm); }
 const char *mz_node_api_url(const mz_node *node) { return mz_connmgr_api_url(node->cm); }
 const mz_directory *mz_node_directory(const mz_node *node) { return node->dir; }
@@ -1274,6 +1279,7 @@ json_t *mz_node_status(mz_node *node)
         "bad_seals", (json_int_t)node->c.bad_seals, "refused_pin",
         (json_int_t)node->c.refused_pin, "refused_trust", (json_int_t)node->c.refused_trust,
         "refused_network", (json_int_t)node->c.refused_network));
+    json_object_set_new(counters, "exec_denied", json_integer((json_int_t)node->c.exec_denied));
     json_object_update_new(counters, json_pack(
         "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "exec_calls", (json_int_t)node->c.exec_calls,
         "exec_timeouts", (json_int_t)node->c.exec_timeouts, "late_results",

@@ -57,7 +57,7 @@ typedef struct mz_counters {
     uint64_t exec_calls, exec_timeouts, late_results, exec_served, exec_busy;
     uint64_t events_delivered, events_published;
     uint64_t rollbacks, stale, replayed, bad_seals, refused_pin, refused_trust;
-    uint64_t refused_network;
+    uint64_t refused_network, exec_denied;
 } mz_counters;
 
 struct mz_node {
@@ -84,6 +84,7 @@ struct mz_node {
     int delivering;             /* > 0 while events are being delivered */
     mz_http_fn http_fn;         /* HTTP requests on the API listener, or NULL */
     mz_seen *replay;            /* ids of messages handled for us, within the window */
+    struct mz_agreements *agreements; /* usage counters of agreements (SQLite) */
     mz_hmap *keys;              /* node id -> 32-byte shared sealing key (cache) */
     unsigned char xsk[32];      /* our X25519 secret, from the identity */
     mz_hmap *trust;             /* allowlisted node ids (value unused); NULL: open */

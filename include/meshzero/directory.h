@@ -71,6 +71,8 @@ const char *mz_record_id(const mz_record *rec);
 const char *mz_record_type(const mz_record *rec);
 const char *mz_record_node(const mz_record *rec);
 const char *mz_record_owner(const mz_record *rec);
+/* The metadata as stored: compact JSON with sorted keys. */
+const char *mz_record_metadata_text(const mz_record *rec);
 /* The owner's Ed25519 public key (64 hex) that signs the record. */
 const char *mz_record_owner_key(const mz_record *rec);
 int64_t mz_record_version(const mz_record *rec);

@@ -163,6 +163,14 @@ mz_status mz_node_execute_remote(mz_node *node, const char *resource_id, const c
                                  const json_t *params, int64_t timeout_ms, mz_result_cb cb,
                                  void *ctx, mz_err *err);
 
+/* execute_remote with an agreement (borrowed; NULL: none) for resources
+ * whose record declares metadata "requires_agreement": true
+ * (docs/AGREEMENTS.md). A refusal fails the call with MZ_EXEC_DENIED and
+ * the reason ("missing", "bad_signature", "wrong_consumer", ...). */
+mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const char *method,
+                               const json_t *params, const json_t *agreement,
+                               int64_t timeout_ms, mz_result_cb cb, void *ctx, mz_err *err);
+
 /* One call being served by a local handler. Reply exactly once. */
 typedef struct mz_exec mz_exec;
 /* Borrowed accessors, valid until the reply. */
