@@ -598,8 +598,9 @@ static void s_day_text(int64_t day, char buf[16])
     time_t t = (time_t)(day * 86400);
     struct tm tm;
 
+    /* Days outside what gmtime handles never come from a real clock. */
     if (gmtime_r(&t, &tm) == NULL || strftime(buf, 16, "%Y-%m-%d", &tm) == 0)
-        snprintf(buf, 16, "day %lld", (long long)day);
+        snprintf(buf, 16, "%s", "0000-00-00");
 }
 
 static int64_t s_limit(const json_t *a, const char *key)
