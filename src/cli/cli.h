@@ -25,6 +25,7 @@ int cmd_exec_main(int argc, char **argv);
 int cmd_subscribe_main(int argc, char **argv);
 int cmd_publish_main(int argc, char **argv);
 int cmd_serve_main(int argc, char **argv);
+int cmd_agreement_main(int argc, char **argv);
 int cmd_keygen_main(int argc, char **argv);
 
 /* Builds, signs with the owner key file and returns new the params of a

@@ -22,23 +22,28 @@ static json_t *s_parse_json_arg(const char *cmd, const char *what, const char *t
 int cmd_exec_main(int argc, char **argv)
 {
     static const char usage[] =
-        "usage: meshzero exec ID METHOD [PARAMS_JSON] [--timeout SEC] [--json] [--node URL]\n\n"
+        "usage: meshzero exec ID METHOD [PARAMS_JSON] [--agreement FILE] [--timeout SEC] [--json]\n"
+        "           [--node URL]\n\n"
         "Calls METHOD of resource ID wherever it is hosted and prints the result as JSON.\n"
         "On failure prints CODE: MESSAGE on stderr (codes: not_found, unreachable, timeout,\n"
-        "bad_request, handler_error, busy) and exits 1.\n"
+        "bad_request, handler_error, busy, denied) and exits 1.\n"
         "  PARAMS_JSON    a JSON object (default {})\n"
+        "  --agreement FILE  send this agreement (signed by the resource's owner and this\n"
+        "                 node) with the call; denied: REASON says why a host refused it\n"
         "  --timeout SEC  give up after SEC seconds (default 30)\n"
         "  --json         print {\"result\": ...} or {\"error\": {\"code\", \"message\"}}\n"
         "  --node URL     the node's local API (default $MESHZERO_API or ws://127.0.0.1:8766)\n"
         "  -h, --help     this text\n";
     static const struct option longs[] = {
         { "timeout", required_argument, NULL, 't' }, { "node", required_argument, NULL, 'n' },
+        { "agreement", required_argument, NULL, 'a' },
         { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 } };
-    const char *node = NULL;
+    const char *node = NULL, *agreement_file = NULL;
     double timeout = 30.0;
     bool json = false;
-    json_t *params, *res = NULL;
+    json_t *params, *call, *agreement = NULL, *res = NULL;
+    json_error_t je;
     mz_apiclient *c;
     mz_err e;
     char *end, *text;
@@ -56,6 +61,7 @@ int cmd_exec_main(int argc, char **argv)
             }
             break;
         case 'n': node = optarg; break;
+        case 'a': agreement_file = optarg; break;
         case 'j': json = true; break;
         case 'h': fputs(usage, stdout); return MZ_EXIT_OK;
         default: fputs(usage, stderr); return MZ_EXIT_USAGE;
@@ -65,20 +71,39 @@ int cmd_exec_main(int argc, char **argv)
         fprintf(stderr, "meshzero exec: need ID METHOD [PARAMS_JSON]\n%s", usage);
         return MZ_EXIT_USAGE;
     }
+    /* The node checks nothing in it: the host does (docs/AGREEMENTS.md). */
+    if (agreement_file != NULL) {
+        agreement = json_load_file(agreement_file, JSON_REJECT_DUPLICATES, &je);
+        if (agreement == NULL || !json_is_object(agreement)) {
+            fprintf(stderr, "meshzero exec: --agreement %s: %s\n", agreement_file,
+                    agreement ? "not a JSON object" : je.text);
+            json_decref(agreement);
+            return MZ_EXIT_FAIL;
+        }
+    }
     params = argc - optind == 3 ? s_parse_json_arg("exec", "PARAMS_JSON", argv[optind + 2])
                                 : json_object();
-    if (params == NULL)
+    if (params == NULL) {
+        json_decref(agreement);
         return MZ_EXIT_USAGE;
+    }
+    call = json_pack("{s:s,s:s,s:o,s:I}", "resource_id", argv[optind], "method",
+                     argv[optind + 1], "params", params, "timeout_ms",
+                     (json_int_t)(timeout * 1000));
+    if (call == NULL)
+        json_decref(agreement);       /* json_pack took params; set_new takes agreement */
+    if (call == NULL || (agreement != NULL
+                         && json_object_set_new(call, "agreement", agreement) != 0)) {
+        json_decref(call);
+        fprintf(stderr, "meshzero exec: out of memory\n");
+        return MZ_EXIT_FAIL;
+    }
     if (mz_apiclient_open(node, 10000, &c, &e) != MZ_OK) {
-        json_decref(params);
+        json_decref(call);
         fprintf(stderr, "meshzero exec: %s\n", e.msg);
         return MZ_EXIT_FAIL;
     }
-    rc = mz_apiclient_call(c, "execute_remote",
-                           json_pack("{s:s,s:s,s:o,s:I}", "resource_id", argv[optind], "method",
-                                     argv[optind + 1], "params", params, "timeout_ms",
-                                     (json_int_t)(timeout * 1000)),
-                           (int)(timeout * 1000) + 5000, &res, &e);
+    rc = mz_apiclient_call(c, "execute_remote", call, (int)(timeout * 1000) + 5000, &res, &e);
     mz_apiclient_free(c);
     if (rc != MZ_OK) {
         /* The node's message reads "code: message". */

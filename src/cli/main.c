@@ -22,6 +22,7 @@ static const struct mz_cmd {
     { "subscribe",  cmd_subscribe_main,  "print events as JSON lines" },
     { "publish",    cmd_publish_main,    "send an event to every node" },
     { "serve",      cmd_serve_main,      "host a resource whose calls run a command" },
+    { "agreement",  cmd_agreement_main,  "create, sign, show agreements; their usage" },
 };
 
 static void s_usage(FILE *f)
