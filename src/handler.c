@@ -31,6 +31,8 @@ typedef struct mz_type {
 static void s_on_hello(mz_node *, mz_peer *, const json_t *);
 static void s_on_welcome(mz_node *, mz_peer *, const json_t *);
 static void s_on_sync(mz_node *, mz_peer *, const json_t *);
+static void s_on_digest(mz_node *, mz_peer *, const json_t *);
+static void s_on_fetch(mz_node *, mz_peer *, const json_t *);
 static void s_on_announce(mz_node *, mz_peer *, const json_t *);
 static void s_on_alive(mz_node *, mz_peer *, const json_t *);
 static void s_on_bye(mz_node *, mz_peer *, const json_t *);
@@ -44,7 +46,9 @@ static void s_on_event(mz_node *, mz_peer *, const json_t *);
 static const mz_type s_types[] = {
     { "hello",        s_on_hello,        MZ_T_PREAUTH | MZ_T_LINK },
     { "welcome",      s_on_welcome,      MZ_T_PREAUTH | MZ_T_LINK },
-    { "sync",         s_on_sync,         MZ_T_LINK },
+    { "sync",         s_on_sync,         MZ_T_LINK | MZ_T_UNICAST },
+    { "digest",       s_on_digest,       MZ_T_LINK },
+    { "fetch",        s_on_fetch,        MZ_T_LINK | MZ_T_UNICAST },
     { "announce",     s_on_announce,     MZ_T_BROADCAST },
     { "alive",        s_on_alive,        MZ_T_BROADCAST },
     { "bye",          s_on_bye,          MZ_T_BROADCAST },
@@ -505,41 +509,17 @@ static void s_on_welcome(mz_node *node, mz_peer *p, const json_t *env)
 
 static void s_on_sync(mz_node *node, mz_peer *p, const json_t *env)
 {
-    const json_t *pl = mz_msg_payload(env);
-    const json_t *recs = json_object_get(pl, "records"), *nodes = json_object_get(pl, "nodes");
-    size_t i;
-    json_t *v;
-    mz_err e;
-    int64_t now = mz_now_ms();
+    mz__sync_on_sync(node, p, env);
+}
 
-    if (!json_is_array(recs) || !json_is_array(nodes)) {
-        s_reject(node, p, mz_msg_id(env), "bad_payload",
-                 "sync payload needs records and nodes arrays", false);
-        return;
-    }
-    json_array_foreach(nodes, i, v) {
-        const char *id = s_str(v, "id");
-        json_int_t hops = json_integer_value(json_object_get(v, "hops"));
-        if (id == NULL || !mz_id_valid(id) || hops < 1 || hops >= node->o.max_hops)
-            continue;
-        if (strcmp(id, s_me(node)) == 0)
-            continue;
-        mz_routes_offer(node->routes, id, mz_link_id(p->link), (int)hops + 1,
-                        now + node->o.lease_ms, now);
-        if (mz_hmap_get(node->nodes, id) == NULL)
-            mz__node_touch(node, id, s_str(v, "listen"), node->o.lease_ms);
-    }
-    json_array_foreach(recs, i, v) {
-        const char *host = s_str(v, "node");
-        if (mz__accept_remote_record(node, v, &e) != MZ_OK) {
-            mz_log(MZ_LOG_WARN, "handler", "sync from %.12s: %s", p->peer_id, e.msg);
-            continue;
-        }
-        /* A record whose host we have no lease for yet gets one now; the host's
-         * own "alive" keeps it from then on. */
-        if (host && mz_hmap_get(node->nodes, host) == NULL)
-            mz__node_touch(node, host, NULL, node->o.lease_ms);
-    }
+static void s_on_digest(mz_node *node, mz_peer *p, const json_t *env)
+{
+    mz__sync_on_digest(node, p, env);
+}
+
+static void s_on_fetch(mz_node *node, mz_peer *p, const json_t *env)
+{
+    mz__sync_on_fetch(node, p, env);
 }
 
 static void s_on_announce(mz_node *node, mz_peer *p, const json_t *env)
@@ -582,6 +562,7 @@ static void s_on_alive(mz_node *node, mz_peer *p, const json_t *env)
     if (lease < 1000) lease = 1000;
     if (lease > 3600000) lease = 3600000;
     mz__node_touch(node, mz_msg_sender(env), s_str(pl, "listen"), (int64_t)lease);
+    mz__sync_on_alive_digest(node, mz_msg_sender(env), json_object_get(pl, "digest"));
 }
 
 static void s_on_bye(mz_node *node, mz_peer *p, const json_t *env)

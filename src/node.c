@@ -137,7 +137,6 @@ static const char *s_dialer(mz_node *node, mz_peer *p)
     return mz_link_outbound(p->link) ? mz_identity_id(node->ident) : p->peer_id;
 }
 
-static void s_send_sync(mz_node *node, mz_peer *p);
 static void s_send_alive(mz_node *node);
 
 static void s_emit_peer(mz_node *node, const char *topic, mz_peer *p)
@@ -188,76 +187,11 @@ void mz__peer_up(mz_node *node, mz_peer *p)
         p->stat->ever_up = true;
         s_static_done(node, p->stat, MZ_OK, p->peer_id, "connected");
     }
-    s_send_sync(node, p);
+    mz__sync_link_up(node, p);
     /* Tell the whole mesh about us now: nodes behind the new link learn the
      * route to us without waiting for the next periodic alive. */
     s_send_alive(node);
     s_emit_peer(node, "peer.connected", p);
-}
-
-typedef struct sync_ctx {
-    mz_node *node;
-    mz_peer *peer;
-    json_t *batch;
-} sync_ctx;
-
-static void s_sync_flush(sync_ctx *sc, bool last)
-{
-    json_t *payload = json_object();
-    json_t *nodes = json_array();
-
-    if (payload == NULL || nodes == NULL) {
-        json_decref(payload);
-        json_decref(nodes);
-        return;
-    }
-    json_object_set_new(payload, "records", sc->batch);
-    sc->batch = json_array();
-    if (last) {
-        /* Every node we can reach, so the peer has a route at once. */
-        size_t pos = 0;
-        const char *id;
-        void *val;
-        while (mz_hmap_next(sc->node->nodes, &pos, &id, &val)) {
-            int hops;
-            mz_nodeinfo *ni = val;
-            if (strcmp(id, sc->peer->peer_id) == 0 ||
-                !mz_routes_lookup(sc->node->routes, id, mz_now_ms(), NULL, &hops))
-                continue;
-            json_array_append_new(nodes, json_pack("{s:s,s:s,s:i}", "id", id, "listen",
-                                                   ni->listen, "hops", hops));
-        }
-    }
-    json_object_set_new(payload, "nodes", nodes);
-    json_object_set_new(payload, "more", json_boolean(!last));
-    mz__send_link(sc->node, sc->peer,
-                  mz_msg_new("sync", mz_identity_id(sc->node->ident), sc->peer->peer_id,
-                             payload));
-}
-
-static bool s_sync_one(const mz_record *rec, void *ctx)
-{
-    sync_ctx *sc = ctx;
-    json_t *j = mz_record_to_json(rec);
-
-    if (j == NULL || sc->batch == NULL) {
-        json_decref(j);
-        return false;
-    }
-    json_object_del(j, "location");
-    json_array_append_new(sc->batch, j);
-    if (json_array_size(sc->batch) >= MZ_SYNC_CHUNK)
-        s_sync_flush(sc, false);
-    return true;
-}
-
-static void s_send_sync(mz_node *node, mz_peer *p)
-{
-    sync_ctx sc = { node, p, json_array() };
-
-    mz_directory_foreach(node->dir, s_sync_one, &sc);
-    s_sync_flush(&sc, true);
-    json_decref(sc.batch);
 }
 
 static void s_send_hello(mz_node *node, mz_peer *p)
@@ -437,9 +371,9 @@ static mz_status s_connect(mz_node *node, const char *url, bool persistent, mz_c
 
 static void s_send_alive(mz_node *node)
 {
-    json_t *payload = json_pack("{s:s,s:I,s:I}", "listen", mz_connmgr_listen_url(node->cm),
-                                "lease_ms", (json_int_t)node->o.lease_ms, "resources",
-                                (json_int_t)mz_directory_count(node->dir));
+    json_t *payload = json_pack("{s:s,s:I,s:o}", "listen", mz_connmgr_listen_url(node->cm),
+                                "lease_ms", (json_int_t)node->o.lease_ms, "digest",
+                                mz__sync_own_digest(node));
 
     mz__send(node, mz_msg_new("alive", mz_identity_id(node->ident), "*", payload), NULL, NULL);
 }
@@ -504,6 +438,7 @@ const unsigned char *mz__shared_key(mz_node *node, const char *id)
         return NULL;
     if (mz_hmap_count(node->keys) >= MZ_KEY_CACHE_MAX) {
         mz_hmap_free(node->keys, free);
+    mz__sync_free(node);
         node->keys = mz_hmap_new();
         if (node->keys == NULL)
             return NULL;
@@ -714,7 +649,8 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     node->handlers = mz_hmap_new();
     node->tombs = mz_hmap_new();
     node->keys = mz_hmap_new();
-    if (node->keys == NULL || node->tombs == NULL || node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
+    node->completing = mz_hmap_new();
+    if (node->completing == NULL || node->keys == NULL || node->tombs == NULL || node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
         node->handlers == NULL) {
         rc = mz_err_set(err, MZ_ENOMEM, "node: allocating");
         goto fail;
@@ -1280,6 +1216,10 @@ json_t *mz_node_status(mz_node *node)
         (json_int_t)node->c.refused_pin, "refused_trust", (json_int_t)node->c.refused_trust,
         "refused_network", (json_int_t)node->c.refused_network));
     json_object_set_new(counters, "exec_denied", json_integer((json_int_t)node->c.exec_denied));
+    json_object_set_new(counters, "sync_fetches",
+                        json_integer((json_int_t)node->c.sync_fetches));
+    json_object_set_new(counters, "ghosts_removed",
+                        json_integer((json_int_t)node->c.ghosts_removed));
     json_object_update_new(counters, json_pack(
         "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "exec_calls", (json_int_t)node->c.exec_calls,
         "exec_timeouts", (json_int_t)node->c.exec_timeouts, "late_results",

@@ -48,6 +48,7 @@ typedef struct mz_static {
 typedef struct mz_nodeinfo {
     char listen[256];
     int64_t lease_until_ms;     /* its records go when this passes */
+    int64_t last_fetch_ms;      /* last time we asked it for its records (sync.c) */
 } mz_nodeinfo;
 
 typedef struct mz_counters {
@@ -57,7 +58,7 @@ typedef struct mz_counters {
     uint64_t exec_calls, exec_timeouts, late_results, exec_served, exec_busy;
     uint64_t events_delivered, events_published;
     uint64_t rollbacks, stale, replayed, bad_seals, refused_pin, refused_trust;
-    uint64_t refused_network, exec_denied;
+    uint64_t refused_network, exec_denied, sync_fetches, ghosts_removed;
 } mz_counters;
 
 struct mz_node {
@@ -85,6 +86,7 @@ struct mz_node {
     mz_http_fn http_fn;         /* HTTP requests on the API listener, or NULL */
     mz_seen *replay;            /* ids of messages handled for us, within the window */
     struct mz_agreements *agreements; /* usage counters of agreements (SQLite) */
+    mz_hmap *completing;        /* node id -> set of its record ids seen in a complete sync */
     mz_hmap *keys;              /* node id -> 32-byte shared sealing key (cache) */
     unsigned char xsk[32];      /* our X25519 secret, from the identity */
     mz_hmap *trust;             /* allowlisted node ids (value unused); NULL: open */
@@ -152,6 +154,15 @@ void mz__emit(mz_node *node, const char *topic, const json_t *data, const char *
 void mz__emit_record(mz_node *node, const char *topic, const mz_record *rec);
 void mz__events_on_message(mz_node *node, const json_t *env);
 void mz__events_free(mz_node *node);
+
+/* sync.c */
+void mz__sync_link_up(mz_node *node, mz_peer *p);
+void mz__sync_on_digest(mz_node *node, mz_peer *p, const json_t *env);
+void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env);
+void mz__sync_on_sync(mz_node *node, mz_peer *p, const json_t *env);
+void mz__sync_on_alive_digest(mz_node *node, const char *from, const json_t *digest);
+json_t *mz__sync_own_digest(mz_node *node);
+void mz__sync_free(mz_node *node);
 
 /* api.c */
 mz_status mz__api_new(mz_node *node, mz_err *err);
