@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agreement.h"
 #include "log.h"
 #include "node_int.h"
 
@@ -544,6 +545,17 @@ static int m_publish(mz_api *api, mz_api_client *c, const json_t *id, const json
     return 0;
 }
 
+/* The usage counters of one agreement this node hosts (agreement.c). */
+static int m_agreement_usage(mz_api *api, mz_api_client *c, const json_t *id,
+                             const json_t *params, json_t **result, mz_err *err)
+{
+    (void)c;
+    (void)id;
+    if (mz__agreements_api_usage(mz__node_agreements(api->node), params, result, err) == MZ_OK)
+        return 0;
+    return err->code == MZ_EINVAL ? RPC_INVALID_PARAMS : RPC_SERVER_ERROR;
+}
+
 static const struct mz_method {
     const char *name;
     mz_method_fn fn;
@@ -560,6 +572,7 @@ static const struct mz_method {
     { "subscribe",           m_subscribe },
     { "unsubscribe",         m_unsubscribe },
     { "publish",             m_publish },
+    { "agreement_usage",     m_agreement_usage },
 };
 
 /* ---- plumbing ----------------------------------------------------------- */

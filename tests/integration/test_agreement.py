@@ -1,6 +1,7 @@
 """meshzero agreement create|sign|show: the CLI round trip, checked against an
 independent implementation of docs/AGREEMENTS.md (PyNaCl + mzproto's
-canonical form), and exec --agreement's local checks."""
+canonical form), exec --agreement's local checks, and `agreement usage` against
+a host that counted real calls."""
 import json
 import os
 import re
@@ -9,6 +10,8 @@ import nacl.signing
 import pytest
 
 import mzproto
+from execlib import build_pair, handler, wait_known
+from execlib import procs  # noqa: F401 -- a fixture
 from meshlib import free_port_unlistened, run
 
 DOMAIN = b"meshzero/1 agreement"
@@ -328,3 +331,54 @@ def test_usage_and_exec_without_node(parties):
         assert p.returncode == 1 and "--agreement" not in p.stderr   # got as far as the node
     finally:
         sock.close()
+
+
+# ---- usage, from a host that counted real calls ---------------------------------
+
+def test_usage_counts_calls_and_survives_restart(mesh, procs, tmp_path):
+    """D hosts a resource that requires an agreement; A calls it under one.
+    `agreement usage` on D reports the calls, also after D restarts."""
+    a, d = build_pair(mesh)
+    procs.serve(d, "paid", handler("echo.sh"), meta={"requires_agreement": "true"})
+    wait_known(a, "paid")
+    doc = tmp_path / "deal.json"
+    p = run(["agreement", "create", "--provider-key", str(d.data), "--consumer", a.id,
+             "--resource", "paid", "--method", "run", "--total", "2", "--id", "deal-e2e",
+             "--out", str(doc)])
+    assert p.returncode == 0, p.stderr
+    p = run(["agreement", "sign", "--data", str(a.data), "--in", str(doc), "--out", str(doc)])
+    assert p.returncode == 0, p.stderr
+
+    for _ in range(2):
+        p = run(["exec", "paid", "run", "{}", "--agreement", str(doc), "--node", a.api])
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["input"]["caller"] == a.id
+    p = run(["exec", "paid", "run", "--agreement", str(doc), "--json", "--node", a.api])
+    assert p.returncode == 1
+    assert json.loads(p.stdout)["error"]["code"] == "denied"
+    assert "over_limit" in p.stderr
+
+    p = run(["agreement", "usage", "deal-e2e", "--json", "--node", d.api])
+    assert p.returncode == 0, p.stderr
+    u = json.loads(p.stdout)
+    assert (u["agreement_id"], u["total"], u["today"]) == ("deal-e2e", 2, 2)
+    assert re.match(r"^\d{4}-\d{2}-\d{2}$", u["day"])
+    assert u["last_used"] is not None
+    assert [(x["provider"], x["consumer"], x["total"]) for x in u["providers"]] == \
+        [(d.id, a.id, 2)]
+    p = run(["agreement", "usage", "deal-e2e", "--node", d.api])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("agreement deal-e2e: 2 in all, 2 today"), p.stdout
+
+    # The caller's node counts nothing: only hosts do.
+    p = run(["agreement", "usage", "deal-e2e", "--json", "--node", a.api])
+    assert p.returncode == 0 and json.loads(p.stdout)["total"] == 0
+    # A malformed id is the caller's mistake.
+    p = run(["agreement", "usage", "bad id", "--node", d.api])
+    assert p.returncode == 1 and "agreement_id" in p.stderr
+
+    d.terminate()
+    d.start()
+    p = run(["agreement", "usage", "deal-e2e", "--json", "--node", d.api])
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["total"] == 2
