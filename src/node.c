@@ -380,6 +380,63 @@ static void s_send_alive(mz_node *node)
 
 static void s_finish_stop(mz_node *node);
 
+/* Keeps the number of links between the watermarks (ARCHITECTURE.md "Link
+ * policy"): below min_links, dial a random known node we have no link to
+ * (pinned to its id); above max_links, shed the newest inbound link. */
+static void s_link_policy(mz_node *node, int64_t now)
+{
+    size_t up = 0, cands = 0, pick;
+    size_t pos = 0;
+    const char *id;
+    void *val;
+    mz_peer *newest_in = NULL;
+
+    if (now < node->next_policy_ms)
+        return;
+    node->next_policy_ms = now + 2000;
+    for (mz_peer *p = node->peers; p; p = p->next) {
+        if (!p->up || p->link == NULL)
+            continue;
+        up++;
+        if (!mz_link_outbound(p->link) && (newest_in == NULL || p->since_ms > newest_in->since_ms))
+            newest_in = p;
+    }
+    if (up > node->o.max_links && newest_in != NULL) {
+        node->c.links_shed++;
+        mz_log(MZ_LOG_INFO, "node", "%zu links, over the high watermark %zu: shedding %.12s",
+               up, node->o.max_links, newest_in->peer_id);
+        mz_link_close(newest_in->link, 1000, "shedding links over the high watermark");
+        return;
+    }
+    if (up >= node->o.min_links)
+        return;
+    for (mz_static *s = node->statics; s; s = s->next)
+        if (s->peer != NULL && !s->peer->up)
+            return;                     /* a dial is in progress: wait for it */
+    while (mz_hmap_next(node->nodes, &pos, &id, &val))
+        if (((mz_nodeinfo *)val)->listen[0] && mz__peer_by_id(node, id) == NULL)
+            cands++;
+    if (cands == 0)
+        return;
+    pick = randombytes_uniform((uint32_t)cands);
+    pos = 0;
+    while (mz_hmap_next(node->nodes, &pos, &id, &val)) {
+        mz_nodeinfo *ni = val;
+        char url[320];
+        if (!ni->listen[0] || mz__peer_by_id(node, id) != NULL)
+            continue;
+        if (pick-- > 0)
+            continue;
+        /* Pinned: whoever answers at that URL must be the node we meant. */
+        snprintf(url, sizeof url, "%s/#%s", ni->listen, id);
+        node->c.links_dialed_auto++;
+        mz_log(MZ_LOG_INFO, "node", "%zu links, under the low watermark %zu: dialing %.12s at %s",
+               up, node->o.min_links, id, ni->listen);
+        s_connect(node, url, false, NULL, NULL, NULL);
+        return;
+    }
+}
+
 static void s_on_tick(uv_timer_t *t)
 {
     mz_node *node = t->data;
@@ -400,6 +457,7 @@ static void s_on_tick(uv_timer_t *t)
         node->next_alive_ms = now + node->o.lease_ms / 3;
     }
     s_expire_leases(node, now);
+    s_link_policy(node, now);
     mz_routes_expire(node->routes, now);
     mz__exec_sweep(node, now);
     mz__tombs_expire(node, now);
@@ -600,6 +658,9 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     if (!node->o.max_running) node->o.max_running = MZ_DEFAULT_MAX_RUNNING;
     if (!node->o.max_pending) node->o.max_pending = MZ_DEFAULT_MAX_PENDING;
     if (!node->o.max_subscriptions) node->o.max_subscriptions = MZ_DEFAULT_MAX_SUBSCRIPTIONS;
+    if (!node->o.min_links) node->o.min_links = MZ_DEFAULT_MIN_LINKS;
+    if (!node->o.max_links) node->o.max_links = MZ_DEFAULT_MAX_LINKS;
+    if (node->o.max_links < node->o.min_links) node->o.max_links = node->o.min_links;
     node->o.peers = NULL;
     node->o.n_peers = 0;
     node->o.data_dir = NULL;
@@ -1216,6 +1277,9 @@ json_t *mz_node_status(mz_node *node)
         (json_int_t)node->c.refused_pin, "refused_trust", (json_int_t)node->c.refused_trust,
         "refused_network", (json_int_t)node->c.refused_network));
     json_object_set_new(counters, "exec_denied", json_integer((json_int_t)node->c.exec_denied));
+    json_object_set_new(counters, "links_shed", json_integer((json_int_t)node->c.links_shed));
+    json_object_set_new(counters, "links_dialed_auto",
+                        json_integer((json_int_t)node->c.links_dialed_auto));
     json_object_set_new(counters, "sync_fetches",
                         json_integer((json_int_t)node->c.sync_fetches));
     json_object_set_new(counters, "ghosts_removed",

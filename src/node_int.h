@@ -59,6 +59,7 @@ typedef struct mz_counters {
     uint64_t events_delivered, events_published;
     uint64_t rollbacks, stale, replayed, bad_seals, refused_pin, refused_trust;
     uint64_t refused_network, exec_denied, sync_fetches, ghosts_removed;
+    uint64_t links_shed, links_dialed_auto;
 } mz_counters;
 
 struct mz_node {
@@ -97,6 +98,7 @@ struct mz_node {
     uv_timer_t tick;            /* 250 ms housekeeping: leases, hello timeouts, redials */
     uv_signal_t *unused;
     int64_t next_alive_ms;
+    int64_t next_policy_ms;     /* next link-policy check */
     int64_t started_ms;
     bool stopping;
     bool tick_closed;

@@ -52,10 +52,19 @@ typedef struct mz_node_opts {
     size_t max_pending;         /* 0: MZ_DEFAULT_MAX_PENDING (calls awaited at once) */
     size_t max_subscriptions;   /* 0: MZ_DEFAULT_MAX_SUBSCRIPTIONS */
     bool no_seal;               /* send unicasts signed instead of sealed (benchmarks) */
+    size_t min_links;           /* low watermark; 0: MZ_DEFAULT_MIN_LINKS */
+    size_t max_links;           /* high watermark; 0: MZ_DEFAULT_MAX_LINKS */
     int64_t replay_window_ms;   /* 0: MZ_DEFAULT_REPLAY_WINDOW_MS */
     const char *trust_file;     /* allowlist of node ids, one per line; NULL: open */
     const char *network_key_file; /* shared mesh secret; NULL: none */
 } mz_node_opts;
+
+/* Below this many links a node dials known nodes it has no link to. One by
+ * default, so a node never stays cut off yet explicit topologies stay as
+ * built; raise it (--min-links) for denser self-healing meshes. */
+#define MZ_DEFAULT_MIN_LINKS 1
+/* Above this many links a node sheds its newest inbound link. */
+#define MZ_DEFAULT_MAX_LINKS 8
 
 /* Messages whose timestamp is further than this from our clock are refused. */
 #define MZ_DEFAULT_REPLAY_WINDOW_MS 60000

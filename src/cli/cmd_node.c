@@ -36,6 +36,8 @@ static const char s_help[] =
     "                      re-read on SIGHUP)\n"
     "  --network-key FILE  admit only nodes that prove knowledge of this shared secret\n"
     "  --no-seal           send unicasts signed instead of end-to-end sealed\n"
+    "  --min-links N       below N links, dial known nodes (default 1)\n"
+    "  --max-links N       above N links, shed the newest inbound link (default 8)\n"
     "  --replay-window-ms N refuse messages whose timestamp is further off (default 60000)\n"
     "  --log LEVEL         debug, info, warn (default) or error\n"
     "  --json              print the first line as a JSON object instead\n"
@@ -112,6 +114,8 @@ int cmd_node_main(int argc, char **argv)
         { "trust", required_argument, NULL, 'T' },
         { "network-key", required_argument, NULL, 'K' },
         { "no-seal", no_argument, NULL, 'S' },
+        { "min-links", required_argument, NULL, 'N' },
+        { "max-links", required_argument, NULL, 'X' },
         { "replay-window-ms", required_argument, NULL, 'W' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -177,6 +181,10 @@ int cmd_node_main(int argc, char **argv)
         case 'T': o.trust_file = optarg; break;
         case 'K': o.network_key_file = optarg; break;
         case 'S': o.no_seal = true; break;
+        case 'N': if (!s_size("--min-links", optarg, &o.min_links)) return MZ_EXIT_USAGE;
+                  break;
+        case 'X': if (!s_size("--max-links", optarg, &o.max_links)) return MZ_EXIT_USAGE;
+                  break;
         case 'W': if (!s_size("--replay-window-ms", optarg, &v)) return MZ_EXIT_USAGE;
                   o.replay_window_ms = (int64_t)v; break;
         case 'h': fputs(s_help, stdout); return MZ_EXIT_OK;
