@@ -1,12 +1,19 @@
 /* ConnectionManager: libwebsockets on a foreign libuv loop.
  * See ../shared notes in docs/ARCHITECTURE.md: writes happen only from
  * WRITEABLE callbacks, listeners are explicit vhosts (so a failed bind is
- * reported), and shutdown is lws's two-step destroy. */
+ * reported), and shutdown is lws's two-step destroy. TLS (wss://) follows
+ * docs/TLS.md: the peer vhost serves the listener's certificate and carries
+ * every outgoing link with our own client SSL_CTX; certificate checks of
+ * outgoing links happen in s_on_verify. */
 #include <uv.h>
 #include <libwebsockets.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <errno.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -15,6 +22,7 @@
 #include "meshzero/connmgr.h"
 #include "meshzero/msg.h"
 #include "log.h"
+#include "tls.h"
 
 const size_t MZ_LINK_PRE = LWS_PRE;
 
@@ -36,9 +44,14 @@ struct mz_link {
     bool in_dial;               /* inside lws_client_connect_via_info: defer free */
     bool close_sent;            /* close reason handed to lws */
     bool free_pending;          /* finished while in_dial */
+    bool tls;                   /* wss:// */
+    bool pin_ok;                /* the server certificate's key matched pin */
     uint16_t close_code;
     char close_reason[124];     /* ws close payload is at most 123 bytes */
     char url[256];              /* dialed URL; "" inbound */
+    char host[128];             /* host of the dialed URL (certificate name check) */
+    char pin[MZ_URL_PIN_LEN + 1];   /* node id pinned by the URL; "" none */
+    char tls_error[224];        /* why the server certificate was refused; "" none */
     char addr[64];              /* remote IP:PORT */
     mz_qitem *qhead, *qtail;    /* send queue */
     size_t qbytes, qcount;
@@ -58,6 +71,9 @@ struct mz_connmgr {
     char listen_url[256];       /* bound peer URL */
     char api_url[256];          /* bound API URL */
     lws_retry_bo_t retry;       /* keepalive policy, referenced by lws */
+    SSL_CTX *client_ssl;        /* outgoing wss:// links; lws borrows it */
+    char tls_cert[1024];        /* wss:// listener certificate file; "" ws:// */
+    char tls_key[1024];         /* its key file */
     uint64_t next_id;
     mz_link *links;             /* list head */
     size_t n_peer, n_api;
@@ -83,16 +99,22 @@ static const struct lws_protocols s_client_protocols[] = {
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
-mz_status mz_url_parse(const char *url, char *host, size_t host_len, int *port,
-                       char *path, size_t path_len, mz_err *err)
+mz_status mz_url_parse2(const char *url, mz_url *u, mz_err *err)
 {
-    const char *p, *hs, *he, *ps;
-    long v = 80;
+    const char *p, *hs, *he, *ps, *frag;
+    long v;
 
-    if (url == NULL || strncmp(url, "ws://", 5) != 0)
-        return mz_err_set(err, MZ_EINVAL, "url '%s': must start with ws://",
+    memset(u, 0, sizeof *u);
+    if (url != NULL && strncmp(url, "ws://", 5) == 0) {
+        p = url + 5;
+    } else if (url != NULL && strncmp(url, "wss://", 6) == 0) {
+        p = url + 6;
+        u->tls = true;
+    } else {
+        return mz_err_set(err, MZ_EINVAL, "url '%s': must start with ws:// or wss://",
                           url ? url : "(null)");
-    p = url + 5;
+    }
+    v = u->tls ? 443 : 80;
     if (*p == '[') {
         hs = p + 1;
         he = strchr(hs, ']');
@@ -104,10 +126,10 @@ mz_status mz_url_parse(const char *url, char *host, size_t host_len, int *port,
         he = p + strcspn(p, ":/#?");
         p = he;
     }
-    if (he == hs || (size_t)(he - hs) >= host_len)
+    if (he == hs || (size_t)(he - hs) >= sizeof u->host)
         return mz_err_set(err, MZ_EINVAL, "url '%s': missing or overlong host", url);
-    memcpy(host, hs, (size_t)(he - hs));
-    host[he - hs] = '\0';
+    memcpy(u->host, hs, (size_t)(he - hs));
+    u->host[he - hs] = '\0';
     if (*p == ':') {
         char *end;
         errno = 0;
@@ -117,17 +139,54 @@ mz_status mz_url_parse(const char *url, char *host, size_t host_len, int *port,
             return mz_err_set(err, MZ_EINVAL, "url '%s': port must be 0-65535", url);
         p = end;
     }
-    *port = (int)v;
+    u->port = (int)v;
     ps = (*p == '/') ? p : "/";
     {
         size_t n = strcspn(ps, "#");
-        if (n >= path_len)
+        if (n >= sizeof u->path)
             return mz_err_set(err, MZ_EINVAL, "url '%s': path too long", url);
-        memcpy(path, ps, n);
-        path[n] = '\0';
+        memcpy(u->path, ps, n);
+        u->path[n] = '\0';
         if (n == 0)
-            snprintf(path, path_len, "/");
+            snprintf(u->path, sizeof u->path, "/");
     }
+    /* The fragment pins the node id (docs/TLS.md). A typo must not quietly
+     * turn pinning off, so anything but a whole id is refused. */
+    frag = strchr(p, '#');
+    if (frag != NULL && frag[1] != '\0') {
+        frag++;
+        if (strlen(frag) != MZ_URL_PIN_LEN)
+            return mz_err_set(err, MZ_EINVAL, "url '%s': the #fragment must be a node id "
+                              "(64 hex characters)", url);
+        for (size_t i = 0; i < MZ_URL_PIN_LEN; i++) {
+            char c = frag[i];
+            if (c >= 'A' && c <= 'F')
+                c = (char)(c - 'A' + 'a');
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+                return mz_err_set(err, MZ_EINVAL, "url '%s': the #fragment must be a node "
+                                  "id (64 hex characters)", url);
+            u->pin[i] = c;
+        }
+        u->pin[MZ_URL_PIN_LEN] = '\0';
+    }
+    return MZ_OK;
+}
+
+mz_status mz_url_parse(const char *url, char *host, size_t host_len, int *port,
+                       char *path, size_t path_len, mz_err *err)
+{
+    mz_url u;
+    mz_status rc = mz_url_parse2(url, &u, err);
+
+    if (rc != MZ_OK)
+        return rc;
+    if (strlen(u.host) >= host_len)
+        return mz_err_set(err, MZ_EINVAL, "url '%s': missing or overlong host", url);
+    if (strlen(u.path) >= path_len)
+        return mz_err_set(err, MZ_EINVAL, "url '%s': path too long", url);
+    snprintf(host, host_len, "%s", u.host);
+    snprintf(path, path_len, "%s", u.path);
+    *port = u.port;
     return MZ_OK;
 }
 
@@ -174,27 +233,86 @@ static mz_status s_probe_bind(const char *url, const char *host, int port, mz_er
     return MZ_OK;
 }
 
+/* The TLS part of a vhost's creation info. lws makes a vhost TLS-capable
+ * only when its options carry DO_SSL_GLOBAL_INIT, so the API vhost goes
+ * without (no SSL_CTX for it); the client SSL_CTX is ours (mz_tls_client_ctx),
+ * lws only borrows it. */
+static void s_vhost_tls(mz_connmgr *cm, struct lws_context_creation_info *info,
+                        bool tls_client, bool tls_server)
+{
+    if (tls_client || tls_server)
+        info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    else
+        info->options &= ~(uint64_t)LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info->provided_client_ssl_ctx = tls_client ? cm->client_ssl : NULL;
+    info->ssl_cert_filepath = tls_server ? cm->tls_cert : NULL;
+    info->ssl_private_key_filepath = tls_server ? cm->tls_key : NULL;
+}
+
+/* Creates a listening vhost for url. The peer vhost (tls_client) also
+ * carries outgoing links, so it gets our client SSL_CTX; a wss:// URL gets
+ * the listener certificate. */
 static mz_status s_make_vhost(mz_connmgr *cm, struct lws_context_creation_info *info,
                               const char *url, const struct lws_protocols *prot,
-                              const char *name, struct lws_vhost **vh, char *bound,
-                              mz_err *err)
+                              const char *name, bool tls_client, struct lws_vhost **vh,
+                              char *bound, mz_err *err)
 {
-    char host[128], path[64];
-    int port;
+    mz_url u;
     mz_status rc;
 
-    if ((rc = mz_url_parse(url, host, sizeof host, &port, path, sizeof path, err)) != MZ_OK)
+    if ((rc = mz_url_parse2(url, &u, err)) != MZ_OK)
         return rc;
-    info->port = port;
-    info->iface = host;
+    s_vhost_tls(cm, info, tls_client, u.tls);
+    info->port = u.port;
+    info->iface = u.host;
     info->protocols = prot;
     info->vhost_name = name;
     *vh = lws_create_vhost(cm->ctx, info);
     if (*vh == NULL)
-        return mz_err_set(err, MZ_EIO, "cannot listen on %s (address in use or not local?)",
-                          url);
-    snprintf(bound, 256, "ws://%s:%d", host, lws_get_vhost_listen_port(*vh));
+        return mz_err_set(err, MZ_EIO, "cannot listen on %s (address in use or not local?%s)",
+                          url, u.tls ? " or a certificate lws cannot load" : "");
+    snprintf(bound, 256, strchr(u.host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
+             u.tls ? "wss" : "ws", u.host, lws_get_vhost_listen_port(*vh));
     return MZ_OK;
+}
+
+/* Checks the TLS options and prepares the listener certificate (given, or
+ * self-signed from the identity) and the client SSL_CTX. */
+static mz_status s_tls_setup(mz_connmgr *cm, const mz_connmgr_opts *opts, mz_err *err)
+{
+    mz_url u;
+    mz_status rc;
+
+    if (opts->api_url != NULL && strncmp(opts->api_url, "wss://", 6) == 0)
+        return mz_err_set(err, MZ_EINVAL, "api url '%s': the local API is ws:// only",
+                          opts->api_url);
+    if (opts->tls_ca != NULL && (rc = mz_tls_check_ca(opts->tls_ca, err)) != MZ_OK)
+        return rc;
+    if (opts->listen_url != NULL && mz_url_parse2(opts->listen_url, &u, NULL) == MZ_OK &&
+        u.tls) {
+        if (opts->tls_cert != NULL || opts->tls_key != NULL) {
+            if ((rc = mz_tls_check_pair(opts->tls_cert, opts->tls_key, err)) != MZ_OK)
+                return rc;
+            if ((size_t)snprintf(cm->tls_cert, sizeof cm->tls_cert, "%s", opts->tls_cert) >=
+                    sizeof cm->tls_cert ||
+                (size_t)snprintf(cm->tls_key, sizeof cm->tls_key, "%s", opts->tls_key) >=
+                    sizeof cm->tls_key)
+                return mz_err_set(err, MZ_EINVAL, "tls: certificate or key path too long");
+        } else if (opts->tls_dir != NULL) {
+            if ((rc = mz_tls_self_signed(opts->tls_dir, cm->tls_cert, sizeof cm->tls_cert,
+                                         cm->tls_key, sizeof cm->tls_key, err)) != MZ_OK)
+                return rc;
+        } else {
+            return mz_err_set(err, MZ_EINVAL, "listen url '%s': a wss:// listener needs a "
+                              "certificate and key, or a data directory for a self-signed "
+                              "one", opts->listen_url);
+        }
+    } else if (opts->tls_cert != NULL || opts->tls_key != NULL) {
+        mz_log_raw(MZ_LOG_WARN, "connmgr", "a TLS certificate was given but the listener "
+                   "is not wss://: it is not used");
+    }
+    cm->client_ssl = mz_tls_client_ctx(opts->tls_ca, err);
+    return cm->client_ssl ? MZ_OK : err ? err->code : MZ_EIO;
 }
 
 mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *err)
@@ -237,11 +355,16 @@ mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *
             }
         }
     }
+    if ((rc = s_tls_setup(cm, opts, err)) != MZ_OK) {
+        SSL_CTX_free(cm->client_ssl);
+        free(cm);
+        return rc;
+    }
     lws_set_log_level(LLL_ERR | LLL_WARN, s_lws_log);
     memset(&info, 0, sizeof info);
     loops[0] = cm->loop;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-                   LWS_SERVER_OPTION_VALIDATE_UTF8;
+                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.foreign_loops = loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.fd_limit_per_thread = (unsigned)(cm->o.max_peers + cm->o.max_api_clients + 64);
@@ -249,14 +372,16 @@ mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *
     info.user = cm;
     cm->ctx = lws_create_context(&info);
     if (cm->ctx == NULL) {
+        SSL_CTX_free(cm->client_ssl);
         free(cm);
         return mz_err_set(err, MZ_EIO, "cannot create the websocket context (is the "
                           "libwebsockets-evlib-uv package installed?)");
     }
     if (opts->listen_url != NULL) {
-        rc = s_make_vhost(cm, &info, opts->listen_url, s_peer_protocols, "peer", &cm->peer_vh,
-                          cm->listen_url, err);
+        rc = s_make_vhost(cm, &info, opts->listen_url, s_peer_protocols, "peer", true,
+                          &cm->peer_vh, cm->listen_url, err);
     } else {
+        s_vhost_tls(cm, &info, true, false);
         info.port = CONTEXT_PORT_NO_LISTEN;
         info.protocols = s_client_protocols;
         info.vhost_name = "client";
@@ -264,14 +389,15 @@ mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *
         rc = cm->peer_vh ? MZ_OK : mz_err_set(err, MZ_EIO, "cannot create the client vhost");
     }
     if (rc == MZ_OK && opts->api_url != NULL)
-        rc = s_make_vhost(cm, &info, opts->api_url, s_api_protocols, "api", &cm->api_vh,
-                          cm->api_url, err);
+        rc = s_make_vhost(cm, &info, opts->api_url, s_api_protocols, "api", false,
+                          &cm->api_vh, cm->api_url, err);
     if (rc != MZ_OK) {
         /* Nothing runs yet: both destroy steps at once, then let lws's handles close. */
         lws_context_destroy(cm->ctx);
         uv_run(cm->loop, UV_RUN_NOWAIT);
         lws_context_destroy(cm->ctx);
         uv_run(cm->loop, UV_RUN_NOWAIT);
+        SSL_CTX_free(cm->client_ssl);
         free(cm);
         return rc;
     }
@@ -319,8 +445,14 @@ static void s_link_finish(mz_link *l, const char *reason)
         else cm->n_api--;
     }
     s_link_unlink(l);
+    if (l->tls_error[0]) {
+        cm->stats.tls_refusals++;
+        reason = l->tls_error;     /* the real cause, not lws's handshake summary */
+    } else if (l->close_reason[0]) {
+        reason = l->close_reason;
+    }
     if (cm->o.cb.on_close)
-        cm->o.cb.on_close(l, l->close_reason[0] ? l->close_reason : reason, cm->o.ctx);
+        cm->o.cb.on_close(l, reason, cm->o.ctx);
     if (l->in_dial)
         l->free_pending = true;    /* lws reported the failure from inside the dial call */
     else
@@ -396,6 +528,7 @@ static int s_on_established(struct lws *wsi, mz_link *l, bool outbound)
         if (l == NULL)
             return -1;
         l->wsi = wsi;
+        l->tls = lws_is_ssl(wsi) != 0;
         lws_set_opaque_user_data(wsi, l);
     }
     if (l == NULL)
@@ -505,6 +638,88 @@ static int s_on_writeable(struct lws *wsi, mz_link *l)
     return 0;
 }
 
+/* Records why the server certificate of an outgoing link was refused; the
+ * first reason wins and reaches on_close (s_link_finish counts it). */
+static void s_tls_refuse(mz_link *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_tls_refuse(mz_link *l, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (l->tls_error[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(l->tls_error, sizeof l->tls_error, fmt, ap);
+    va_end(ap);
+    mz_log_raw(MZ_LOG_WARN, "connmgr", "link %s: %s", l->url, l->tls_error);
+}
+
+/* LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION (LWS-NOTES "TLS"):
+ * OpenSSL's verify callback, once per certificate of the chain and more than
+ * once for one (first with the error, e.g. "self-signed", then again).
+ * Returns 0 to accept, 1 to refuse. With a pin only the leaf's key matters:
+ * errors are cleared with X509_V_OK, else lws would refuse anyway. Without
+ * one, OpenSSL's verdict stands and the leaf must name the dialed host
+ * (lws's own name check is off: it would also apply to pinned links, whose
+ * certificates name no host). */
+static int s_on_verify(mz_link *l, X509_STORE_CTX *xs, int preverify_ok)
+{
+    X509 *cert = X509_STORE_CTX_get_current_cert(xs);
+    bool leaf = cert != NULL && cert == X509_STORE_CTX_get0_cert(xs);
+    char got[MZ_TLS_KEY_HEX_LEN + 1];
+
+    if (l == NULL)
+        return 1;
+    if (l->pin[0]) {
+        if (leaf) {
+            mz_tls_cert_key_hex(cert, got);
+            if (strcmp(got, l->pin) != 0) {
+                s_tls_refuse(l, "tls: certificate key does not match pinned id %s (it is %s)",
+                             l->pin, got[0] ? got : "not an Ed25519 key");
+                return 1;
+            }
+            l->pin_ok = true;
+        }
+        X509_STORE_CTX_set_error(xs, X509_V_OK);
+        return 0;
+    }
+    if (!preverify_ok) {
+        s_tls_refuse(l, "tls: certificate not trusted (%s) and no node id pinned in the URL",
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(xs)));
+        return 1;
+    }
+    if (leaf && X509_check_ip_asc(cert, l->host, 0) != 1 &&
+        X509_check_host(cert, l->host, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) != 1) {
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_HOSTNAME_MISMATCH);
+        s_tls_refuse(l, "tls: certificate does not name host %s", l->host);
+        return 1;
+    }
+    return 0;
+}
+
+/* Before the upgrade completes: a pinned wss:// link must have seen its
+ * leaf certificate match (a second look, independent of how often OpenSSL
+ * called s_on_verify). Nonzero refuses the link. */
+static int s_check_pinned(struct lws *wsi, mz_link *l)
+{
+    SSL *ssl;
+    char got[MZ_TLS_KEY_HEX_LEN + 1] = "";
+
+    if (l == NULL || !l->tls || !l->pin[0])
+        return 0;
+    ssl = lws_get_ssl(wsi);
+    if (ssl == NULL || !mz_tls_cert_key_hex(SSL_get0_peer_certificate(ssl), got) ||
+        strcmp(got, l->pin) != 0) {
+        s_tls_refuse(l, "tls: certificate key does not match pinned id %s (it is %s)",
+                     l->pin, got[0] ? got : "unknown");
+        return 1;
+    }
+    if (!l->pin_ok) {
+        s_tls_refuse(l, "tls: the certificate was not checked against pinned id %s", l->pin);
+        return 1;
+    }
+    return 0;
+}
+
 static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                       void *in, size_t len)
 {
@@ -542,12 +757,25 @@ static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     case LWS_CALLBACK_CLOSED:
     case LWS_CALLBACK_CLIENT_CLOSED:
     case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
-        if (l)
-            s_link_finish(l, "connection closed");
-        return 0;
     case LWS_CALLBACK_WSI_DESTROY:
-        if (l)
+        /* An outgoing link can end here without CLIENT_CONNECTION_ERROR: under
+         * TLS 1.3 a refused handshake shows up as CLOSED_CLIENT_HTTP. */
+        if (l && l->outbound && !l->open && !l->closing && !l->cm->closing) {
+            l->cm->stats.dial_failures++;
+            s_link_finish(l, "dial failed: closed before the websocket upgrade");
+        } else if (l) {
             s_link_finish(l, "connection closed");
+        }
+        return 0;
+    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+        return s_on_verify(l, (X509_STORE_CTX *)user, (int)len);
+    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+        return s_check_pinned(wsi, l);
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
+        /* user is the vhost's SSL_CTX: TLS 1.3 or nothing. */
+        if (user != NULL && SSL_CTX_set_min_proto_version((SSL_CTX *)user, TLS1_3_VERSION) != 1)
+            return 1;
         return 0;
     default:
         break;
@@ -571,7 +799,13 @@ static mz_status s_dial_now(mz_link *l, const char *ip, int port, const char *pa
     char hosthdr[160];
 
     memset(&ci, 0, sizeof ci);
-    snprintf(hosthdr, sizeof hosthdr, "%s:%d", ip, port);
+    /* TLS takes its SNI name from the Host header (port stripped): give it
+     * the URL's host, not the address it resolved to. */
+    if (l->tls)
+        snprintf(hosthdr, sizeof hosthdr, strchr(l->host, ':') ? "[%s]:%d" : "%s:%d", l->host,
+                 port);
+    else
+        snprintf(hosthdr, sizeof hosthdr, "%s:%d", ip, port);
     ci.context = cm->ctx;
     ci.vhost = cm->peer_vh;
     ci.address = ip;
@@ -584,6 +818,10 @@ static mz_status s_dial_now(mz_link *l, const char *ip, int port, const char *pa
     ci.opaque_user_data = l;
     ci.retry_and_idle_policy = &cm->retry;
     ci.pwsi = &l->wsi;
+    /* LWS-NOTES "TLS": no LCCSCF_ALLOW_SELFSIGNED (it would bypass s_on_verify);
+     * lws's host name check is replaced by s_on_verify's. */
+    if (l->tls)
+        ci.ssl_connection = LCCSCF_USE_SSL | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
     l->in_dial = true;
     if (lws_client_connect_via_info(&ci) == NULL) {
         l->in_dial = false;
@@ -643,8 +881,8 @@ static void s_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *re
 mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, void *user,
                           mz_link **out, mz_err *err)
 {
-    char host[128], path[128];
-    int port, r;
+    mz_url u;
+    int r;
     mz_link *l;
     mz_dialreq *dr;
     struct addrinfo hints;
@@ -652,9 +890,9 @@ mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, vo
 
     if (out)
         *out = NULL;
-    if ((rc = mz_url_parse(url, host, sizeof host, &port, path, sizeof path, err)) != MZ_OK)
+    if ((rc = mz_url_parse2(url, &u, err)) != MZ_OK)
         return rc;
-    if (port == 0)
+    if (u.port == 0)
         return mz_err_set(err, MZ_EINVAL, "url '%s': a port is required to dial", url);
     if (cm->closing)
         return mz_err_set(err, MZ_ESTATE, "dial %s: node is shutting down", url);
@@ -669,15 +907,18 @@ mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, vo
         return mz_err_set(err, MZ_ENOMEM, "dial %s: allocating", url);
     }
     snprintf(l->url, sizeof l->url, "%s", url);
-    snprintf(l->addr, sizeof l->addr, "%.40s:%d", host, port);
+    snprintf(l->addr, sizeof l->addr, "%.40s:%d", u.host, u.port);
+    snprintf(l->host, sizeof l->host, "%s", u.host);
+    snprintf(l->pin, sizeof l->pin, "%s", u.pin);
+    l->tls = u.tls;
     l->user = user;
     dr->link = l;
-    dr->port = port;
-    snprintf(dr->path, sizeof dr->path, "%s", path);
+    dr->port = u.port;
+    snprintf(dr->path, sizeof dr->path, "%s", u.path);
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
-    r = uv_getaddrinfo(cm->loop, &dr->req, s_on_resolved, host, NULL, &hints);
+    r = uv_getaddrinfo(cm->loop, &dr->req, s_on_resolved, u.host, NULL, &hints);
     if (r != 0) {
         s_link_unlink(l);
         s_link_free(l);
@@ -774,6 +1015,7 @@ void mz_connmgr_free(mz_connmgr *cm)
         uv_run(cm->loop, UV_RUN_DEFAULT);
     }
     lws_context_destroy(cm->ctx);
+    SSL_CTX_free(cm->client_ssl);      /* after lws: its vhosts borrowed it */
     /* Links lws never reported (pending resolution at close) are ours to free. */
     while (cm->links) {
         mz_link *l = cm->links;
@@ -794,6 +1036,8 @@ uint64_t mz_link_id(const mz_link *l) { return l->id; }
 mz_link_kind mz_link_kind_get(const mz_link *l) { return l->kind; }
 bool mz_link_outbound(const mz_link *l) { return l->outbound; }
 const char *mz_link_url(const mz_link *l) { return l->url; }
+const char *mz_link_pin(const mz_link *l) { return l->pin; }
+bool mz_link_tls(const mz_link *l) { return l->tls; }
 const char *mz_link_peer_addr(const mz_link *l) { return l->addr; }
 bool mz_link_closing(const mz_link *l) { return l->closing || l->dead; }
 void *mz_link_user(const mz_link *l) { return l->user; }

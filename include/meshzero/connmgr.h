@@ -44,9 +44,17 @@ typedef struct mz_connmgr_cb {
 
 typedef struct mz_connmgr_opts {
     uv_loop_t *loop;            /* borrowed; outlives the manager */
-    const char *listen_url;     /* peer listener, ws://HOST:PORT (port 0: any);
-                                   NULL: no listener, dial only (clients) */
+    const char *listen_url;     /* peer listener, ws://HOST:PORT or wss://HOST:PORT
+                                   (port 0: any); NULL: no listener, dial only */
     const char *api_url;        /* API listener, ws://HOST:PORT; NULL: none */
+    /* TLS (docs/TLS.md). A wss:// listener serves tls_cert/tls_key (PEM files,
+     * both or neither); without them, a self-signed certificate whose key is
+     * the node's Ed25519 identity, kept in tls_dir (see src/tls.h). */
+    const char *tls_cert;       /* NULL: self-signed from tls_dir */
+    const char *tls_key;        /* private key of tls_cert */
+    const char *tls_dir;        /* directory holding identity.key; NULL: none */
+    const char *tls_ca;         /* PEM CAs trusted for unpinned wss:// dials;
+                                   NULL: the system store */
     size_t max_message;         /* bytes; 0: MZ_DEFAULT_MAX_MESSAGE */
     size_t max_send_queue;      /* bytes; 0: default */
     size_t max_send_msgs;       /* messages; 0: default */
@@ -69,6 +77,8 @@ typedef struct mz_connmgr_opts {
 typedef struct mz_connmgr_stats {
     uint64_t links_opened, links_refused_full, slow_link_closes, oversize_closes;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dial_failures;
+    uint64_t tls_refusals;      /* wss:// dials refused: certificate not the pinned
+                                   key, or untrusted without a pin */
 } mz_connmgr_stats;
 
 /* Creates the context and binds both listeners. A listener that cannot bind
@@ -87,10 +97,15 @@ const char *mz_connmgr_api_url(const mz_connmgr *cm);
 const mz_connmgr_stats *mz_connmgr_stats_get(const mz_connmgr *cm);
 size_t mz_connmgr_count(const mz_connmgr *cm, mz_link_kind kind);
 
-/* Dials url (ws://HOST:PORT[/PATH]) as a peer or an API client (the
- * subprotocol differs); host names are resolved
- * asynchronously. The link is reported through on_open, or on_close with the
- * reason when the dial fails. user is stored in the link (mz_link_user). */
+/* Dials url (ws:// or wss://HOST:PORT[/PATH][#NODE_ID]) as a peer or an API
+ * client (the subprotocol differs); host names are resolved asynchronously.
+ * The link is reported through on_open, or on_close with the reason when the
+ * dial fails. user is stored in the link (mz_link_user).
+ * wss:// links check the server's certificate: with a #NODE_ID pin, its
+ * public key must be that Ed25519 key (any issuer, any name); without one,
+ * it must chain to a trusted CA (opts.tls_ca or the system store) and name
+ * the URL's host. A refusal reaches on_close as "tls: ..." and is counted in
+ * tls_refusals. The pin of a ws:// URL is only stored (mz_link_pin). */
 mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, void *user,
                           mz_link **out, mz_err *err);
 
@@ -109,6 +124,11 @@ mz_link_kind mz_link_kind_get(const mz_link *link);
 bool mz_link_outbound(const mz_link *link);
 /* Dialed URL for outbound links, "" for inbound ones. Borrowed. */
 const char *mz_link_url(const mz_link *link);
+/* The node id pinned in the dialed URL's fragment (64 lowercase hex), ""
+ * when none or inbound. Borrowed, valid for the link's life. */
+const char *mz_link_pin(const mz_link *link);
+/* True for a TLS (wss://) link, inbound or outbound. */
+bool mz_link_tls(const mz_link *link);
 /* Remote address "IP:PORT". Borrowed. */
 const char *mz_link_peer_addr(const mz_link *link);
 bool mz_link_closing(const mz_link *link);
@@ -119,8 +139,25 @@ size_t mz_link_queued_bytes(const mz_link *link);
 /* Headroom before a message owned by mz_link_send_owned. */
 extern const size_t MZ_LINK_PRE;
 
-/* Splits ws://HOST:PORT/PATH. host gets the host (brackets of IPv6 removed),
- * port defaults to 80, path to "/". MZ_EINVAL naming the URL otherwise. */
+/* Hex characters of a pinned node id. */
+#define MZ_URL_PIN_LEN 64
+
+/* A parsed ws:// or wss:// URL. */
+typedef struct mz_url {
+    bool tls;                       /* wss:// */
+    char host[128];                 /* brackets of an IPv6 address removed */
+    int port;                       /* default 80 (ws) or 443 (wss) */
+    char path[128];                 /* default "/"; no fragment */
+    char pin[MZ_URL_PIN_LEN + 1];   /* #fragment: a node id, lowercased; "" if none */
+} mz_url;
+
+/* Splits ws[s]://HOST[:PORT][/PATH][#NODE_ID]. A fragment, when present and
+ * not empty, must be a 64-hex node id (the pin). MZ_EINVAL naming the URL
+ * otherwise. */
+mz_status mz_url_parse2(const char *url, mz_url *out, mz_err *err);
+
+/* The older form of mz_url_parse2: host, port and path only (same rules,
+ * wss:// accepted). */
 mz_status mz_url_parse(const char *url, char *host, size_t host_len, int *port,
                        char *path, size_t path_len, mz_err *err);
 
