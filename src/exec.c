@@ -519,6 +519,14 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
             return;
         }
     }
+    if (node->running >= node->o.max_running) {
+        node->c.exec_busy++;
+        snprintf(why, sizeof why, "host %.12s is running %zu calls (its limit)",
+                 mz_identity_id(node->ident), node->running);
+        s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_BUSY, why);
+        return;
+    }
+    /* After the busy check: a call refused as busy must not use up the agreement. */
     if (s_requires_agreement(rec)) {
         const char *reason = NULL;
         mz_err ae;
@@ -533,13 +541,6 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
             s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_DENIED, why);
             return;
         }
-    }
-    if (node->running >= node->o.max_running) {
-        node->c.exec_busy++;
-        snprintf(why, sizeof why, "host %.12s is running %zu calls (its limit)",
-                 mz_identity_id(node->ident), node->running);
-        s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_BUSY, why);
-        return;
     }
     x = calloc(1, sizeof *x);
     if (x == NULL || (x->params = json_deep_copy(params)) == NULL) {

@@ -496,7 +496,6 @@ const unsigned char *mz__shared_key(mz_node *node, const char *id)
         return NULL;
     if (mz_hmap_count(node->keys) >= MZ_KEY_CACHE_MAX) {
         mz_hmap_free(node->keys, free);
-    mz__sync_free(node);
         node->keys = mz_hmap_new();
         if (node->keys == NULL)
             return NULL;
@@ -808,6 +807,7 @@ void mz_node_free(mz_node *node)
     mz_hmap_free(node->nodes, free);
     mz_hmap_free(node->tombs, free);
     mz_hmap_free(node->keys, free);
+    mz__sync_free(node);
     mz_hmap_free(node->trust, NULL);
     free(node->trust_file);
     mz_seen_free(node->replay);
