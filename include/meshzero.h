@@ -13,5 +13,6 @@
 #include "meshzero/directory.h"
 #include "meshzero/connmgr.h"
 #include "meshzero/node.h"
+#include "meshzero/agreement.h"
 
 #endif
