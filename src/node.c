@@ -725,6 +725,10 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     co.max_api_clients = opts->max_api_clients;
     co.ping_secs = opts->ping_secs;
     co.hangup_secs = opts->hangup_secs;
+    co.tls_cert = opts->tls_cert;
+    co.tls_key = opts->tls_key;
+    co.tls_ca = opts->tls_ca;
+    co.tls_dir = opts->data_dir;    /* identity.key: the self-signed certificate's key */
     co.cb.on_open = s_on_open;
     co.cb.on_message = s_on_message;
     co.cb.on_close = s_on_close;

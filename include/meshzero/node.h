@@ -51,6 +51,12 @@ typedef struct mz_node_opts {
     size_t max_running;         /* 0: MZ_DEFAULT_MAX_RUNNING (calls served at once) */
     size_t max_pending;         /* 0: MZ_DEFAULT_MAX_PENDING (calls awaited at once) */
     size_t max_subscriptions;   /* 0: MZ_DEFAULT_MAX_SUBSCRIPTIONS */
+    /* TLS (docs/TLS.md): a wss:// listen_url serves tls_cert/tls_key (PEM
+     * files, both or neither), else a self-signed certificate of the
+     * identity key written to data_dir (tls-cert.pem, tls-key.pem). */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;         /* PEM CAs for unpinned wss:// peers; NULL: system store */
     bool no_seal;               /* send unicasts signed instead of sealed (benchmarks) */
     size_t min_links;           /* low watermark; 0: MZ_DEFAULT_MIN_LINKS */
     size_t max_links;           /* high watermark; 0: MZ_DEFAULT_MAX_LINKS */

@@ -19,7 +19,13 @@ static const char s_help[] =
     "  node ID listen URL api URL\n"
     "SIGINT or SIGTERM shut it down cleanly.\n\n"
     "options:\n"
-    "  --listen URL        peer listener (default ws://127.0.0.1:8765; port 0 picks one)\n"
+    "  --listen URL        peer listener, ws:// or wss:// (default ws://127.0.0.1:8765;\n"
+    "                      port 0 picks one)\n"
+    "  --tls-cert FILE     PEM certificate of a wss:// listener (default: a self-signed\n"
+    "                      one whose key is the node key, kept in the data directory)\n"
+    "  --tls-key FILE      PEM private key of --tls-cert\n"
+    "  --tls-ca FILE       PEM CAs trusted for wss:// peers without a pinned id\n"
+    "                      (default: the system store); pin with wss://HOST:PORT/#NODE_ID\n"
     "  --api URL|none      local JSON-RPC API (default ws://127.0.0.1:8766; loopback only)\n"
     "  --api-allow-remote  allow a non-loopback API address\n"
     "  --data DIR          data directory holding identity.key (default: see below)\n"
@@ -117,6 +123,9 @@ int cmd_node_main(int argc, char **argv)
         { "min-links", required_argument, NULL, 'N' },
         { "max-links", required_argument, NULL, 'X' },
         { "replay-window-ms", required_argument, NULL, 'W' },
+        { "tls-cert", required_argument, NULL, 0x100 },
+        { "tls-key", required_argument, NULL, 0x101 },
+        { "tls-ca", required_argument, NULL, 0x102 },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -187,6 +196,9 @@ int cmd_node_main(int argc, char **argv)
                   break;
         case 'W': if (!s_size("--replay-window-ms", optarg, &v)) return MZ_EXIT_USAGE;
                   o.replay_window_ms = (int64_t)v; break;
+        case 0x100: o.tls_cert = optarg; break;
+        case 0x101: o.tls_key = optarg; break;
+        case 0x102: o.tls_ca = optarg; break;
         case 'h': fputs(s_help, stdout); return MZ_EXIT_OK;
         default: fputs(s_help, stderr); return MZ_EXIT_USAGE;
         }
