@@ -317,6 +317,24 @@ static int m_get(mz_api *api, mz_api_client *c, const json_t *id, const json_t *
     return 0;
 }
 
+static int m_disconnect(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                        json_t **result, mz_err *err)
+{
+    bool bad = false;
+    const char *peer = s_opt_str(params, "peer", &bad);
+
+    (void)c;
+    (void)id;
+    if (bad || peer == NULL) {
+        mz_err_set(err, MZ_EINVAL, "params.peer must be a node id");
+        return RPC_INVALID_PARAMS;
+    }
+    if (mz_node_disconnect_peer(api->node, peer, err) != MZ_OK)
+        return RPC_SERVER_ERROR;
+    *result = json_pack("{s:s,s:b}", "peer", peer, "disconnected", 1);
+    return 0;
+}
+
 static int m_peers(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
                    json_t **result, mz_err *err)
 {
@@ -566,6 +584,7 @@ static const struct mz_method {
     { "query_resources",     m_query },
     { "get_resource",        m_get },
     { "connect_to_peer",     m_connect },
+    { "disconnect_peer",     m_disconnect },
     { "peers",               m_peers },
     { "status",              m_status },
     { "execute_remote",      m_execute },

@@ -1223,6 +1223,17 @@ json_t *mz_node_query_resources(mz_node *node, const mz_query *q)
     return mz_directory_query_json(node->dir, q);
 }
 
+mz_status mz_node_disconnect_peer(mz_node *node, const char *peer_id, mz_err *err)
+{
+    mz_peer *p = mz__peer_by_id(node, peer_id);
+
+    if (p == NULL)
+        return mz_err_set(err, MZ_ENOTFOUND, "disconnect: no link to node %.16s", peer_id);
+    mz_log(MZ_LOG_INFO, "node", "disconnecting %.12s on request", peer_id);
+    mz_link_close(p->link, 1000, "disconnected by request");
+    return MZ_OK;
+}
+
 json_t *mz_node_peers(mz_node *node)
 {
     json_t *arr = json_array();

@@ -141,6 +141,9 @@ typedef void (*mz_connect_cb)(mz_node *node, mz_status st, const char *peer_id,
 mz_status mz_node_connect_to_peer(mz_node *node, const char *url, mz_connect_cb cb,
                                   void *ctx, mz_err *err);
 
+/* Closes the link to peer_id (a static peer is re-dialed with backoff, so
+ * this cuts a link for a while: the chaos test uses it). */
+mz_status mz_node_disconnect_peer(mz_node *node, const char *peer_id, mz_err *err);
 /* Returns new: [{id, listen, addr, direction, url, since}] of linked peers. */
 json_t *mz_node_peers(mz_node *node);
 /* Returns new: id, URLs, uptime, counts, counters and limits. */

@@ -27,6 +27,7 @@ int cmd_publish_main(int argc, char **argv);
 int cmd_serve_main(int argc, char **argv);
 int cmd_agreement_main(int argc, char **argv);
 int cmd_keygen_main(int argc, char **argv);
+int cmd_disconnect_main(int argc, char **argv);
 
 /* Builds, signs with the owner key file and returns new the params of a
  * register_resource call carrying a record signed by that key (the node's

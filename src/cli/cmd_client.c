@@ -427,3 +427,46 @@ int cmd_status_main(int argc, char **argv)
                     "  --json         print a JSON object\n",
                     "status", 0, s_print_status);
 }
+
+static void s_print_disconnect(const json_t *res)
+{
+    printf("disconnected %s\n", json_string_value(json_object_get(res, "peer")));
+}
+
+int cmd_disconnect_main(int argc, char **argv)
+{
+    static const char usage_head[] =
+        "usage: meshzero disconnect PEER_ID [--json] [--node URL]\n\n"
+        "Closes the node's link to PEER_ID (a peer given with --peer is re-dialed after a\n"
+        "backoff).\n"
+        "  --json         print {\"peer\", \"disconnected\"}\n";
+    static const struct option longs[] = {
+        { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+    char usage[1024];
+    const char *node = NULL;
+    bool json = false;
+    json_t *res;
+    int c;
+
+    snprintf(usage, sizeof usage, "%s%s", usage_head, s_common);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        if (c == 'n') node = optarg;
+        else if (c == 'j') json = true;
+        else if (c == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
+        else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
+    }
+    if (argc - optind != 1)
+        return s_usage_error("disconnect", usage, "%s", "need exactly one PEER_ID");
+    res = mz_cli_call(node, "disconnect_peer", json_pack("{s:s}", "peer", argv[optind]),
+                      CALL_TIMEOUT_MS);
+    if (res == NULL)
+        return MZ_EXIT_FAIL;
+    if (json)
+        s_print_json(res);
+    else
+        s_print_disconnect(res);
+    json_decref(res);
+    return MZ_EXIT_OK;
+}

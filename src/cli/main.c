@@ -17,6 +17,7 @@ static const struct mz_cmd {
     { "query",      cmd_query_main,      "find resources by type and capability" },
     { "peers",      cmd_peers_main,      "list a node's linked peers" },
     { "connect",    cmd_connect_main,    "link a node to a peer" },
+    { "disconnect", cmd_disconnect_main, "close a node's link to a peer" },
     { "status",     cmd_status_main,     "show a node's state and counters" },
     { "exec",       cmd_exec_main,       "call a method of a resource anywhere in the mesh" },
     { "subscribe",  cmd_subscribe_main,  "print events as JSON lines" },
