@@ -11,7 +11,9 @@ cleanup() {
     for p in $PIDS; do wait "$p" 2>/dev/null || true; done
     rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# On a signal: clean up, then stop here (the EXIT trap then finds nothing left).
+trap 'cleanup; trap - EXIT; exit 130' INT TERM
 
 start() {   # start NAME [--peer URL]...
     name=$1; shift

@@ -543,6 +543,22 @@ static int s_on_established(struct lws *wsi, mz_link *l, bool outbound)
     return l->closing ? (lws_callback_on_writable(wsi), 0) : 0;
 }
 
+/* Closes from inside RECEIVE without returning -1 there: with the rest of a
+ * big message unread, that makes lws crash (a client link freed twice).
+ * The rest is discarded and the TIMER callback closes politely. */
+static int s_close_from_rx(struct lws *wsi, mz_link *l, uint16_t code, const char *why)
+{
+    l->closing = true;
+    l->close_sent = true;
+    l->close_code = code;
+    l->rx_len = 0;
+    snprintf(l->close_reason, sizeof l->close_reason, "%s", why);
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)l->close_reason,
+                     strlen(l->close_reason));
+    lws_set_timer_usecs(wsi, 1);
+    return 0;
+}
+
 static int s_on_receive(struct lws *wsi, mz_link *l, const char *in, size_t len)
 {
     mz_connmgr *cm = l->cm;
@@ -550,22 +566,16 @@ static int s_on_receive(struct lws *wsi, mz_link *l, const char *in, size_t len)
 
     if (l->closing)
         return 0;
-    if (lws_frame_is_binary(wsi)) {
-        static const char why[] = "binary frames are not supported";
-        snprintf(l->close_reason, sizeof l->close_reason, "%s", why);
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)why,
-                         sizeof why - 1);
-        return -1;
-    }
+    if (lws_frame_is_binary(wsi))
+        return s_close_from_rx(wsi, l, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                               "binary frames are not supported");
     if (l->rx_len + len > cm->o.max_message) {
         char why[100];
         int n = snprintf(why, sizeof why, "message too big: over %zu bytes", cm->o.max_message);
         cm->stats.oversize_closes++;
         mz_log_raw(MZ_LOG_WARN, "connmgr", "link %s: %s, closing", l->addr, why);
-        snprintf(l->close_reason, sizeof l->close_reason, "%s", why);
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why,
-                         (size_t)n);
-        return -1;
+        (void)n;
+        return s_close_from_rx(wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, why);
     }
     if (final && l->rx_len == 0) {
         /* The common case: a whole message in one piece, no copy. */

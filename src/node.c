@@ -461,6 +461,7 @@ static void s_on_tick(uv_timer_t *t)
     mz_routes_expire(node->routes, now);
     mz__exec_sweep(node, now);
     mz__tombs_expire(node, now);
+    mz__sync_pump(node);
     for (mz_peer *p = node->peers; p; p = p->next)
         if (!p->up && p->link && now > p->hello_deadline_ms && !mz_link_closing(p->link)) {
             node->c.hello_failures++;

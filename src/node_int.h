@@ -59,7 +59,7 @@ typedef struct mz_counters {
     uint64_t events_delivered, events_published;
     uint64_t rollbacks, stale, replayed, bad_seals, refused_pin, refused_trust;
     uint64_t refused_network, exec_denied, sync_fetches, ghosts_removed;
-    uint64_t links_shed, links_dialed_auto;
+    uint64_t links_shed, links_dialed_auto, sync_busy;
 } mz_counters;
 
 struct mz_node {
@@ -88,6 +88,7 @@ struct mz_node {
     mz_seen *replay;            /* ids of messages handled for us, within the window */
     struct mz_agreements *agreements; /* usage counters of agreements (SQLite) */
     mz_hmap *completing;        /* node id -> set of its record ids seen in a complete sync */
+    struct mz_syncjob *syncjobs;/* sync replies being paced out (sync.c) */
     mz_hmap *keys;              /* node id -> 32-byte shared sealing key (cache) */
     unsigned char xsk[32];      /* our X25519 secret, from the identity */
     mz_hmap *trust;             /* allowlisted node ids (value unused); NULL: open */
@@ -165,6 +166,8 @@ void mz__sync_on_sync(mz_node *node, mz_peer *p, const json_t *env);
 void mz__sync_on_alive_digest(mz_node *node, const char *from, const json_t *digest);
 json_t *mz__sync_own_digest(mz_node *node);
 void mz__sync_free(mz_node *node);
+/* Sends more of the sync replies in progress (each tick). */
+void mz__sync_pump(mz_node *node);
 
 /* api.c */
 mz_status mz__api_new(mz_node *node, mz_err *err);

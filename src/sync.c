@@ -161,50 +161,106 @@ void mz__sync_on_digest(mz_node *node, mz_peer *p, const json_t *env)
 
 /* ---- fetch: answer with the records of the nodes asked for --------------- */
 
-typedef struct sync_out {
-    mz_node *node;
-    mz_peer *link_peer;         /* reply on this link, or NULL: routed to `to` */
+/* A reply in progress. Records go out in chunks no bigger than half a
+ * message, and only while the outgoing link's queue is short, so a big
+ * directory never overflows the send queue (the peer would be dropped as
+ * slow) or a message (1009). */
+typedef struct mz_syncjob {
     char to[MZ_ID_HEX_LEN + 1];
-    json_t *batch;
+    uint64_t link_id;           /* reply on this link; 0: routed to `to` */
+    json_t *rids;               /* resource ids still to send (a snapshot) */
+    size_t cursor;
     json_t *complete_for;       /* ids this reply is the complete set of, or NULL */
-    bool failed;
-} sync_out;
+    struct mz_syncjob *next;
+} mz_syncjob;
 
-static void s_out_flush(sync_out *so, bool last)
+/* Jobs at once; a fetch beyond it is answered when one finishes. */
+#define MZ_SYNC_JOBS_MAX 64
+
+static void s_job_free(mz_syncjob *j)
 {
-    json_t *pl = json_pack("{s:o,s:b}", "records", so->batch, "more", !last);
-    json_t *env;
-
-    so->batch = json_array();
-    if (pl == NULL || so->batch == NULL) {
-        json_decref(pl);
-        so->failed = true;
-        return;
-    }
-    if (so->complete_for)
-        json_object_set(pl, "complete_for", so->complete_for);
-    env = mz_msg_new("sync", mz_identity_id(so->node->ident), so->to, pl);
-    if (so->link_peer)
-        mz__send_link(so->node, so->link_peer, env);
-    else
-        mz__send(so->node, env, NULL, NULL);
+    json_decref(j->rids);
+    json_decref(j->complete_for);
+    free(j);
 }
 
-static bool s_out_one(const mz_record *rec, void *ctx)
+static mz_peer *s_peer_by_link(mz_node *node, uint64_t link_id)
 {
-    sync_out *so = ctx;
-    json_t *j = mz_record_to_json(rec);
+    for (mz_peer *q = node->peers; q; q = q->next)
+        if (q->up && q->link && mz_link_id(q->link) == link_id)
+            return q;
+    return NULL;
+}
 
-    if (j == NULL || so->batch == NULL) {
-        json_decref(j);
-        so->failed = true;
-        return false;
+/* Sends what the link can take now. Returns true when the job is done. */
+static bool s_job_pump(mz_node *node, mz_syncjob *j)
+{
+    size_t budget = node->o.max_message / 2, qmax;
+    uint64_t via;
+    mz_peer *out;
+
+    if (j->link_id) {
+        via = j->link_id;
+    } else if (!mz_routes_lookup(node->routes, j->to, mz_now_ms(), &via, NULL)) {
+        return true;                       /* no way to the asker any more */
     }
-    json_object_del(j, "location");
-    json_array_append_new(so->batch, j);
-    if (json_array_size(so->batch) >= MZ_SYNC_CHUNK)
-        s_out_flush(so, false);
-    return !so->failed;
+    out = s_peer_by_link(node, via);
+    if (out == NULL)
+        return true;
+    qmax = (node->o.max_send_queue ? node->o.max_send_queue : MZ_DEFAULT_MAX_SEND_QUEUE) / 4;
+    while (mz_link_queued_bytes(out->link) < qmax) {
+        json_t *batch = json_array(), *pl, *env;
+        size_t bytes = 0, n = json_array_size(j->rids);
+        bool last;
+
+        if (batch == NULL)
+            return true;
+        while (j->cursor < n && json_array_size(batch) < MZ_SYNC_CHUNK && bytes < budget) {
+            const char *rid = json_string_value(json_array_get(j->rids, j->cursor));
+            const mz_record *rec = mz_directory_get(node->dir, rid);
+            json_t *r;
+            j->cursor++;
+            if (rec == NULL || (r = mz_record_to_json(rec)) == NULL)
+                continue;
+            json_object_del(r, "location");
+            bytes += strlen(mz_record_metadata_text(rec)) + 800;
+            json_array_append_new(batch, r);
+        }
+        last = j->cursor >= n;
+        pl = json_pack("{s:o,s:b}", "records", batch, "more", !last);
+        if (pl == NULL)
+            return true;
+        if (j->complete_for)
+            json_object_set(pl, "complete_for", j->complete_for);
+        env = mz_msg_new("sync", mz_identity_id(node->ident), j->to, pl);
+        if (j->link_id)
+            mz__send_link(node, out, env);
+        else
+            mz__send(node, env, NULL, NULL);
+        if (last)
+            return true;
+        if (out->link == NULL || mz_link_closing(out->link))
+            return true;
+    }
+    return false;
+}
+
+void mz__sync_pump(mz_node *node)
+{
+    for (mz_syncjob **pp = &node->syncjobs; *pp;) {
+        mz_syncjob *j = *pp;
+        if (s_job_pump(node, j)) {
+            *pp = j->next;
+            s_job_free(j);
+        } else {
+            pp = &j->next;
+        }
+    }
+}
+
+static bool s_collect(const mz_record *rec, void *ctx)
+{
+    return json_array_append_new(ctx, json_string(mz_record_id(rec))) == 0;
 }
 
 void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env)
@@ -212,37 +268,42 @@ void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env)
     const json_t *ids = json_object_get(mz_msg_payload(env), "nodes"), *v;
     const char *from = mz_msg_sender(env);
     bool routed = !p->up || strcmp(from, p->peer_id) != 0;
-    sync_out so;
-    size_t i;
+    mz_syncjob *j;
+    size_t i, njobs = 0;
 
     if (!json_is_array(ids) || json_array_size(ids) > 4096) {
         mz__send_error_link(node, p, mz_msg_id(env), "bad_payload",
                             "fetch needs a nodes array of at most 4096 ids");
         return;
     }
-    memset(&so, 0, sizeof so);
-    so.node = node;
-    so.link_peer = routed ? NULL : p;
-    snprintf(so.to, sizeof so.to, "%s", from);
-    so.batch = json_array();
+    for (mz_syncjob *k = node->syncjobs; k; k = k->next)
+        njobs++;
+    if (njobs >= MZ_SYNC_JOBS_MAX) {
+        node->c.sync_busy++;
+        return;                 /* the asker retries on the next digest or alive */
+    }
+    j = calloc(1, sizeof *j);
+    if (j == NULL || (j->rids = json_array()) == NULL) {
+        free(j);
+        return;
+    }
+    snprintf(j->to, sizeof j->to, "%s", from);
+    j->link_id = routed ? 0 : mz_link_id(p->link);
     /* A node asked for its own records answers with the complete set. */
-    if (json_array_size(ids) == 1 &&
-        strcmp(json_string_value(json_array_get(ids, 0)) ? json_string_value(json_array_get(ids, 0))
-                                                          : "",
-               mz_identity_id(node->ident)) == 0)
-        so.complete_for = json_pack("[s]", mz_identity_id(node->ident));
+    if (json_array_size(ids) == 1 && json_is_string(json_array_get(ids, 0)) &&
+        strcmp(json_string_value(json_array_get(ids, 0)), mz_identity_id(node->ident)) == 0)
+        j->complete_for = json_pack("[s]", mz_identity_id(node->ident));
     json_array_foreach(ids, i, v) {
         mz_query q;
         if (!json_is_string(v) || !mz_id_valid(json_string_value(v)))
             continue;
         memset(&q, 0, sizeof q);
         q.node = json_string_value(v);
-        mz_directory_query(node->dir, &q, s_out_one, &so);
+        mz_directory_query(node->dir, &q, s_collect, j->rids);
     }
-    if (!so.failed)
-        s_out_flush(&so, true);
-    json_decref(so.batch);
-    json_decref(so.complete_for);
+    j->next = node->syncjobs;
+    node->syncjobs = j;
+    mz__sync_pump(node);
 }
 
 /* ---- sync: store what came, and drop what a complete set lacks ------------ */
@@ -342,6 +403,11 @@ void mz__sync_free(mz_node *node)
     const char *k;
     void *v;
 
+    while (node->syncjobs) {
+        mz_syncjob *j = node->syncjobs;
+        node->syncjobs = j->next;
+        s_job_free(j);
+    }
     if (node->completing == NULL)
         return;
     while (mz_hmap_next(node->completing, &pos, &k, &v))
