@@ -759,8 +759,14 @@ static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (l) {
             l->cm->stats.dial_failures++;
-            char why[160];
-            snprintf(why, sizeof why, "dial failed: %s", in ? (const char *)in : "unknown");
+            char why[200];
+            const char *what = in ? (const char *)in : "unknown";
+            /* lws's text for a failed handshake is OpenSSL's, often cryptic. */
+            if (l->tls && strstr(what, "SSL") != NULL)
+                snprintf(why, sizeof why, "dial failed: TLS handshake failed (is the peer "
+                         "listening on wss://?): %.120s", what);
+            else
+                snprintf(why, sizeof why, "dial failed: %.160s", what);
             s_link_finish(l, why);
         }
         return 0;

@@ -141,6 +141,21 @@ def test_ws_pin_in_url_accepted(mesh):
     wait_linked([(a, b)])
 
 
+def test_scheme_mismatch_fails_cleanly(mesh):
+    """wss:// to a ws:// listener and ws:// to a wss:// one: no link, a
+    reason in the log, both listeners keep serving."""
+    plain = mesh.node("P")
+    tls = mesh.node("T", extra=WSS)
+    d = mesh.node("D", peers=["wss://%s/#%s" % (plain.listen[len("ws://"):], plain.id),
+                              "ws://%s/#%s" % (tls.listen[len("wss://"):], tls.id)])
+    wait_for(lambda: "TLS handshake failed" in d.stderr(), 10.0, what="wss->ws failure")
+    wait_for(lambda: d.status()["counters"]["dial_failures"] >= 2, 10.0,
+             what="both dials failed")
+    assert d.peers() == []
+    good = mesh.node("G", peers=[plain, pinned(tls)])
+    wait_linked([(plain, good), (tls, good)])
+
+
 def test_ca_verified_wss_without_pin(mesh, tmp_path):
     certs = make_ca(tmp_path / "pki")
     cert, key = certs["good"]
