@@ -72,6 +72,8 @@ struct mz_connmgr {
     char api_url[256];          /* bound API URL */
     lws_retry_bo_t retry;       /* keepalive policy, referenced by lws */
     SSL_CTX *client_ssl;        /* outgoing wss:// links; lws borrows it */
+    bool ca_loaded;             /* client_ssl trusts tls_ca / the system store */
+    char tls_ca[1024];          /* --tls-ca file; "" the system store */
     char tls_cert[1024];        /* wss:// listener certificate file; "" ws:// */
     char tls_key[1024];         /* its key file */
     uint64_t next_id;
@@ -311,7 +313,10 @@ static mz_status s_tls_setup(mz_connmgr *cm, const mz_connmgr_opts *opts, mz_err
         mz_log_raw(MZ_LOG_WARN, "connmgr", "a TLS certificate was given but the listener "
                    "is not wss://: it is not used");
     }
-    cm->client_ssl = mz_tls_client_ctx(opts->tls_ca, err);
+    if (opts->tls_ca != NULL &&
+        (size_t)snprintf(cm->tls_ca, sizeof cm->tls_ca, "%s", opts->tls_ca) >= sizeof cm->tls_ca)
+        return mz_err_set(err, MZ_EINVAL, "tls: CA file path too long");
+    cm->client_ssl = mz_tls_client_ctx(err);
     return cm->client_ssl ? MZ_OK : err ? err->code : MZ_EIO;
 }
 
@@ -915,6 +920,13 @@ mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, vo
     if (cm->n_peer >= cm->o.max_peers)
         return mz_err_set(err, MZ_ELIMIT, "dial %s: already at the peer limit (%zu)", url,
                           cm->o.max_peers);
+    /* CAs are loaded on the first dial that needs them (mz_tls_client_load_ca). */
+    if (u.tls && !u.pin[0] && !cm->ca_loaded) {
+        if ((rc = mz_tls_client_load_ca(cm->client_ssl, cm->tls_ca[0] ? cm->tls_ca : NULL,
+                                        err)) != MZ_OK)
+            return rc;
+        cm->ca_loaded = true;
+    }
     l = s_link_new(cm, kind, true);
     dr = calloc(1, sizeof *dr);
     if (l == NULL || dr == NULL) {

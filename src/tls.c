@@ -435,38 +435,40 @@ mz_status mz_tls_check_ca(const char *ca_file, mz_err *err)
     return MZ_OK;
 }
 
-SSL_CTX *mz_tls_client_ctx(const char *ca_file, mz_err *err)
+SSL_CTX *mz_tls_client_ctx(mz_err *err)
 {
     SSL_CTX *c = SSL_CTX_new(TLS_client_method());
     char why[160];
-    const char *f, *d;
 
-    if (c == NULL) {
+    if (c == NULL || SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) != 1) {
         mz_err_set(err, MZ_EIO, "tls: creating the client context: %s",
                    s_ossl_err(why, sizeof why));
+        SSL_CTX_free(c);
         return NULL;
-    }
-    if (SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) != 1)
-        goto fail;
-    if (ca_file != NULL) {
-        if (SSL_CTX_load_verify_file(c, ca_file) != 1)
-            goto fail;
-    } else {
-        /* The system store, looked up lazily by hash (no bundle parsed at
-         * start-up: the CLI creates a context for every command). */
-        f = getenv(X509_get_default_cert_file_env());
-        d = getenv(X509_get_default_cert_dir_env());
-        if (f != NULL && f[0] && SSL_CTX_load_verify_file(c, f) != 1)
-            ERR_clear_error();
-        if (SSL_CTX_load_verify_dir(c, d && d[0] ? d : X509_get_default_cert_dir()) != 1)
-            ERR_clear_error();
     }
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
     return c;
-fail:
-    mz_err_set(err, MZ_EIO, "tls: setting up the client context%s%s: %s",
-               ca_file ? " with CA file " : "", ca_file ? ca_file : "",
-               s_ossl_err(why, sizeof why));
-    SSL_CTX_free(c);
-    return NULL;
+}
+
+mz_status mz_tls_client_load_ca(SSL_CTX *ctx, const char *ca_file, mz_err *err)
+{
+    char why[160];
+    const char *f, *d;
+
+    if (ca_file != NULL) {
+        if (SSL_CTX_load_verify_file(ctx, ca_file) != 1)
+            return mz_err_set(err, MZ_EIO, "tls: loading CA file %s: %s", ca_file,
+                              s_ossl_err(why, sizeof why));
+        return MZ_OK;
+    }
+    /* The default directory is looked up lazily, by hash; a bundle named by
+     * $SSL_CERT_FILE is parsed whole. A missing store is no error here: an
+     * unpinned dial then fails with "certificate not trusted". */
+    f = getenv(X509_get_default_cert_file_env());
+    d = getenv(X509_get_default_cert_dir_env());
+    if (f != NULL && f[0] && SSL_CTX_load_verify_file(ctx, f) != 1)
+        ERR_clear_error();
+    if (SSL_CTX_load_verify_dir(ctx, d && d[0] ? d : X509_get_default_cert_dir()) != 1)
+        ERR_clear_error();
+    return MZ_OK;
 }

@@ -42,9 +42,14 @@ mz_status mz_tls_check_ca(const char *ca_file, mz_err *err);
 bool mz_tls_cert_key_hex(X509 *cert, char out[MZ_TLS_KEY_HEX_LEN + 1]);
 
 /* Returns new: a client SSL_CTX for outgoing wss:// links: TLS 1.3 at least,
- * trusting the certificates of ca_file, or when ca_file is NULL the system
- * store (OpenSSL's default directory, or $SSL_CERT_FILE / $SSL_CERT_DIR).
- * NULL with err set on failure. Free with SSL_CTX_free. */
-SSL_CTX *mz_tls_client_ctx(const char *ca_file, mz_err *err);
+ * trusting nothing yet (see mz_tls_client_load_ca). NULL with err set on
+ * failure. Free with SSL_CTX_free. */
+SSL_CTX *mz_tls_client_ctx(mz_err *err);
+
+/* Makes ctx trust the certificates of ca_file, or when ca_file is NULL the
+ * system store (OpenSSL's default directory, plus $SSL_CERT_FILE /
+ * $SSL_CERT_DIR when set). Called once, before the first unpinned dial:
+ * pinned links need no CA, and a bundle can take a while to parse. */
+mz_status mz_tls_client_load_ca(SSL_CTX *ctx, const char *ca_file, mz_err *err);
 
 #endif

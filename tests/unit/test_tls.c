@@ -287,7 +287,9 @@ static void s_on_close(mz_link *l, const char *reason, void *ctx)
 
 static void s_run_until(pair *p, const int *counter, int want)
 {
-    uint64_t end = uv_now(&p->loop) + 5000;
+    /* Generous: the first TLS handshake of a process is slow (OpenSSL fetches
+     * its algorithms) and a loaded machine under ASan is slower still. */
+    uint64_t end = uv_now(&p->loop) + 30000;
 
     while (*counter < want && uv_now(&p->loop) < end)
         uv_run(&p->loop, UV_RUN_ONCE);
