@@ -574,6 +574,36 @@ static int m_agreement_usage(mz_api *api, mz_api_client *c, const json_t *id,
     return err->code == MZ_EINVAL ? RPC_INVALID_PARAMS : RPC_SERVER_ERROR;
 }
 
+/* MCP bridge (src/bridge.c): import a server, list the imported ones. */
+#include "meshzero/bridge.h"
+
+static int m_bridge_add(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                        json_t **result, mz_err *err)
+{
+    (void)c;
+    (void)id;
+    if (mz_bridge_api_add(mz_bridge_of_node(api->node), params, result, err) != MZ_OK)
+        return err->code == MZ_EINVAL || err->code == MZ_EEXIST ? RPC_INVALID_PARAMS
+                                                                : RPC_SERVER_ERROR;
+    return 0;
+}
+
+static int m_bridge_list(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                         json_t **result, mz_err *err)
+{
+    mz_bridge *b = mz_bridge_of_node(api->node);
+
+    (void)c;
+    (void)id;
+    (void)params;
+    *result = b ? mz_bridge_list(b) : json_array();
+    if (*result == NULL) {
+        mz_err_set(err, MZ_ENOMEM, "bridge_list: out of memory");
+        return RPC_SERVER_ERROR;
+    }
+    return 0;
+}
+
 static const struct mz_method {
     const char *name;
     mz_method_fn fn;
@@ -592,6 +622,8 @@ static const struct mz_method {
     { "unsubscribe",         m_unsubscribe },
     { "publish",             m_publish },
     { "agreement_usage",     m_agreement_usage },
+    { "bridge_add",          m_bridge_add },
+    { "bridge_list",         m_bridge_list },
 };
 
 /* ---- plumbing ----------------------------------------------------------- */

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "log.h"
 #include "meshzero.h"
+#include "meshzero/bridge.h"
 
 #define MAX_CLI_PEERS 64
 
@@ -45,6 +46,11 @@ static const char s_help[] =
     "  --min-links N       below N links, dial known nodes (default 1)\n"
     "  --max-links N       above N links, shed the newest inbound link (default 8)\n"
     "  --replay-window-ms N refuse messages whose timestamp is further off (default 60000)\n"
+    "  --mcp NAME=CMD      import an MCP server: run CMD (no shell; quotes group words)\n"
+    "                      over stdio, or NAME=http://HOST:PORT/PATH (Streamable HTTP);\n"
+    "                      its tools become resources NAME/<tool> (repeatable)\n"
+    "  --mcp-tag TAG       extra capability of every imported tool (repeatable)\n"
+    "  --no-mcp-http       do not serve MCP at /mcp on the API listener\n"
     "  --log LEVEL         debug, info, warn (default) or error\n"
     "  --json              print the first line as a JSON object instead\n"
     "  -h, --help          this text\n\n"
@@ -63,12 +69,51 @@ static void s_on_sighup(uv_signal_t *h, int signum)
         fprintf(stderr, "meshzero node: SIGHUP: %s\n", e.msg);
 }
 
+/* MCP bridge (--mcp): stopped before the node so its tools are withdrawn
+ * while the links are still up. */
+static mz_bridge *s_bridge;
+
 static void s_on_signal(uv_signal_t *h, int signum)
 {
     mz_node *node = h->data;
 
     (void)signum;
+    mz_bridge_stop(s_bridge);
     mz_node_stop(node);
+}
+
+#define MAX_CLI_MCP 32
+/* getopt values of the MCP options: above any character, so no clash. */
+enum { OPT_MCP = 1001, OPT_MCP_TAG, OPT_NO_MCP_HTTP };
+
+/* Creates the bridge and starts importing the --mcp servers. */
+static bool s_start_bridge(mz_node *node, uv_loop_t *loop, bool http, char **mcp, size_t n_mcp,
+                           const char **tags, size_t n_tags)
+{
+    mz_bridge_opts bo = { loop, node, http };
+    mz_err e;
+
+    if (mz_bridge_new(&bo, &s_bridge, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero node: MCP bridge: %s\n", e.msg);
+        return false;
+    }
+    for (size_t i = 0; i < n_mcp; i++) {
+        mz_bridge_spec spec;
+        char *store;
+        if (mz_bridge_parse_arg(mcp[i], &spec, &store, &e) != MZ_OK) {
+            fprintf(stderr, "meshzero node: %s\n", e.msg);
+            return false;
+        }
+        spec.tags = tags;
+        spec.n_tags = n_tags;
+        if (mz_bridge_add(s_bridge, &spec, &e) != MZ_OK) {
+            fprintf(stderr, "meshzero node: --mcp %s\n", e.msg);
+            free(store);
+            return false;
+        }
+        free(store);
+    }
+    return true;
 }
 
 const char *mz_cli_default_data_dir(char *buf, size_t len)
@@ -117,6 +162,9 @@ int cmd_node_main(int argc, char **argv)
         { "hangup-secs", required_argument, NULL, 'u' },
         { "log", required_argument, NULL, 'g' },
         { "json", no_argument, NULL, 'j' },
+        { "mcp", required_argument, NULL, OPT_MCP },
+        { "mcp-tag", required_argument, NULL, OPT_MCP_TAG },
+        { "no-mcp-http", no_argument, NULL, OPT_NO_MCP_HTTP },
         { "trust", required_argument, NULL, 'T' },
         { "network-key", required_argument, NULL, 'K' },
         { "no-seal", no_argument, NULL, 'S' },
@@ -137,6 +185,10 @@ int cmd_node_main(int argc, char **argv)
     mz_err e;
     size_t v;
     bool json = false;
+    char *mcp[MAX_CLI_MCP];
+    const char *mcp_tags[MZ_BRIDGE_MAX_TAGS];
+    size_t n_mcp = 0, n_mcp_tags = 0;
+    bool mcp_http = true;
     int c;
 
     memset(&o, 0, sizeof o);
@@ -187,6 +239,22 @@ int cmd_node_main(int argc, char **argv)
             }
             break;
         case 'j': json = true; break;
+        case OPT_MCP:
+            if (n_mcp == MAX_CLI_MCP) {
+                fprintf(stderr, "meshzero node: at most %d --mcp options\n", MAX_CLI_MCP);
+                return MZ_EXIT_USAGE;
+            }
+            mcp[n_mcp++] = optarg;
+            break;
+        case OPT_MCP_TAG:
+            if (n_mcp_tags == MZ_BRIDGE_MAX_TAGS) {
+                fprintf(stderr, "meshzero node: at most %d --mcp-tag options\n",
+                        MZ_BRIDGE_MAX_TAGS);
+                return MZ_EXIT_USAGE;
+            }
+            mcp_tags[n_mcp_tags++] = optarg;
+            break;
+        case OPT_NO_MCP_HTTP: mcp_http = false; break;
         case 'T': o.trust_file = optarg; break;
         case 'K': o.network_key_file = optarg; break;
         case 'S': o.no_seal = true; break;
@@ -216,6 +284,15 @@ int cmd_node_main(int argc, char **argv)
         uv_loop_close(&loop);
         return MZ_EXIT_FAIL;
     }
+    if (!s_start_bridge(node, &loop, mcp_http, mcp, n_mcp, mcp_tags, n_mcp_tags)) {
+        mz_bridge_free(s_bridge);
+        mz_node_stop(node);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        mz_node_free(node);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return MZ_EXIT_FAIL;
+    }
     if (json)
         printf("{\"id\":\"%s\",\"listen\":\"%s\",\"api\":\"%s\"}\n", mz_node_id(node),
                mz_node_listen_url(node), mz_node_api_url(node));
@@ -237,6 +314,7 @@ int cmd_node_main(int argc, char **argv)
     uv_unref((uv_handle_t *)&s_sigint);
     uv_unref((uv_handle_t *)&s_sigterm);
     uv_run(&loop, UV_RUN_DEFAULT);
+    mz_bridge_free(s_bridge);
     mz_node_free(node);
     uv_close((uv_handle_t *)&s_sigint, NULL);
     uv_close((uv_handle_t *)&s_sigterm, NULL);

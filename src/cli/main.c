@@ -4,6 +4,10 @@
 
 #include "cli.h"
 
+/* MCP bridge commands (cmd_mcp.c, cmd_bridge.c). */
+int cmd_mcp_main(int argc, char **argv);
+int cmd_bridge_main(int argc, char **argv);
+
 static const struct mz_cmd {
     const char *name;
     int (*main)(int argc, char **argv);
@@ -24,6 +28,8 @@ static const struct mz_cmd {
     { "publish",    cmd_publish_main,    "send an event to every node" },
     { "serve",      cmd_serve_main,      "host a resource whose calls run a command" },
     { "agreement",  cmd_agreement_main,  "create, sign, show agreements; their usage" },
+    { "mcp",        cmd_mcp_main,        "serve the mesh's resources as MCP tools on stdio" },
+    { "bridge",     cmd_bridge_main,     "import an MCP server into a running node" },
 };
 
 static void s_usage(FILE *f)

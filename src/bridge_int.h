@@ -1,0 +1,85 @@
+/* MeshBridge internals shared by bridge.c (import), bridge_mcp.c (MCP
+ * framing, tool-name mapping, the export server), bridge_http.c (the
+ * Streamable HTTP client used to import HTTP servers) and mcp_http.c (the
+ * node's /mcp endpoint). */
+#ifndef MZ_BRIDGE_INT_H
+#define MZ_BRIDGE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "meshzero/bridge.h"
+
+/* Version the bridge reports as its serverInfo / clientInfo. */
+#define MZ_BRIDGE_SOFTWARE_VERSION "0.1.0"
+
+/* JSON-RPC error codes. */
+#define MZ_RPC_PARSE_ERROR    (-32700)
+#define MZ_RPC_INVALID_REQ    (-32600)
+#define MZ_RPC_NO_METHOD      (-32601)
+#define MZ_RPC_INVALID_PARAMS (-32602)
+#define MZ_RPC_INTERNAL       (-32603)
+#define MZ_RPC_SERVER_ERROR   (-32000)
+#define MZ_RPC_CANCELLED      (-32800)
+
+/* Writes the lowercase hex SHA-256 of len bytes to out. */
+void mz__sha256_hex(const void *data, size_t len, char out[65]);
+
+/* Returns new JSON-RPC messages (NULL when out of memory). id is borrowed
+ * (NULL: null); data (may be NULL) is taken. */
+json_t *mz__rpc_error(const json_t *id, int code, const char *message, json_t *data);
+json_t *mz__rpc_result(const json_t *id, json_t *result);   /* takes result */
+
+/* ---- the node's /mcp endpoint (mcp_http.c) ------------------------------- */
+
+typedef struct mz_mcphttp mz_mcphttp;
+/* Installs the node's HTTP handler: MCP at /mcp when serve_mcp, and the
+ * Origin check on API WebSocket upgrades. bridge is what
+ * mz_bridge_of_node returns for the node. */
+mz_status mz__mcphttp_new(mz_node *node, mz_bridge *bridge, bool serve_mcp, mz_mcphttp **out,
+                          mz_err *err);
+/* Ends SSE streams and detaches the handler. */
+void mz__mcphttp_stop(mz_mcphttp *h);
+void mz__mcphttp_free(mz_mcphttp *h);
+mz_bridge *mz__mcphttp_bridge_of(const mz_node *node);
+
+/* True when an Origin header value names this machine (http(s)://localhost,
+ * 127.0.0.1, [::1], any port) or is absent (NULL/""): browsers on other
+ * sites must not reach the loopback API (DNS rebinding). */
+bool mz__origin_local(const char *origin);
+
+/* ---- Streamable HTTP client (bridge_http.c) ------------------------------- */
+
+typedef struct mz_httpc mz_httpc;
+/* What came back for one POST or GET. status 0: no HTTP answer (connect
+ * failed, reset, malformed), with why. */
+typedef struct mz_httpc_events {
+    /* Response headers arrived (status, content type, session id may be ""). */
+    void (*on_head)(void *ctx, uint64_t req, int status, const char *content_type,
+                    const char *session_id);
+    /* One JSON-RPC message text from the body (a JSON body, or one SSE
+     * event's data). */
+    void (*on_message)(void *ctx, uint64_t req, const char *buf, size_t len);
+    /* The exchange ended: status as on_head (0 if none came), why when failed. */
+    void (*on_done)(void *ctx, uint64_t req, int status, const char *why);
+} mz_httpc_events;
+
+/* Parses http://HOST[:PORT][/PATH] (no TLS). */
+mz_status mz__httpc_new(uv_loop_t *loop, const char *url, const mz_httpc_events *ev, void *ctx,
+                        mz_httpc **out, mz_err *err);
+/* Starts a request: POST when body != NULL (JSON), else GET (an SSE
+ * stream). headers: extra "Name: value\r\n" lines (may be NULL). Returns
+ * the request number reported to the events, 0 when it could not start. */
+uint64_t mz__httpc_request(mz_httpc *c, const char *body, size_t len, const char *headers);
+/* Aborts one request (no more events for it) or all (req 0). */
+void mz__httpc_abort(mz_httpc *c, uint64_t req);
+/* Requests in progress. */
+size_t mz__httpc_active(const mz_httpc *c);
+/* Aborts everything and closes handles; frees itself once they closed. */
+void mz__httpc_free(mz_httpc *c);
+
+#endif

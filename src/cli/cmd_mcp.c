@@ -1,0 +1,393 @@
+/* meshzero mcp: an MCP server on stdio (newline-delimited JSON-RPC, the MCP
+ * stdio transport) whose tools are the mesh's resources, reached through a
+ * node's local API. This is what a desktop MCP client is configured to
+ * launch. The MCP logic is mz_mcpsrv (src/bridge_mcp.c); this file is the
+ * transport: stdin/stdout, and the API connection as its backend, with
+ * asynchronous requests so calls run side by side. docs/MCP.md. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "hmap.h"
+#include "meshzero/bridge.h"
+#include "meshzero/node.h"
+
+/* Longest line read from stdin. */
+#define MZ_MCP_MAX_LINE (16u * 1024 * 1024)
+/* list_changed notifications are coalesced over this many ms. */
+#define MZ_MCP_NOTIFY_MS 50
+
+static const char s_help[] =
+    "usage: meshzero mcp [--node URL] [--type TYPE] [--cap CAP]... [--timeout SECS]\n\n"
+    "Runs an MCP server on stdin/stdout (the MCP stdio transport) whose tools are the\n"
+    "resources of the mesh, as seen by the node whose API is at --node. tools/list is a\n"
+    "directory query; tools/call runs execute_remote on the resource's host, anywhere in\n"
+    "the mesh; notifications/tools/list_changed follows resources coming and going.\n\n"
+    "options:\n"
+    "  --node URL      the node's local API (default $MESHZERO_API, ws://127.0.0.1:8766)\n"
+    "  --type TYPE     resource type to present (default tool; '*' for every type)\n"
+    "  --cap CAP       only resources with this capability (repeatable: all of them)\n"
+    "  --timeout SECS  per tools/call (default 30, at most 600)\n"
+    "  -h, --help      this text\n\n"
+    "Tool names are the resource ids with characters outside A-Z a-z 0-9 _ - replaced by\n"
+    "'_' (longer than 64 or colliding: cut, plus '_' and 8 hex of the id's SHA-256).\n"
+    "Resources imported from MCP servers are called with their own input schema; other\n"
+    "resources take {\"method\": ..., \"params\": {...}}. Diagnostics go to stderr.\n";
+
+typedef struct mz_mcpcli {
+    mz_apiclient *api;
+    mz_mcpsrv *srv;
+    uv_pipe_t in;
+    bool in_open;
+    uv_tty_t tty;
+    bool is_tty;
+    uv_timer_t notify;
+    bool notify_armed;
+    char *line;
+    size_t line_len, line_cap;
+    bool line_skip;             /* discarding an overlong line */
+    mz_hmap *waits;             /* "m<N>" -> mz_mcpsrv_req* (query or execute) */
+    unsigned long long next;
+    bool stop;
+    bool broken;                /* stdout is gone */
+} mz_mcpcli;
+
+/* ---- stdout ------------------------------------------------------------------- */
+
+static void s_write_all(mz_mcpcli *m, const char *buf, size_t len)
+{
+    while (len > 0 && !m->broken) {
+        ssize_t n = write(STDOUT_FILENO, buf, len);
+        if (n < 0) {
+            m->broken = true;     /* the client went away */
+            m->stop = true;
+            return;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+/* mz_mcpsrv send: one message per line on stdout. */
+static void s_op_send(void *ctx, uint64_t conn, json_t *msg)
+{
+    mz_mcpcli *m = ctx;
+    char *text = json_dumps(msg, JSON_COMPACT);
+
+    (void)conn;
+    json_decref(msg);
+    if (text == NULL)
+        return;
+    s_write_all(m, text, strlen(text));
+    s_write_all(m, "\n", 1);
+    free(text);
+}
+
+/* ---- the node API as backend ------------------------------------------------------- */
+
+typedef enum { MZ_WAIT_QUERY, MZ_WAIT_EXEC } mz_wait_kind;
+
+typedef struct mz_wait {
+    mz_wait_kind kind;
+    mz_mcpsrv_req *req;
+} mz_wait;
+
+static void s_complete(mz_wait *w, const json_t *result, const char *code, const char *msg)
+{
+    if (w->kind == MZ_WAIT_QUERY)
+        mz_mcpsrv_query_done(w->req, code ? NULL : result, msg);
+    else
+        mz_mcpsrv_exec_done(w->req, code ? NULL : result, code, msg);
+    free(w);
+}
+
+static void s_api_request(mz_mcpcli *m, mz_wait_kind kind, mz_mcpsrv_req *req,
+                          const char *method, json_t *params)
+{
+    mz_wait *w = calloc(1, sizeof *w);
+    char id[32];
+    json_t *msg;
+    mz_err e;
+
+    if (w == NULL) {
+        json_decref(params);
+        if (kind == MZ_WAIT_QUERY)
+            mz_mcpsrv_query_done(req, NULL, "out of memory");
+        else
+            mz_mcpsrv_exec_done(req, NULL, MZ_EXEC_HANDLER_ERROR, "out of memory");
+        return;
+    }
+    w->kind = kind;
+    w->req = req;
+    /* String ids: the API client keeps integer ids for its own blocking calls. */
+    snprintf(id, sizeof id, "m%llu", ++m->next);
+    msg = json_pack("{s:s,s:s,s:s,s:o}", "jsonrpc", "2.0", "id", id, "method", method, "params",
+                    params);
+    if (msg == NULL || mz_hmap_put(m->waits, id, w, NULL) != MZ_OK) {
+        json_decref(msg);
+        s_complete(w, NULL, MZ_EXEC_HANDLER_ERROR, "out of memory");
+        return;
+    }
+    if (mz_apiclient_send(m->api, msg, &e) != MZ_OK) {
+        mz_hmap_remove(m->waits, id);
+        s_complete(w, NULL, MZ_EXEC_UNREACHABLE, e.msg);
+    }
+}
+
+static void s_op_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
+{
+    s_api_request(ctx, MZ_WAIT_QUERY, req, "query_resources", json_deep_copy(params));
+}
+
+static void s_op_execute(void *ctx, const char *rid, const char *method, const json_t *params,
+                         int64_t timeout_ms, mz_mcpsrv_req *req)
+{
+    s_api_request(ctx, MZ_WAIT_EXEC, req, "execute_remote",
+                  json_pack("{s:s,s:s,s:O,s:I}", "resource_id", rid, "method", method,
+                            "params", params, "timeout_ms", (json_int_t)timeout_ms));
+}
+
+static void s_on_notify_timer(uv_timer_t *t)
+{
+    mz_mcpcli *m = t->data;
+
+    m->notify_armed = false;
+    s_op_send(m, 0, mz_mcp_list_changed_msg());
+}
+
+/* Everything the node sends that is not the answer to a blocking call:
+ * answers to our string-id requests, and event notifications. */
+static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
+{
+    mz_mcpcli *m = ctx;
+    const char *id = json_string_value(json_object_get(msg, "id"));
+    const char *method = json_string_value(json_object_get(msg, "method"));
+
+    (void)c;
+    if (method != NULL && strcmp(method, "event") == 0) {
+        const json_t *p = json_object_get(msg, "params");
+        const char *topic = json_string_value(json_object_get(p, "topic"));
+        if (topic && strncmp(topic, "resource.", 9) == 0 &&
+            mz_mcpsrv_record_matches(m->srv, json_object_get(p, "data")) && !m->notify_armed) {
+            m->notify_armed = true;
+            uv_timer_start(&m->notify, s_on_notify_timer, MZ_MCP_NOTIFY_MS, 0);
+        }
+        return;
+    }
+    if (method == NULL && id != NULL) {
+        mz_wait *w = mz_hmap_remove(m->waits, id);
+        const json_t *e = json_object_get(msg, "error");
+        if (w == NULL)
+            return;
+        if (e != NULL) {
+            /* execute_remote failures carry the mesh code in error.data.code. */
+            const json_t *d = json_object_get(e, "data");
+            const char *code = json_string_value(json_object_get(d, "code"));
+            const char *text = json_string_value(json_object_get(d, "message"));
+            if (code == NULL) {
+                code = MZ_EXEC_HANDLER_ERROR;
+                text = json_string_value(json_object_get(e, "message"));
+            }
+            s_complete(w, NULL, code, text ? text : "");
+        } else {
+            s_complete(w, json_object_get(msg, "result"), NULL, NULL);
+        }
+    }
+}
+
+/* ---- stdin --------------------------------------------------------------------- */
+
+static void s_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = malloc(sugg);
+    buf->len = buf->base ? sugg : 0;
+}
+
+static void s_line(mz_mcpcli *m)
+{
+    size_t n = m->line_len;
+
+    if (n > 0 && m->line[n - 1] == '\r')
+        n--;
+    if (n > 0)
+        (void)mz_mcpsrv_handle(m->srv, 1, m->line, n);
+    m->line_len = 0;
+}
+
+static void s_on_stdin(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    mz_mcpcli *m = st->data;
+
+    if (nread < 0) {
+        /* The client closed stdin: the MCP stdio way of saying goodbye. */
+        free(buf->base);
+        if (m->line_len > 0 && !m->line_skip)
+            s_line(m);
+        m->stop = true;
+        uv_read_stop(st);
+        return;
+    }
+    for (ssize_t i = 0; i < nread && !m->stop; i++) {
+        char ch = buf->base[i];
+        if (ch == '\n') {
+            if (m->line_skip) {
+                json_t *e = json_pack("{s:s,s:n,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", "error",
+                                      "code", -32600, "message", "message too long");
+                m->line_skip = false;
+                m->line_len = 0;
+                s_op_send(m, 0, e);
+            } else {
+                s_line(m);
+            }
+            continue;
+        }
+        if (m->line_skip)
+            continue;
+        if (m->line_len + 1 > MZ_MCP_MAX_LINE) {
+            m->line_skip = true;
+            continue;
+        }
+        if (m->line_len + 1 > m->line_cap) {
+            size_t cap = m->line_cap ? m->line_cap * 2 : 4096;
+            char *nb = realloc(m->line, cap);
+            if (nb == NULL) {
+                m->line_skip = true;
+                continue;
+            }
+            m->line = nb;
+            m->line_cap = cap;
+        }
+        m->line[m->line_len++] = ch;
+    }
+    free(buf->base);
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+int cmd_mcp_main(int argc, char **argv)
+{
+    static const struct option longs[] = {
+        { "node", required_argument, NULL, 'n' },
+        { "type", required_argument, NULL, 't' },
+        { "cap", required_argument, NULL, 'c' },
+        { "timeout", required_argument, NULL, 'T' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *url = NULL, *caps[MZ_CAPS_MAX];
+    mz_mcpsrv_opts so;
+    mz_mcpcli m;
+    json_t *res = NULL;
+    mz_err e;
+    int c, rc = MZ_EXIT_FAIL;
+    uv_loop_t *loop;
+
+    memset(&so, 0, sizeof so);
+    memset(&m, 0, sizeof m);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'n': url = optarg; break;
+        case 't': so.resource_type = optarg; break;
+        case 'c':
+            if (so.n_capabilities == MZ_CAPS_MAX) {
+                fprintf(stderr, "meshzero mcp: at most %d --cap options\n", MZ_CAPS_MAX);
+                return MZ_EXIT_USAGE;
+            }
+            caps[so.n_capabilities++] = optarg;
+            break;
+        case 'T': {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (*optarg == '\0' || *end != '\0' || v <= 0 || v > 600) {
+                fprintf(stderr, "meshzero mcp: --timeout takes 0-600 seconds\n");
+                return MZ_EXIT_USAGE;
+            }
+            so.timeout_ms = (int64_t)(v * 1000.0);
+            break;
+        }
+        case 'h': fputs(s_help, stdout); return MZ_EXIT_OK;
+        default: fputs(s_help, stderr); return MZ_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "meshzero mcp: unexpected argument '%s'\n", argv[optind]);
+        return MZ_EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    so.capabilities = caps;
+    so.ops.query = s_op_query;
+    so.ops.execute = s_op_execute;
+    so.ops.send = s_op_send;
+    so.ctx = &m;
+    if ((m.waits = mz_hmap_new()) == NULL) {
+        fprintf(stderr, "meshzero mcp: out of memory\n");
+        return MZ_EXIT_FAIL;
+    }
+    if (mz_mcpsrv_new(&so, &m.srv, &e) != MZ_OK ||
+        mz_apiclient_open(url, 10000, &m.api, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero mcp: %s\n", e.msg);
+        goto out;
+    }
+    /* One blocking call first (it also makes the client's awaited integer id
+     * non-zero, so our string-id answers are never taken for it), then the
+     * event subscription for list_changed. */
+    if (mz_apiclient_call(m.api, "subscribe", json_pack("{s:s}", "topic", "resource.*"), 10000,
+                          &res, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero mcp: %s\n", e.msg);
+        goto out;
+    }
+    json_decref(res);
+    mz_apiclient_set_push(m.api, s_on_push, &m);
+    loop = mz_apiclient_loop(m.api);
+    uv_timer_init(loop, &m.notify);
+    m.notify.data = &m;
+    if (uv_guess_handle(STDIN_FILENO) == UV_TTY) {
+        m.is_tty = true;
+        uv_tty_init(loop, &m.tty, STDIN_FILENO, 1);
+        m.tty.data = &m;
+        uv_read_start((uv_stream_t *)&m.tty, s_alloc, s_on_stdin);
+    } else {
+        uv_pipe_init(loop, &m.in, 0);
+        m.in.data = &m;
+        if (uv_pipe_open(&m.in, STDIN_FILENO) != 0 ||
+            uv_read_start((uv_stream_t *)&m.in, s_alloc, s_on_stdin) != 0) {
+            fprintf(stderr, "meshzero mcp: stdin must be a pipe, a socket or a terminal\n");
+            uv_close((uv_handle_t *)&m.in, NULL);
+            uv_close((uv_handle_t *)&m.notify, NULL);
+            goto out;
+        }
+    }
+    m.in_open = true;
+    if (mz_apiclient_run(m.api, &m.stop, &e) != MZ_OK)
+        fprintf(stderr, "meshzero mcp: %s\n", e.msg);
+    else
+        rc = MZ_EXIT_OK;
+    uv_close(m.is_tty ? (uv_handle_t *)&m.tty : (uv_handle_t *)&m.in, NULL);
+    uv_close((uv_handle_t *)&m.notify, NULL);
+out:
+    /* Requests still waiting on the node end here; their answers go
+     * nowhere (the client left, or the node did). */
+    mz_mcpsrv_free(m.srv);
+    if (m.waits != NULL) {
+        size_t pos = 0;
+        const char *key;
+        void *val;
+        while (mz_hmap_count(m.waits) > 0) {
+            pos = 0;
+            if (!mz_hmap_next(m.waits, &pos, &key, &val))
+                break;
+            mz_hmap_remove(m.waits, key);
+            s_complete(val, NULL, MZ_EXEC_UNREACHABLE, "shutting down");
+        }
+        mz_hmap_free(m.waits, NULL);
+    }
+    mz_apiclient_free(m.api);
+    free(m.line);
+    return rc;
+}

@@ -1,0 +1,524 @@
+/* The node's MCP endpoint: Streamable HTTP at /mcp on the local API
+ * listener (loopback by default), backed by the node itself.
+ *
+ *   POST /mcp  one JSON-RPC message; a request is answered with one
+ *              application/json response, anything else with 202.
+ *   GET  /mcp  an SSE stream carrying notifications/tools/list_changed.
+ *   other      405.
+ *
+ * Stateless: no Mcp-Session-Id is issued and no request needs an earlier
+ * one (tools/call works without initialize). Requests carrying an Origin
+ * header that is not this machine are refused (403), as are WebSocket
+ * upgrades to the API with such an Origin: a web page must not reach the
+ * loopback API (DNS rebinding; MCP's transport rules). docs/MCP.md. */
+#include <uv.h>
+#include <libwebsockets.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "bridge_int.h"
+#include "log.h"
+#include "node_int.h"
+
+/* Largest POST body accepted (the mesh's own message limit is smaller). */
+#define MZ_MCPHTTP_MAX_BODY (4u * 1024 * 1024)
+/* Bytes of notifications queued to one SSE client before it is dropped. */
+#define MZ_MCPHTTP_MAX_SSE_QUEUE (1024u * 1024)
+
+typedef struct mz_hconn {
+    mz_mcphttp *h;
+    struct lws *wsi;
+    uint64_t id;                /* this transaction's number for the MCP server */
+    bool post, sse;
+    char *body;                 /* request body */
+    size_t body_len, body_cap;
+    bool too_big;
+    /* the response */
+    bool ready;                 /* resp is complete: write it */
+    bool head_sent;             /* headers out, body next */
+    int status;
+    const char *ctype;
+    char *resp;                 /* LWS_PRE headroom, then resp_len bytes */
+    size_t resp_len;
+    char *sse_q;                /* SSE: queued event text (no headroom) */
+    size_t sse_len;
+    bool drop;                  /* close on the next WRITEABLE */
+    struct mz_hconn *prev, *next;
+} mz_hconn;
+
+struct mz_mcphttp {
+    mz_node *node;              /* borrowed */
+    mz_bridge *bridge;          /* borrowed (mz_bridge_of_node) */
+    bool serve;                 /* answer /mcp */
+    bool stopped;
+    mz_mcpsrv *srv;
+    mz_hconn *conns;
+    uint64_t next_id;
+    uint64_t sub;               /* resource.* subscription */
+    bool subscribed;
+};
+
+static int s_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
+
+/* ---- origin --------------------------------------------------------------- */
+
+bool mz__origin_local(const char *o)
+{
+    static const char *const hosts[] = { "localhost", "127.0.0.1", "[::1]" };
+
+    if (o == NULL || o[0] == '\0')
+        return true;
+    if (strncasecmp(o, "http://", 7) == 0)
+        o += 7;
+    else if (strncasecmp(o, "https://", 8) == 0)
+        o += 8;
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+        size_t n = strlen(hosts[i]);
+        if (strncasecmp(o, hosts[i], n) != 0)
+            continue;
+        o += n;
+        if (*o == ':') {
+            o++;
+            if (*o == '\0')
+                return false;
+            while (*o >= '0' && *o <= '9')
+                o++;
+        }
+        return *o == '\0' || (o[0] == '/' && o[1] == '\0');
+    }
+    return false;
+}
+
+/* ---- connections ------------------------------------------------------------- */
+
+static void s_conn_reset(mz_hconn *c)
+{
+    free(c->body);
+    free(c->resp);
+    c->body = c->resp = NULL;
+    c->body_len = c->body_cap = c->resp_len = 0;
+    c->too_big = c->ready = c->head_sent = c->post = false;
+    c->status = 0;
+    c->ctype = NULL;
+}
+
+static void s_conn_free(mz_hconn *c)
+{
+    mz_mcphttp *h = c->h;
+
+    if (c->prev) c->prev->next = c->next;
+    else h->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    if (h->srv != NULL)
+        mz_mcpsrv_conn_closed(h->srv, c->id);
+    s_conn_reset(c);
+    free(c->sse_q);
+    free(c);
+}
+
+/* Sets the response (takes text, may be NULL for an empty body). */
+static void s_respond(mz_hconn *c, int status, const char *ctype, char *text)
+{
+    size_t n = text ? strlen(text) : 0;
+
+    free(c->resp);
+    c->resp = malloc(LWS_PRE + n + 1);
+    c->resp_len = 0;
+    if (c->resp == NULL) {
+        free(text);
+        status = 500;
+        text = NULL;
+        n = 0;
+        ctype = "text/plain";
+    } else {
+        memcpy(c->resp + LWS_PRE, text ? text : "", n);
+        c->resp_len = n;
+        free(text);
+    }
+    c->status = status;
+    c->ctype = ctype;
+    c->ready = true;
+    lws_callback_on_writable(c->wsi);
+}
+
+/* An HTTP-level refusal with a JSON-RPC error body. */
+static void s_refuse(mz_hconn *c, int status, int code, const char *why)
+{
+    json_t *m = mz__rpc_error(NULL, code, why, NULL);
+
+    s_respond(c, status, "application/json", m ? json_dumps(m, JSON_COMPACT) : NULL);
+    json_decref(m);
+}
+
+static mz_hconn *s_conn_by_id(mz_mcphttp *h, uint64_t id)
+{
+    for (mz_hconn *c = h->conns; c; c = c->next)
+        if (c->id == id && !c->sse)
+            return c;
+    return NULL;
+}
+
+/* ---- the in-process backend ------------------------------------------------ */
+
+static void s_op_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
+{
+    mz_mcphttp *h = ctx;
+    const json_t *caps = json_object_get(params, "capabilities"), *v;
+    const char *capv[MZ_CAPS_MAX];
+    mz_query q;
+    json_t *res;
+    size_t i;
+
+    memset(&q, 0, sizeof q);
+    q.resource_type = json_string_value(json_object_get(params, "resource_type"));
+    json_array_foreach(caps, i, v)
+        if (i < MZ_CAPS_MAX)
+            capv[q.n_capabilities++] = json_string_value(v);
+    q.capabilities = capv;
+    res = mz_node_query_resources(h->node, &q);
+    mz_mcpsrv_query_done(req, res, res ? NULL : "out of memory");
+    json_decref(res);
+}
+
+static void s_exec_cb(mz_node *node, const json_t *result, const char *code,
+                      const char *message, void *ctx)
+{
+    (void)node;
+    mz_mcpsrv_exec_done(ctx, result, code, message);
+}
+
+static void s_op_execute(void *ctx, const char *rid, const char *method, const json_t *params,
+                         int64_t timeout_ms, mz_mcpsrv_req *req)
+{
+    mz_mcphttp *h = ctx;
+    mz_err e;
+
+    if (mz_node_execute_remote(h->node, rid, method, params, timeout_ms, s_exec_cb, req, &e) !=
+        MZ_OK)
+        mz_mcpsrv_exec_done(req, NULL, e.code == MZ_ELIMIT ? MZ_EXEC_BUSY : MZ_EXEC_UNREACHABLE,
+                            e.msg);
+}
+
+static void s_op_send(void *ctx, uint64_t conn, json_t *msg)
+{
+    mz_mcphttp *h = ctx;
+    mz_hconn *c = h->stopped ? NULL : s_conn_by_id(h, conn);
+
+    if (c == NULL || c->ready) {
+        json_decref(msg);       /* its client went away */
+        return;
+    }
+    s_respond(c, 200, "application/json", json_dumps(msg, JSON_COMPACT));
+    json_decref(msg);
+}
+
+/* resource.* events: tell SSE clients when the tool list changed. */
+static void s_on_event(mz_node *node, const char *topic, const json_t *data,
+                       const char *source, void *ctx)
+{
+    static const char ev[] =
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+    mz_mcphttp *h = ctx;
+
+    (void)node;
+    (void)topic;
+    (void)source;
+    if (h->stopped || h->srv == NULL || !mz_mcpsrv_record_matches(h->srv, data))
+        return;
+    for (mz_hconn *c = h->conns; c; c = c->next) {
+        char *nb;
+        if (!c->sse || c->drop)
+            continue;
+        if (c->sse_len + sizeof ev > MZ_MCPHTTP_MAX_SSE_QUEUE ||
+            (nb = realloc(c->sse_q, c->sse_len + sizeof ev)) == NULL) {
+            mz_log(MZ_LOG_WARN, "mcp-http", "SSE client too slow, dropping it");
+            c->drop = true;
+        } else {
+            memcpy(nb + c->sse_len, ev, sizeof ev - 1);
+            c->sse_q = nb;
+            c->sse_len += sizeof ev - 1;
+        }
+        lws_callback_on_writable(c->wsi);
+    }
+}
+
+/* ---- lws callbacks ----------------------------------------------------------- */
+
+static void s_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
+{
+    if (lws_hdr_copy(wsi, buf, len, t) < 0)
+        buf[0] = '\0';
+}
+
+static int s_on_request(mz_mcphttp *h, struct lws *wsi, mz_hconn **slot, const char *uri)
+{
+    char origin[256], accept[256], ctype[128], ver[32];
+    mz_hconn *c = *slot;
+    bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+    bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+
+    if (!h->serve || uri == NULL || (strcmp(uri, "/mcp") != 0 && strcmp(uri, "/mcp/") != 0))
+        return 1;
+    if (c == NULL) {
+        c = calloc(1, sizeof *c);
+        if (c == NULL)
+            return -1;
+        c->h = h;
+        c->wsi = wsi;
+        c->next = h->conns;
+        if (h->conns)
+            h->conns->prev = c;
+        h->conns = c;
+        *slot = c;
+    }
+    s_conn_reset(c);
+    c->id = ++h->next_id;
+    c->post = post;
+    s_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
+    s_header(wsi, WSI_TOKEN_HTTP_ACCEPT, accept, sizeof accept);
+    s_header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
+    if (lws_hdr_custom_copy(wsi, ver, sizeof ver, "mcp-protocol-version:", 21) < 0)
+        ver[0] = '\0';
+    if (h->stopped) {
+        s_refuse(c, 503, MZ_RPC_SERVER_ERROR, "the node is shutting down");
+    } else if (!mz__origin_local(origin)) {
+        mz_log(MZ_LOG_WARN, "mcp-http", "refusing /mcp request from origin '%.100s'", origin);
+        s_refuse(c, 403, MZ_RPC_SERVER_ERROR, "forbidden origin");
+    } else if (ver[0] != '\0' && !mz_mcp_version_supported(ver)) {
+        char why[120];
+        snprintf(why, sizeof why, "unsupported MCP-Protocol-Version '%.20s'", ver);
+        s_refuse(c, 400, MZ_RPC_INVALID_REQ, why);
+    } else if (get) {
+        if (strstr(accept, "text/event-stream") == NULL) {
+            s_refuse(c, 406, MZ_RPC_INVALID_REQ, "GET /mcp needs Accept: text/event-stream");
+        } else {
+            c->sse = true;
+            lws_callback_on_writable(wsi);
+        }
+    } else if (!post) {
+        s_refuse(c, 405, MZ_RPC_INVALID_REQ, "use POST (or GET for the event stream)");
+    } else if (strncasecmp(ctype, "application/json", 16) != 0) {
+        s_refuse(c, 415, MZ_RPC_INVALID_REQ, "POST /mcp needs Content-Type: application/json");
+    }
+    return 0;
+}
+
+static int s_on_body_done(mz_mcphttp *h, mz_hconn *c)
+{
+    mz_mcp_outcome out;
+
+    if (c->ready)
+        return 0;               /* refused at the headers already */
+    if (c->too_big) {
+        s_refuse(c, 413, MZ_RPC_INVALID_REQ, "request body too large");
+        return 0;
+    }
+    out = mz_mcpsrv_handle(h->srv, c->id, c->body ? c->body : "", c->body_len);
+    if (!c->ready) {
+        if (out == MZ_MCP_NO_REPLY)
+            s_respond(c, 202, "application/json", NULL);
+        else
+            /* tools/call may take up to its timeout: no lws timeout meanwhile. */
+            lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+    }
+    return 0;
+}
+
+static int s_write(mz_hconn *c)
+{
+    struct lws *wsi = c->wsi;
+    unsigned char hb[LWS_PRE + 512], *start = hb + LWS_PRE, *p = start, *end = hb + sizeof hb - 1;
+
+    if (c->drop)
+        return -1;
+    if (c->sse) {
+        if (!c->head_sent) {
+            if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/event-stream",
+                                            LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+                lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                            (const unsigned char *)"no-cache", 8, &p, end) ||
+                lws_finalize_write_http_header(wsi, start, &p, end))
+                return -1;
+            c->head_sent = true;
+            /* An event stream lives as long as the client wants it. */
+            lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+            if (c->sse_len > 0)
+                lws_callback_on_writable(wsi);
+            return 0;
+        }
+        if (c->sse_len > 0) {
+            char *b = malloc(LWS_PRE + c->sse_len);
+            int n;
+            if (b == NULL)
+                return -1;
+            memcpy(b + LWS_PRE, c->sse_q, c->sse_len);
+            n = lws_write(wsi, (unsigned char *)b + LWS_PRE, c->sse_len, LWS_WRITE_HTTP);
+            free(b);
+            c->sse_len = 0;
+            if (n < 0)
+                return -1;
+        }
+        return 0;
+    }
+    if (!c->ready)
+        return 0;
+    if (!c->head_sent) {
+        if (lws_add_http_common_headers(wsi, (unsigned)c->status, c->ctype, c->resp_len, &p,
+                                        end))
+            return -1;
+        if (c->status == 405 &&
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
+                                        (const unsigned char *)"GET, POST", 9, &p, end))
+            return -1;
+        if (lws_finalize_write_http_header(wsi, start, &p, end))
+            return -1;
+        c->head_sent = true;
+        if (c->resp_len > 0) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    } else if (lws_write(wsi, (unsigned char *)c->resp + LWS_PRE, c->resp_len,
+                         LWS_WRITE_HTTP_FINAL) < 0) {
+        return -1;
+    }
+    s_conn_reset(c);
+    c->id = 0;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int s_http(void *vwsi, int reason, void *user, void *in, size_t len, void *ctx)
+{
+    mz_mcphttp *h = ctx;
+    struct lws *wsi = vwsi;
+    mz_hconn **slot = user;
+    mz_hconn *c = slot ? *slot : NULL;
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char origin[256];
+        s_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
+        if (!mz__origin_local(origin)) {
+            mz_log(MZ_LOG_WARN, "mcp-http", "refusing an API WebSocket from origin '%.100s'",
+                   origin);
+            return -1;
+        }
+        return 1;
+    }
+    case LWS_CALLBACK_HTTP:
+        if (slot == NULL)
+            return 1;
+        return s_on_request(h, wsi, slot, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (c == NULL)
+            return 1;
+        if (c->body_len + len > MZ_MCPHTTP_MAX_BODY) {
+            c->too_big = true;
+            return 0;
+        }
+        if (c->body_len + len + 1 > c->body_cap) {
+            size_t cap = c->body_cap ? c->body_cap : 4096;
+            char *nb;
+            while (cap < c->body_len + len + 1)
+                cap *= 2;
+            if ((nb = realloc(c->body, cap)) == NULL) {
+                c->too_big = true;
+                return 0;
+            }
+            c->body = nb;
+            c->body_cap = cap;
+        }
+        memcpy(c->body + c->body_len, in, len);
+        c->body_len += len;
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return c ? s_on_body_done(h, c) : 1;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return c ? s_write(c) : 1;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (c != NULL) {
+            *slot = NULL;
+            s_conn_free(c);
+        }
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+mz_status mz__mcphttp_new(mz_node *node, mz_bridge *bridge, bool serve_mcp, mz_mcphttp **out,
+                          mz_err *err)
+{
+    mz_mcphttp *h = calloc(1, sizeof *h);
+    mz_mcpsrv_opts o;
+    mz_status rc;
+
+    *out = NULL;
+    if (h == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "mcp http: allocating");
+    h->node = node;
+    h->bridge = bridge;
+    h->serve = serve_mcp;
+    memset(&o, 0, sizeof o);
+    o.resource_type = "tool";
+    o.reply_cancelled = true;
+    o.ops.query = s_op_query;
+    o.ops.execute = s_op_execute;
+    o.ops.send = s_op_send;
+    o.ctx = h;
+    if ((rc = mz_mcpsrv_new(&o, &h->srv, err)) != MZ_OK) {
+        free(h);
+        return rc;
+    }
+    if (serve_mcp &&
+        (rc = mz_node_subscribe(node, "resource.*", s_on_event, h, &h->sub, err)) != MZ_OK) {
+        mz_mcpsrv_free(h->srv);
+        free(h);
+        return rc;
+    }
+    h->subscribed = serve_mcp;
+    mz_node_set_http_handler(node, s_http, h);
+    *out = h;
+    return MZ_OK;
+}
+
+void mz__mcphttp_stop(mz_mcphttp *h)
+{
+    if (h == NULL || h->stopped)
+        return;
+    h->stopped = true;
+    if (h->subscribed)
+        mz_node_unsubscribe(h->node, h->sub, NULL);
+    h->subscribed = false;
+    /* Calls still running answer into the void (their requests are orphaned). */
+    mz_mcpsrv_free(h->srv);
+    h->srv = NULL;
+    for (mz_hconn *c = h->conns; c; c = c->next)
+        if (c->sse) {
+            c->drop = true;
+            lws_callback_on_writable(c->wsi);
+        }
+}
+
+void mz__mcphttp_free(mz_mcphttp *h)
+{
+    if (h == NULL)
+        return;
+    mz__mcphttp_stop(h);
+    if (h->node && h->node->http_fn == s_http && h->node->http_ctx == h)
+        mz_node_set_http_handler(h->node, NULL, NULL);
+    while (h->conns)
+        s_conn_free(h->conns);
+    free(h);
+}
+
+mz_bridge *mz__mcphttp_bridge_of(const mz_node *node)
+{
+    if (node == NULL || node->http_fn != s_http || node->http_ctx == NULL)
+        return NULL;
+    return ((const mz_mcphttp *)node->http_ctx)->bridge;
+}
