@@ -214,12 +214,21 @@ void mz__exec_on_result(mz_node *node, const json_t *env)
 }
 
 /* An `error` about one of our calls (a relay or the host could not go on). */
-bool mz__exec_on_error(mz_node *node, const char *ref, const char *code, const char *reason)
+bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const char *code,
+                       const char *reason)
 {
     mz_call *c = ref ? mz_hmap_get(node->calls, ref) : NULL;
 
     if (c == NULL || c->early_code != NULL)
         return false;
+    /* Only the host may fail a call for its own reasons; any node on the
+     * path may say the path broke (no worse than dropping the call). */
+    if (strcmp(from, c->host) != 0 && (code == NULL || strcmp(code, "unreachable") != 0)) {
+        node->c.forged++;
+        mz_log(MZ_LOG_WARN, "exec", "error about call %s from %.12s, not its host: ignored", ref,
+               from);
+        return true;
+    }
     s_call_finish(c, NULL, code && strcmp(code, "unreachable") == 0 ? MZ_EXEC_UNREACHABLE
                                                                      : MZ_EXEC_HANDLER_ERROR,
                   reason ? reason : "");

@@ -296,13 +296,19 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
         goto done;
     }
     if (strcmp(to, "*") == 0 && (t->flags & MZ_T_BROADCAST)) {
-        if (mz_seen_check_add(node->seen, id)) {
+        if (mz_seen_contains(node->seen, id)) {
             node->c.duplicates++;
             goto done;
         }
+        /* Remember the id only once it verified: a forged copy arriving first
+         * must not suppress the genuine message. */
         if (mz_msg_verify(env, &e) != MZ_OK) {
             node->c.forged++;
             s_reject(node, p, id, "bad_signature", e.msg, false);
+            goto done;
+        }
+        if (mz_seen_check_add(node->seen, id)) {
+            node->c.duplicates++;
             goto done;
         }
         if (strcmp(from, s_me(node)) == 0)
@@ -310,8 +316,11 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
         mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
                         mz_now_ms() + node->o.lease_ms, mz_now_ms());
         node->c.msgs_handled++;
+        node->refuse_forward = false;
         t->fn(node, p, env);
-        s_forward(node, p, env, NULL);
+        /* Content a handler refused (a forged record, say) is not passed on. */
+        if (!node->refuse_forward)
+            s_forward(node, p, env, NULL);
     } else if (strcmp(to, s_me(node)) == 0 || (strcmp(to, "*") == 0 && (t->flags & MZ_T_LINK))) {
         if (mz_msg_is_sealed(env)) {
             const unsigned char *k = mz__shared_key(node, from);
@@ -366,7 +375,7 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
         node->c.malformed++;
         snprintf(why, sizeof why, "message %s: '%s' cannot be addressed to %s", id, t->name,
                  strcmp(to, "*") == 0 ? "every node" : "another node");
-        s_reject(node, p, id, "bad_recipient", why, false);
+        s_reject(node, p, id, "bad_recipient", why, !p->up);
     }
 done:
     json_decref(env);
@@ -393,9 +402,9 @@ static void s_refuse(mz_node *node, mz_peer *p, uint64_t *counter, const char *w
 /* The id pinned in the dialed URL's fragment (ws://h:p/#<id>), or NULL. */
 static const char *s_pin(mz_peer *p)
 {
-    const char *h = strchr(mz_link_url(p->link), '#');
+    const char *pin = mz_link_pin(p->link);
 
-    return (h != NULL && h[1] != '\0') ? h + 1 : NULL;
+    return (pin != NULL && pin[0] != '\0') ? pin : NULL;
 }
 
 /* HMAC proving knowledge of the mesh secret for (challenge, sender). */
@@ -535,17 +544,26 @@ static void s_on_announce(mz_node *node, mz_peer *p, const json_t *env)
         const char *host = s_str(rec, "node");
         if (host == NULL || strcmp(host, from) != 0) {
             node->c.bad_records++;
+            node->refuse_forward = true;
             mz_log(MZ_LOG_WARN, "handler", "announce %s: record not hosted by its sender",
                    mz_msg_id(env));
             return;
         }
-        if (mz__accept_remote_record(node, rec, &e) != MZ_OK)
+        if (mz__accept_remote_record(node, rec, &e) != MZ_OK) {
+            /* Stale copies (an older version) may still travel on; forgeries
+             * and takeovers stop here. */
+            if (e.code != MZ_ESTATE)
+                node->refuse_forward = true;
             mz_log(MZ_LOG_WARN, "handler", "announce %s from %.12s: %s", mz_msg_id(env), from,
                    e.msg);
+        }
     } else if (op && strcmp(op, "remove") == 0) {
-        if (mz__apply_tombstone(node, json_object_get(pl, "tombstone"), from, &e) != MZ_OK)
+        if (mz__apply_tombstone(node, json_object_get(pl, "tombstone"), from, &e) != MZ_OK) {
+            if (e.code != MZ_ESTATE)
+                node->refuse_forward = true;
             mz_log(MZ_LOG_WARN, "handler", "announce %s from %.12s: %s", mz_msg_id(env), from,
                    e.msg);
+        }
     } else {
         node->c.malformed++;
         mz_log(MZ_LOG_WARN, "handler", "announce %s: op must be upsert or remove",
@@ -619,7 +637,8 @@ static void s_on_error(mz_node *node, mz_peer *p, const json_t *env)
 
     (void)p;
     node->c.errors_received++;
-    if (mz__exec_on_error(node, s_str(pl, "ref"), s_str(pl, "code"), s_str(pl, "reason")))
+    if (mz__exec_on_error(node, mz_msg_sender(env), s_str(pl, "ref"), s_str(pl, "code"),
+                          s_str(pl, "reason")))
         return;
     mz_log(MZ_LOG_INFO, "handler", "error from %.12s about %s: %s: %s", mz_msg_sender(env),
            s_str(pl, "ref") ? s_str(pl, "ref") : "?", s_str(pl, "code") ? s_str(pl, "code") : "?",

@@ -59,6 +59,7 @@ static void s_forget_node(mz_node *node, const char *id, const char *why)
     ni = mz_hmap_remove(node->nodes, id);
     free(ni);
     mz__exec_node_gone(node, id);
+    mz__persist_node_gone(node, id);
     mz_log(MZ_LOG_INFO, "node", "node %.12s %s: %zu resources removed", id, why, n);
 }
 
@@ -182,6 +183,10 @@ void mz__peer_up(mz_node *node, mz_peer *p)
     mz__node_touch(node, p->peer_id, p->listen, node->o.lease_ms);
     mz_log(MZ_LOG_INFO, "node", "peer %.12s up (%s %s)", p->peer_id,
            mz_link_outbound(p->link) ? "to" : "from", mz_link_peer_addr(p->link));
+    if (p->stat)
+        mz__persist_peer(node, p->stat->url, p->peer_id, p->stat->persistent);
+    else if (p->listen[0])
+        mz__persist_peer(node, p->listen, p->peer_id, false);
     if (p->stat) {
         p->stat->backoff_ms = 1000;
         p->stat->ever_up = true;
@@ -462,8 +467,14 @@ static void s_on_tick(uv_timer_t *t)
     mz__exec_sweep(node, now);
     mz__tombs_expire(node, now);
     mz__sync_pump(node);
+    if (now >= node->next_flush_ms) {
+        mz__persist_flush(node);
+        node->next_flush_ms = now + 1000;
+    }
     for (mz_peer *p = node->peers; p; p = p->next)
-        if (!p->up && p->link && now > p->hello_deadline_ms && !mz_link_closing(p->link)) {
+        /* A deadline of 0: still dialing (connmgr reports a failed dial itself). */
+        if (!p->up && p->link && p->hello_deadline_ms != 0 && now > p->hello_deadline_ms &&
+            !mz_link_closing(p->link)) {
             node->c.hello_failures++;
             mz_link_close(p->link, 1008, "hello not completed in time");
         }
@@ -700,6 +711,8 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
         goto fail;
     if ((rc = mz_agreements_open(opts->data_dir, &node->agreements, err)) != MZ_OK)
         goto fail;
+    if ((rc = mz__persist_open(node, opts->data_dir, err)) != MZ_OK)
+        goto fail;
     if ((rc = mz_directory_new(&node->dir, err)) != MZ_OK ||
         (rc = mz_seen_new(node->o.seen_capacity, &node->seen, err)) != MZ_OK ||
         (rc = mz_routes_new(&node->routes, err)) != MZ_OK)
@@ -739,6 +752,8 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
         goto fail;
     if ((rc = mz__api_new(node, err)) != MZ_OK)
         goto fail;
+    if ((rc = mz__persist_restore(node, err)) != MZ_OK)
+        goto fail;
     uv_timer_init(node->loop, &node->tick);
     node->tick.data = node;
     uv_timer_start(&node->tick, s_on_tick, 250, 250);
@@ -750,6 +765,12 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
             mz_node_free(node);
             return rc;
         }
+    /* Known peers of earlier runs (after --peer, so those keep their flags). */
+    if ((rc = mz__persist_restore_peers(node, err)) != MZ_OK) {
+        mz_node_stop(node);
+        mz_node_free(node);
+        return rc;
+    }
     *out = node;
     return MZ_OK;
 fail:
@@ -799,6 +820,7 @@ void mz_node_free(mz_node *node)
     for (mz_static *s = node->statics; s; s = s->next)
         s_static_done(node, s, MZ_ESTATE, NULL, "node stopped");
     mz__api_free(node);
+    mz__persist_close(node);
     mz__exec_free_all(node);
     mz_hmap_free(node->calls, NULL);
     mz__events_free(node);
@@ -959,6 +981,9 @@ mz_status mz__apply_tombstone(mz_node *node, const json_t *t, const char *from_n
                           rid, (long long)version, (long long)mz_record_version(rec));
     }
     s_tomb_put(node, rid, okey, version);
+    mz__persist_tombstone(node, rid, okey, version, mz_now_ms() + MZ_TOMB_MS);
+    if (rec != NULL && !mz_record_local(rec))
+        mz__persist_remote_delete(node, rid);
     if (rec != NULL) {
         mz__emit_record(node, "resource.removed", rec);
         if (mz_record_local(rec))
@@ -1006,12 +1031,19 @@ static mz_status s_accept_record(mz_node *node, const json_t *rec, bool local, m
         return mz_err_set(err, MZ_ESTATE, "record '%s': version %lld is older than %lld", rid,
                           (long long)version, (long long)mz_record_version(old));
     }
+    if (old != NULL && strcmp(mz_record_owner_key(old), okey) != 0) {
+        node->c.conflicts++;
+        return mz_err_set(err, MZ_EEXIST, "record '%s': already registered by owner key %.12s",
+                          rid, mz_record_owner_key(old));
+    }
     if (!local && old != NULL && mz_record_local(old))
         return MZ_OK;   /* ours coming back: the local copy is the truth */
     rc = mz_directory_put(node->dir, rec, local, &ch, err);
     if (rc == MZ_EEXIST)
         node->c.conflicts++;
     if (rc == MZ_OK && ch != MZ_DIR_UNCHANGED) {
+        if (!local)
+            mz__persist_remote_put(node, rec);
         mz__emit_record(node, ch == MZ_DIR_ADDED ? "resource.added" : "resource.updated",
                         mz_directory_get(node->dir, rid));
         mz_log(MZ_LOG_DEBUG, "node", "resource %s of %.12s %s", rid,
@@ -1026,8 +1058,17 @@ mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err
     const char *host = json_string_value(json_object_get(rec, "node"));
 
     if (host != NULL && strcmp(host, mz_identity_id(node->ident)) == 0) {
-        /* A record naming us as host that we do not hold: stale, from before
-         * a restart; never let others re-create our resources. */
+        const char *rid = json_string_value(json_object_get(rec, "resource_id"));
+        const char *okey = json_string_value(json_object_get(rec, "owner_key"));
+        const mz_record *old = rid ? mz_directory_get(node->dir, rid) : NULL;
+        /* Naming us as host: ours coming back is ignored (our copy is the
+         * truth), so is one we no longer hold (never let others re-create our
+         * resources); another owner's claim on an id we host is a conflict. */
+        if (old != NULL && okey != NULL && strcmp(mz_record_owner_key(old), okey) != 0) {
+            node->c.conflicts++;
+            return mz_err_set(err, MZ_EEXIST, "record '%s': already registered by owner key "
+                              "%.12s", rid, mz_record_owner_key(old));
+        }
         return MZ_OK;
     }
     return s_accept_record(node, rec, false, err);
@@ -1116,6 +1157,11 @@ mz_status mz_node_register_record(mz_node *node, const json_t *rec, json_t **rec
                           "record needs a higher one", rid, (long long)mz_record_version(old));
     if ((rc = s_accept_record(node, rec, true, err)) != MZ_OK)
         return rc;
+    /* Acknowledged only once durable: a crash after this loses nothing. */
+    if ((rc = mz__persist_local_put(node, rec, err)) != MZ_OK) {
+        mz_directory_remove(node->dir, rid, NULL, NULL);
+        return rc;
+    }
     s_announce(node, json_pack("{s:s,s:O}", "op", "upsert", "record", rec));
     mz_log(MZ_LOG_INFO, "node", "resource %s registered (version %lld, owner key %.12s)", rid,
            (long long)json_integer_value(json_object_get(rec, "version")),
@@ -1171,6 +1217,11 @@ mz_status mz_node_unregister_tombstone(mz_node *node, const json_t *tomb, mz_err
                           rid ? rid : "(null)");
     if ((rc = mz__apply_tombstone(node, tomb, mz_identity_id(node->ident), err)) != MZ_OK)
         return rc;
+    if ((rc = mz__persist_local_delete(node, rid,
+                                       json_string_value(json_object_get(tomb, "owner_key")),
+                                       json_integer_value(json_object_get(tomb, "version")),
+                                       mz_now_ms() + MZ_TOMB_MS, err)) != MZ_OK)
+        return rc;
     s_announce(node, json_pack("{s:s,s:O}", "op", "remove", "tombstone", tomb));
     mz_log(MZ_LOG_INFO, "node", "resource %s unregistered", rid);
     return MZ_OK;
@@ -1200,6 +1251,48 @@ mz_status mz_node_unregister_resource(mz_node *node, const char *resource_id, mz
         rc = mz_node_unregister_tombstone(node, tomb, err);
     json_decref(tomb);
     return rc;
+}
+
+mz_status mz__restore_local_record(mz_node *node, const json_t *rec, mz_err *err)
+{
+    const char *host = json_string_value(json_object_get(rec, "node"));
+
+    if (host == NULL || strcmp(host, mz_identity_id(node->ident)) != 0)
+        return mz_err_set(err, MZ_EINVAL, "record names another host (the data directory's "
+                          "key changed?)");
+    return s_accept_record(node, rec, true, err);
+}
+
+void mz__tomb_restore(mz_node *node, const char *rid, const char *owner_key, int64_t version,
+                      int64_t until_ms)
+{
+    mz_tomb *t;
+
+    s_tomb_put(node, rid, owner_key, version);
+    t = mz_hmap_get(node->tombs, rid);
+    if (t != NULL)
+        t->until_ms = until_ms;
+}
+
+void mz__redial_known(mz_node *node, const char *url, const char *id, bool is_static)
+{
+    mz_static *s;
+
+    for (s = node->statics; s; s = s->next)
+        if (strcmp(s->url, url) == 0)
+            return;
+    if (id != NULL && id[0] && strcmp(id, mz_identity_id(node->ident)) == 0)
+        return;
+    if (s_connect(node, url, is_static, NULL, NULL, NULL) != MZ_OK)
+        return;
+    for (s = node->statics; s; s = s->next)
+        if (strcmp(s->url, url) == 0 && id != NULL)
+            snprintf(s->known_id, sizeof s->known_id, "%s", id);
+}
+
+const char *mz_node_fatal_error(const mz_node *node)
+{
+    return node->fatal[0] ? node->fatal : NULL;
 }
 
 json_t *mz_node_get_resource(mz_node *node, const char *resource_id, const char *owner_key)
@@ -1308,10 +1401,11 @@ json_t *mz_node_status(mz_node *node)
         "events_published", (json_int_t)node->c.events_published, "events_delivered",
         (json_int_t)node->c.events_delivered));
     json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "links_opened", (json_int_t)cs->links_opened,
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "links_opened", (json_int_t)cs->links_opened,
         "links_refused_full", (json_int_t)cs->links_refused_full, "slow_link_closes",
         (json_int_t)cs->slow_link_closes, "oversize_closes", (json_int_t)cs->oversize_closes,
-        "dial_failures", (json_int_t)cs->dial_failures, "messages_in", (json_int_t)cs->msgs_in,
+        "dial_failures", (json_int_t)cs->dial_failures, "tls_refusals",
+        (json_int_t)cs->tls_refusals, "messages_in", (json_int_t)cs->msgs_in,
         "messages_out", (json_int_t)cs->msgs_out, "bytes_in", (json_int_t)cs->bytes_in,
         "bytes_out", (json_int_t)cs->bytes_out));
     limits = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "max_message",

@@ -89,6 +89,11 @@ struct mz_node {
     struct mz_agreements *agreements; /* usage counters of agreements (SQLite) */
     mz_hmap *completing;        /* node id -> set of its record ids seen in a complete sync */
     struct mz_syncjob *syncjobs;/* sync replies being paced out (sync.c) */
+    struct mz_store *store;     /* SQLite state (persist.c); NULL without a data dir */
+    mz_hmap *pending_writes;    /* writes queued for the next batch (persist.c) */
+    int64_t next_flush_ms;
+    char fatal[300];            /* why the node stopped itself, or "" */
+    bool refuse_forward;        /* set by a broadcast handler that refused the content */
     mz_hmap *keys;              /* node id -> 32-byte shared sealing key (cache) */
     unsigned char xsk[32];      /* our X25519 secret, from the identity */
     mz_hmap *trust;             /* allowlisted node ids (value unused); NULL: open */
@@ -139,7 +144,8 @@ mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err
 /* exec.c */
 void mz__exec_on_request(mz_node *node, const json_t *env);
 void mz__exec_on_result(mz_node *node, const json_t *env);
-bool mz__exec_on_error(mz_node *node, const char *ref, const char *code, const char *reason);
+bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const char *code,
+                       const char *reason);
 void mz__exec_relayed(mz_node *node, const json_t *env, uint64_t out_link);
 void mz__exec_link_down(mz_node *node, uint64_t link, const char *peer_id);
 void mz__exec_node_gone(mz_node *node, const char *host);
@@ -157,6 +163,27 @@ void mz__emit(mz_node *node, const char *topic, const json_t *data, const char *
 void mz__emit_record(mz_node *node, const char *topic, const mz_record *rec);
 void mz__events_on_message(mz_node *node, const json_t *env);
 void mz__events_free(mz_node *node);
+
+/* persist.c */
+mz_status mz__persist_open(mz_node *node, const char *data_dir, mz_err *err);
+mz_status mz__persist_restore(mz_node *node, mz_err *err);
+mz_status mz__persist_restore_peers(mz_node *node, mz_err *err);
+void mz__persist_close(mz_node *node);
+void mz__persist_flush(mz_node *node);
+mz_status mz__persist_local_put(mz_node *node, const json_t *rec, mz_err *err);
+mz_status mz__persist_local_delete(mz_node *node, const char *rid, const char *owner_key,
+                                   int64_t version, int64_t until_ms, mz_err *err);
+void mz__persist_remote_put(mz_node *node, const json_t *rec);
+void mz__persist_remote_delete(mz_node *node, const char *rid);
+void mz__persist_node_gone(mz_node *node, const char *id);
+void mz__persist_tombstone(mz_node *node, const char *rid, const char *owner_key,
+                           int64_t version, int64_t until_ms);
+void mz__persist_peer(mz_node *node, const char *url, const char *id, bool is_static);
+/* node.c, for the restore */
+mz_status mz__restore_local_record(mz_node *node, const json_t *rec, mz_err *err);
+void mz__tomb_restore(mz_node *node, const char *rid, const char *owner_key, int64_t version,
+                      int64_t until_ms);
+void mz__redial_known(mz_node *node, const char *url, const char *id, bool is_static);
 
 /* sync.c */
 void mz__sync_link_up(mz_node *node, mz_peer *p);

@@ -326,6 +326,7 @@ static void s_complete(mz_node *node, const char *host, mz_hmap *seen)
         /* A ghost: the host itself no longer lists it. */
         mz__emit_record(node, "resource.removed", rec);
         mz_directory_remove(node->dir, rid, host, NULL);
+        mz__persist_remote_delete(node, rid);
         n++;
     }
     json_decref(recs);

@@ -99,6 +99,9 @@ void mz_node_stop(mz_node *node);
 /* Frees a stopped node (runs the loop briefly to finish closing). NULL-safe. */
 void mz_node_free(mz_node *node);
 
+/* Why the node stopped itself (its store failed: the message names the
+ * file), or NULL. Check after uv_run returns. */
+const char *mz_node_fatal_error(const mz_node *node);
 /* Borrowed strings, valid for the node's life. */
 const char *mz_node_id(const mz_node *node);
 const char *mz_node_listen_url(const mz_node *node);

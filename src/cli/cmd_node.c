@@ -189,7 +189,7 @@ int cmd_node_main(int argc, char **argv)
     const char *mcp_tags[MZ_BRIDGE_MAX_TAGS];
     size_t n_mcp = 0, n_mcp_tags = 0;
     bool mcp_http = true;
-    int c;
+    int c, rc = MZ_EXIT_OK;
 
     memset(&o, 0, sizeof o);
     o.listen_url = MZ_DEFAULT_LISTEN_URL;
@@ -314,6 +314,10 @@ int cmd_node_main(int argc, char **argv)
     uv_unref((uv_handle_t *)&s_sigint);
     uv_unref((uv_handle_t *)&s_sigterm);
     uv_run(&loop, UV_RUN_DEFAULT);
+    if (mz_node_fatal_error(node) != NULL) {
+        fprintf(stderr, "meshzero node: %s\n", mz_node_fatal_error(node));
+        rc = MZ_EXIT_FAIL;
+    }
     mz_bridge_free(s_bridge);
     mz_node_free(node);
     uv_close((uv_handle_t *)&s_sigint, NULL);
@@ -322,5 +326,5 @@ int cmd_node_main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
         fprintf(stderr, "meshzero node: event loop still had open handles at exit\n");
-    return MZ_EXIT_OK;
+    return rc;
 }

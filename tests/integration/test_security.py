@@ -470,7 +470,15 @@ def test_stranger_claiming_another_nodes_id(mesh):
             await s.send(borrowed.raw)
             err = await s.expect(lambda m: m["type"] == "error", 5.0, "A's refusal")
             assert err["payload"]["code"] in ("bad_recipient", "bad_hello"), err
-            # A welcome of our own signature for B is a forgery
+            # Before the hello completes, that refusal also closes the link (§4).
+            code, _ = await s.wait_closed(5.0)
+            assert code == 1008, code
+        finally:
+            await s.close()
+        # (3) a welcome of our own signature for B is a forgery
+        s = await mp.Peer(stranger).open(a.listen)
+        try:
+            a_hello = await s.expect(lambda m: m["type"] == "hello", 5.0, "A's hello")
             await s.send(mp.envelope(stranger, "welcome",
                                      {"challenge": a_hello["payload"]["challenge"]},
                                      recipient=a.id, sender=b.id))
