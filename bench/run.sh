@@ -70,6 +70,8 @@ for name, path in (("1 hop", sys.argv[1]), ("2 hops", sys.argv[2])):
 json.dump(out, open(sys.argv[3], "w"))
 PY
 
+sh "$ROOT/bench/bench_mcp.sh" "$BUILD" || echo "  (MCP round trip failed)"
+
 /usr/bin/python3 - "$TMP/dir.json" "$RSS_KB" "$OUT/latest.json" "$TMP/exec.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))

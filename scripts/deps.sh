@@ -10,6 +10,9 @@ for p in $PKGS; do
         missing="$missing $p"
     fi
 done
+# The MCP bridge's tests and bench run real npm packages: Node.js and npm
+# (any install that provides npm will do, e.g. NodeSource's nodejs).
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 [ -z "$missing" ] && exit 0
 echo "deps: installing$missing" >&2
 SUDO=""
