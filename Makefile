@@ -37,3 +37,12 @@ clean:
 
 demo: build
 	@./scripts/demo.sh $(BUILD)
+
+# Chaos soak (tests/chaos/chaos.py): SOAK_NODES node processes, SOAK_SECONDS of
+# kill -9 and restarts, cut links, registrations, updates, removals and
+# executes, then every live directory checked against the ground truth.
+SOAK_NODES   ?= 12
+SOAK_SECONDS ?= 600
+.PHONY: soak
+soak: build
+	@python3 tests/chaos/chaos.py --nodes $(SOAK_NODES) --seconds $(SOAK_SECONDS) --bin $(BUILD)/meshzero
