@@ -513,6 +513,12 @@ static int m_subscribe(mz_api *api, mz_api_client *c, const json_t *id, const js
         mz_err_set(err, MZ_EINVAL, "params.topic must be a string");
         return RPC_INVALID_PARAMS;
     }
+    if (json_array_size(c->subs) >= mz__max_subs_per_client(api->node)) {
+        mz__count_subs_refused(api->node);
+        mz_err_set(err, MZ_ELIMIT, "subscribe: this connection holds %zu subscriptions "
+                   "already (the limit)", json_array_size(c->subs));
+        return RPC_SERVER_ERROR;
+    }
     if (mz_node_subscribe(api->node, topic, s_on_event, c, &sid, err) != MZ_OK)
         return err->code == MZ_EINVAL ? RPC_INVALID_PARAMS : RPC_SERVER_ERROR;
     json_array_append_new(c->subs, json_integer((json_int_t)sid));

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "meshzero/connmgr.h"
 #include "meshzero/msg.h"
 #include "log.h"
@@ -735,6 +737,31 @@ static int s_check_pinned(struct lws *wsi, mz_link *l)
     return 0;
 }
 
+/* The API token (PROTOCOL.md "Local API"): required on the API listener
+ * when one is set, as ?token=... or "Authorization: Bearer ...". */
+static bool s_api_auth(struct lws *wsi)
+{
+    mz_connmgr *cm = lws_context_user(lws_get_context(wsi));
+    char buf[160];
+    const char *arg;
+    size_t tl;
+
+    if (cm == NULL || cm->o.api_token == NULL || cm->api_vh == NULL ||
+        lws_get_vhost(wsi) != cm->api_vh)
+        return true;
+    tl = strlen(cm->o.api_token);
+    arg = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf);
+    if (arg != NULL && strlen(arg) == tl && sodium_memcmp(arg, cm->o.api_token, tl) == 0)
+        return true;
+    if (lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_AUTHORIZATION) > 7 &&
+        strncmp(buf, "Bearer ", 7) == 0 && strlen(buf + 7) == tl &&
+        sodium_memcmp(buf + 7, cm->o.api_token, tl) == 0)
+        return true;
+    cm->stats.api_refused++;
+    mz_log_raw(MZ_LOG_WARN, "connmgr", "API request without the right token refused");
+    return false;
+}
+
 static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                       void *in, size_t len)
 {
@@ -742,6 +769,14 @@ static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 
     (void)user;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return s_api_auth(wsi) ? 0 : -1;
+    case LWS_CALLBACK_HTTP:
+        if (!s_api_auth(wsi)) {
+            lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, "API token required");
+            return -1;
+        }
+        break;
     case LWS_CALLBACK_ESTABLISHED:
         return s_on_established(wsi, NULL, false);
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
@@ -1010,6 +1045,12 @@ mz_status mz_link_send(mz_link *l, const char *buf, size_t len, mz_err *err)
         return mz_err_set(err, MZ_ENOMEM, "link send: allocating %zu bytes", len);
     memcpy(b + LWS_PRE, buf, len);
     return mz_link_send_owned(l, b, len, err);
+}
+
+void mz_link_pause(mz_link *l, bool pause)
+{
+    if (l->wsi != NULL && !l->dead)
+        lws_rx_flow_control(l->wsi, pause ? 0 : 1);
 }
 
 void mz_link_close(mz_link *l, uint16_t code, const char *reason)

@@ -1259,3 +1259,20 @@ size_t mz_directory_remove_node(mz_directory *dir, const char *node,
     }
     return n;
 }
+
+size_t mz_directory_count_node(const mz_directory *dir, const char *node)
+{
+    const struct mz_atom *a = s_atom_find(dir, node);
+
+    return a ? a->by_node.n : 0;
+}
+
+size_t mz_directory_count_owner_key(const mz_directory *dir, const char *owner_key)
+{
+    const struct mz_atom *a = s_atom_find(dir, owner_key);
+
+    /* An atom counts every use of its string; as a node id it is also used by
+     * the records that node hosts (the node's key owns its own records). The
+     * difference is the records signed by this key. */
+    return a ? a->refs - a->by_node.n : 0;
+}

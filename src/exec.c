@@ -528,6 +528,19 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
             return;
         }
     }
+    {
+        size_t mine = 0;
+        for (mz_exec *y = node->execs; y; y = y->next)
+            if (!y->expired && strcmp(y->caller, caller) == 0)
+                mine++;
+        if (mine >= node->o.max_running_per_caller) {
+            node->c.caller_busy++;
+            snprintf(why, sizeof why, "caller %.12s already runs %zu calls here (its limit)",
+                     caller, mine);
+            s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_BUSY, why);
+            return;
+        }
+    }
     if (node->running >= node->o.max_running) {
         node->c.exec_busy++;
         snprintf(why, sizeof why, "host %.12s is running %zu calls (its limit)",

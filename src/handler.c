@@ -246,13 +246,15 @@ static void s_forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one
 
 void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
 {
-    mz_msg_limits lim = { node->o.max_message, 0 };
+    mz_msg_limits lim = { node->o.max_message, 0, 0 };
     char id[MZ_MSG_ID_MAX + 1] = "";
     json_t *env = NULL;
     const mz_type *t;
     const char *to, *from;
     mz_err e;
 
+    if (mz__rate_take(node, p))
+        return;                 /* the link is being closed for flooding */
     if (mz_msg_parse(buf, len, &lim, &env, id, &e) != MZ_OK) {
         node->c.malformed++;
         s_reject(node, p, id, "bad_message", e.msg, !p->up);

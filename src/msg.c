@@ -224,6 +224,29 @@ static bool s_depth_ok(const json_t *v, size_t depth, size_t max)
     return true;
 }
 
+/* Object members plus array elements in v, counting no further than stop. */
+static size_t s_members(const json_t *v, size_t stop)
+{
+    const char *key;
+    json_t *child;
+    size_t i, n = 0;
+
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, key, child) {
+            n += 1 + s_members(child, stop - n);
+            if (n >= stop)
+                return n;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, child) {
+            n += 1 + s_members(child, stop - n);
+            if (n >= stop)
+                return n;
+        }
+    }
+    return n;
+}
+
 static bool s_known_field(const char *key)
 {
     for (size_t i = 0; i < S_NFIELDS; i++)
@@ -282,6 +305,16 @@ mz_status mz_msg_parse(const char *buf, size_t len, const mz_msg_limits *lim,
         rc = mz_err_set(err, MZ_ELIMIT, "%s: JSON nesting deeper than the limit of %zu", who,
                         max_depth);
         goto fail;
+    }
+    {
+        size_t max_members = (lim && lim->max_members) ? lim->max_members
+                                                       : MZ_DEFAULT_MAX_JSON_MEMBERS;
+        size_t members = s_members(env, max_members + 1);
+        if (members > max_members) {
+            rc = mz_err_set(err, MZ_ELIMIT, "%s: more than %zu JSON members and elements",
+                            who, max_members);
+            goto fail;
+        }
     }
     json_object_foreach(env, key, val) {
         if (!s_known_field(key)) {

@@ -2,6 +2,8 @@
  * leases, local resources and the seed's calls. Wire formats in
  * docs/PROTOCOL.md; message handling in handler.c. */
 #include <errno.h>
+#include <unistd.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +233,8 @@ static void s_on_open(mz_link *link, void *ctx)
     }
     p->since_ms = mz_now_ms();
     p->hello_deadline_ms = p->since_ms + MZ_DEFAULT_HELLO_SECS * 1000;
+    p->tokens = node->o.rate_burst;
+    p->refill_ms = p->since_ms;
     s_send_hello(node, p);
 }
 
@@ -466,6 +470,7 @@ static void s_on_tick(uv_timer_t *t)
     mz_routes_expire(node->routes, now);
     mz__exec_sweep(node, now);
     mz__tombs_expire(node, now);
+    mz__rate_resume(node, now);
     mz__sync_pump(node);
     if (now >= node->next_flush_ms) {
         mz__persist_flush(node);
@@ -618,6 +623,86 @@ static mz_status s_load_netkey(mz_node *node, const char *path, mz_err *err)
     return MZ_OK;
 }
 
+/* ---- rate limit ----------------------------------------------------------- */
+
+static void s_refill(mz_node *node, mz_peer *p, int64_t now)
+{
+    p->tokens += (double)(now - p->refill_ms) * node->o.rate_msgs / 1000.0;
+    if (p->tokens > node->o.rate_burst)
+        p->tokens = node->o.rate_burst;
+    p->refill_ms = now;
+}
+
+bool mz__rate_take(mz_node *node, mz_peer *p)
+{
+    int64_t now = mz_now_ms();
+
+    s_refill(node, p, now);
+    p->tokens -= 1.0;
+    if (p->tokens >= 0 || p->paused)
+        return false;
+    /* Over the rate: stop reading from this link until the bucket refills. */
+    if (now - p->throttle_window_ms > 10000) {
+        p->throttle_window_ms = now;
+        p->throttles = 0;
+    }
+    node->c.throttled++;
+    if (++p->throttles > MZ_RATE_MAX_THROTTLES) {
+        node->c.rate_closes++;
+        mz_log(MZ_LOG_WARN, "node", "peer %.12s (%s) keeps sending over %.0f messages/s: "
+               "closing", p->got_hello ? p->peer_id : "?", mz_link_peer_addr(p->link),
+               node->o.rate_msgs);
+        mz_link_close(p->link, 1008, "message rate over the limit");
+        return true;
+    }
+    p->paused = true;
+    mz_link_pause(p->link, true);
+    return false;
+}
+
+void mz__rate_resume(mz_node *node, int64_t now)
+{
+    for (mz_peer *p = node->peers; p; p = p->next) {
+        if (!p->paused || p->link == NULL)
+            continue;
+        s_refill(node, p, now);
+        if (p->tokens >= 0) {
+            p->paused = false;
+            mz_link_pause(p->link, false);
+        }
+    }
+}
+
+/* Reads DATA/api.token, creating it (32 random bytes as hex, mode 0600) on
+ * first use: the secret a non-loopback API listener requires. */
+static mz_status s_api_token(const char *dir, char out[65], mz_err *err)
+{
+    char path[1024];
+    FILE *f;
+    int fd;
+
+    snprintf(path, sizeof path, "%s/api.token", dir);
+    f = fopen(path, "r");
+    if (f != NULL) {
+        size_t n = fread(out, 1, 64, f);
+        fclose(f);
+        out[n] = '\0';
+        if (n == 64 && mz_id_valid(out))
+            return MZ_OK;
+        return mz_err_set(err, MZ_EIO, "api token %s: expected 64 lowercase hex characters",
+                          path);
+    }
+    mz_random_hex(out, 32);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || write(fd, out, 64) != 64 || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return mz_err_set(err, MZ_EIO, "api token %s: %s", path, strerror(errno));
+    }
+    close(fd);
+    return MZ_OK;
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static int s_on_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx)
@@ -670,6 +755,14 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     if (!node->o.max_pending) node->o.max_pending = MZ_DEFAULT_MAX_PENDING;
     if (!node->o.max_subscriptions) node->o.max_subscriptions = MZ_DEFAULT_MAX_SUBSCRIPTIONS;
     if (!node->o.min_links) node->o.min_links = MZ_DEFAULT_MIN_LINKS;
+    if (!node->o.max_records_per_node) node->o.max_records_per_node = MZ_DEFAULT_MAX_RECORDS_PER_NODE;
+    if (!node->o.max_records_per_owner)
+        node->o.max_records_per_owner = MZ_DEFAULT_MAX_RECORDS_PER_OWNER;
+    if (!node->o.max_running_per_caller)
+        node->o.max_running_per_caller = MZ_DEFAULT_MAX_RUNNING_PER_CALLER;
+    if (!node->o.max_subs_per_client) node->o.max_subs_per_client = MZ_DEFAULT_MAX_SUBS_PER_CLIENT;
+    if (node->o.rate_msgs <= 0) node->o.rate_msgs = MZ_DEFAULT_RATE_MSGS;
+    if (node->o.rate_burst <= 0) node->o.rate_burst = MZ_DEFAULT_RATE_BURST;
     if (!node->o.max_links) node->o.max_links = MZ_DEFAULT_MAX_LINKS;
     if (node->o.max_links < node->o.min_links) node->o.max_links = node->o.min_links;
     node->o.peers = NULL;
@@ -747,6 +840,19 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     co.cb.on_message = s_on_message;
     co.cb.on_close = s_on_close;
     co.http_cb = s_on_http;
+    if (opts->api_url && (opts->api_require_token || !s_loopback_url(opts->api_url))) {
+        /* Reachable from other machines: a token is required (api.token). */
+        if (opts->data_dir == NULL) {
+            rc = mz_err_set(err, MZ_EINVAL, "a non-loopback API needs a data directory for its "
+                            "token");
+            goto fail;
+        }
+        if ((rc = s_api_token(opts->data_dir, node->api_token, err)) != MZ_OK)
+            goto fail;
+        co.api_token = node->api_token;
+        mz_log(MZ_LOG_WARN, "node", "the API at %s requires the token in %s/api.token",
+               opts->api_url, opts->data_dir);
+    }
     co.ctx = node;
     if ((rc = mz_connmgr_new(&co, &node->cm, err)) != MZ_OK)
         goto fail;
@@ -850,6 +956,8 @@ void mz_node_free(mz_node *node)
 
 const char *mz_node_id(const mz_node *node) { return mz_identity_id(node->ident); }
 mz_agreements *mz__node_agreements(mz_node *node) { return node->agreements; }
+size_t mz__max_subs_per_client(mz_node *node) { return node->o.max_subs_per_client; }
+void mz__count_subs_refused(mz_node *node) { node->c.subs_refused++; }
 const char *mz_node_listen_url(const mz_node *node) { return mz_connmgr_listen_url(node->cm); }
 const char *mz_node_api_url(const mz_node *node) { return mz_connmgr_api_url(node->cm); }
 const mz_directory *mz_node_directory(const mz_node *node) { return node->dir; }
@@ -1038,6 +1146,15 @@ static mz_status s_accept_record(mz_node *node, const json_t *rec, bool local, m
     }
     if (!local && old != NULL && mz_record_local(old))
         return MZ_OK;   /* ours coming back: the local copy is the truth */
+    if (old == NULL && !local) {
+        const char *host = json_string_value(json_object_get(rec, "node"));
+        if (mz_directory_count_node(node->dir, host) >= node->o.max_records_per_node ||
+            mz_directory_count_owner_key(node->dir, okey) >= node->o.max_records_per_owner) {
+            node->c.record_limit++;
+            return mz_err_set(err, MZ_ELIMIT, "record '%s': node %.12s or owner key %.12s "
+                              "already has the most records allowed here", rid, host, okey);
+        }
+    }
     rc = mz_directory_put(node->dir, rec, local, &ch, err);
     if (rc == MZ_EEXIST)
         node->c.conflicts++;
@@ -1387,6 +1504,11 @@ json_t *mz_node_status(mz_node *node)
         "refused_network", (json_int_t)node->c.refused_network));
     json_object_set_new(counters, "exec_denied", json_integer((json_int_t)node->c.exec_denied));
     json_object_set_new(counters, "links_shed", json_integer((json_int_t)node->c.links_shed));
+    json_object_update_new(counters, json_pack(
+        "{s:I,s:I,s:I,s:I,s:I}", "record_limit", (json_int_t)node->c.record_limit, "throttled",
+        (json_int_t)node->c.throttled, "rate_closes", (json_int_t)node->c.rate_closes,
+        "caller_busy", (json_int_t)node->c.caller_busy, "subs_refused",
+        (json_int_t)node->c.subs_refused));
     json_object_set_new(counters, "links_dialed_auto",
                         json_integer((json_int_t)node->c.links_dialed_auto));
     json_object_set_new(counters, "sync_fetches",
@@ -1401,11 +1523,11 @@ json_t *mz_node_status(mz_node *node)
         "events_published", (json_int_t)node->c.events_published, "events_delivered",
         (json_int_t)node->c.events_delivered));
     json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "links_opened", (json_int_t)cs->links_opened,
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "links_opened", (json_int_t)cs->links_opened,
         "links_refused_full", (json_int_t)cs->links_refused_full, "slow_link_closes",
         (json_int_t)cs->slow_link_closes, "oversize_closes", (json_int_t)cs->oversize_closes,
         "dial_failures", (json_int_t)cs->dial_failures, "tls_refusals",
-        (json_int_t)cs->tls_refusals, "messages_in", (json_int_t)cs->msgs_in,
+        (json_int_t)cs->tls_refusals, "api_refused", (json_int_t)cs->api_refused, "messages_in", (json_int_t)cs->msgs_in,
         "messages_out", (json_int_t)cs->msgs_out, "bytes_in", (json_int_t)cs->bytes_in,
         "bytes_out", (json_int_t)cs->bytes_out));
     limits = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "max_message",

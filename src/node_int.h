@@ -27,6 +27,11 @@ typedef struct mz_peer {
     bool up;                    /* both sides proved their keys */
     int64_t since_ms;           /* link opened */
     int64_t hello_deadline_ms;
+    double tokens;              /* rate limit bucket */
+    int64_t refill_ms;          /* last refill */
+    bool paused;                /* reading paused by the rate limit */
+    int64_t throttle_window_ms; /* start of the 10 s window of throttles */
+    int throttles;              /* throttles in that window */
     struct mz_peer *next;
 } mz_peer;
 
@@ -60,6 +65,7 @@ typedef struct mz_counters {
     uint64_t rollbacks, stale, replayed, bad_seals, refused_pin, refused_trust;
     uint64_t refused_network, exec_denied, sync_fetches, ghosts_removed;
     uint64_t links_shed, links_dialed_auto, sync_busy;
+    uint64_t record_limit, throttled, rate_closes, caller_busy, subs_refused;
 } mz_counters;
 
 struct mz_node {
@@ -94,6 +100,7 @@ struct mz_node {
     int64_t next_flush_ms;
     char fatal[300];            /* why the node stopped itself, or "" */
     bool refuse_forward;        /* set by a broadcast handler that refused the content */
+    char api_token[65];         /* required by a non-loopback API listener, or "" */
     mz_hmap *keys;              /* node id -> 32-byte shared sealing key (cache) */
     unsigned char xsk[32];      /* our X25519 secret, from the identity */
     mz_hmap *trust;             /* allowlisted node ids (value unused); NULL: open */
@@ -123,6 +130,12 @@ void mz__send_error_link(mz_node *node, mz_peer *p, const char *ref, const char 
                          const char *reason);
 
 /* node.c */
+/* Charges one message to p's rate bucket; pauses or closes a flooding link.
+ * True when the link is being closed (drop the message). */
+bool mz__rate_take(mz_node *node, mz_peer *p);
+size_t mz__max_subs_per_client(mz_node *node);
+void mz__count_subs_refused(mz_node *node);
+void mz__rate_resume(mz_node *node, int64_t now);
 /* Shared sealing key with node id (cached); NULL if id is not a valid key. */
 const unsigned char *mz__shared_key(mz_node *node, const char *id);
 bool mz__trusted(mz_node *node, const char *id);

@@ -71,12 +71,16 @@ typedef struct mz_connmgr_opts {
      * zeroed per-connection area of MZ_HTTP_PSS_SIZE bytes the handler may
      * use; it must NOT set lws's opaque user data (links use it). */
     int (*http_cb)(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
+    /* When set, API connections and HTTP requests must carry it (?token= or
+     * Authorization: Bearer); others are refused (counted api_refused). */
+    const char *api_token;
 } mz_connmgr_opts;
 
 /* Counters shown by `status`. */
 typedef struct mz_connmgr_stats {
     uint64_t links_opened, links_refused_full, slow_link_closes, oversize_closes;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dial_failures;
+    uint64_t api_refused;
     uint64_t tls_refusals;      /* wss:// dials refused: certificate not the pinned
                                    key, or untrusted without a pin */
 } mz_connmgr_stats;
@@ -116,6 +120,9 @@ mz_status mz_link_send(mz_link *link, const char *buf, size_t len, mz_err *err);
 /* Takes buf (malloc'd with LWS_PRE bytes of headroom: the message starts at
  * buf + MZ_LINK_PRE). Same limits as mz_link_send; buf is freed on failure. */
 mz_status mz_link_send_owned(mz_link *link, char *buf, size_t len, mz_err *err);
+/* Stops (pause) or resumes reading from the link: TCP backpressure on a
+ * peer over its message rate. */
+void mz_link_pause(mz_link *link, bool pause);
 /* Starts closing: code and reason go in the close frame. First reason wins. */
 void mz_link_close(mz_link *link, uint16_t code, const char *reason);
 

@@ -65,6 +65,9 @@ mz_status mz_directory_remove(mz_directory *dir, const char *resource_id,
 /* Borrowed: valid until the record is replaced or removed. NULL if absent. */
 const mz_record *mz_directory_get(const mz_directory *dir, const char *resource_id);
 size_t mz_directory_count(const mz_directory *dir);
+/* Records hosted by node / signed by owner_key (O(1), for the limits). */
+size_t mz_directory_count_node(const mz_directory *dir, const char *node);
+size_t mz_directory_count_owner_key(const mz_directory *dir, const char *owner_key);
 
 /* Borrowed accessors, valid as long as the record. */
 const char *mz_record_id(const mz_record *rec);

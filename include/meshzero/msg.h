@@ -98,12 +98,15 @@ bool mz_time_parse(const char *s, int64_t *ms);
 typedef struct mz_msg_limits {
     size_t max_bytes;   /* whole message; default MZ_DEFAULT_MAX_MESSAGE */
     size_t max_depth;   /* JSON nesting; default MZ_DEFAULT_MAX_JSON_DEPTH */
+    size_t max_members; /* object members + array elements; MZ_DEFAULT_MAX_JSON_MEMBERS */
 } mz_msg_limits;
 
 /* Largest envelope accepted, in bytes. Larger frames close the link (1009). */
 #define MZ_DEFAULT_MAX_MESSAGE    (1024 * 1024)
 /* Deepest JSON nesting accepted in a message (envelope counts as 1). */
 #define MZ_DEFAULT_MAX_JSON_DEPTH 32
+/* Object members plus array elements accepted in one message. */
+#define MZ_DEFAULT_MAX_JSON_MEMBERS 50000
 
 /* Keys an envelope signature leaves out: "signature" itself and "hops",
  * which relays increment. NULL-terminated. */

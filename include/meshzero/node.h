@@ -36,7 +36,9 @@ typedef struct mz_node_opts {
     const char *data_dir;       /* identity.key lives here; NULL: in-memory key */
     const char *listen_url;     /* NULL: MZ_DEFAULT_LISTEN_URL; port 0 picks one */
     const char *api_url;        /* NULL: no local API */
-    bool api_allow_remote;      /* allow a non-loopback API listener */
+    bool api_allow_remote;      /* allow a non-loopback API listener (it then requires
+                                   the token in DATA/api.token) */
+    bool api_require_token;     /* require the token on a loopback API too */
     const char *const *peers;   /* URLs dialed at start and re-dialed when lost */
     size_t n_peers;
     int64_t lease_ms;           /* 0: MZ_DEFAULT_LEASE_MS */
@@ -58,12 +60,33 @@ typedef struct mz_node_opts {
     const char *tls_key;
     const char *tls_ca;         /* PEM CAs for unpinned wss:// peers; NULL: system store */
     bool no_seal;               /* send unicasts signed instead of sealed (benchmarks) */
+    size_t max_records_per_node;  /* remote records one node may host here; 0: default */
+    size_t max_records_per_owner; /* records one owner key may sign; 0: default */
+    size_t max_running_per_caller;/* calls one caller may run here at once; 0: default */
+    size_t max_subs_per_client;   /* subscriptions per API connection; 0: default */
+    double rate_msgs;           /* messages per second a peer may send; 0: default */
+    double rate_burst;          /* bucket size; 0: default */
     size_t min_links;           /* low watermark; 0: MZ_DEFAULT_MIN_LINKS */
     size_t max_links;           /* high watermark; 0: MZ_DEFAULT_MAX_LINKS */
     int64_t replay_window_ms;   /* 0: MZ_DEFAULT_REPLAY_WINDOW_MS */
     const char *trust_file;     /* allowlist of node ids, one per line; NULL: open */
     const char *network_key_file; /* shared mesh secret; NULL: none */
 } mz_node_opts;
+
+/* Remote records one node may host in our directory; more are refused. */
+#define MZ_DEFAULT_MAX_RECORDS_PER_NODE  100000
+/* Records one owner key may sign in our directory. */
+#define MZ_DEFAULT_MAX_RECORDS_PER_OWNER 100000
+/* Calls one caller node may have running on this host at once (more: busy). */
+#define MZ_DEFAULT_MAX_RUNNING_PER_CALLER 64
+/* Subscriptions one API connection may hold. */
+#define MZ_DEFAULT_MAX_SUBS_PER_CLIENT 1000
+/* Messages per second a peer link may carry (token bucket), and the burst.
+ * Over it the link's reading pauses (throttle); a peer throttled more than
+ * MZ_RATE_MAX_THROTTLES times in 10 s is disconnected. */
+#define MZ_DEFAULT_RATE_MSGS  20000.0
+#define MZ_DEFAULT_RATE_BURST 40000.0
+#define MZ_RATE_MAX_THROTTLES 20
 
 /* Below this many links a node dials known nodes it has no link to. One by
  * default, so a node never stays cut off yet explicit topologies stay as

@@ -21,6 +21,7 @@ struct mz_apiclient {
     uv_timer_t timer;
     bool timed_out;
     mz_apiclient_push_fn push;  /* other messages: requests and notifications */
+    char url_buf[512];          /* the URL with the token added */
     void *push_ctx;
 };
 
@@ -93,6 +94,12 @@ mz_status mz_apiclient_open(const char *url, int timeout_ms, mz_apiclient **out,
         url = getenv("MESHZERO_API");
     if (url == NULL || url[0] == '\0')
         url = MZ_DEFAULT_API_URL;
+    /* A remote API wants its token: $MESHZERO_API_TOKEN, unless the URL has one. */
+    if (getenv("MESHZERO_API_TOKEN") && getenv("MESHZERO_API_TOKEN")[0] && !strchr(url, '?')) {
+        snprintf(c->url_buf, sizeof c->url_buf, "%s%s?token=%s", url,
+                 strchr(url + 6, '/') ? "" : "/", getenv("MESHZERO_API_TOKEN"));
+        url = c->url_buf;
+    }
     uv_loop_init(&c->loop);
     uv_timer_init(&c->loop, &c->timer);
     c->timer.data = c;

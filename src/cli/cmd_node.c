@@ -28,7 +28,10 @@ static const char s_help[] =
     "  --tls-ca FILE       PEM CAs trusted for wss:// peers without a pinned id\n"
     "                      (default: the system store); pin with wss://HOST:PORT/#NODE_ID\n"
     "  --api URL|none      local JSON-RPC API (default ws://127.0.0.1:8766; loopback only)\n"
-    "  --api-allow-remote  allow a non-loopback API address\n"
+    "  --api-allow-remote  allow a non-loopback API address; clients must then send the\n"
+    "                      token of DATA/api.token (mode 0600, made on first start) as\n"
+    "                      ?token=... or Authorization: Bearer (CLI: $MESHZERO_API_TOKEN)\n"
+    "  --api-require-token require that token on a loopback API too\n"
     "  --data DIR          data directory holding identity.key (default: see below)\n"
     "  --peer URL          peer to link to and keep linked (repeatable)\n"
     "  --lease-ms N        how long others keep our resources without news (default 15000)\n"
@@ -44,6 +47,16 @@ static const char s_help[] =
     "  --network-key FILE  admit only nodes that prove knowledge of this shared secret\n"
     "  --no-seal           send unicasts signed instead of end-to-end sealed\n"
     "  --min-links N       below N links, dial known nodes (default 1)\n"
+    "  --max-running N     calls this node runs at once (default 256; more: busy)\n"
+    "  --max-running-per-caller N  of those, from one caller (default 64)\n"
+    "  --max-pending N     calls this node and its clients await at once (default 4096)\n"
+    "  --max-subscriptions N  subscriptions in all (default 10000)\n"
+    "  --max-subs-per-client N  per API connection (default 1000)\n"
+    "  --max-records-per-node N  remote records one node may host here (default 100000)\n"
+    "  --max-records-per-owner N records one owner key may sign (default 100000)\n"
+    "  --rate-msgs N       messages/s a peer may send (default 20000; over it reading\n"
+    "                      pauses; paused over 20 times in 10 s: disconnected)\n"
+    "  --rate-burst N      burst allowance of that rate (default 40000)\n"
     "  --max-links N       above N links, shed the newest inbound link (default 8)\n"
     "  --replay-window-ms N refuse messages whose timestamp is further off (default 60000)\n"
     "  --mcp NAME=CMD      import an MCP server: run CMD (no shell; quotes group words)\n"
@@ -168,7 +181,17 @@ int cmd_node_main(int argc, char **argv)
         { "trust", required_argument, NULL, 'T' },
         { "network-key", required_argument, NULL, 'K' },
         { "no-seal", no_argument, NULL, 'S' },
+        { "api-require-token", no_argument, NULL, 0x209 },
         { "min-links", required_argument, NULL, 'N' },
+        { "max-running", required_argument, NULL, 0x200 },
+        { "max-running-per-caller", required_argument, NULL, 0x201 },
+        { "max-pending", required_argument, NULL, 0x202 },
+        { "max-subscriptions", required_argument, NULL, 0x203 },
+        { "max-subs-per-client", required_argument, NULL, 0x204 },
+        { "max-records-per-node", required_argument, NULL, 0x205 },
+        { "max-records-per-owner", required_argument, NULL, 0x206 },
+        { "rate-msgs", required_argument, NULL, 0x207 },
+        { "rate-burst", required_argument, NULL, 0x208 },
         { "max-links", required_argument, NULL, 'X' },
         { "replay-window-ms", required_argument, NULL, 'W' },
         { "tls-cert", required_argument, NULL, 0x100 },
@@ -258,8 +281,32 @@ int cmd_node_main(int argc, char **argv)
         case 'T': o.trust_file = optarg; break;
         case 'K': o.network_key_file = optarg; break;
         case 'S': o.no_seal = true; break;
+        case 0x209: o.api_require_token = true; break;
         case 'N': if (!s_size("--min-links", optarg, &o.min_links)) return MZ_EXIT_USAGE;
                   break;
+        case 0x200: if (!s_size("--max-running", optarg, &o.max_running)) return MZ_EXIT_USAGE;
+                    break;
+        case 0x201: if (!s_size("--max-running-per-caller", optarg, &o.max_running_per_caller))
+                        return MZ_EXIT_USAGE;
+                    break;
+        case 0x202: if (!s_size("--max-pending", optarg, &o.max_pending)) return MZ_EXIT_USAGE;
+                    break;
+        case 0x203: if (!s_size("--max-subscriptions", optarg, &o.max_subscriptions))
+                        return MZ_EXIT_USAGE;
+                    break;
+        case 0x204: if (!s_size("--max-subs-per-client", optarg, &o.max_subs_per_client))
+                        return MZ_EXIT_USAGE;
+                    break;
+        case 0x205: if (!s_size("--max-records-per-node", optarg, &o.max_records_per_node))
+                        return MZ_EXIT_USAGE;
+                    break;
+        case 0x206: if (!s_size("--max-records-per-owner", optarg, &o.max_records_per_owner))
+                        return MZ_EXIT_USAGE;
+                    break;
+        case 0x207: if (!s_size("--rate-msgs", optarg, &v)) return MZ_EXIT_USAGE;
+                    o.rate_msgs = (double)v; break;
+        case 0x208: if (!s_size("--rate-burst", optarg, &v)) return MZ_EXIT_USAGE;
+                    o.rate_burst = (double)v; break;
         case 'X': if (!s_size("--max-links", optarg, &o.max_links)) return MZ_EXIT_USAGE;
                   break;
         case 'W': if (!s_size("--replay-window-ms", optarg, &v)) return MZ_EXIT_USAGE;

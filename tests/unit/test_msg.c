@@ -510,7 +510,7 @@ static void test_parse_good(void **state)
 
     /* hops is optional; id_out may be NULL; limits with zero fields. */
     {
-        mz_msg_limits lim = { 0, 0 };
+        mz_msg_limits lim = { 0, 0, 0 };
         text = good_text("{}");
         env = json_loads(text, 0, NULL);
         json_object_del(env, "hops");
@@ -652,7 +652,7 @@ static void test_parse_duplicate(void **state)
 static void test_parse_limits(void **state)
 {
     char *text = good_text("{}");
-    mz_msg_limits lim = { 100, 0 };
+    mz_msg_limits lim = { 100, 0, 0 };
     json_t *env = NULL;
     mz_err err = { MZ_OK, "" };
     char needle[80];
