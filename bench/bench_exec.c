@@ -47,6 +47,8 @@ static void s_on_sig(uv_signal_t *h, int sig)
     mz_node_stop(h->data);
 }
 
+static bool s_no_seal;          /* --no-seal: unicasts signed, not sealed */
+
 static int s_host(void)
 {
     uv_loop_t loop;
@@ -61,6 +63,8 @@ static int s_host(void)
     o.loop = &loop;
     o.listen_url = "ws://127.0.0.1:0";
     o.max_running = 4096;
+    o.max_running_per_caller = 4096;
+    o.no_seal = s_no_seal;
     if (mz_node_new(&o, &node, &e) != MZ_OK) {
         fprintf(stderr, "bench host: %s\n", e.msg);
         return 1;
@@ -200,6 +204,7 @@ static int s_drive(int argc, char **argv)
     o.listen_url = "ws://127.0.0.1:0";
     o.peers = peers;
     o.n_peers = 1;
+    o.no_seal = s_no_seal;
     if (mz_node_new(&o, &d.node, &e) != MZ_OK) {
         fprintf(stderr, "bench drive: %s\n", e.msg);
         return 1;
@@ -235,6 +240,9 @@ static int s_drive(int argc, char **argv)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--no-seal") == 0)
+            s_no_seal = true;
     if (argc >= 2 && strcmp(argv[1], "host") == 0)
         return s_host();
     if (argc >= 3 && strcmp(argv[1], "drive") == 0)

@@ -54,17 +54,27 @@ for run in 1 2 3; do
     "$BUILD/bench_exec" drive "$RELAY_URL" --json >> "$TMP/hop2.json"
 done
 kill -TERM $HOST $RELAY; wait $HOST $RELAY 2>/dev/null || true
-/usr/bin/python3 - "$TMP/hop1.json" "$TMP/hop2.json" "$TMP/exec.json" <<'PY'
+# The same 1-hop workload with sealing off (unicasts signed instead): its cost.
+"$BUILD/bench_exec" host --no-seal > "$TMP/host2.out" 2> "$TMP/host2.err" &
+HOST=$!
+i=0
+while [ ! -s "$TMP/host2.out" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+for run in 1 2 3; do
+    "$BUILD/bench_exec" drive "$(cat "$TMP/host2.out")" --json --no-seal >> "$TMP/hop1ns.json"
+done
+kill -TERM $HOST; wait $HOST 2>/dev/null || true
+/usr/bin/python3 - "$TMP/hop1.json" "$TMP/hop2.json" "$TMP/exec.json" "$TMP/hop1ns.json" <<'PY'
 import json, statistics, sys
 out = {}
-for name, path in (("1 hop", sys.argv[1]), ("2 hops", sys.argv[2])):
+for name, path in (("1 hop", sys.argv[1]), ("2 hops", sys.argv[2]),
+                   ("1 hop, sealing off", sys.argv[4])):
     runs = [json.loads(l) for l in open(path) if l.strip()]
     row = {}
     for k in ("p50_us", "p99_us", "calls_per_s"):
         v = [r[k] for r in runs]
         row[k] = {"median": statistics.median(v), "min": min(v), "max": max(v)}
     out[name] = row
-    print(f"  {name:7} p50 {row['p50_us']['median']:8.1f} us ({row['p50_us']['min']:.0f}-{row['p50_us']['max']:.0f})"
+    print(f"  {name:18} p50 {row['p50_us']['median']:8.1f} us ({row['p50_us']['min']:.0f}-{row['p50_us']['max']:.0f})"
           f"   p99 {row['p99_us']['median']:8.1f} us"
           f"   64 in flight {row['calls_per_s']['median']:9.0f} calls/s ({row['calls_per_s']['min']:.0f}-{row['calls_per_s']['max']:.0f})")
 json.dump(out, open(sys.argv[3], "w"))
