@@ -397,7 +397,8 @@ static int s_http(void *vwsi, int reason, void *user, void *in, size_t len, void
     mz_hconn *c = slot ? *slot : NULL;
 
     switch (reason) {
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        /* A WebSocket upgrade to the API: the headers are still there. */
         char origin[256];
         s_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
         if (!mz__origin_local(origin)) {
