@@ -898,6 +898,21 @@ class Driver:
         result["converged_within_bound"] = converged is not None and at_bound is None
         result["mismatches"] = at_bound or []
         result["mismatches_remaining"] = mism if converged is None else []
+        # Counters of the live nodes (summed), for the figures.
+        sums = {}
+
+        def status(nd):
+            rc, out, err = self.cli(["status", "--json", "--node", nd.api])
+            try:
+                return json.loads(out).get("counters", {}) if rc == 0 else {}
+            except ValueError:
+                return {}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(self.live()))) as ex:
+            for counters in ex.map(status, self.live()):
+                for k, v in counters.items():
+                    if isinstance(v, int):
+                        sums[k] = sums.get(k, 0) + v
+        result["counters_live_sum"] = sums
         if at_bound is not None or converged is None:
             # What each live node saw of the mesh, for the report.
             links = {}
@@ -1092,6 +1107,10 @@ def table(r):
         ("exec failures, last 20 s", ", ".join("%s %d" % kv for kv in
                                                sorted(r["exec_failure_causes_last20s"].items()))
          or "-"),
+        ("node counters (live, summed)", ", ".join(
+            "%s %s" % (k, (r.get("counters_live_sum") or {}).get(k, "-"))
+            for k in ("unroutable", "hop_limit_drops", "exec_timeouts", "late_results",
+                      "leases_expired", "ghosts_removed", "links_dialed_auto"))),
         ("mismatches at the bound", len(r.get("mismatches") or [])),
         ("problems", len(r.get("problems") or [])),
         ("result", "PASS" if r["ok"] else "FAIL"),
