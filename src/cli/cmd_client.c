@@ -320,8 +320,10 @@ int cmd_query_main(int argc, char **argv)
 
 /* ---- peers / connect / status ------------------------------------------- */
 
+/* A client command with no options but --node/--json and at most one
+ * argument, sent as params[arg_key] (arg_key NULL: no argument). */
 static int s_simple(int argc, char **argv, const char *cmd, const char *usage_head,
-                    const char *method, int nargs, void (*print)(const json_t *res))
+                    const char *method, const char *arg_key, void (*print)(const json_t *res))
 {
     static const struct option longs[] = {
         { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
@@ -340,10 +342,10 @@ static int s_simple(int argc, char **argv, const char *cmd, const char *usage_he
         else if (c == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
         else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
     }
-    if (argc - optind != nargs)
-        return s_usage_error(cmd, usage, "%s", nargs ? "need exactly one URL"
-                                                      : "takes no arguments");
-    params = nargs ? json_pack("{s:s}", "url", argv[optind]) : json_object();
+    if (argc - optind != (arg_key ? 1 : 0))
+        return s_usage_error(cmd, usage, "%s", arg_key ? "need exactly one argument"
+                                                       : "takes no arguments");
+    params = arg_key ? json_pack("{s:s}", arg_key, argv[optind]) : json_object();
     res = mz_cli_call(node, method, params, CALL_TIMEOUT_MS + 5000);
     if (res == NULL)
         return MZ_EXIT_FAIL;
@@ -377,7 +379,7 @@ int cmd_peers_main(int argc, char **argv)
                     "usage: meshzero peers [--json] [--node URL]\n\n"
                     "Lists the node's linked peers.\n"
                     "  --json         print a JSON array\n",
-                    "peers", 0, s_print_peers);
+                    "peers", NULL, s_print_peers);
 }
 
 static void s_print_connect(const json_t *res)
@@ -392,7 +394,7 @@ int cmd_connect_main(int argc, char **argv)
                     "Links the node to the peer at URL (ws://HOST:PORT) and waits for the\n"
                     "hello exchange; the node keeps the link up from then on.\n"
                     "  --json         print {\"peer\": ID}\n",
-                    "connect_to_peer", 1, s_print_connect);
+                    "connect_to_peer", "url", s_print_connect);
 }
 
 static void s_print_status(const json_t *res)
@@ -425,7 +427,7 @@ int cmd_status_main(int argc, char **argv)
                     "usage: meshzero status [--json] [--node URL]\n\n"
                     "Shows the node's id, links, resources, counters and limits.\n"
                     "  --json         print a JSON object\n",
-                    "status", 0, s_print_status);
+                    "status", NULL, s_print_status);
 }
 
 static void s_print_disconnect(const json_t *res)
@@ -435,38 +437,10 @@ static void s_print_disconnect(const json_t *res)
 
 int cmd_disconnect_main(int argc, char **argv)
 {
-    static const char usage_head[] =
-        "usage: meshzero disconnect PEER_ID [--json] [--node URL]\n\n"
-        "Closes the node's link to PEER_ID (a peer given with --peer is re-dialed after a\n"
-        "backoff).\n"
-        "  --json         print {\"peer\", \"disconnected\"}\n";
-    static const struct option longs[] = {
-        { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-    char usage[1024];
-    const char *node = NULL;
-    bool json = false;
-    json_t *res;
-    int c;
-
-    snprintf(usage, sizeof usage, "%s%s", usage_head, s_common);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        if (c == 'n') node = optarg;
-        else if (c == 'j') json = true;
-        else if (c == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
-        else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
-    }
-    if (argc - optind != 1)
-        return s_usage_error("disconnect", usage, "%s", "need exactly one PEER_ID");
-    res = mz_cli_call(node, "disconnect_peer", json_pack("{s:s}", "peer", argv[optind]),
-                      CALL_TIMEOUT_MS);
-    if (res == NULL)
-        return MZ_EXIT_FAIL;
-    if (json)
-        s_print_json(res);
-    else
-        s_print_disconnect(res);
-    json_decref(res);
-    return MZ_EXIT_OK;
+    return s_simple(argc, argv, "disconnect",
+                    "usage: meshzero disconnect PEER_ID [--json] [--node URL]\n\n"
+                    "Closes the node's link to PEER_ID (a peer given with --peer is re-dialed\n"
+                    "after a backoff).\n"
+                    "  --json         print {\"peer\", \"disconnected\"}\n",
+                    "disconnect_peer", "peer", s_print_disconnect);
 }
