@@ -24,6 +24,8 @@ typedef struct mz_call {
     char early_msg[200];
     json_t *local_req;                  /* a call to our own resource, run on the next
                                            loop turn: {resource_id, method, params} */
+    json_t *held;                       /* request waiting for a route to the host */
+    int64_t hold_until_ms;              /* then it fails unreachable */
     int64_t timeout_ms;
 } mz_call;
 
@@ -32,6 +34,7 @@ static void s_call_free_cb(uv_handle_t *h)
     mz_call *c = h->data;
 
     json_decref(c->local_req);
+    json_decref(c->held);
     free(c);
 }
 
@@ -165,14 +168,6 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
         return MZ_OK;
     }
     uv_timer_start(&c->timer, s_on_call_timer, (uint64_t)timeout_ms, 0);
-    if (!mz_routes_lookup(node->routes, c->host, mz_now_ms(), &link, NULL)) {
-        char why[160];
-        snprintf(why, sizeof why, "no route to node %.12s hosting '%.64s'", c->host,
-                 resource_id);
-        s_call_fail_soon(c, MZ_EXEC_UNREACHABLE, why);
-        return MZ_OK;
-    }
-    c->link_id = link;
     pl = json_pack("{s:s,s:s,s:o,s:I}", "resource_id", resource_id, "method", method, "params",
                    params ? json_deep_copy(params) : json_object(), "timeout_ms",
                    (json_int_t)timeout_ms);
@@ -181,9 +176,54 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
     env = mz_msg_new("execute", mz_identity_id(node->ident), c->host, pl);
     if (env != NULL)
         json_object_set_new(env, "id", json_string(c->id));
-    if (env == NULL || mz__send(node, env, NULL, NULL) != MZ_OK)
+    if (env == NULL) {
+        s_call_fail_soon(c, MZ_EXEC_UNREACHABLE, "could not build the request");
+        return MZ_OK;
+    }
+    if (!mz_routes_lookup(node->routes, c->host, mz_now_ms(), &link, NULL)) {
+        /* A link on the way just went: the host's next alive (every lease/3)
+         * brings a new route, so hold the call that long before giving up. */
+        c->held = env;
+        c->hold_until_ms = mz_now_ms() + node->o.lease_ms / 3 + 500;
+        node->c.exec_held++;
+        return MZ_OK;
+    }
+    c->link_id = link;
+    if (mz__send(node, env, NULL, NULL) != MZ_OK)
         s_call_fail_soon(c, MZ_EXEC_UNREACHABLE, "could not send the request");
     return MZ_OK;
+}
+
+/* Sends held calls whose host has a route again; fails those held too long. */
+static void s_release_held(mz_node *node, int64_t now)
+{
+    size_t pos = 0, n = 0;
+    const char *key;
+    void *val;
+    mz_call *ready[64];
+
+    while (n < 64 && mz_hmap_next(node->calls, &pos, &key, &val)) {
+        mz_call *c = val;
+        if (c->held != NULL && c->early_code == NULL)
+            ready[n++] = c;
+    }
+    for (size_t i = 0; i < n; i++) {
+        mz_call *c = ready[i];
+        uint64_t link;
+        if (mz_routes_lookup(node->routes, c->host, now, &link, NULL)) {
+            json_t *env = c->held;
+            c->held = NULL;
+            c->link_id = link;
+            if (mz__send(node, env, NULL, NULL) != MZ_OK)
+                s_call_fail_soon(c, MZ_EXEC_UNREACHABLE, "could not send the request");
+        } else if (now > c->hold_until_ms) {
+            char why[160];
+            json_decref(c->held);
+            c->held = NULL;
+            snprintf(why, sizeof why, "no route to node %.12s", c->host);
+            s_call_finish(c, NULL, MZ_EXEC_UNREACHABLE, why);
+        }
+    }
 }
 
 void mz__exec_on_result(mz_node *node, const json_t *env)
@@ -293,8 +333,13 @@ void mz__exec_relayed(mz_node *node, const json_t *env, uint64_t out_link)
     snprintf(r->origin, sizeof r->origin, "%s", mz_msg_sender(env));
     r->out_link = out_link;
     r->expires_ms = mz_now_ms() + t;
-    if (mz_hmap_put(node->relayed, mz_msg_id(env), r, NULL) != MZ_OK)
-        free(r);
+    {
+        void *old = NULL;
+        /* The same call id seen twice (a retry over another path) replaces. */
+        if (mz_hmap_put(node->relayed, mz_msg_id(env), r, &old) != MZ_OK)
+            free(r);
+        free(old);
+    }
 }
 
 void mz__exec_link_down(mz_node *node, uint64_t link, const char *peer_id)
@@ -656,6 +701,7 @@ void mz_exec_fail(mz_exec *x, const char *code, const char *message)
 
 void mz__exec_sweep(mz_node *node, int64_t now)
 {
+    s_release_held(node, now);
     size_t pos = 0, n = 0;
     const char *key;
     void *val;

@@ -229,6 +229,14 @@ static void s_forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one
 
     if (hops >= node->o.max_hops) {
         node->c.hop_limit_drops++;
+        /* A routed message dying here (a loop while routes settle): tell its
+         * origin now rather than let it wait for a timeout. */
+        if (to_one != NULL && strcmp(mz_msg_type(env), "error") != 0) {
+            char why[160];
+            snprintf(why, sizeof why, "message %s: hop limit reached at %.12s", mz_msg_id(env),
+                     s_me(node));
+            s_send_error_to(node, mz_msg_sender(env), mz_msg_id(env), "unreachable", why);
+        }
         return;
     }
     json_object_set_new(env, "hops", json_integer(hops));

@@ -1509,6 +1509,7 @@ json_t *mz_node_status(mz_node *node)
         (json_int_t)node->c.throttled, "rate_closes", (json_int_t)node->c.rate_closes,
         "caller_busy", (json_int_t)node->c.caller_busy, "subs_refused",
         (json_int_t)node->c.subs_refused));
+    json_object_set_new(counters, "exec_held", json_integer((json_int_t)node->c.exec_held));
     json_object_set_new(counters, "links_dialed_auto",
                         json_integer((json_int_t)node->c.links_dialed_auto));
     json_object_set_new(counters, "sync_fetches",

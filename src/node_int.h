@@ -65,7 +65,7 @@ typedef struct mz_counters {
     uint64_t rollbacks, stale, replayed, bad_seals, refused_pin, refused_trust;
     uint64_t refused_network, exec_denied, sync_fetches, ghosts_removed;
     uint64_t links_shed, links_dialed_auto, sync_busy;
-    uint64_t record_limit, throttled, rate_closes, caller_busy, subs_refused;
+    uint64_t record_limit, throttled, rate_closes, caller_busy, subs_refused, exec_held;
 } mz_counters;
 
 struct mz_node {

@@ -78,7 +78,7 @@ typedef struct mz_node_opts {
 /* Records one owner key may sign in our directory. */
 #define MZ_DEFAULT_MAX_RECORDS_PER_OWNER 100000
 /* Calls one caller node may have running on this host at once (more: busy). */
-#define MZ_DEFAULT_MAX_RUNNING_PER_CALLER 64
+#define MZ_DEFAULT_MAX_RUNNING_PER_CALLER 256
 /* Subscriptions one API connection may hold. */
 #define MZ_DEFAULT_MAX_SUBS_PER_CLIENT 1000
 /* Messages per second a peer link may carry (token bucket), and the burst.

@@ -48,7 +48,7 @@ static const char s_help[] =
     "  --no-seal           send unicasts signed instead of end-to-end sealed\n"
     "  --min-links N       below N links, dial known nodes (default 1)\n"
     "  --max-running N     calls this node runs at once (default 256; more: busy)\n"
-    "  --max-running-per-caller N  of those, from one caller (default 64)\n"
+    "  --max-running-per-caller N  of those, from one caller (default 256)\n"
     "  --max-pending N     calls this node and its clients await at once (default 4096)\n"
     "  --max-subscriptions N  subscriptions in all (default 10000)\n"
     "  --max-subs-per-client N  per API connection (default 1000)\n"
