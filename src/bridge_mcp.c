@@ -199,6 +199,7 @@ struct mz_mcpsrv_req {
     char *resource_id;          /* tools/call: the resource being called */
     bool wrap;                  /* tools/call of a non-MCP resource: wrap its result */
     bool cancelled;             /* answer nothing */
+    uint64_t gen;               /* srv->gen when its query started */
     mz_mcpsrv_req *prev, *next; /* srv->reqs */
 };
 
@@ -212,6 +213,10 @@ struct mz_mcpsrv {
     bool reply_cancelled;
     json_t *query_params;       /* {resource_type?, capabilities?} */
     mz_mcpsrv_req *reqs;        /* waiting on the backend */
+    int64_t cache_ms;           /* 0: no cache */
+    json_t *cache;              /* the last directory answer, or NULL */
+    int64_t cache_until_ms;
+    uint64_t gen;               /* bumped by every invalidation */
 };
 
 mz_status mz_mcpsrv_new(const mz_mcpsrv_opts *o, mz_mcpsrv **out, mz_err *err)
@@ -226,6 +231,7 @@ mz_status mz_mcpsrv_new(const mz_mcpsrv_opts *o, mz_mcpsrv **out, mz_err *err)
     s->ctx = o->ctx;
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : MZ_DEFAULT_EXEC_TIMEOUT_MS;
     s->reply_cancelled = o->reply_cancelled;
+    s->cache_ms = o->cache_ms > 0 ? o->cache_ms : 0;
     s->query_params = json_object();
     caps = json_array();
     if (s->query_params == NULL || caps == NULL)
@@ -292,7 +298,15 @@ void mz_mcpsrv_free(mz_mcpsrv *s)
     free(s->caps);
     free(s->type);
     json_decref(s->query_params);
+    json_decref(s->cache);
     free(s);
+}
+
+void mz_mcpsrv_invalidate(mz_mcpsrv *s)
+{
+    s->gen++;
+    json_decref(s->cache);
+    s->cache = NULL;
 }
 
 static void s_send(mz_mcpsrv *s, uint64_t conn, json_t *msg)
@@ -498,6 +512,12 @@ void mz_mcpsrv_query_done(mz_mcpsrv_req *r, const json_t *records, const char *w
         s_req_free(r);
         return;
     }
+    /* Keep the answer unless the directory changed while it was on its way. */
+    if (records != NULL && s->cache_ms > 0 && r->gen == s->gen && records != s->cache) {
+        json_decref(s->cache);
+        s->cache = json_incref((json_t *)records);
+        s->cache_until_ms = mz_now_ms() + s->cache_ms;
+    }
     if (records == NULL) {
         s_error(s, r->conn, r->id, MZ_RPC_SERVER_ERROR, "directory query failed: %s",
                 why ? why : "unknown error");
@@ -578,6 +598,13 @@ static mz_mcp_outcome s_start(mz_mcpsrv *s, uint64_t conn, const json_t *id, mz_
     if (s->reqs)
         s->reqs->prev = r;
     s->reqs = r;
+    r->gen = s->gen;
+    if (s->cache != NULL && mz_now_ms() < s->cache_until_ms) {
+        json_t *c = json_incref(s->cache);
+        mz_mcpsrv_query_done(r, c, NULL);
+        json_decref(c);
+        return MZ_MCP_PENDING;
+    }
     /* The query may complete right here (an in-process backend): then the
      * answer went out before we return, and r is gone. */
     s->ops.query(s->ctx, s->query_params, r);

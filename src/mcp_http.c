@@ -14,10 +14,13 @@
 #include <uv.h>
 #include <libwebsockets.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "bridge_int.h"
 #include "log.h"
@@ -263,6 +266,11 @@ static int s_on_request(mz_mcphttp *h, struct lws *wsi, mz_hconn **slot, const c
     if (!h->serve || uri == NULL || (strcmp(uri, "/mcp") != 0 && strcmp(uri, "/mcp/") != 0))
         return 1;
     if (c == NULL) {
+        int one = 1, fd = lws_get_socket_fd(wsi);
+        /* Headers and body go out as two writes: without this, Nagle holds
+         * the body until the client's delayed ACK of the headers. */
+        if (fd >= 0)
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c = calloc(1, sizeof *c);
         if (c == NULL)
             return -1;

@@ -104,6 +104,9 @@ typedef struct mz_mcpsrv_opts {
     bool reply_cancelled;               /* answer a cancelled request with error -32800
                                            (HTTP, where each POST awaits an answer) instead
                                            of staying silent (stdio) */
+    int64_t cache_ms;                   /* > 0: reuse a directory answer this long, until
+                                           mz_mcpsrv_invalidate (call it on resource.*
+                                           events); 0: query for every request */
     mz_mcpsrv_ops ops;
     void *ctx;                          /* passed to every op */
 } mz_mcpsrv_opts;
@@ -135,6 +138,8 @@ void mz_mcpsrv_query_done(mz_mcpsrv_req *req, const json_t *records, const char 
 void mz_mcpsrv_exec_done(mz_mcpsrv_req *req, const json_t *result, const char *code,
                          const char *message);
 
+/* Forgets the cached directory answer (a resource came, changed or went). */
+void mz_mcpsrv_invalidate(mz_mcpsrv *s);
 /* True when a record (borrowed) passes the server's filter: a change to it
  * changes the tool list. */
 bool mz_mcpsrv_record_matches(const mz_mcpsrv *s, const json_t *record);

@@ -20,6 +20,8 @@
 #define MZ_MCP_MAX_LINE (16u * 1024 * 1024)
 /* list_changed notifications are coalesced over this many ms. */
 #define MZ_MCP_NOTIFY_MS 50
+/* Longest reuse of a directory answer (events invalidate it sooner). */
+#define MZ_MCP_CACHE_MS 2000
 
 static const char s_help[] =
     "usage: meshzero mcp [--node URL] [--type TYPE] [--cap CAP]... [--timeout SECS]\n\n"
@@ -172,9 +174,12 @@ static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
         const json_t *p = json_object_get(msg, "params");
         const char *topic = json_string_value(json_object_get(p, "topic"));
         if (topic && strncmp(topic, "resource.", 9) == 0 &&
-            mz_mcpsrv_record_matches(m->srv, json_object_get(p, "data")) && !m->notify_armed) {
-            m->notify_armed = true;
-            uv_timer_start(&m->notify, s_on_notify_timer, MZ_MCP_NOTIFY_MS, 0);
+            mz_mcpsrv_record_matches(m->srv, json_object_get(p, "data"))) {
+            mz_mcpsrv_invalidate(m->srv);
+            if (!m->notify_armed) {
+                m->notify_armed = true;
+                uv_timer_start(&m->notify, s_on_notify_timer, MZ_MCP_NOTIFY_MS, 0);
+            }
         }
         return;
     }
@@ -321,6 +326,10 @@ int cmd_mcp_main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     so.capabilities = caps;
+    /* The directory answer is reused until a resource.* event says it
+     * changed (and at most this long): a tools/call then costs one API
+     * round trip, not two. */
+    so.cache_ms = MZ_MCP_CACHE_MS;
     so.ops.query = s_op_query;
     so.ops.execute = s_op_execute;
     so.ops.send = s_op_send;

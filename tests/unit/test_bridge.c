@@ -142,6 +142,7 @@ typedef struct fake {
     json_t *params;
     bool defer_query;
     mz_mcpsrv_req *pending_query;
+    int queries;
 } fake;
 
 static void f_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
@@ -149,6 +150,7 @@ static void f_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
     fake *f = ctx;
 
     assert_string_equal(json_string_value(json_object_get(params, "resource_type")), "tool");
+    f->queries++;
     if (f->defer_query) {
         f->pending_query = req;
         return;
@@ -177,12 +179,13 @@ static void f_send(void *ctx, uint64_t conn, json_t *msg)
     json_array_append_new(f->sent, msg);
 }
 
-static mz_mcpsrv *s_srv(fake *f)
+static mz_mcpsrv *s_srv_cached(fake *f, int64_t cache_ms)
 {
     mz_mcpsrv_opts o;
     mz_mcpsrv *s;
 
     memset(&o, 0, sizeof o);
+    o.cache_ms = cache_ms;
     o.ops.query = f_query;
     o.ops.execute = f_execute;
     o.ops.send = f_send;
@@ -196,6 +199,11 @@ static mz_mcpsrv *s_srv(fake *f)
                            s_rec("agent9", "tool", NULL));
     assert_int_equal(mz_mcpsrv_new(&o, &s, NULL), MZ_OK);
     return s;
+}
+
+static mz_mcpsrv *s_srv(fake *f)
+{
+    return s_srv_cached(f, 0);
 }
 
 static void s_fake_free(fake *f)
@@ -358,6 +366,35 @@ static void test_srv_cancel_and_orphans(void **state)
     s_fake_free(&f);
 }
 
+static void test_srv_cache(void **state)
+{
+    static const char list[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}";
+    fake f;
+    mz_mcpsrv *s;
+
+    (void)state;
+    memset(&f, 0, sizeof f);
+    s = s_srv_cached(&f, 60000);
+    s_do(s, &f, list, MZ_MCP_PENDING);
+    s_do(s, &f, list, MZ_MCP_PENDING);
+    assert_int_equal(f.queries, 1);
+    mz_mcpsrv_invalidate(s);
+    s_do(s, &f, list, MZ_MCP_PENDING);
+    assert_int_equal(f.queries, 2);
+    /* an answer that raced an invalidation is used once, not kept */
+    f.defer_query = true;
+    mz_mcpsrv_invalidate(s);
+    s_do(s, &f, list, MZ_MCP_PENDING);
+    mz_mcpsrv_invalidate(s);
+    mz_mcpsrv_query_done(f.pending_query, f.records, NULL);
+    f.defer_query = false;
+    s_do(s, &f, list, MZ_MCP_PENDING);
+    assert_int_equal(f.queries, 4);
+    assert_int_equal(json_array_size(f.sent), 5);
+    mz_mcpsrv_free(s);
+    s_fake_free(&f);
+}
+
 static void test_srv_record_matches(void **state)
 {
     const char *caps[] = { "echo" };
@@ -446,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_srv_initialize_ping_and_errors),
         cmocka_unit_test(test_srv_list_and_call),
         cmocka_unit_test(test_srv_cancel_and_orphans),
+        cmocka_unit_test(test_srv_cache),
         cmocka_unit_test(test_srv_record_matches),
         cmocka_unit_test(test_parse_arg),
         cmocka_unit_test(test_origin),
