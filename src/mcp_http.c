@@ -231,6 +231,7 @@ static void s_on_event(mz_node *node, const char *topic, const json_t *data,
     (void)source;
     if (h->stopped || h->srv == NULL || !mz_mcpsrv_record_matches(h->srv, data))
         return;
+    mz_mcpsrv_invalidate(h->srv);
     for (mz_hconn *c = h->conns; c; c = c->next) {
         char *nb;
         if (!c->sse || c->drop)
@@ -475,6 +476,8 @@ mz_status mz__mcphttp_new(mz_node *node, mz_bridge *bridge, bool serve_mcp, mz_m
     memset(&o, 0, sizeof o);
     o.resource_type = "tool";
     o.reply_cancelled = true;
+    /* resource.* events (s_on_event) invalidate the cached directory answer. */
+    o.cache_ms = serve_mcp ? 2000 : 0;
     o.ops.query = s_op_query;
     o.ops.execute = s_op_execute;
     o.ops.send = s_op_send;
