@@ -1037,9 +1037,11 @@ class Driver:
                 failures.append("%d acknowledged registrations lost or rolled back on their "
                                 "host" % len(lost))
             if judged and ok / len(judged) < EXEC_TARGET:
-                failures.append("executes in the last %.0fs succeeded %.2f%% (%d/%d), want >= %.0f%%"
-                                % (EXEC_WINDOW_S, 100.0 * ok / len(judged), ok, len(judged),
-                                   EXEC_TARGET * 100))
+                result["exec_failure"] = (
+                    "executes in the last %.0fs succeeded %.2f%% (%d/%d), want >= %.0f%%"
+                    % (EXEC_WINDOW_S, 100.0 * ok / len(judged), ok, len(judged),
+                       EXEC_TARGET * 100))
+                failures.append(result["exec_failure"])
             elif len(judged) < a.min_execs:
                 failures.append("only %d executes in the last %.0fs, too few to judge 99%% "
                                 "(want >= %d)" % (len(judged), EXEC_WINDOW_S, a.min_execs))
