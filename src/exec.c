@@ -448,7 +448,10 @@ mz_status mz_node_set_handler(mz_node *node, const char *resource_id,
         return mz_err_set(err, MZ_ENOMEM, "set handler: allocating");
     }
     s_handler_entry_free(old);
-    return MZ_OK;
+    /* A resource served by a handler lives as long as its server (a program,
+     * an API connection): it is not restored after a restart, where nothing
+     * would serve it. Whoever serves it registers it again. */
+    return mz__persist_forget_local(node, resource_id, err);
 }
 
 void mz__exec_drop_handler(mz_node *node, const char *resource_id)

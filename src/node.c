@@ -190,7 +190,9 @@ void mz__peer_up(mz_node *node, mz_peer *p)
     else if (p->listen[0])
         mz__persist_peer(node, p->listen, p->peer_id, false);
     if (p->stat) {
-        p->stat->backoff_ms = 1000;
+        /* The backoff is reset only once the link has lasted (s_on_close):
+         * a peer that keeps dropping us (shedding) must not be re-dialed
+         * every second. */
         p->stat->ever_up = true;
         s_static_done(node, p->stat, MZ_OK, p->peer_id, "connected");
     }
@@ -286,6 +288,8 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
     if (p->stat) {
         mz_static *s = p->stat;
         s->peer = NULL;
+        if (p->up && mz_now_ms() - p->since_ms > 10000)
+            s->backoff_ms = 1000;
         s->next_dial_ms = mz_now_ms() + s->backoff_ms + (int64_t)randombytes_uniform(250);
         s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
         s_static_done(node, s, MZ_EUNREACHABLE, NULL, reason);
@@ -389,6 +393,19 @@ static void s_send_alive(mz_node *node)
 
 static void s_finish_stop(mz_node *node);
 
+/* A node the link policy may dial: reachable by URL, not linked, not one a
+ * static peer entry already re-dials with its own backoff, and not dialed by
+ * the policy in the last 10 s (a node that sheds us must not be hammered). */
+static bool s_auto_candidate(mz_node *node, const char *id, const mz_nodeinfo *ni, int64_t now)
+{
+    if (!ni->listen[0] || mz__peer_by_id(node, id) != NULL || now - ni->last_auto_dial_ms < 10000)
+        return false;
+    for (mz_static *s = node->statics; s; s = s->next)
+        if (strcmp(s->known_id, id) == 0)
+            return false;
+    return true;
+}
+
 /* Keeps the number of links between the watermarks (ARCHITECTURE.md "Link
  * policy"): below min_links, dial a random known node we have no link to
  * (pinned to its id); above max_links, shed the newest inbound link. */
@@ -423,7 +440,7 @@ static void s_link_policy(mz_node *node, int64_t now)
         if (s->peer != NULL && !s->peer->up)
             return;                     /* a dial is in progress: wait for it */
     while (mz_hmap_next(node->nodes, &pos, &id, &val))
-        if (((mz_nodeinfo *)val)->listen[0] && mz__peer_by_id(node, id) == NULL)
+        if (s_auto_candidate(node, id, val, now))
             cands++;
     if (cands == 0)
         return;
@@ -432,10 +449,11 @@ static void s_link_policy(mz_node *node, int64_t now)
     while (mz_hmap_next(node->nodes, &pos, &id, &val)) {
         mz_nodeinfo *ni = val;
         char url[320];
-        if (!ni->listen[0] || mz__peer_by_id(node, id) != NULL)
+        if (!s_auto_candidate(node, id, ni, now))
             continue;
         if (pick-- > 0)
             continue;
+        ni->last_auto_dial_ms = now;
         /* Pinned: whoever answers at that URL must be the node we meant. */
         snprintf(url, sizeof url, "%s/#%s", ni->listen, id);
         node->c.links_dialed_auto++;

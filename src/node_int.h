@@ -54,6 +54,7 @@ typedef struct mz_nodeinfo {
     char listen[256];
     int64_t lease_until_ms;     /* its records go when this passes */
     int64_t last_fetch_ms;      /* last time we asked it for its records (sync.c) */
+    int64_t last_auto_dial_ms;  /* last time the link policy dialed it */
 } mz_nodeinfo;
 
 typedef struct mz_counters {
@@ -101,6 +102,7 @@ struct mz_node {
     char fatal[300];            /* why the node stopped itself, or "" */
     bool refuse_forward;        /* set by a broadcast handler that refused the content */
     char api_token[65];         /* required by a non-loopback API listener, or "" */
+    int lock_fd;                /* flock on DATA/lock, or <= 0 */
     mz_hmap *keys;              /* node id -> 32-byte shared sealing key (cache) */
     unsigned char xsk[32];      /* our X25519 secret, from the identity */
     mz_hmap *trust;             /* allowlisted node ids (value unused); NULL: open */
@@ -187,6 +189,8 @@ mz_status mz__persist_local_put(mz_node *node, const json_t *rec, mz_err *err);
 mz_status mz__persist_local_delete(mz_node *node, const char *rid, const char *owner_key,
                                    int64_t version, int64_t until_ms, mz_err *err);
 void mz__persist_remote_put(mz_node *node, const json_t *rec);
+/* Drops a local record from the store (kept in memory): handler-bound ones. */
+mz_status mz__persist_forget_local(mz_node *node, const char *rid, mz_err *err);
 void mz__persist_remote_delete(mz_node *node, const char *rid);
 void mz__persist_node_gone(mz_node *node, const char *id);
 void mz__persist_tombstone(mz_node *node, const char *rid, const char *owner_key,

@@ -4,7 +4,11 @@
  * batch per tick; at start everything is restored (remote records verified
  * again, not trusted). A store that fails stops the node with the store's
  * message naming the file. docs/ARCHITECTURE.md "The store". */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +66,26 @@ void mz__persist_remote_delete(mz_node *node, const char *rid)
 
 void mz__persist_node_gone(mz_node *node, const char *id)
 {
+    size_t pos = 0, n = 0;
+    const char *k;
+    void *v;
+    char drop[64][MZ_RESOURCE_ID_MAX + 3];
+
+    if (node->store == NULL)
+        return;
+    /* Saves of that node's records queued before it left must not outlive the
+     * delete (the batch applies deletes first, then saves). */
+    do {
+        n = 0;
+        pos = 0;
+        while (n < 64 && mz_hmap_next(node->pending_writes, &pos, &k, &v)) {
+            const char *host = json_string_value(json_object_get(v, "node"));
+            if (strncmp(k, "r:", 2) == 0 && host != NULL && strcmp(host, id) == 0)
+                snprintf(drop[n++], sizeof drop[0], "%s", k);
+        }
+        for (size_t i = 0; i < n; i++)
+            json_decref(mz_hmap_remove(node->pending_writes, drop[i]));
+    } while (n == 64);
     s_queue(node, "n:", id, json_true());
 }
 
@@ -93,13 +117,19 @@ void mz__persist_flush(mz_node *node)
         s_fatal(node, e.msg);
         return;
     }
+    /* Pass 1: deletions of whole nodes; pass 2: everything else. Saves queued
+     * after a node left belong to its return and must survive the delete. */
+    while (rc == MZ_OK && mz_hmap_next(node->pending_writes, &pos, &k, &v))
+        if (strncmp(k, "n:", 2) == 0)
+            rc = mz_store_delete_node_records(node->store, k + 2, &e);
+    pos = 0;
     while (rc == MZ_OK && mz_hmap_next(node->pending_writes, &pos, &k, &v)) {
         json_t *j = v;
         if (strncmp(k, "r:", 2) == 0)
             rc = json_is_null(j) ? mz_store_delete_record(node->store, k + 2, &e)
                                  : mz_store_put_record(node->store, j, false, &e);
         else if (strncmp(k, "n:", 2) == 0)
-            rc = mz_store_delete_node_records(node->store, k + 2, &e);
+            ;
         else if (strncmp(k, "t:", 2) == 0)
             rc = mz_store_put_tombstone(node->store, k + 2,
                                         json_string_value(json_object_get(j, "owner_key")),
@@ -157,6 +187,17 @@ mz_status mz__persist_local_delete(mz_node *node, const char *rid, const char *o
     return rc;
 }
 
+mz_status mz__persist_forget_local(mz_node *node, const char *rid, mz_err *err)
+{
+    mz_status rc;
+
+    if (node->store == NULL)
+        return MZ_OK;
+    if ((rc = mz_store_delete_record(node->store, rid, err)) != MZ_OK)
+        s_fatal(node, err->msg);
+    return rc;
+}
+
 /* ---- restore ------------------------------------------------------------- */
 
 typedef struct restore {
@@ -211,6 +252,18 @@ mz_status mz__persist_open(mz_node *node, const char *data_dir, mz_err *err)
 
     if (data_dir == NULL)
         return MZ_OK;
+    {
+        /* One node per data directory: two would share a key and overwrite
+         * each other's state. The lock goes with the process. */
+        char path[1024];
+        snprintf(path, sizeof path, "%s/lock", data_dir);
+        node->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (node->lock_fd < 0)
+            return mz_err_set(err, MZ_EIO, "data directory %s: %s", data_dir, strerror(errno));
+        if (flock(node->lock_fd, LOCK_EX | LOCK_NB) != 0)
+            return mz_err_set(err, MZ_EIO, "data directory %s is in use by another node",
+                              data_dir);
+    }
     if ((rc = mz_store_open(data_dir, &node->store, err)) != MZ_OK)
         return rc;
     node->pending_writes = mz_hmap_new();
@@ -256,4 +309,7 @@ void mz__persist_close(mz_node *node)
     node->pending_writes = NULL;
     mz_store_free(node->store);
     node->store = NULL;
+    if (node->lock_fd > 0)
+        close(node->lock_fd);
+    node->lock_fd = -1;
 }

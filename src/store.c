@@ -431,6 +431,13 @@ mz_status mz_store_open(const char *data_dir, mz_store **out, mz_err *err)
     sqlite3_busy_timeout(st->db, MZ_STORE_BUSY_MS);
     if ((rc = s_check(st, err)) != MZ_OK)
         goto fail;
+    {
+        /* Refuse another program's database before changing anything in it
+         * (switching to WAL rewrites its header). */
+        int64_t version;
+        if ((rc = s_schema_version(st, &version, err)) != MZ_OK)
+            goto fail;
+    }
     /* WAL: a commit is an append and one fsync, and readers never block the
      * writer. synchronous=FULL syncs the WAL at every commit, so an
      * acknowledged write survives a power cut, not only a crash (NORMAL
