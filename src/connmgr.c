@@ -81,6 +81,7 @@ struct mz_connmgr {
     uint64_t next_id;
     mz_link *links;             /* list head */
     size_t n_peer, n_api;
+    size_t n_out;               /* outbound peer links, dialing or open */
     bool closing;
     mz_connmgr_stats stats;
 };
@@ -340,6 +341,7 @@ mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *
     if (!cm->o.max_send_queue) cm->o.max_send_queue = MZ_DEFAULT_MAX_SEND_QUEUE;
     if (!cm->o.max_send_msgs) cm->o.max_send_msgs = MZ_DEFAULT_MAX_SEND_MSGS;
     if (!cm->o.max_peers) cm->o.max_peers = MZ_DEFAULT_MAX_PEERS;
+    if (!cm->o.max_peers_out) cm->o.max_peers_out = MZ_DEFAULT_MAX_PEERS_OUT;
     if (!cm->o.max_api_clients) cm->o.max_api_clients = MZ_DEFAULT_MAX_API_CLIENTS;
     if (!cm->o.ping_secs) cm->o.ping_secs = MZ_DEFAULT_PING_SECS;
     if (!cm->o.hangup_secs) cm->o.hangup_secs = MZ_DEFAULT_HANGUP_SECS;
@@ -451,6 +453,8 @@ static void s_link_finish(mz_link *l, const char *reason)
         if (l->kind == MZ_LINK_PEER) cm->n_peer--;
         else cm->n_api--;
     }
+    if (l->kind == MZ_LINK_PEER && l->outbound)
+        cm->n_out--;
     s_link_unlink(l);
     if (l->tls_error[0]) {
         cm->stats.tls_refusals++;
@@ -952,6 +956,9 @@ mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, vo
         return mz_err_set(err, MZ_EINVAL, "url '%s': a port is required to dial", url);
     if (cm->closing)
         return mz_err_set(err, MZ_ESTATE, "dial %s: node is shutting down", url);
+    if (kind == MZ_LINK_PEER && cm->n_out >= cm->o.max_peers_out)
+        return mz_err_set(err, MZ_ELIMIT, "dial %s: already %zu outbound links (the limit)", url,
+                          cm->n_out);
     if (cm->n_peer >= cm->o.max_peers)
         return mz_err_set(err, MZ_ELIMIT, "dial %s: already at the peer limit (%zu)", url,
                           cm->o.max_peers);
@@ -988,6 +995,8 @@ mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, vo
         free(dr);
         return mz_err_set(err, MZ_EIO, "dial %s: %s", url, uv_strerror(r));
     }
+    if (kind == MZ_LINK_PEER)
+        cm->n_out++;            /* from here the link ends through s_link_finish */
     l->gai = &dr->req;
     if (out)
         *out = l;

@@ -847,6 +847,7 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     co.max_message = node->o.max_message;
     co.max_send_queue = opts->max_send_queue;
     co.max_peers = opts->max_peers;
+    co.max_peers_out = opts->max_peers_out;
     co.max_api_clients = opts->max_api_clients;
     co.ping_secs = opts->ping_secs;
     co.hangup_secs = opts->hangup_secs;

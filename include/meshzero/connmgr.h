@@ -19,6 +19,8 @@
 #define MZ_DEFAULT_MAX_SEND_MSGS    8192
 /* Peer links (inbound + outbound) a node keeps at once. */
 #define MZ_DEFAULT_MAX_PEERS        64
+/* Of those, outbound links (dialing or open). */
+#define MZ_DEFAULT_MAX_PEERS_OUT    32
 /* Local API clients connected at once. */
 #define MZ_DEFAULT_MAX_API_CLIENTS  64
 /* Idle seconds before a WebSocket ping is sent on a link. */
@@ -59,6 +61,7 @@ typedef struct mz_connmgr_opts {
     size_t max_send_queue;      /* bytes; 0: default */
     size_t max_send_msgs;       /* messages; 0: default */
     size_t max_peers;           /* 0: default */
+    size_t max_peers_out;       /* outbound peer links; 0: default */
     size_t max_api_clients;     /* 0: default */
     unsigned ping_secs;         /* 0: default */
     unsigned hangup_secs;       /* 0: default */

@@ -47,6 +47,7 @@ typedef struct mz_node_opts {
     size_t max_message;         /* 0: MZ_DEFAULT_MAX_MESSAGE */
     size_t max_send_queue;      /* 0: MZ_DEFAULT_MAX_SEND_QUEUE (bytes per link) */
     size_t max_peers;           /* 0: MZ_DEFAULT_MAX_PEERS */
+    size_t max_peers_out;       /* of those, outbound; 0: MZ_DEFAULT_MAX_PEERS_OUT */
     size_t max_api_clients;     /* 0: MZ_DEFAULT_MAX_API_CLIENTS */
     unsigned ping_secs;         /* 0: MZ_DEFAULT_PING_SECS */
     unsigned hangup_secs;       /* 0: MZ_DEFAULT_HANGUP_SECS */

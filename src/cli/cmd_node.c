@@ -38,6 +38,7 @@ static const char s_help[] =
     "  --max-message N     largest message in bytes (default 1048576)\n"
     "  --max-send-queue N  bytes queued per link before a slow peer is dropped (default 8388608)\n"
     "  --max-peers N       peer links at most (default 64)\n"
+    "  --max-peers-out N   of those, dialed by this node (default 32)\n"
     "  --max-api-clients N API clients at most (default 64)\n"
     "  --max-hops N        hops a message may travel (default 16)\n"
     "  --ping-secs N       idle seconds before a keepalive ping (default 5)\n"
@@ -184,6 +185,7 @@ int cmd_node_main(int argc, char **argv)
         { "api-require-token", no_argument, NULL, 0x209 },
         { "min-links", required_argument, NULL, 'N' },
         { "max-running", required_argument, NULL, 0x200 },
+        { "max-peers-out", required_argument, NULL, 0x20a },
         { "max-running-per-caller", required_argument, NULL, 0x201 },
         { "max-pending", required_argument, NULL, 0x202 },
         { "max-subscriptions", required_argument, NULL, 0x203 },
@@ -285,6 +287,9 @@ int cmd_node_main(int argc, char **argv)
         case 'N': if (!s_size("--min-links", optarg, &o.min_links)) return MZ_EXIT_USAGE;
                   break;
         case 0x200: if (!s_size("--max-running", optarg, &o.max_running)) return MZ_EXIT_USAGE;
+                    break;
+        case 0x20a: if (!s_size("--max-peers-out", optarg, &o.max_peers_out))
+                        return MZ_EXIT_USAGE;
                     break;
         case 0x201: if (!s_size("--max-running-per-caller", optarg, &o.max_running_per_caller))
                         return MZ_EXIT_USAGE;
