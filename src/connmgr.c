@@ -12,6 +12,9 @@
 #include <openssl/x509v3.h>
 
 #include <errno.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/stat.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -257,6 +260,36 @@ static void s_vhost_tls(mz_connmgr *cm, struct lws_context_creation_info *info,
 /* Creates a listening vhost for url. The peer vhost (tls_client) also
  * carries outgoing links, so it gets our client SSL_CTX; a wss:// URL gets
  * the listener certificate. */
+/* A unix socket path for the API: refuse one a live node listens on, and
+ * remove a stale one left by a node that died. */
+static mz_status s_probe_unix(const char *path, mz_err *err)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    int fd;
+
+    if (strlen(path) == 0 || strlen(path) >= sizeof sa.sun_path)
+        return mz_err_set(err, MZ_EINVAL, "api socket path '%s': empty or too long", path);
+    if (stat(path, &st) != 0)
+        return MZ_OK;
+    if (!S_ISSOCK(st.st_mode))
+        return mz_err_set(err, MZ_EIO, "api socket %s: exists and is not a socket", path);
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path));
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        close(fd);
+        return mz_err_set(err, MZ_EIO, "api socket %s: another node listens there", path);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (unlink(path) != 0)
+        return mz_err_set(err, MZ_EIO, "api socket %s: removing the stale socket: %s", path,
+                          strerror(errno));
+    return MZ_OK;
+}
+
 static mz_status s_make_vhost(mz_connmgr *cm, struct lws_context_creation_info *info,
                               const char *url, const struct lws_protocols *prot,
                               const char *name, bool tls_client, struct lws_vhost **vh,
@@ -356,6 +389,13 @@ mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *
             int port;
             if (urls[i] == NULL)
                 continue;
+            if (i == 1 && strncmp(urls[i], "unix:", 5) == 0) {
+                if ((rc = s_probe_unix(urls[i] + 5, err)) != MZ_OK) {
+                    free(cm);
+                    return rc;
+                }
+                continue;
+            }
             if ((rc = mz_url_parse(urls[i], host, sizeof host, &port, path, sizeof path,
                                    err)) != MZ_OK ||
                 (rc = s_probe_bind(urls[i], host, port, err)) != MZ_OK) {
@@ -397,9 +437,27 @@ mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *
         cm->peer_vh = lws_create_vhost(cm->ctx, &info);
         rc = cm->peer_vh ? MZ_OK : mz_err_set(err, MZ_EIO, "cannot create the client vhost");
     }
-    if (rc == MZ_OK && opts->api_url != NULL)
+    if (rc == MZ_OK && opts->api_url != NULL && strncmp(opts->api_url, "unix:", 5) == 0) {
+        /* A unix socket: only local users the file mode allows can connect. */
+        uint64_t saved = info.options;
+        info.options |= LWS_SERVER_OPTION_UNIX_SOCK;
+        info.iface = opts->api_url + 5;
+        info.port = 0;
+        info.protocols = s_api_protocols;
+        info.vhost_name = "api";
+        s_vhost_tls(cm, &info, false, false);
+        cm->api_vh = lws_create_vhost(cm->ctx, &info);
+        info.options = saved;
+        if (cm->api_vh == NULL)
+            rc = mz_err_set(err, MZ_EIO, "cannot listen on %s", opts->api_url);
+        else if (chmod(opts->api_url + 5, 0600) != 0)
+            rc = mz_err_set(err, MZ_EIO, "api socket %s: chmod: %s", opts->api_url + 5,
+                            strerror(errno));
+        snprintf(cm->api_url, sizeof cm->api_url, "%s", opts->api_url);
+    } else if (rc == MZ_OK && opts->api_url != NULL) {
         rc = s_make_vhost(cm, &info, opts->api_url, s_api_protocols, "api", false,
                           &cm->api_vh, cm->api_url, err);
+    }
     if (rc != MZ_OK) {
         /* Nothing runs yet: both destroy steps at once, then let lws's handles close. */
         lws_context_destroy(cm->ctx);
@@ -864,6 +922,8 @@ static mz_status s_dial_now(mz_link *l, const char *ip, int port, const char *pa
     if (l->tls)
         snprintf(hosthdr, sizeof hosthdr, strchr(l->host, ':') ? "[%s]:%d" : "%s:%d", l->host,
                  port);
+    else if (ip[0] == '+')
+        snprintf(hosthdr, sizeof hosthdr, "localhost");     /* unix socket */
     else
         snprintf(hosthdr, sizeof hosthdr, "%s:%d", ip, port);
     ci.context = cm->ctx;
@@ -938,6 +998,32 @@ static void s_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *re
     free(dr);
 }
 
+/* An API client over a unix socket (the CLI with --node unix:/path): lws
+ * takes "+/path" as the address of a unix socket. */
+static mz_status s_dial_unix(mz_connmgr *cm, const char *url, void *user, mz_link **out,
+                             mz_err *err)
+{
+    char addr[200];
+    mz_link *l;
+
+    if (strlen(url + 5) == 0 || strlen(url + 5) >= 100)
+        return mz_err_set(err, MZ_EINVAL, "url '%s': bad socket path", url);
+    if (cm->closing)
+        return mz_err_set(err, MZ_ESTATE, "dial %s: shutting down", url);
+    l = s_link_new(cm, MZ_LINK_API, true);
+    if (l == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "dial %s: allocating", url);
+    snprintf(l->url, sizeof l->url, "%s", url);
+    snprintf(l->addr, sizeof l->addr, "%.60s", url);
+    snprintf(l->host, sizeof l->host, "localhost");
+    l->user = user;
+    snprintf(addr, sizeof addr, "+%s", url + 5);
+    if (out)
+        *out = l;
+    s_dial_now(l, addr, 0, "/", err);
+    return MZ_OK;
+}
+
 mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, void *user,
                           mz_link **out, mz_err *err)
 {
@@ -950,6 +1036,8 @@ mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, vo
 
     if (out)
         *out = NULL;
+    if (strncmp(url, "unix:", 5) == 0 && kind == MZ_LINK_API)
+        return s_dial_unix(cm, url, user, out, err);
     if ((rc = mz_url_parse2(url, &u, err)) != MZ_OK)
         return rc;
     if (u.port == 0)
