@@ -9,6 +9,19 @@ mkdir -p "$OUT"
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT INT TERM
 
+# Bench-only peers (issue 7): NATS server and C client. Installed here, not
+# by `make deps`; bench_nats is built once libnats is found. Without them the
+# NATS rows are skipped, the rest still runs.
+if [ ! -x "$BUILD/bench_nats" ]; then
+    if "$ROOT/scripts/deps.sh" nats-server libnats-dev; then
+        cmake -S "$ROOT" -B "$BUILD" >/dev/null &&
+            cmake --build "$BUILD" --target bench_nats >/dev/null ||
+            echo "bench: bench_nats did not build; NATS skipped" >&2
+    else
+        echo "bench: nats-server/libnats-dev not installed; NATS skipped" >&2
+    fi
+fi
+
 echo "meshzero bench ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, processes not pinned)"
 echo
 echo "== directory: type + 2 capabilities, 100,000 records =="
@@ -63,12 +76,46 @@ for run in 1 2 3; do
     "$BUILD/bench_exec" drive "$(cat "$TMP/host2.out")" --json --no-seal >> "$TMP/hop1ns.json"
 done
 kill -TERM $HOST; wait $HOST 2>/dev/null || true
-/usr/bin/python3 - "$TMP/hop1.json" "$TMP/hop2.json" "$TMP/exec.json" "$TMP/hop1ns.json" <<'PY'
+# The peers, same workload and payload, same run: a plain libwebsockets echo
+# (the floor for a WebSocket design) and NATS request/reply (SendAsap on).
+"$BUILD/bench_echo" server > "$TMP/echo.out" 2> "$TMP/echo.err" &
+ECHO=$!
+i=0
+while [ ! -s "$TMP/echo.out" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+for run in 1 2 3; do
+    "$BUILD/bench_echo" client "$(cat "$TMP/echo.out")" --json >> "$TMP/echo.json" ||
+        echo "  (lws echo run $run failed: $(tail -1 "$TMP/echo.err"))"
+done
+kill -TERM $ECHO; wait $ECHO 2>/dev/null || true
+touch "$TMP/nats.json"
+if [ -x "$BUILD/bench_nats" ] && command -v nats-server >/dev/null 2>&1; then
+    NPORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    NURL="nats://127.0.0.1:$NPORT"
+    nats-server -a 127.0.0.1 -p "$NPORT" > "$TMP/nats-server.log" 2>&1 &
+    NSRV=$!
+    "$BUILD/bench_nats" respond "$NURL" > "$TMP/nresp.out" 2> "$TMP/nresp.err" &
+    NRESP=$!
+    i=0
+    while [ ! -s "$TMP/nresp.out" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+    for run in 1 2 3; do
+        "$BUILD/bench_nats" request "$NURL" --json >> "$TMP/nats.json" ||
+            echo "  (NATS run $run failed: $(tail -1 "$TMP/nresp.err"))"
+    done
+    kill -TERM $NRESP $NSRV; wait $NRESP $NSRV 2>/dev/null || true
+else
+    echo "  (NATS skipped: bench_nats or nats-server missing)"
+fi
+/usr/bin/python3 - "$TMP/hop1.json" "$TMP/hop2.json" "$TMP/exec.json" "$TMP/hop1ns.json" \
+    "$TMP/echo.json" "$TMP/nats.json" <<'PY'
 import json, statistics, sys
 out = {}
 for name, path in (("1 hop", sys.argv[1]), ("2 hops", sys.argv[2]),
-                   ("1 hop, sealing off", sys.argv[4])):
+                   ("1 hop, sealing off", sys.argv[4]),
+                   ("plain lws echo", sys.argv[5]), ("NATS req/reply", sys.argv[6])):
     runs = [json.loads(l) for l in open(path) if l.strip()]
+    if not runs:
+        print(f"  {name:18} (no result)")
+        continue
     row = {}
     for k in ("p50_us", "p99_us", "calls_per_s"):
         v = [r[k] for r in runs]
@@ -77,6 +124,21 @@ for name, path in (("1 hop", sys.argv[1]), ("2 hops", sys.argv[2]),
     print(f"  {name:18} p50 {row['p50_us']['median']:8.1f} us ({row['p50_us']['min']:.0f}-{row['p50_us']['max']:.0f})"
           f"   p99 {row['p99_us']['median']:8.1f} us"
           f"   64 in flight {row['calls_per_s']['median']:9.0f} calls/s ({row['calls_per_s']['min']:.0f}-{row['calls_per_s']['max']:.0f})")
+# Ratios of medians from this run (issue 7 targets: p50 <= 1.3x the floor;
+# throughput >= 1.7x NATS and >= 0.7x the floor).
+ratios = {}
+mz = out.get("1 hop")
+print("  ratios, 1 hop (security on), this run:")
+for peer, key in (("NATS req/reply", "nats"), ("plain lws echo", "floor")):
+    if mz is None or peer not in out:
+        print(f"    meshzero/{key:5}  (not measured)")
+        continue
+    p = out[peer]
+    r = {"p50": mz["p50_us"]["median"] / p["p50_us"]["median"],
+         "calls_per_s": mz["calls_per_s"]["median"] / p["calls_per_s"]["median"]}
+    ratios[f"meshzero/{key}"] = r
+    print(f"    meshzero/{key:5}  p50 {r['p50']:5.2f}x   64 in flight {r['calls_per_s']:5.2f}x")
+out["ratios"] = ratios
 json.dump(out, open(sys.argv[3], "w"))
 PY
 
