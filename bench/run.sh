@@ -35,6 +35,27 @@ print(f"  query p99       {d['query_us_p99']:>12.2f} us")
 print(f"  memory          {d['bytes_per_record']:>12.0f} bytes/record")
 PY
 
+# ---- BEGIN issue 7 item 1: directory at 1M and SQLite beside it (bench_sqlite.c) ----
+echo
+echo "== directory vs indexed SQLite (in memory): type + 2 capabilities =="
+"$BUILD/bench_directory" 1000000 --json > "$TMP/dir1m.json"
+"$BUILD/bench_sqlite" 100000 --json > "$TMP/sql100k.json"
+"$BUILD/bench_sqlite" 1000000 --json > "$TMP/sql1m.json"
+/usr/bin/python3 - "$TMP/dir.json" "$TMP/dir1m.json" "$TMP/sql100k.json" "$TMP/sql1m.json" "$TMP/i7_dir.json" <<'PY'
+import json, sys
+d100, d1m, s100, s1m = (json.load(open(p)) for p in sys.argv[1:5])
+print(f"  {'':18}{'meshzero':>12}{'SQLite':>12}{'ratio':>8}   (meshzero/SQLite; SQLite bytes: sqlite3_memory_used)")
+for label, d, s in (("100k", d100, s100), ("1M", d1m, s1m)):
+    for k, name, fmt in (("register_per_s", "register/s", ",.0f"), ("query_us_p50", "query p50 us", ".2f"),
+                         ("query_us_p99", "query p99 us", ".2f"), ("bytes_per_record", "bytes/record", ".0f")):
+        print(f"  {label + ' ' + name:18}{d[k]:>12{fmt}}{s[k]:>12{fmt}}{d[k] / s[k]:>8.2f}")
+json.dump({"directory_1m": d1m, "sqlite_100k": s100, "sqlite_1m": s1m,
+           "directory_vs_sqlite_query_p50_ratio": {"100k": round(d100["query_us_p50"] / s100["query_us_p50"], 3),
+                                                   "1m": round(d1m["query_us_p50"] / s1m["query_us_p50"], 3)}},
+          open(sys.argv[5], "w"))
+PY
+# ---- END issue 7 item 1: directory at 1M and SQLite ----
+
 echo
 echo "== idle node memory =="
 "$BUILD/meshzero" node --listen ws://127.0.0.1:0 --api ws://127.0.0.1:0 --data "$TMP/node" \
@@ -48,6 +69,42 @@ sleep 2
 RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$NODE/status")
 kill -TERM $NODE; wait $NODE || true
 echo "  idle RSS        $(awk "BEGIN{printf \"%12.2f\", $RSS_KB/1024}") MiB"
+
+# ---- BEGIN issue 7 item 1: convergence and memory (bench_converge.py, bench_memory.py) ----
+echo
+echo "== convergence: 50 nodes, random 4-regular mesh, 20 registrations =="
+if /usr/bin/python3 "$ROOT/bench/bench_converge.py" "$BUILD/meshzero" --json "$TMP/i7_conv.json" > /dev/null; then
+/usr/bin/python3 - "$TMP/i7_conv.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+print(f"  visible everywhere  p50 {c['converge_ms_p50']:.1f} ms  p99 {c['converge_ms_p99']:.1f} ms  ({c['complete']}/{c['registrations']} complete)")
+print(f"  target              {c['target_ms']:.1f} ms = 5 x diameter {c['diameter']} x 1-hop one-way {c['one_hop_one_way_ms']:.2f} ms + 10 ms"
+      f"  -> {'met' if c['converge_ms_p99'] <= c['target_ms'] else 'NOT met'}")
+print(f"  (1-hop one-way = first event at a neighbour of the origin after the API register call, median)")
+print(f"  messages/registration {c['messages_per_registration']:.0f}  (raw {c['messages_per_registration_raw']:.0f} minus idle"
+      f" {c['idle_messages_same_span_per_registration']:.0f} over the same span; {c['edges']} links)")
+PY
+else echo "  (convergence run failed)"; echo '{}' > "$TMP/i7_conv.json"; fi
+echo
+echo "== memory: client links and remote records =="
+# Registration through the API runs at ~250-500/s here (each record
+# persisted), so 100,000 would take minutes: 5,000 are registered (override:
+# MZ_BENCH_RECORDS) and the RSS at 100,000 extrapolated linearly (the output
+# says so).
+if /usr/bin/python3 "$ROOT/bench/bench_memory.py" "$BUILD/meshzero" --records ${MZ_BENCH_RECORDS:-5000} \
+        --json "$TMP/i7_mem.json" > /dev/null 2> "$TMP/i7_mem.err"; then
+/usr/bin/python3 - "$TMP/i7_mem.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+print(f"  idle RSS            {m['idle_rss_kib'] / 1024:8.2f} MiB")
+print(f"  {m['clients']} client links {m['rss_with_clients_kib'] / 1024:8.2f} MiB  ->  {m['kib_per_client_link']:.2f} KiB per idle link")
+print(f"  {m['remote_at_a']:,} remote records  RSS {m['rss_with_records_kib'] / 1024:.2f} MiB (+{m['bytes_per_remote_record']:.0f} bytes/record;"
+      f" registered at {m['register_per_s']}/s on the other node)")
+if "rss_at_100k_records_kib_extrapolated" in m:
+    print(f"  100,000 remote records: ~{m['rss_at_100k_records_kib_extrapolated'] / 1024:.1f} MiB EXTRAPOLATED from {m['remote_at_a']:,}")
+PY
+else echo "  (memory run failed)"; cat "$TMP/i7_mem.err"; echo '{}' > "$TMP/i7_mem.json"; fi
+# ---- END issue 7 item 1: convergence and memory ----
 
 echo
 echo "== execute round trip (200-byte params, echo handler in C, processes not pinned) =="
@@ -152,3 +209,14 @@ res = {"directory_100k": d, "idle_rss_kib": int(sys.argv[2]),
 json.dump(res, open(sys.argv[3], "w"), indent=2)
 print(f"\nwritten {sys.argv[3]}")
 PY
+
+# ---- BEGIN issue 7 item 1: merge the 1M/SQLite, convergence and memory figures ----
+/usr/bin/python3 - "$OUT/latest.json" "$TMP/i7_dir.json" "$TMP/i7_conv.json" "$TMP/i7_mem.json" <<'PY'
+import json, sys
+res = json.load(open(sys.argv[1]))
+res.update(json.load(open(sys.argv[2])))
+res["convergence"] = json.load(open(sys.argv[3]))
+res["memory"] = json.load(open(sys.argv[4]))
+json.dump(res, open(sys.argv[1], "w"), indent=2)
+PY
+# ---- END issue 7 item 1: merge ----

@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""Convergence benchmark (issue 7): N meshzero nodes on loopback in a random
+4-regular mesh; R times a resource is registered on a random node and the
+time until every node reports resource.added is measured.
+
+  bench_converge.py MESHZERO [--nodes 50] [--regs 20] [--seed 7] [--json OUT]
+
+Every node gets one API WebSocket subscribed to resource.added before the
+registrations, all read by one selector thread that timestamps each event
+on arrival (time.monotonic). The registration itself goes through a
+WebSocket of the origin node's API; t0 is just before it is sent.
+Messages per registration: the sum of counters.messages_out over all nodes
+across the registrations, minus the same sum over an equally long idle
+period (alive/keepalive traffic), divided by the number of registrations.
+One-hop one-way latency: per registration, the first event to arrive at a
+direct neighbour of the origin (API request, signing, one link, event
+delivery), median over registrations. Python stdlib only."""
+import argparse, base64, json, os, random, selectors, shutil, socket, struct
+import statistics, subprocess, sys, tempfile, threading, time
+from collections import deque
+
+
+class WS:
+    """Minimal RFC 6455 client: text frames, masked, no extensions."""
+
+    def __init__(self, url, timeout=10):
+        assert url.startswith("ws://")
+        hostport = url[5:].split("/", 1)[0]
+        host, port = hostport.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        req = (f"GET / HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n")
+        self.sock.sendall(req.encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = self.sock.recv(4096)
+            if not d:
+                raise ConnectionError("upgrade refused")
+            buf += d
+        head, self.buf = buf.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(head.decode(errors="replace"))
+        self.next_id = 1
+
+    @staticmethod
+    def frame(text, opcode=1):
+        data = text.encode() if isinstance(text, str) else text
+        mask = os.urandom(4)
+        n = len(data)
+        if n < 126:
+            hdr = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        elif n < 65536:
+            hdr = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        else:
+            hdr = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        # XOR by int arithmetic: fast enough for small frames.
+        m = (mask * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(data, "big") ^ int.from_bytes(m, "big")).to_bytes(n, "big") if n else b""
+        return hdr + mask + masked
+
+    def send(self, text):
+        self.sock.sendall(self.frame(text))
+
+    def parse(self):
+        """Complete messages in self.buf (text payloads); pings answered."""
+        out = []
+        while True:
+            b = self.buf
+            if len(b) < 2:
+                return out
+            op, n = b[0] & 0x0F, b[1] & 0x7F
+            off = 2
+            if n == 126:
+                if len(b) < 4:
+                    return out
+                n, off = struct.unpack("!H", b[2:4])[0], 4
+            elif n == 127:
+                if len(b) < 10:
+                    return out
+                n, off = struct.unpack("!Q", b[2:10])[0], 10
+            if len(b) < off + n:
+                return out
+            payload, self.buf = b[off:off + n], b[off + n:]
+            if op == 9:
+                self.sock.sendall(self.frame(payload, 10))
+            elif op == 8:
+                raise ConnectionError("closed by node")
+            elif op in (1, 2, 0):
+                out.append(payload)
+
+    def recv(self):
+        while True:
+            msgs = self.parse()
+            if msgs:
+                # Callers of recv() use it one message at a time.
+                rest = msgs[1:]
+                if rest:
+                    self.pending = getattr(self, "pending", deque())
+                    self.pending.extend(rest)
+                return msgs[0]
+            d = self.sock.recv(65536)
+            if not d:
+                raise ConnectionError("closed")
+            self.buf += d
+
+    def call(self, method, params=None):
+        i = self.next_id
+        self.next_id += 1
+        self.send(json.dumps({"jsonrpc": "2.0", "id": i, "method": method,
+                              "params": params or {}}))
+        while True:
+            p = getattr(self, "pending", None)
+            m = json.loads(p.popleft() if p else self.recv())
+            if m.get("id") == i:
+                if "error" in m:
+                    raise RuntimeError(f"{method}: {m['error']}")
+                return m["result"]
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def start_node(meshzero, data, extra=()):
+    p = subprocess.Popen([meshzero, "node", "--listen", "ws://127.0.0.1:0",
+                          "--api", "ws://127.0.0.1:0", "--data", data, *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = p.stdout.readline().split()
+    if len(line) < 6:
+        p.kill()
+        raise RuntimeError("node did not start")
+    return p, line[1], line[3], line[5]   # proc, id, listen, api
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def regular_graph(n, d, rng):
+    """Random simple connected d-regular graph (pairing model, retried)."""
+    while True:
+        stubs = [v for v in range(n) for _ in range(d)]
+        rng.shuffle(stubs)
+        edges = set()
+        ok = True
+        for a, b in zip(stubs[::2], stubs[1::2]):
+            e = (min(a, b), max(a, b))
+            if a == b or e in edges:
+                ok = False
+                break
+            edges.add(e)
+        if not ok:
+            continue
+        adj = {v: set() for v in range(n)}
+        for a, b in edges:
+            adj[a].add(b)
+            adj[b].add(a)
+        if len(bfs(adj, 0)) == n:
+            return sorted(edges), adj
+
+
+def bfs(adj, s):
+    dist = {s: 0}
+    q = deque([s])
+    while q:
+        v = q.popleft()
+        for w in adj[v]:
+            if w not in dist:
+                dist[w] = dist[v] + 1
+                q.append(w)
+    return dist
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * p / 100))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("meshzero")
+    ap.add_argument("--nodes", type=int, default=50)
+    ap.add_argument("--regs", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    rng = random.Random(a.seed)
+    n = a.nodes
+    edges, adj = regular_graph(n, 4, rng)
+    diameter = max(max(bfs(adj, v).values()) for v in range(n))
+    tmp = tempfile.mkdtemp(prefix="mzconv")
+    procs = []
+    try:
+        nodes = []
+        for i in range(n):
+            p, nid, listen, api = start_node(a.meshzero, f"{tmp}/n{i}")
+            procs.append(p)
+            nodes.append((nid, listen, api))
+        ctl = [WS(api) for _, _, api in nodes]
+        t_link = time.monotonic()
+        for x, y in edges:
+            ctl[x].call("connect_to_peer", {"url": nodes[y][1]})
+        # Linked: every node sees exactly its neighbours.
+        deadline = time.monotonic() + 30
+        while True:
+            want = sum(1 for i in range(n)
+                       if {p["id"] for p in ctl[i].call("peers")} >= {nodes[j][0] for j in adj[i]})
+            if want == n:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {want}/{n} nodes linked after 30 s")
+            time.sleep(0.1)
+        link_s = time.monotonic() - t_link
+        time.sleep(1.0)   # hellos and directory syncs settle
+
+        # Subscribers: one WebSocket per node, one reader thread.
+        subs = [WS(api) for _, _, api in nodes]
+        for s in subs:
+            s.call("subscribe", {"topic": "resource.added"})
+        seen = {}   # resource_id -> {node index: monotonic time}
+        lock = threading.Lock()
+        stop = threading.Event()
+        sel = selectors.DefaultSelector()
+        for i, s in enumerate(subs):
+            s.sock.setblocking(False)
+            sel.register(s.sock, selectors.EVENT_READ, i)
+
+        def reader():
+            while not stop.is_set():
+                for key, _ in sel.select(0.05):
+                    now = time.monotonic()
+                    s = subs[key.data]
+                    try:
+                        d = s.sock.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    if not d:
+                        sel.unregister(s.sock)
+                        continue
+                    s.buf += d
+                    for raw in s.parse():
+                        m = json.loads(raw)
+                        if m.get("method") != "event":
+                            continue
+                        rid = (m["params"].get("data") or {}).get("resource_id")
+                        with lock:
+                            seen.setdefault(rid, {}).setdefault(key.data, now)
+
+        th = threading.Thread(target=reader, daemon=True)
+        th.start()
+
+        def out_sum():
+            return sum(c.call("status")["counters"]["messages_out"] for c in ctl)
+
+        # Idle traffic over the same span the registrations will take.
+        regs = []
+        m0 = out_sum()
+        t_start = time.monotonic()
+        for r in range(a.regs):
+            origin = rng.randrange(n)
+            rid = f"conv-{a.seed}-{r}"
+            t0 = time.monotonic()
+            ctl[origin].call("register_resource", {"resource_id": rid, "resource_type": "bench",
+                                                   "capabilities": ["converge"]})
+            t_ack = time.monotonic()
+            deadline = t0 + 10
+            while time.monotonic() < deadline:
+                with lock:
+                    got = dict(seen.get(rid, {}))
+                others = [i for i in range(n) if i != origin]
+                if all(i in got for i in others):
+                    break
+                time.sleep(0.0005)
+            missing = [i for i in range(n) if i != origin and i not in got]
+            last = max(got[i] for i in got if i != origin) if got else t0
+            nb = [got[j] for j in adj[origin] if j in got]
+            regs.append({"origin": origin, "ms": (last - t0) * 1e3,
+                         "ack_ms": (t_ack - t0) * 1e3,
+                         "first_neighbour_ms": (min(nb) - t0) * 1e3 if nb else None,
+                         "origin_event": origin in got, "missing": len(missing)})
+            time.sleep(0.05)   # the flood has passed before the next one
+        span = time.monotonic() - t_start
+        m1 = out_sum()
+        time.sleep(span)
+        m2 = out_sum()
+        stop.set()
+        th.join()
+        rss = [rss_kib(p.pid) for p in procs]
+
+        conv = [r["ms"] for r in regs if r["missing"] == 0]
+        one_hop = statistics.median(r["first_neighbour_ms"] for r in regs
+                                    if r["first_neighbour_ms"] is not None)
+        msgs_reg_raw = (m1 - m0) / a.regs
+        msgs_idle = (m2 - m1) / a.regs
+        res = {
+            "nodes": n, "degree": 4, "edges": len(edges), "diameter": diameter,
+            "registrations": a.regs, "complete": len(conv),
+            "link_s": round(link_s, 2),
+            "converge_ms_p50": round(pct(conv, 50), 2) if conv else None,
+            "converge_ms_p99": round(pct(conv, 99), 2) if conv else None,
+            "converge_ms_max": round(max(conv), 2) if conv else None,
+            "register_ack_ms_p50": round(statistics.median(r["ack_ms"] for r in regs), 2),
+            "one_hop_one_way_ms": round(one_hop, 3),
+            "target_ms": round(5 * diameter * one_hop + 10, 2),
+            "messages_per_registration": round(msgs_reg_raw - msgs_idle, 1),
+            "messages_per_registration_raw": round(msgs_reg_raw, 1),
+            "idle_messages_same_span_per_registration": round(msgs_idle, 1),
+            "node_rss_kib_median": statistics.median(rss),
+        }
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f)
+        print(json.dumps(res))
+        return 0 if conv else 1
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

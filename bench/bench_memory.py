@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Memory benchmark (issue 7): a node's resident set idle, with 1,000 idle
+API client links, and with many remote records.
+
+  bench_memory.py MESHZERO [--clients 1000] [--records 100000] [--json OUT]
+
+Client links: raw-socket WebSocket upgrades to the node's API
+(--max-api-clients clients+100), RLIMIT_NOFILE raised; RSS read from
+/proc/PID/status after 1 s of settling. Remote records: a second node B
+registers them through one API WebSocket (pipelined, 256 in flight); node A,
+linked to B, learns them as remote records; A's RSS growth over its idle RSS
+is divided by the count. If registering takes too long, --records can be
+lowered (the output says how many were used: per-record figures scale).
+Python stdlib only; the WebSocket client is bench_converge.WS."""
+import argparse, json, os, resource, shutil, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_converge import WS, start_node, rss_kib  # noqa: E402
+
+
+def settle_rss(pid, secs=1.0):
+    time.sleep(secs)
+    return rss_kib(pid)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("meshzero")
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--records", type=int, default=100000)
+    ap.add_argument("--budget-s", type=float, default=90,
+                    help="stop registering after this long and report what was reached")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = a.clients + 200
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    tmp = tempfile.mkdtemp(prefix="mzmem")
+    procs, res = [], {}
+    try:
+        # --- 1,000 idle client links -------------------------------------
+        pa, ida, la, apia = start_node(a.meshzero, f"{tmp}/a",
+                                       ["--max-api-clients", str(a.clients + 100),
+                                        "--max-records-per-node", str(max(a.records, 100000) + 10)])
+        procs.append(pa)
+        idle = settle_rss(pa.pid)
+        conns = []
+        for _ in range(a.clients):
+            conns.append(WS(apia))
+        # Each link proven live: one request on the last one.
+        conns[-1].call("status")
+        with_clients = settle_rss(pa.pid)
+        res["idle_rss_kib"] = idle
+        res["clients"] = len(conns)
+        res["rss_with_clients_kib"] = with_clients
+        res["kib_per_client_link"] = round((with_clients - idle) / len(conns), 2)
+        for c in conns:
+            c.close()
+        conns = []
+        time.sleep(1.0)
+        base = rss_kib(pa.pid)
+
+        # --- remote records ----------------------------------------------
+        pb, idb, lb, apib = start_node(a.meshzero, f"{tmp}/b",
+                                       ["--peer", la])
+        procs.append(pb)
+        ctl_a = WS(apia)
+        deadline = time.monotonic() + 20
+        while not ctl_a.call("peers"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("B did not link to A")
+            time.sleep(0.05)
+        ctl_a.close()
+        time.sleep(0.5)
+        base = rss_kib(pa.pid)
+        w = WS(apib, timeout=60)
+        sent = acked = 0
+        t0 = time.monotonic()
+        window, batch = 256, 64
+        stop_at = t0 + a.budget_s
+        while acked < a.records:
+            if sent < a.records and sent - acked < window and time.monotonic() < stop_at:
+                frames = []
+                for _ in range(min(batch, a.records - sent, window - (sent - acked))):
+                    frames.append(WS.frame(json.dumps({
+                        "jsonrpc": "2.0", "id": sent, "method": "register_resource",
+                        "params": {"resource_id": f"mem-{sent}", "resource_type": f"type-{sent % 20}",
+                                   "capabilities": [f"cap-{(sent * 7 + k * 13) % 200}" for k in range(4)],
+                                   "owner": f"owner-{sent % 1000}",
+                                   "metadata": {"version": "1.0"}}})))
+                    sent += 1
+                w.sock.sendall(b"".join(frames))
+                continue
+            if sent == acked:
+                break
+            m = json.loads(w.recv())
+            if "error" in m:
+                raise RuntimeError(f"register: {m['error']}")
+            acked += 1
+            for raw in getattr(w, "pending", []):
+                json.loads(raw)
+                acked += 1
+            if hasattr(w, "pending"):
+                w.pending.clear()
+        reg_s = time.monotonic() - t0
+        print(f"registered {acked} in {reg_s:.1f} s", file=sys.stderr)
+        n = acked
+        # Wait until A holds them all as remote records.
+        deadline = time.monotonic() + 120
+        while True:
+            c = WS(apia)   # fresh: an idle client is dropped after --hangup-secs
+            remote = c.call("status")["resources"]["remote"]
+            c.close()
+            if remote >= n or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        learn_s = time.monotonic() - t0
+        with_records = settle_rss(pa.pid)
+        res.update({
+            "records_target": a.records, "records": n, "remote_at_a": remote,
+            "register_per_s": round(n / reg_s), "learned_s": round(learn_s, 1),
+            "rss_before_records_kib": base, "rss_with_records_kib": with_records,
+            "bytes_per_remote_record": round((with_records - base) * 1024 / max(remote, 1), 1),
+            "rss_b_kib": rss_kib(pb.pid),
+        })
+        if remote < 100000:
+            res["rss_at_100k_records_kib_extrapolated"] = round(
+                base + (with_records - base) * 100000 / max(remote, 1))
+        w.close()
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f)
+        print(json.dumps(res))
+        return 0
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except Exception:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
