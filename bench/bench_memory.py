@@ -8,8 +8,9 @@ Client links: raw-socket WebSocket upgrades to the node's API
 (--max-api-clients clients+100), RLIMIT_NOFILE raised; RSS read from
 /proc/PID/status after 1 s of settling. Remote records: a second node B
 registers them through one API WebSocket (pipelined, 256 in flight); node A,
-linked to B, learns them as remote records; A's RSS growth over its idle RSS
-is divided by the count. If registering takes too long, --records can be
+linked to B, learns them as remote records; the per-record figure is A's RSS
+growth between half and all of them (fixed costs excluded), and the total
+growth over the count is reported too. If registering takes too long, --records can be
 lowered (the output says how many were used: per-record figures scale).
 Python stdlib only; the WebSocket client is bench_converge.WS."""
 import argparse, json, os, resource, shutil, sys, tempfile, time
@@ -75,58 +76,79 @@ def main():
         time.sleep(0.5)
         base = rss_kib(pa.pid)
         w = WS(apib, timeout=60)
-        sent = acked = 0
         t0 = time.monotonic()
-        window, batch = 256, 64
         stop_at = t0 + a.budget_s
-        while acked < a.records:
-            if sent < a.records and sent - acked < window and time.monotonic() < stop_at:
-                frames = []
-                for _ in range(min(batch, a.records - sent, window - (sent - acked))):
-                    frames.append(WS.frame(json.dumps({
-                        "jsonrpc": "2.0", "id": sent, "method": "register_resource",
-                        "params": {"resource_id": f"mem-{sent}", "resource_type": f"type-{sent % 20}",
-                                   "capabilities": [f"cap-{(sent * 7 + k * 13) % 200}" for k in range(4)],
-                                   "owner": f"owner-{sent % 1000}",
-                                   "metadata": {"version": "1.0"}}})))
-                    sent += 1
-                w.sock.sendall(b"".join(frames))
-                continue
-            if sent == acked:
-                break
-            m = json.loads(w.recv())
-            if "error" in m:
-                raise RuntimeError(f"register: {m['error']}")
-            acked += 1
-            for raw in getattr(w, "pending", []):
-                json.loads(raw)
+        reg_s = 0.0
+
+        def register(first, last):
+            """Records first..last-1 on B, pipelined; returns how many acked."""
+            sent = acked = first
+            window, batch = 256, 64
+            while acked < last:
+                if sent < last and sent - acked < window and time.monotonic() < stop_at:
+                    frames = []
+                    for _ in range(min(batch, last - sent, window - (sent - acked))):
+                        frames.append(WS.frame(json.dumps({
+                            "jsonrpc": "2.0", "id": sent, "method": "register_resource",
+                            "params": {"resource_id": f"mem-{sent}", "resource_type": f"type-{sent % 20}",
+                                       "capabilities": [f"cap-{(sent * 7 + k * 13) % 200}" for k in range(4)],
+                                       "owner": f"owner-{sent % 1000}",
+                                       "metadata": {"version": "1.0"}}})))
+                        sent += 1
+                    w.sock.sendall(b"".join(frames))
+                    continue
+                if sent == acked:
+                    break
+                m = json.loads(w.recv())
+                if "error" in m:
+                    raise RuntimeError(f"register: {m['error']}")
                 acked += 1
-            if hasattr(w, "pending"):
-                w.pending.clear()
-        reg_s = time.monotonic() - t0
-        print(f"registered {acked} in {reg_s:.1f} s", file=sys.stderr)
-        n = acked
-        # Wait until A holds them all as remote records.
-        deadline = time.monotonic() + 120
-        while True:
-            c = WS(apia)   # fresh: an idle client is dropped after --hangup-secs
-            remote = c.call("status")["resources"]["remote"]
-            c.close()
-            if remote >= n or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+                for raw in getattr(w, "pending", []):
+                    json.loads(raw)
+                    acked += 1
+                if hasattr(w, "pending"):
+                    w.pending.clear()
+            return acked
+
+        def learned(n):
+            """Waits until A holds n remote records; returns the count held."""
+            deadline = time.monotonic() + 120
+            while True:
+                c = WS(apia)   # fresh: an idle client is dropped after --hangup-secs
+                remote = c.call("status")["resources"]["remote"]
+                c.close()
+                if remote >= n or time.monotonic() > deadline:
+                    return remote
+                time.sleep(0.2)
+
+        # Two halves: the slope between them excludes fixed costs (B's link,
+        # table growth steps) from the per-record figure and extrapolation.
+        half = a.records // 2
+        t = time.monotonic()
+        n1 = register(0, half)
+        reg_s += time.monotonic() - t
+        remote1 = learned(n1)
+        rss_half = settle_rss(pa.pid)
+        t = time.monotonic()
+        n = register(n1, a.records)
+        reg_s += time.monotonic() - t
+        print(f"registered {n} in {reg_s:.1f} s", file=sys.stderr)
+        remote = learned(n)
         learn_s = time.monotonic() - t0
         with_records = settle_rss(pa.pid)
+        slope = (with_records - rss_half) * 1024 / max(remote - remote1, 1)
         res.update({
             "records_target": a.records, "records": n, "remote_at_a": remote,
             "register_per_s": round(n / reg_s), "learned_s": round(learn_s, 1),
-            "rss_before_records_kib": base, "rss_with_records_kib": with_records,
-            "bytes_per_remote_record": round((with_records - base) * 1024 / max(remote, 1), 1),
+            "rss_before_records_kib": base, "rss_at_half_kib": rss_half,
+            "rss_with_records_kib": with_records,
+            "bytes_per_remote_record_total": round((with_records - base) * 1024 / max(remote, 1), 1),
+            "bytes_per_remote_record": round(slope, 1),
             "rss_b_kib": rss_kib(pb.pid),
         })
         if remote < 100000:
             res["rss_at_100k_records_kib_extrapolated"] = round(
-                base + (with_records - base) * 100000 / max(remote, 1))
+                with_records + slope * (100000 - remote) / 1024)
         w.close()
         if a.json:
             with open(a.json, "w") as f:

@@ -88,20 +88,21 @@ else echo "  (convergence run failed)"; echo '{}' > "$TMP/i7_conv.json"; fi
 echo
 echo "== memory: client links and remote records =="
 # Registration through the API runs at ~250-500/s here (each record
-# persisted), so 100,000 would take minutes: 5,000 are registered (override:
+# persisted), so 100,000 would take minutes: 10,000 are registered (override:
 # MZ_BENCH_RECORDS) and the RSS at 100,000 extrapolated linearly (the output
 # says so).
-if /usr/bin/python3 "$ROOT/bench/bench_memory.py" "$BUILD/meshzero" --records ${MZ_BENCH_RECORDS:-5000} \
+if /usr/bin/python3 "$ROOT/bench/bench_memory.py" "$BUILD/meshzero" --records ${MZ_BENCH_RECORDS:-10000} \
         --json "$TMP/i7_mem.json" > /dev/null 2> "$TMP/i7_mem.err"; then
 /usr/bin/python3 - "$TMP/i7_mem.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 print(f"  idle RSS            {m['idle_rss_kib'] / 1024:8.2f} MiB")
 print(f"  {m['clients']} client links {m['rss_with_clients_kib'] / 1024:8.2f} MiB  ->  {m['kib_per_client_link']:.2f} KiB per idle link")
-print(f"  {m['remote_at_a']:,} remote records  RSS {m['rss_with_records_kib'] / 1024:.2f} MiB (+{m['bytes_per_remote_record']:.0f} bytes/record;"
-      f" registered at {m['register_per_s']}/s on the other node)")
+print(f"  {m['remote_at_a']:,} remote records  RSS {m['rss_with_records_kib'] / 1024:.2f} MiB: {m['bytes_per_remote_record']:.0f} bytes/record"
+      f" (RSS slope over the second half; {m['bytes_per_remote_record_total']:.0f} incl. fixed costs);"
+      f" registered at {m['register_per_s']}/s on the other node")
 if "rss_at_100k_records_kib_extrapolated" in m:
-    print(f"  100,000 remote records: ~{m['rss_at_100k_records_kib_extrapolated'] / 1024:.1f} MiB EXTRAPOLATED from {m['remote_at_a']:,}")
+    print(f"  100,000 remote records: ~{m['rss_at_100k_records_kib_extrapolated'] / 1024:.1f} MiB EXTRAPOLATED from {m['remote_at_a']:,} (slope)")
 PY
 else echo "  (memory run failed)"; cat "$TMP/i7_mem.err"; echo '{}' > "$TMP/i7_mem.json"; fi
 # ---- END issue 7 item 1: convergence and memory ----
