@@ -5,7 +5,7 @@ JOBS       ?= $(shell nproc)
 ARGS       ?=
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-san run test bench demo clean
+.PHONY: all deps build build-san run test bench demo clean fuzz
 
 all: build
 
@@ -37,6 +37,12 @@ clean:
 
 demo: build
 	@./scripts/demo.sh $(BUILD)
+
+# libFuzzer harnesses (fuzz/README.md): build build-fuzz/ with clang, run each
+# harness FUZZ_SECONDS over its corpus plus new inputs.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@./fuzz/run.sh fuzz $(FUZZ_SECONDS)
 
 # Chaos soak (tests/chaos/chaos.py): SOAK_NODES node processes, SOAK_SECONDS of
 # kill -9 and restarts, cut links, registrations, updates, removals and
