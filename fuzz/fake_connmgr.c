@@ -353,3 +353,4 @@ bool mz_link_closing(const mz_link *l) { return l->closing; }
 void *mz_link_user(const mz_link *l) { return l->user; }
 void mz_link_set_user(mz_link *l, void *user) { l->user = user; }
 size_t mz_link_queued_bytes(const mz_link *l) { (void)l; return 0; }
+size_t mz_link_queued_msgs(const mz_link *l) { (void)l; return 0; }

@@ -123,6 +123,16 @@ static int m_register(mz_api *api, mz_api_client *c, const json_t *id, const jso
 
     (void)id;
     memset(&spec, 0, sizeof spec);
+    /* Checked before anything is registered: a bad request changes nothing. */
+    handler = json_object_get(params, "handler");
+    if (handler != NULL && !json_is_boolean(handler)) {
+        mz_err_set(err, MZ_EINVAL, "params.handler must be true or false");
+        return RPC_INVALID_PARAMS;
+    }
+    if (!s_str_array(params, "methods", methods, 63, &n_methods, err))
+        return RPC_INVALID_PARAMS;
+    methods[n_methods] = NULL;
+
     if (json_is_object(json_object_get(params, "record"))) {
         /* A record signed by its owner key elsewhere (register --owner-key). */
         const json_t *rec = json_object_get(params, "record");
@@ -152,14 +162,6 @@ static int m_register(mz_api *api, mz_api_client *c, const json_t *id, const jso
         return err->code == MZ_EPROTO || err->code == MZ_EINVAL ? RPC_INVALID_PARAMS
                                                                 : RPC_SERVER_ERROR;
 handler:
-    handler = json_object_get(params, "handler");
-    if (handler != NULL && !json_is_boolean(handler)) {
-        mz_err_set(err, MZ_EINVAL, "params.handler must be true or false");
-        return RPC_INVALID_PARAMS;
-    }
-    if (!s_str_array(params, "methods", methods, 63, &n_methods, err))
-        return RPC_INVALID_PARAMS;
-    methods[n_methods] = NULL;
     if (json_is_true(handler)) {
         /* This connection serves the resource's calls until it closes. */
         if (mz_node_set_handler(api->node, spec.resource_id, n_methods ? methods : NULL,
@@ -419,8 +421,12 @@ static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json
     }
     if (tms != NULL && json_is_integer(tms))
         timeout_ms = json_integer_value(tms);
-    else if (ts != NULL && json_is_number(ts))
-        timeout_ms = (int64_t)(json_number_value(ts) * 1000.0);
+    else if (ts != NULL && json_is_number(ts)) {
+        /* Clamped before the conversion: a huge number must not overflow. */
+        double sec = json_number_value(ts);
+        timeout_ms = sec > MZ_MAX_EXEC_TIMEOUT_MS / 1000.0 ? MZ_MAX_EXEC_TIMEOUT_MS
+                   : sec > 0 ? (int64_t)(sec * 1000.0) : 0;
+    }
     else if ((tms != NULL && !json_is_null(tms)) || (ts != NULL && !json_is_null(ts))) {
         mz_err_set(err, MZ_EINVAL, "params: timeout (seconds) or timeout_ms must be numbers");
         return RPC_INVALID_PARAMS;

@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include <errno.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
@@ -416,7 +417,16 @@ mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *
                    LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.foreign_loops = loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
+    /* Room for connections that have not said hello yet (they are refused or
+     * time out, but must not lock the honest ones out meanwhile). */
     info.fd_limit_per_thread = (unsigned)(cm->o.max_peers + cm->o.max_api_clients + 64);
+    {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > info.fd_limit_per_thread + 32)
+            info.fd_limit_per_thread = (unsigned)(rl.rlim_cur - 32 > 65536 ? 65536
+                                                                       : rl.rlim_cur - 32);
+    }
+    info.timeout_secs = 5;      /* an HTTP upgrade must arrive within 5 s */
     info.retry_and_idle_policy = &cm->retry;
     info.user = cm;
     cm->ctx = lws_create_context(&info);
@@ -1209,3 +1219,4 @@ bool mz_link_closing(const mz_link *l) { return l->closing || l->dead; }
 void *mz_link_user(const mz_link *l) { return l->user; }
 void mz_link_set_user(mz_link *l, void *user) { l->user = user; }
 size_t mz_link_queued_bytes(const mz_link *l) { return l->qbytes; }
+size_t mz_link_queued_msgs(const mz_link *l) { return l->qcount; }

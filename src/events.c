@@ -165,6 +165,13 @@ mz_status mz_node_publish(mz_node *node, const char *topic, const json_t *data, 
     if (mz_topic_reserved(topic))
         return mz_err_set(err, MZ_EINVAL, "publish: topics under 'resource.' and 'peer.' "
                           "are the node's own events");
+    /* The event travels in an envelope (depth 32, 50,000 members): data must
+     * fit inside it with room to spare, or every peer would refuse it. */
+    if (data != NULL && !mz_json_within(data, MZ_DEFAULT_MAX_JSON_DEPTH - 4,
+                                        MZ_DEFAULT_MAX_JSON_MEMBERS / 2))
+        return mz_err_set(err, MZ_EINVAL, "publish: data nests deeper than %d or has more "
+                          "than %d members", MZ_DEFAULT_MAX_JSON_DEPTH - 4,
+                          MZ_DEFAULT_MAX_JSON_MEMBERS / 2);
     pl = json_pack("{s:s,s:O}", "topic", topic, "data", data ? data : json_null());
     if (pl == NULL)
         return mz_err_set(err, MZ_ENOMEM, "publish: allocating");

@@ -123,6 +123,33 @@ static size_t s_flood(mz_node *node, const char *buf, size_t len, mz_peer *excep
     return n;
 }
 
+/* Forwarded broadcasts queued to one link before further ones are dropped
+ * for it (counted): a neighbour that reads slower than a flood arrives must
+ * not be disconnected, nor its calls stuck behind thousands of events. */
+#define MZ_RELAY_QUEUE_MSGS  256
+#define MZ_RELAY_QUEUE_BYTES (1024 * 1024)
+
+static size_t s_flood_relayed(mz_node *node, const char *buf, size_t len, mz_peer *except)
+{
+    size_t n = 0;
+
+    for (mz_peer *q = node->peers; q; q = q->next) {
+        if (q == except || !q->up || q->link == NULL)
+            continue;
+        if (mz_link_queued_msgs(q->link) >= MZ_RELAY_QUEUE_MSGS ||
+            mz_link_queued_bytes(q->link) >= MZ_RELAY_QUEUE_BYTES) {
+            if (node->c.relay_drops++ % 1000 == 0)
+                mz_log(MZ_LOG_WARN, "handler", "link to %.12s is backed up: dropping forwarded "
+                       "broadcasts for it (%llu so far)", q->peer_id,
+                       (unsigned long long)node->c.relay_drops);
+            continue;
+        }
+        s_send_raw(node, q, buf, len);
+        n++;
+    }
+    return n;
+}
+
 static mz_peer *s_next_hop(mz_node *node, const char *dest)
 {
     uint64_t link;
@@ -246,7 +273,7 @@ static void s_forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one
     if (to_one) {
         s_send_raw(node, to_one, buf, len);
         node->c.forwarded++;
-    } else if (s_flood(node, buf, len, from) > 0) {
+    } else if (s_flood_relayed(node, buf, len, from) > 0) {
         node->c.forwarded++;
     }
     free(buf);

@@ -455,6 +455,11 @@ char *mz_msg_dump(const json_t *env, size_t *len)
 }
 
 
+bool mz_json_within(const json_t *v, size_t max_depth, size_t max_members)
+{
+    return s_depth_ok(v, 0, max_depth) && s_members(v, max_members + 1) <= max_members;
+}
+
 /* ---- sealing (PROTOCOL.md "Sealed messages") ---------------------------- */
 
 /* The routing header bound to a sealed payload as associated data. */

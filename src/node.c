@@ -235,6 +235,17 @@ static void s_on_open(mz_link *link, void *ctx)
     }
     p->since_ms = mz_now_ms();
     p->hello_deadline_ms = p->since_ms + MZ_DEFAULT_HELLO_SECS * 1000;
+    if (!mz_link_outbound(link)) {
+        size_t waiting = 0;
+        for (mz_peer *q = node->peers; q; q = q->next)
+            if (!q->up && q->link && !mz_link_outbound(q->link) && !mz_link_closing(q->link))
+                waiting++;
+        if (waiting > MZ_MAX_PREAUTH_LINKS) {
+            node->c.preauth_refused++;
+            mz_link_close(link, 1008, "too many links awaiting hello");
+            return;
+        }
+    }
     p->tokens = node->o.rate_burst;
     p->refill_ms = p->since_ms;
     s_send_hello(node, p);
@@ -1140,6 +1151,14 @@ static mz_status s_accept_record(mz_node *node, const json_t *rec, bool local, m
         node->c.bad_records++;
         return rc;
     }
+    /* A record travels inside sync and announce envelopes (depth 32): keep
+     * its metadata shallow enough to fit, or no peer could accept it. */
+    if (!mz_json_within(json_object_get(rec, "metadata"), 16, 5000)) {
+        node->c.bad_records++;
+        return mz_err_set(err, MZ_EPROTO, "record '%s': metadata nests deeper than 16 or has "
+                          "more than 5000 members",
+                          json_string_value(json_object_get(rec, "resource_id")));
+    }
     rid = json_string_value(json_object_get(rec, "resource_id"));
     okey = json_string_value(json_object_get(rec, "owner_key"));
     version = json_integer_value(json_object_get(rec, "version"));
@@ -1531,6 +1550,9 @@ json_t *mz_node_status(mz_node *node)
         "caller_busy", (json_int_t)node->c.caller_busy, "subs_refused",
         (json_int_t)node->c.subs_refused));
     json_object_set_new(counters, "exec_held", json_integer((json_int_t)node->c.exec_held));
+    json_object_set_new(counters, "relay_drops", json_integer((json_int_t)node->c.relay_drops));
+    json_object_set_new(counters, "preauth_refused",
+                        json_integer((json_int_t)node->c.preauth_refused));
     json_object_set_new(counters, "links_dialed_auto",
                         json_integer((json_int_t)node->c.links_dialed_auto));
     json_object_set_new(counters, "sync_fetches",

@@ -67,6 +67,7 @@ typedef struct mz_counters {
     uint64_t refused_network, exec_denied, sync_fetches, ghosts_removed;
     uint64_t links_shed, links_dialed_auto, sync_busy;
     uint64_t record_limit, throttled, rate_closes, caller_busy, subs_refused, exec_held;
+    uint64_t relay_drops, preauth_refused;
 } mz_counters;
 
 struct mz_node {

@@ -145,6 +145,7 @@ bool mz_link_closing(const mz_link *link);
 void *mz_link_user(const mz_link *link);
 void mz_link_set_user(mz_link *link, void *user);
 size_t mz_link_queued_bytes(const mz_link *link);
+size_t mz_link_queued_msgs(const mz_link *link);
 
 /* Headroom before a message owned by mz_link_send_owned. */
 extern const size_t MZ_LINK_PRE;

@@ -148,6 +148,11 @@ int mz_msg_hops(const json_t *env);
  * buffer with its length in *len; NULL when out of memory. */
 char *mz_msg_dump(const json_t *env, size_t *len);
 
+/* True when v nests at most max_depth deep (a container counts 1) and has at
+ * most max_members object members plus array elements: what travels inside
+ * an envelope must leave room for the envelope's own limits. */
+bool mz_json_within(const json_t *v, size_t max_depth, size_t max_members);
+
 /* True when env is a sealed unicast: payload is exactly {"sealed": str}. */
 bool mz_msg_is_sealed(const json_t *env);
 /* Seals env's payload for its recipient with the pair's shared key (32

@@ -25,7 +25,10 @@
 /* Hops a message may travel before relays drop it. */
 #define MZ_DEFAULT_MAX_HOPS   16
 /* Seconds a new link has to complete the hello exchange. */
-#define MZ_DEFAULT_HELLO_SECS 10
+#define MZ_DEFAULT_HELLO_SECS 5
+/* Links that have not completed the hello yet, at most (more are closed at
+ * once): strangers cannot hold every peer slot. */
+#define MZ_MAX_PREAUTH_LINKS 16
 /* Records per sync message sent to a newly linked peer. */
 #define MZ_SYNC_CHUNK         256
 

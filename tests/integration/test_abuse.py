@@ -439,7 +439,10 @@ def test_flood_signed_events(trio):
          % (len(bad), len(samples), CALL_LIMIT_S, bad_calls(bad),
             delta.get("slow_link_closes", 0), "\n".join(
                 ln[:200] for ln in a.stderr().splitlines() if "queue" in ln or " down" in ln)))
-    assert delta.get("forwarded", 0) >= len(valid), delta
+    # Every valid event was passed on, or dropped for a backed-up neighbour and
+    # counted (relay_drops, once per link): the node forwards without letting a
+    # flood disconnect its slower neighbours.
+    assert delta.get("forwarded", 0) + delta.get("relay_drops", 0) >= len(valid), delta
     assert linked(a, b) and linked(a, c)
 
 
@@ -688,7 +691,9 @@ def test_2000_idle_connections(trio, mesh):
     assert delta.get("hello_failures", 0) <= 64 - 2, delta
     assert not [w for w in ws_out if w[0] == "held"], tally(ws_out)
     n_ws_up = len([w for w in ws_out if w[0] != "no websocket"])
-    assert delta.get("links_refused_full", 0) + delta.get("hello_failures", 0) >= n_ws_up, delta
+    # ... or closed at once as one too many waiting for a hello (preauth_refused).
+    assert (delta.get("links_refused_full", 0) + delta.get("hello_failures", 0)
+            + delta.get("preauth_refused", 0)) >= n_ws_up, delta
     raw_held = sum(1 for what, _ in raw_out if what == "held")
     assert seen["d"] is not None and seen["api"] is not None, \
         ("while %d idle connections were held open on A's peer port (%d raw TCP ones never "
