@@ -354,3 +354,7 @@ void *mz_link_user(const mz_link *l) { return l->user; }
 void mz_link_set_user(mz_link *l, void *user) { l->user = user; }
 size_t mz_link_queued_bytes(const mz_link *l) { (void)l; return 0; }
 size_t mz_link_queued_msgs(const mz_link *l) { (void)l; return 0; }
+mz_status mz_link_send_urgent(mz_link *l, const char *buf, size_t len, mz_err *err)
+{
+    return mz_link_send(l, buf, len, err);
+}

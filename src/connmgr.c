@@ -60,6 +60,7 @@ struct mz_link {
     char tls_error[224];        /* why the server certificate was refused; "" none */
     char addr[64];              /* remote IP:PORT */
     mz_qitem *qhead, *qtail;    /* send queue */
+    mz_qitem *ulast;            /* last urgent item: urgent ones lead the queue */
     size_t qbytes, qcount;
     char *rx;                   /* message being reassembled from fragments */
     size_t rx_len, rx_cap;
@@ -701,6 +702,8 @@ static int s_on_writeable(struct lws *wsi, mz_link *l)
         l->qhead = q->next;
         if (l->qhead == NULL)
             l->qtail = NULL;
+        if (q == l->ulast)
+            l->ulast = NULL;
         l->qbytes -= q->len;
         l->qcount--;
         cm->stats.msgs_out++;
@@ -1101,7 +1104,7 @@ mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, vo
     return MZ_OK;
 }
 
-static mz_status s_enqueue(mz_link *l, mz_qitem *q, mz_err *err)
+static mz_status s_enqueue(mz_link *l, mz_qitem *q, bool urgent, mz_err *err)
 {
     mz_connmgr *cm = l->cm;
 
@@ -1120,9 +1123,23 @@ static mz_status s_enqueue(mz_link *l, mz_qitem *q, mz_err *err)
         mz_link_close(l, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full");
         return mz_err_set(err, MZ_ELIMIT, "link %s: send queue full", l->addr);
     }
-    if (l->qtail) l->qtail->next = q;
-    else l->qhead = q;
-    l->qtail = q;
+    if (urgent) {
+        /* Calls and replies overtake queued broadcasts, in their own order. */
+        if (l->ulast) {
+            q->next = l->ulast->next;
+            l->ulast->next = q;
+        } else {
+            q->next = l->qhead;
+            l->qhead = q;
+        }
+        if (q->next == NULL)
+            l->qtail = q;
+        l->ulast = q;
+    } else {
+        if (l->qtail) l->qtail->next = q;
+        else l->qhead = q;
+        l->qtail = q;
+    }
     l->qbytes += q->len;
     l->qcount++;
     if (l->wsi && l->open)
@@ -1141,7 +1158,24 @@ mz_status mz_link_send_owned(mz_link *l, char *buf, size_t len, mz_err *err)
     q->next = NULL;
     q->len = len;
     q->buf = buf;
-    return s_enqueue(l, q, err);
+    return s_enqueue(l, q, false, err);
+}
+
+mz_status mz_link_send_urgent(mz_link *l, const char *buf, size_t len, mz_err *err)
+{
+    char *b = malloc(LWS_PRE + len);
+    mz_qitem *q = malloc(sizeof *q);
+
+    if (b == NULL || q == NULL) {
+        free(b);
+        free(q);
+        return mz_err_set(err, MZ_ENOMEM, "link send: allocating %zu bytes", len);
+    }
+    memcpy(b + LWS_PRE, buf, len);
+    q->next = NULL;
+    q->len = len;
+    q->buf = b;
+    return s_enqueue(l, q, true, err);
 }
 
 mz_status mz_link_send(mz_link *l, const char *buf, size_t len, mz_err *err)

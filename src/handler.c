@@ -110,6 +110,14 @@ static void s_send_raw(mz_node *node, mz_peer *p, const char *buf, size_t len)
         (void)mz_link_send(p->link, buf, len, NULL);   /* a full queue closes the link */
 }
 
+/* Unicasts (calls, answers) go ahead of queued broadcasts. */
+static void s_send_raw_urgent(mz_node *node, mz_peer *p, const char *buf, size_t len)
+{
+    (void)node;
+    if (p->link && !mz_link_closing(p->link))
+        (void)mz_link_send_urgent(p->link, buf, len, NULL);
+}
+
 /* Returns how many peers got a copy. */
 static size_t s_flood(mz_node *node, const char *buf, size_t len, mz_peer *except)
 {
@@ -126,7 +134,7 @@ static size_t s_flood(mz_node *node, const char *buf, size_t len, mz_peer *excep
 /* Forwarded broadcasts queued to one link before further ones are dropped
  * for it (counted): a neighbour that reads slower than a flood arrives must
  * not be disconnected, nor its calls stuck behind thousands of events. */
-#define MZ_RELAY_QUEUE_MSGS  256
+#define MZ_RELAY_QUEUE_MSGS  64
 #define MZ_RELAY_QUEUE_BYTES (1024 * 1024)
 
 static size_t s_flood_relayed(mz_node *node, const char *buf, size_t len, mz_peer *except)
@@ -209,7 +217,7 @@ mz_status mz__send(mz_node *node, json_t *env, mz_peer *except, mz_err *err)
         if (hop == NULL)
             rc = mz_err_set(err, MZ_EUNREACHABLE, "no route to node %.12s", to);
         else
-            s_send_raw(node, hop, buf, len);
+            s_send_raw_urgent(node, hop, buf, len);
     }
     free(buf);
     json_decref(env);
@@ -271,7 +279,7 @@ static void s_forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one
     if (buf == NULL)
         return;
     if (to_one) {
-        s_send_raw(node, to_one, buf, len);
+        s_send_raw_urgent(node, to_one, buf, len);
         node->c.forwarded++;
     } else if (s_flood_relayed(node, buf, len, from) > 0) {
         node->c.forwarded++;

@@ -120,6 +120,9 @@ mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, vo
  * link is closed with 1008 "send queue full") when the queue is over its
  * bounds; MZ_ESTATE when the link is closing. */
 mz_status mz_link_send(mz_link *link, const char *buf, size_t len, mz_err *err);
+/* Like mz_link_send, but ahead of the non-urgent messages already queued
+ * (calls and their answers overtake relayed broadcasts). */
+mz_status mz_link_send_urgent(mz_link *link, const char *buf, size_t len, mz_err *err);
 /* Takes buf (malloc'd with LWS_PRE bytes of headroom: the message starts at
  * buf + MZ_LINK_PRE). Same limits as mz_link_send; buf is freed on failure. */
 mz_status mz_link_send_owned(mz_link *link, char *buf, size_t len, mz_err *err);
