@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bridge_int.h"
+#include "spawn.h"
 #include "hmap.h"
 #include "log.h"
 #include "meshzero/msg.h"
@@ -882,31 +883,18 @@ static void s_on_exit(uv_process_t *p, int64_t status, int sig)
 
 static void s_start_stdio(mz_bsrv *s)
 {
-    uv_process_options_t o;
-    uv_stdio_container_t io[3];
     int r;
 
     uv_pipe_init(s->b->loop, &s->pin, 0);
     uv_pipe_init(s->b->loop, &s->pout, 0);
     uv_pipe_init(s->b->loop, &s->perr, 0);
     s->pin.data = s->pout.data = s->perr.data = s->proc.data = s;
-    memset(&o, 0, sizeof o);
-    io[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-    io[0].data.stream = (uv_stream_t *)&s->pin;
-    io[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    io[1].data.stream = (uv_stream_t *)&s->pout;
-    io[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    io[2].data.stream = (uv_stream_t *)&s->perr;
-    o.file = s->argv[0];
-    o.args = s->argv;
-    o.stdio = io;
-    o.stdio_count = 3;
-    o.exit_cb = s_on_exit;
     s->open_handles = 4;
     s->pin_closed = false;
     s->line_len = s->errlen = 0;
     s->kill_at_ms = s->eof_at_ms = 0;
-    r = uv_spawn(s->b->loop, &s->proc, &o);
+    r = mz__spawn_piped(s->b->loop, &s->proc, s->argv, &s->pin, &s->pout, &s->perr, s_on_exit,
+                        0);
     if (r != 0) {
         /* libuv wants the process handle closed even when the spawn failed. */
         s_close_handles(s);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "spawn.h"
 #include "meshzero.h"
 
 /* Bytes of a command's stdout taken as its result, and of stderr kept. */
@@ -226,8 +227,6 @@ static void s_on_deadline(uv_timer_t *t)
 static void s_start_job(serve_state *st, const char *id, const json_t *p)
 {
     uv_loop_t *loop = mz_apiclient_loop(st->api);
-    uv_process_options_t o;
-    uv_stdio_container_t stdio[3];
     json_int_t deadline = json_integer_value(json_object_get(p, "deadline_ms"));
     int64_t left = deadline ? deadline - mz_now_ms() : 30000;
     json_t *in;
@@ -257,24 +256,13 @@ static void s_start_job(serve_state *st, const char *id, const json_t *p)
     j->proc.data = j->in.data = j->out.data = j->err.data = j->timer.data = j;
     j->wreq.data = j;
     j->open = 5;
-    memset(&o, 0, sizeof o);
-    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-    stdio[0].data.stream = (uv_stream_t *)&j->in;
-    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[1].data.stream = (uv_stream_t *)&j->out;
-    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[2].data.stream = (uv_stream_t *)&j->err;
-    o.file = st->cmd[0];
-    o.args = st->cmd;
-    o.stdio = stdio;
-    o.stdio_count = 3;
-    o.exit_cb = s_on_exit;
-    o.flags = UV_PROCESS_DETACHED;      /* setsid: its own process group */
     j->next = st->jobs;
     if (st->jobs)
         st->jobs->prev = j;
     st->jobs = j;
-    r = uv_spawn(loop, &j->proc, &o);
+    /* Detached (setsid): its own process group, which s_job_kill ends whole. */
+    r = mz__spawn_piped(loop, &j->proc, st->cmd, &j->in, &j->out, &j->err, s_on_exit,
+                        UV_PROCESS_DETACHED);
     if (r != 0) {
         char msg[300];
         snprintf(msg, sizeof msg, "cannot run %s: %s", st->cmd[0], uv_strerror(r));
