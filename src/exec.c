@@ -12,21 +12,40 @@
 
 /* ---- caller side -------------------------------------------------------- */
 
+/* A call whose path breaks (a link on the way closes, a relay has no route,
+ * a transient loop hits the hop limit) or that stays silent is sent again,
+ * as a new envelope carrying the same "call" id: the host runs a call once
+ * per (caller, call) and answers repeats from what it kept (host side
+ * below). Timing, all bounded by the call's own timeout: */
+#define MZ_RETRY_FIRST_MS 50     /* after a path failure, first retry; doubles */
+#define MZ_RETRY_MAX_MS 800      /* cap of that backoff */
+#define MZ_ROUTE_POLL_MS 100     /* waiting for a route: how often to look */
+#define MZ_RTO_FIRST_MS 1000     /* silent this long: send again; doubles */
+
 typedef struct mz_call {
     mz_node *node;
-    char id[MZ_MSG_ID_MAX + 1];         /* request message id; key in node->calls */
+    char id[MZ_MSG_ID_MAX + 1];         /* current attempt's envelope id; key in node->calls */
+    char call_id[MZ_MSG_ID_MAX + 1];    /* first attempt's id: the "call" of every attempt */
     char host[MZ_ID_HEX_LEN + 1];       /* node expected to answer */
     mz_result_cb cb;
     void *ctx;
-    uv_timer_t timer;                   /* timeout, or "fail now" for early errors */
-    uint64_t link_id;                   /* link the request left on; 0: local */
+    uv_timer_t timer;                   /* next of: deadline, retry, retransmit */
+    uint64_t link_id;                   /* link the attempt left on; 0: local or none */
     const char *early_code;             /* set: fail with this when the timer fires */
     char early_msg[200];
     json_t *local_req;                  /* a call to our own resource, run on the next
                                            loop turn: {resource_id, method, params} */
-    json_t *held;                       /* request waiting for a route to the host */
-    int64_t hold_until_ms;              /* then it fails unreachable */
+    json_t *req_pl;                     /* request payload, sent again by retries */
     int64_t timeout_ms;
+    int64_t deadline_ms;
+    int64_t sent_ms;                    /* attempt in flight since; 0: waiting to send */
+    int64_t retry_at_ms;                /* waiting: next try */
+    int64_t give_up_ms;                 /* waiting: unreachable after this; 0: not set */
+    int64_t last_fail_ms;
+    int64_t backoff_ms;
+    int64_t rto_ms;
+    int attempts;                       /* envelopes sent */
+    char why[160];                      /* last path failure, for the final error */
 } mz_call;
 
 static void s_call_free_cb(uv_handle_t *h)
@@ -34,7 +53,7 @@ static void s_call_free_cb(uv_handle_t *h)
     mz_call *c = h->data;
 
     json_decref(c->local_req);
-    json_decref(c->held);
+    json_decref(c->req_pl);
     free(c);
 }
 
@@ -52,23 +71,107 @@ static void s_call_finish(mz_call *c, const json_t *result, const char *code, co
 
 static void s_host_run(mz_node *node, const char *req_id, const char *caller,
                        const char *resource_id, const char *method, const json_t *params,
-                       const json_t *agreement, int64_t timeout_ms, bool local);
+                       const json_t *agreement, int64_t timeout_ms, bool local,
+                       const char *call_key);
+
+static void s_on_call_timer(uv_timer_t *t);
+
+/* Arms the timer for the call's next event. */
+static void s_call_arm(mz_call *c, int64_t now)
+{
+    int64_t at = c->deadline_ms;
+
+    if (c->sent_ms != 0) {
+        if (c->sent_ms + c->rto_ms < at)
+            at = c->sent_ms + c->rto_ms;
+    } else {
+        if (c->retry_at_ms < at)
+            at = c->retry_at_ms;
+        if (c->give_up_ms != 0 && c->give_up_ms < at)
+            at = c->give_up_ms;
+    }
+    uv_timer_start(&c->timer, s_on_call_timer, (uint64_t)(at > now ? at - now : 0), 0);
+}
+
+/* The attempt in flight is lost (or none could leave): wait a little, then
+ * try again. A host that stays out of reach for the time its next `alive`
+ * needs to bring a new route (lease/3 + 1 s) fails the call unreachable. */
+static void s_call_path_failed(mz_call *c, int64_t now, const char *why)
+{
+    int64_t hold = c->node->o.lease_ms / 3 + 1000;
+
+    snprintf(c->why, sizeof c->why, "%s", why);
+    if (c->give_up_ms == 0 || now - c->last_fail_ms > hold)
+        c->give_up_ms = now + hold;
+    c->last_fail_ms = now;
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : MZ_RETRY_FIRST_MS;
+    if (c->backoff_ms > MZ_RETRY_MAX_MS)
+        c->backoff_ms = MZ_RETRY_MAX_MS;
+    c->sent_ms = 0;
+    c->link_id = 0;
+    c->retry_at_ms = now + c->backoff_ms;
+    s_call_arm(c, now);
+}
+
+/* Sends the request over the current route, as a new envelope after the
+ * first attempt (a repeated id would be refused as a replay). */
+static void s_call_send(mz_call *c, int64_t now)
+{
+    mz_node *node = c->node;
+    uint64_t link;
+    json_t *env;
+
+    if (!mz_routes_lookup(node->routes, c->host, now, &link, NULL)) {
+        /* A link on the way just went: the host's next alive brings a new route. */
+        if (c->give_up_ms == 0) {
+            node->c.exec_held++;
+            snprintf(c->why, sizeof c->why, "no route to node %.12s", c->host);
+            c->give_up_ms = now + node->o.lease_ms / 3 + 1000;
+            c->last_fail_ms = now;
+        }
+        c->sent_ms = 0;
+        c->retry_at_ms = now + MZ_ROUTE_POLL_MS;
+        s_call_arm(c, now);
+        return;
+    }
+    if (c->attempts++ > 0) {
+        /* Not the first attempt: a new envelope id, and the call found under it. */
+        mz_hmap_remove(node->calls, c->id);
+        mz_random_hex(c->id, 16);
+        if (mz_hmap_put(node->calls, c->id, c, NULL) != MZ_OK) {
+            s_call_finish(c, NULL, MZ_EXEC_UNREACHABLE, "out of memory");
+            return;
+        }
+    }
+    env = mz_msg_new("execute", mz_identity_id(node->ident), c->host, json_incref(c->req_pl));
+    if (env != NULL)
+        json_object_set_new(env, "id", json_string(c->id));
+    c->sent_ms = now;
+    c->link_id = link;
+    if (mz__send(node, env, NULL, NULL) != MZ_OK) {
+        s_call_path_failed(c, now, "could not send the request");
+        return;
+    }
+    s_call_arm(c, now);
+}
 
 static void s_on_call_timer(uv_timer_t *t)
 {
     mz_call *c = t->data;
-    char why[160];
+    mz_node *node = c->node;
+    int64_t now;
+    char why[200];
 
     if (c->local_req) {
         /* First turn of a local call: arm the timeout, then run the handler. */
         json_t *req = c->local_req;
         c->local_req = NULL;
         uv_timer_start(&c->timer, s_on_call_timer, (uint64_t)c->timeout_ms, 0);
-        s_host_run(c->node, c->id, mz_identity_id(c->node->ident),
+        s_host_run(node, c->id, mz_identity_id(node->ident),
                    json_string_value(json_object_get(req, "resource_id")),
                    json_string_value(json_object_get(req, "method")),
                    json_object_get(req, "params"), json_object_get(req, "agreement"),
-                   c->timeout_ms, true);
+                   c->timeout_ms, true, NULL);
         json_decref(req);
         return;
     }
@@ -76,9 +179,40 @@ static void s_on_call_timer(uv_timer_t *t)
         s_call_finish(c, NULL, c->early_code, c->early_msg);
         return;
     }
-    c->node->c.exec_timeouts++;
-    snprintf(why, sizeof why, "no answer from node %.12s within the timeout", c->host);
-    s_call_finish(c, NULL, MZ_EXEC_TIMEOUT, why);
+    now = mz_now_ms();
+    if (c->req_pl == NULL || now >= c->deadline_ms) {
+        if (c->sent_ms == 0 && c->why[0] != '\0') {
+            s_call_finish(c, NULL, MZ_EXEC_UNREACHABLE, c->why);
+            return;
+        }
+        node->c.exec_timeouts++;
+        snprintf(why, sizeof why, "no answer from node %.12s within the timeout", c->host);
+        s_call_finish(c, NULL, MZ_EXEC_TIMEOUT, why);
+        return;
+    }
+    if (c->sent_ms == 0) {
+        if (c->give_up_ms != 0 && now >= c->give_up_ms) {
+            s_call_finish(c, NULL, MZ_EXEC_UNREACHABLE, c->why);
+            return;
+        }
+        if (now < c->retry_at_ms) {
+            s_call_arm(c, now);
+            return;
+        }
+        if (c->why[0] != '\0')
+            node->c.exec_retries++;
+        s_call_send(c, now);
+        return;
+    }
+    if (now >= c->sent_ms + c->rto_ms) {
+        /* Silence: the request or its answer may be lost on a path that broke
+         * without a word. A repeat costs the host a lookup, not a run. */
+        node->c.exec_retransmits++;
+        c->rto_ms *= 2;
+        s_call_send(c, now);
+        return;
+    }
+    s_call_arm(c, now);
 }
 
 static mz_call *s_call_new(mz_node *node, const char *id, mz_result_cb cb, void *ctx)
@@ -120,10 +254,10 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
                                int64_t timeout_ms, mz_result_cb cb, void *ctx, mz_err *err)
 {
     const mz_record *rec;
-    json_t *env = NULL, *pl;
+    json_t *pl;
     mz_call *c;
     char id[MZ_MSG_ID_MAX + 1];
-    uint64_t link = 0;
+    int64_t now;
 
     if (resource_id == NULL || method == NULL || method[0] == '\0' || strlen(method) > 128)
         return mz_err_set(err, MZ_EINVAL, "execute: resource_id and a method of 1-128 bytes "
@@ -167,63 +301,22 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
         uv_timer_start(&c->timer, s_on_call_timer, 0, 0);
         return MZ_OK;
     }
-    uv_timer_start(&c->timer, s_on_call_timer, (uint64_t)timeout_ms, 0);
-    pl = json_pack("{s:s,s:s,s:o,s:I}", "resource_id", resource_id, "method", method, "params",
-                   params ? json_deep_copy(params) : json_object(), "timeout_ms",
-                   (json_int_t)timeout_ms);
+    pl = json_pack("{s:s,s:s,s:o,s:I,s:s}", "resource_id", resource_id, "method", method,
+                   "params", params ? json_deep_copy(params) : json_object(), "timeout_ms",
+                   (json_int_t)timeout_ms, "call", c->id);
     if (pl != NULL && agreement != NULL && !json_is_null(agreement))
         json_object_set_new(pl, "agreement", json_deep_copy(agreement));
-    env = mz_msg_new("execute", mz_identity_id(node->ident), c->host, pl);
-    if (env != NULL)
-        json_object_set_new(env, "id", json_string(c->id));
-    if (env == NULL) {
+    if (pl == NULL) {
         s_call_fail_soon(c, MZ_EXEC_UNREACHABLE, "could not build the request");
         return MZ_OK;
     }
-    if (!mz_routes_lookup(node->routes, c->host, mz_now_ms(), &link, NULL)) {
-        /* A link on the way just went: the host's next alive (every lease/3)
-         * brings a new route, so hold the call that long before giving up. */
-        c->held = env;
-        c->hold_until_ms = mz_now_ms() + node->o.lease_ms / 3 + 500;
-        node->c.exec_held++;
-        return MZ_OK;
-    }
-    c->link_id = link;
-    if (mz__send(node, env, NULL, NULL) != MZ_OK)
-        s_call_fail_soon(c, MZ_EXEC_UNREACHABLE, "could not send the request");
+    c->req_pl = pl;
+    snprintf(c->call_id, sizeof c->call_id, "%s", c->id);
+    now = mz_now_ms();
+    c->deadline_ms = now + timeout_ms;
+    c->rto_ms = MZ_RTO_FIRST_MS;
+    s_call_send(c, now);
     return MZ_OK;
-}
-
-/* Sends held calls whose host has a route again; fails those held too long. */
-static void s_release_held(mz_node *node, int64_t now)
-{
-    size_t pos = 0, n = 0;
-    const char *key;
-    void *val;
-    mz_call *ready[64];
-
-    while (n < 64 && mz_hmap_next(node->calls, &pos, &key, &val)) {
-        mz_call *c = val;
-        if (c->held != NULL && c->early_code == NULL)
-            ready[n++] = c;
-    }
-    for (size_t i = 0; i < n; i++) {
-        mz_call *c = ready[i];
-        uint64_t link;
-        if (mz_routes_lookup(node->routes, c->host, now, &link, NULL)) {
-            json_t *env = c->held;
-            c->held = NULL;
-            c->link_id = link;
-            if (mz__send(node, env, NULL, NULL) != MZ_OK)
-                s_call_fail_soon(c, MZ_EXEC_UNREACHABLE, "could not send the request");
-        } else if (now > c->hold_until_ms) {
-            char why[160];
-            json_decref(c->held);
-            c->held = NULL;
-            snprintf(why, sizeof why, "no route to node %.12s", c->host);
-            s_call_finish(c, NULL, MZ_EXEC_UNREACHABLE, why);
-        }
-    }
 }
 
 void mz__exec_on_result(mz_node *node, const json_t *env)
@@ -258,26 +351,43 @@ bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const c
                        const char *reason)
 {
     mz_call *c = ref ? mz_hmap_get(node->calls, ref) : NULL;
+    bool path = code != NULL && strcmp(code, "unreachable") == 0;
 
-    if (c == NULL || c->early_code != NULL)
+    if (c == NULL || c->early_code != NULL || c->sent_ms == 0)
         return false;
     /* Only the host may fail a call for its own reasons; any node on the
      * path may say the path broke (no worse than dropping the call). */
-    if (strcmp(from, c->host) != 0 && (code == NULL || strcmp(code, "unreachable") != 0)) {
+    if (strcmp(from, c->host) != 0 && !path) {
         node->c.forged++;
         mz_log(MZ_LOG_WARN, "exec", "error about call %s from %.12s, not its host: ignored", ref,
                from);
         return true;
     }
-    s_call_finish(c, NULL, code && strcmp(code, "unreachable") == 0 ? MZ_EXEC_UNREACHABLE
-                                                                     : MZ_EXEC_HANDLER_ERROR,
-                  reason ? reason : "");
+    if (path)
+        s_call_path_failed(c, mz_now_ms(), reason ? reason : "unreachable");
+    else
+        s_call_finish(c, NULL, MZ_EXEC_HANDLER_ERROR, reason ? reason : "");
     return true;
 }
 
-/* Fails calls that went out on a link that just closed, or to a host that
- * left. Collects first: finishing modifies the map. */
-static void s_fail_calls(mz_node *node, uint64_t link, const char *host, const char *why)
+/* Calls whose attempt left on a link that just closed are sent again over
+ * another route. Changes no map: no collecting needed. */
+static void s_retry_calls_on(mz_node *node, uint64_t link, const char *why)
+{
+    size_t pos = 0;
+    const char *key;
+    void *val;
+    int64_t now = mz_now_ms();
+
+    while (mz_hmap_next(node->calls, &pos, &key, &val)) {
+        mz_call *c = val;
+        if (!c->early_code && c->sent_ms != 0 && c->link_id == link)
+            s_call_path_failed(c, now, why);
+    }
+}
+
+/* Fails calls to a host that left. Collects first: finishing modifies the map. */
+static void s_fail_calls(mz_node *node, const char *host, const char *why)
 {
     size_t pos = 0, n = 0;
     const char *key;
@@ -289,9 +399,9 @@ static void s_fail_calls(mz_node *node, uint64_t link, const char *host, const c
         pos = 0;
         while (n < 64 && mz_hmap_next(node->calls, &pos, &key, &val)) {
             mz_call *c = val;
-            if (c->early_code)
+            if (c->early_code || c->local_req || c->req_pl == NULL)
                 continue;
-            if ((link && c->link_id == link) || (host && strcmp(c->host, host) == 0))
+            if (strcmp(c->host, host) == 0)
                 victims[n++] = c;
         }
         for (size_t i = 0; i < n; i++)
@@ -352,7 +462,7 @@ void mz__exec_link_down(mz_node *node, uint64_t link, const char *peer_id)
 
     snprintf(why, sizeof why, "link to %.12s lost while the call was in flight",
              peer_id && peer_id[0] ? peer_id : "peer");
-    s_fail_calls(node, link, NULL, why);
+    s_retry_calls_on(node, link, why);
     /* Tell the origins of requests we relayed over that link. */
     do {
         n = 0;
@@ -376,7 +486,7 @@ void mz__exec_node_gone(mz_node *node, const char *host)
     char why[160];
 
     snprintf(why, sizeof why, "host %.12s left the mesh", host);
-    s_fail_calls(node, 0, host, why);
+    s_fail_calls(node, host, why);
 }
 
 /* ---- host side ---------------------------------------------------------- */
@@ -397,8 +507,111 @@ struct mz_exec {
     int64_t deadline_ms;
     bool local;                         /* caller is this node: no network reply */
     bool expired;                       /* answered "timeout" already; reply just frees */
+    struct mz_kept *kept;               /* its entry in node->kept, or NULL */
     struct mz_exec *prev, *next;        /* node->execs, for cleanup at free */
 };
+
+static void s_host_answer(mz_node *node, const char *req_id, const char *caller, bool local,
+                          json_t *result, const char *code, const char *msg);
+
+/* A call run here, by (caller, call): while it runs, a repeat only moves the
+ * answer to the repeat's envelope id; once answered, a repeat gets the kept
+ * answer. Kept until the call's timeout, within max_kept_answers/_bytes. */
+typedef struct mz_kept {
+    char key[MZ_ID_HEX_LEN + 1 + MZ_MSG_ID_MAX + 1];  /* "caller/call" */
+    mz_exec *x;                         /* running; NULL once answered */
+    json_t *result;                     /* the answer: result, or code + msg */
+    char *code, *msg;
+    size_t bytes;
+    int64_t expires_ms;
+    struct mz_kept *older, *newer;      /* answered ones: node->kept_old..kept_new */
+} mz_kept;
+
+static void s_kept_free(void *p)
+{
+    mz_kept *k = p;
+
+    if (k == NULL)
+        return;
+    if (k->x != NULL)
+        k->x->kept = NULL;
+    json_decref(k->result);
+    free(k->code);
+    free(k->msg);
+    free(k);
+}
+
+static void s_kept_remove(mz_node *node, mz_kept *k)
+{
+    if (k->x == NULL) {
+        if (k->older) k->older->newer = k->newer;
+        else node->kept_old = k->newer;
+        if (k->newer) k->newer->older = k->older;
+        else node->kept_new = k->older;
+        node->kept_answered--;
+        node->kept_bytes -= k->bytes;
+    }
+    mz_hmap_remove(node->kept, k->key);
+    s_kept_free(k);
+}
+
+/* Keeps x's answer for repeats of its call; forgets the oldest answers
+ * beyond the limits (a repeat of those would run again). */
+static void s_kept_answer(mz_node *node, mz_exec *x, const json_t *result, const char *code,
+                          const char *msg)
+{
+    mz_kept *k = x->kept;
+
+    if (k == NULL)
+        return;
+    x->kept = NULL;
+    k->x = NULL;
+    if (code != NULL) {
+        k->code = strdup(code);
+        k->msg = strdup(msg ? msg : "");
+        k->bytes = strlen(code) + strlen(msg ? msg : "");
+        if (k->code == NULL || k->msg == NULL) {
+            mz_hmap_remove(node->kept, k->key);
+            s_kept_free(k);
+            return;
+        }
+    } else {
+        k->result = json_incref((json_t *)(result ? result : json_null()));
+        k->bytes = json_dumpb(k->result, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
+    k->bytes += sizeof *k;
+    k->expires_ms = x->deadline_ms + 1000;
+    k->older = node->kept_new;
+    k->newer = NULL;
+    if (node->kept_new) node->kept_new->newer = k;
+    else node->kept_old = k;
+    node->kept_new = k;
+    node->kept_answered++;
+    node->kept_bytes += k->bytes;
+    while (node->kept_old != NULL && (node->kept_answered > node->o.max_kept_answers ||
+                                      node->kept_bytes > node->o.max_kept_bytes)) {
+        node->c.kept_evicted++;
+        s_kept_remove(node, node->kept_old);
+    }
+}
+
+/* A repeat of a call run here: true when handled (running, or answered from
+ * what was kept). */
+static bool s_kept_repeat(mz_node *node, const char *key, const char *req_id, const char *caller)
+{
+    mz_kept *k = node->kept ? mz_hmap_get(node->kept, key) : NULL;
+
+    if (k == NULL)
+        return false;
+    node->c.exec_repeats++;
+    if (k->x != NULL) {
+        snprintf(k->x->req_id, sizeof k->x->req_id, "%s", req_id);
+        return true;
+    }
+    s_host_answer(node, req_id, caller, false, k->result ? json_incref(k->result) : NULL, k->code,
+                  k->msg);
+    return true;
+}
 
 static void s_handler_entry_free(void *p)
 {
@@ -461,6 +674,10 @@ void mz__exec_drop_handler(mz_node *node, const char *resource_id)
 
 void mz__exec_free_all(mz_node *node)
 {
+    /* Before the execs: freeing an entry clears its exec's pointer. */
+    mz_hmap_free(node->kept, s_kept_free);
+    node->kept = NULL;
+    node->kept_old = node->kept_new = NULL;
     while (node->execs) {
         mz_exec *x = node->execs;
         node->execs = x->next;
@@ -546,7 +763,8 @@ static bool s_requires_agreement(const mz_record *rec)
 
 static void s_host_run(mz_node *node, const char *req_id, const char *caller,
                        const char *resource_id, const char *method, const json_t *params,
-                       const json_t *agreement, int64_t timeout_ms, bool local)
+                       const json_t *agreement, int64_t timeout_ms, bool local,
+                       const char *call_key)
 {
     const mz_record *rec = mz_directory_get(node->dir, resource_id);
     mz_handler_entry *h = mz_hmap_get(node->handlers, resource_id);
@@ -631,6 +849,17 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
         node->execs->prev = x;
     node->execs = x;
     node->running++;
+    if (call_key != NULL && (node->kept != NULL || (node->kept = mz_hmap_new()) != NULL)) {
+        mz_kept *k = calloc(1, sizeof *k);
+        if (k != NULL) {
+            snprintf(k->key, sizeof k->key, "%s", call_key);
+            k->x = x;
+            if (mz_hmap_put(node->kept, k->key, k, NULL) == MZ_OK)
+                x->kept = k;
+            else
+                free(k);
+        }
+    }
     h->fn(node, x, h->ctx);
 }
 
@@ -656,9 +885,22 @@ void mz__exec_on_request(mz_node *node, const json_t *env)
     if (t <= 0 || t > MZ_MAX_EXEC_TIMEOUT_MS)
         t = MZ_DEFAULT_EXEC_TIMEOUT_MS;
     {
+        const char *call = json_string_value(json_object_get(pl, "call"));
+        char key[sizeof ((mz_kept *)0)->key];
         json_t *empty = params ? NULL : json_object();
+
+        if (call != NULL && (call[0] == '\0' || strlen(call) > MZ_MSG_ID_MAX))
+            call = NULL;      /* not a usable call id: run it, keep nothing */
+        if (call != NULL) {
+            snprintf(key, sizeof key, "%s/%s", mz_msg_sender(env), call);
+            if (s_kept_repeat(node, key, mz_msg_id(env), mz_msg_sender(env))) {
+                json_decref(empty);
+                return;
+            }
+        }
         s_host_run(node, mz_msg_id(env), mz_msg_sender(env), rid, method,
-                   params ? params : empty, json_object_get(pl, "agreement"), t, false);
+                   params ? params : empty, json_object_get(pl, "agreement"), t, false,
+                   call ? key : NULL);
         json_decref(empty);
     }
 }
@@ -680,6 +922,7 @@ void mz_exec_reply(mz_exec *x, json_t *result)
         free(x);
         return;
     }
+    s_kept_answer(node, x, result, NULL, NULL);
     s_host_answer(node, x->req_id, x->caller, x->local, result ? result : json_null(), NULL,
                   NULL);
     json_decref(x->params);
@@ -696,6 +939,7 @@ void mz_exec_fail(mz_exec *x, const char *code, const char *message)
         free(x);
         return;
     }
+    s_kept_answer(node, x, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "");
     s_host_answer(node, x->req_id, x->caller, x->local, NULL,
                   code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "");
     json_decref(x->params);
@@ -704,7 +948,6 @@ void mz_exec_fail(mz_exec *x, const char *code, const char *message)
 
 void mz__exec_sweep(mz_node *node, int64_t now)
 {
-    s_release_held(node, now);
     size_t pos = 0, n = 0;
     const char *key;
     void *val;
@@ -715,12 +958,17 @@ void mz__exec_sweep(mz_node *node, int64_t now)
             snprintf(ids[n++], sizeof ids[0], "%s", key);
     for (size_t i = 0; i < n; i++)
         free(mz_hmap_remove(node->relayed, ids[i]));
+    /* Kept answers in answer order; their timeouts mostly follow it. */
+    while (node->kept_old != NULL && node->kept_old->expires_ms < now)
+        s_kept_remove(node, node->kept_old);
     /* A handler that never answers must not hold a running slot forever. */
     for (mz_exec *x = node->execs; x; x = x->next)
         if (!x->expired && x->deadline_ms + 1000 < now) {
             x->expired = true;
             node->running--;
             node->c.exec_timeouts++;
+            s_kept_answer(node, x, NULL, MZ_EXEC_TIMEOUT,
+                          "the handler did not answer within the timeout");
             s_host_answer(node, x->req_id, x->caller, x->local, NULL, MZ_EXEC_TIMEOUT,
                           "the handler did not answer within the timeout");
         }

@@ -792,6 +792,8 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
     if (!node->o.max_running_per_caller)
         node->o.max_running_per_caller = MZ_DEFAULT_MAX_RUNNING_PER_CALLER;
     if (!node->o.max_subs_per_client) node->o.max_subs_per_client = MZ_DEFAULT_MAX_SUBS_PER_CLIENT;
+    if (!node->o.max_kept_answers) node->o.max_kept_answers = MZ_DEFAULT_MAX_KEPT_ANSWERS;
+    if (!node->o.max_kept_bytes) node->o.max_kept_bytes = MZ_DEFAULT_MAX_KEPT_BYTES;
     if (node->o.rate_msgs <= 0) node->o.rate_msgs = MZ_DEFAULT_RATE_MSGS;
     if (node->o.rate_burst <= 0) node->o.rate_burst = MZ_DEFAULT_RATE_BURST;
     if (!node->o.max_links) node->o.max_links = MZ_DEFAULT_MAX_LINKS;
@@ -1550,6 +1552,12 @@ json_t *mz_node_status(mz_node *node)
         "caller_busy", (json_int_t)node->c.caller_busy, "subs_refused",
         (json_int_t)node->c.subs_refused));
     json_object_set_new(counters, "exec_held", json_integer((json_int_t)node->c.exec_held));
+    json_object_update_new(counters, json_pack(
+        "{s:I,s:I,s:I,s:I,s:I}", "exec_retries", (json_int_t)node->c.exec_retries,
+        "exec_retransmits", (json_int_t)node->c.exec_retransmits, "exec_repeats",
+        (json_int_t)node->c.exec_repeats, "kept_answers",
+        (json_int_t)(node->kept ? mz_hmap_count(node->kept) : 0), "kept_evicted",
+        (json_int_t)node->c.kept_evicted));
     json_object_set_new(counters, "relay_drops", json_integer((json_int_t)node->c.relay_drops));
     json_object_set_new(counters, "preauth_refused",
                         json_integer((json_int_t)node->c.preauth_refused));
@@ -1588,6 +1596,10 @@ json_t *mz_node_status(mz_node *node)
                                              (json_int_t)node->o.max_pending,
                                              "max_subscriptions",
                                              (json_int_t)node->o.max_subscriptions));
+    json_object_update_new(limits, json_pack("{s:I,s:I}", "max_kept_answers",
+                                             (json_int_t)node->o.max_kept_answers,
+                                             "max_kept_bytes",
+                                             (json_int_t)node->o.max_kept_bytes));
     st = json_pack("{s:s,s:s,s:s,s:I,s:I,s:{s:I,s:I},s:I,s:I,s:o,s:o}", "id",
                    mz_node_id(node), "listen", mz_node_listen_url(node), "api",
                    mz_node_api_url(node), "uptime_s",

@@ -68,6 +68,7 @@ typedef struct mz_counters {
     uint64_t links_shed, links_dialed_auto, sync_busy;
     uint64_t record_limit, throttled, rate_closes, caller_busy, subs_refused, exec_held;
     uint64_t relay_drops, preauth_refused;
+    uint64_t exec_retries, exec_retransmits, exec_repeats, kept_evicted;
 } mz_counters;
 
 struct mz_node {
@@ -88,6 +89,9 @@ struct mz_node {
     mz_hmap *tombs;             /* resource id -> remembered removal (node.c) */
     struct mz_exec *execs;      /* calls our handlers are running */
     size_t running;             /* length of execs */
+    mz_hmap *kept;              /* "caller/call" -> struct mz_kept*: calls run here (exec.c) */
+    struct mz_kept *kept_old, *kept_new; /* answered ones, oldest first */
+    size_t kept_answered, kept_bytes;
     struct mz_sub *subs;        /* subscriptions (events.c) */
     size_t n_subs;
     uint64_t next_sub_id;

@@ -75,6 +75,12 @@ typedef struct mz_node_opts {
     int64_t replay_window_ms;   /* 0: MZ_DEFAULT_REPLAY_WINDOW_MS */
     const char *trust_file;     /* allowlist of node ids, one per line; NULL: open */
     const char *network_key_file; /* shared mesh secret; NULL: none */
+    /* A host keeps the answers of calls it ran until their timeout, so that
+     * a caller's retry is answered without running the call again
+     * (docs/PROTOCOL.md "execute"): at most this many, and this many bytes
+     * of results; the oldest go first. 0: the defaults. */
+    size_t max_kept_answers;    /* 0: MZ_DEFAULT_MAX_KEPT_ANSWERS */
+    size_t max_kept_bytes;      /* 0: MZ_DEFAULT_MAX_KEPT_BYTES */
 } mz_node_opts;
 
 /* Remote records one node may host in our directory; more are refused. */
@@ -83,6 +89,8 @@ typedef struct mz_node_opts {
 #define MZ_DEFAULT_MAX_RECORDS_PER_OWNER 100000
 /* Calls one caller node may have running on this host at once (more: busy). */
 #define MZ_DEFAULT_MAX_RUNNING_PER_CALLER 256
+#define MZ_DEFAULT_MAX_KEPT_ANSWERS 4096
+#define MZ_DEFAULT_MAX_KEPT_BYTES (8u << 20)
 /* Subscriptions one API connection may hold. */
 #define MZ_DEFAULT_MAX_SUBS_PER_CLIENT 1000
 /* Messages per second a peer link may carry (token bucket), and the burst.

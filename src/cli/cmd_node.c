@@ -51,6 +51,9 @@ static const char s_help[] =
     "  --min-links N       below N links, dial known nodes (default 1)\n"
     "  --max-running N     calls this node runs at once (default 256; more: busy)\n"
     "  --max-running-per-caller N  of those, from one caller (default 256)\n"
+    "  --max-kept-answers N  answers of finished calls kept for callers' retries\n"
+    "                      (default 4096)\n"
+    "  --max-kept-bytes N  bytes of those answers (default 8388608)\n"
     "  --max-pending N     calls this node and its clients await at once (default 4096)\n"
     "  --max-subscriptions N  subscriptions in all (default 10000)\n"
     "  --max-subs-per-client N  per API connection (default 1000)\n"
@@ -188,6 +191,8 @@ int cmd_node_main(int argc, char **argv)
         { "max-running", required_argument, NULL, 0x200 },
         { "max-peers-out", required_argument, NULL, 0x20a },
         { "max-running-per-caller", required_argument, NULL, 0x201 },
+        { "max-kept-answers", required_argument, NULL, 0x20b },
+        { "max-kept-bytes", required_argument, NULL, 0x20c },
         { "max-pending", required_argument, NULL, 0x202 },
         { "max-subscriptions", required_argument, NULL, 0x203 },
         { "max-subs-per-client", required_argument, NULL, 0x204 },
@@ -293,6 +298,12 @@ int cmd_node_main(int argc, char **argv)
                         return MZ_EXIT_USAGE;
                     break;
         case 0x201: if (!s_size("--max-running-per-caller", optarg, &o.max_running_per_caller))
+                        return MZ_EXIT_USAGE;
+                    break;
+        case 0x20b: if (!s_size("--max-kept-answers", optarg, &o.max_kept_answers))
+                        return MZ_EXIT_USAGE;
+                    break;
+        case 0x20c: if (!s_size("--max-kept-bytes", optarg, &o.max_kept_bytes))
                         return MZ_EXIT_USAGE;
                     break;
         case 0x202: if (!s_size("--max-pending", optarg, &o.max_pending)) return MZ_EXIT_USAGE;

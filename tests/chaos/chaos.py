@@ -1112,6 +1112,7 @@ def table(r):
         ("node counters (live, summed)", ", ".join(
             "%s %s" % (k, (r.get("counters_live_sum") or {}).get(k, "-"))
             for k in ("unroutable", "hop_limit_drops", "exec_timeouts", "late_results",
+                      "exec_retries", "exec_retransmits", "exec_repeats",
                       "leases_expired", "ghosts_removed", "links_dialed_auto"))),
         ("mismatches at the bound", len(r.get("mismatches") or [])),
         ("problems", len(r.get("problems") or [])),

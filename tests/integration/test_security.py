@@ -396,7 +396,8 @@ def test_relay_flipping_bits_in_execute(mesh):
             # the execute, in its ciphertext and in its header: D refuses, runs nothing
             for i, how in enumerate(("payload", "header")):
                 relay.mangle = flip("execute", how)
-                res = await call(1 + i, timeout_ms=1500)
+                # under the retransmit interval (1 s): one attempt per call
+                res = await call(1 + i, timeout_ms=900)
                 assert "result" not in res, res
                 assert res["error"]["data"]["code"] in ("timeout", "unreachable"), res
             assert len(calls) == 1
@@ -407,7 +408,7 @@ def test_relay_flipping_bits_in_execute(mesh):
 
             # the execute_result on its way back: A refuses it
             relay.mangle = flip("execute_result", "payload")
-            res = await call(3, timeout_ms=1500)
+            res = await call(3, timeout_ms=900)
             assert "result" not in res, res
             a1 = (await ac.result("status"))["counters"]
             assert a1["bad_seals"] - a0["bad_seals"] == 1, a1
