@@ -555,6 +555,34 @@ static void s_kept_remove(mz_node *node, mz_kept *k)
     s_kept_free(k);
 }
 
+/* About the bytes a JSON value takes serialised, without serialising it
+ * (that costs as much as the rest of answering): strings and keys by length,
+ * scalars 8 each, so a bound on it is a bound on memory within a small factor. */
+static size_t s_json_bytes(const json_t *v, int depth)
+{
+    size_t n = 8;
+    const char *key;
+    json_t *e;
+    size_t i;
+
+    if (depth > MZ_DEFAULT_MAX_JSON_DEPTH)
+        return n;
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return n + json_string_length(v);
+    case JSON_ARRAY:
+        json_array_foreach(v, i, e)
+            n += s_json_bytes(e, depth + 1);
+        return n;
+    case JSON_OBJECT:
+        json_object_foreach((json_t *)v, key, e)
+            n += strlen(key) + s_json_bytes(e, depth + 1);
+        return n;
+    default:
+        return n;
+    }
+}
+
 /* Keeps x's answer for repeats of its call; forgets the oldest answers
  * beyond the limits (a repeat of those would run again). */
 static void s_kept_answer(mz_node *node, mz_exec *x, const json_t *result, const char *code,
@@ -577,7 +605,7 @@ static void s_kept_answer(mz_node *node, mz_exec *x, const json_t *result, const
         }
     } else {
         k->result = json_incref((json_t *)(result ? result : json_null()));
-        k->bytes = json_dumpb(k->result, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+        k->bytes = s_json_bytes(k->result, 0);
     }
     k->bytes += sizeof *k;
     k->expires_ms = x->deadline_ms + 1000;
