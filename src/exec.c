@@ -21,6 +21,7 @@
 #define MZ_RETRY_MAX_MS 800      /* cap of that backoff */
 #define MZ_ROUTE_POLL_MS 100     /* waiting for a route: how often to look */
 #define MZ_RTO_FIRST_MS 1000     /* silent this long: send again; doubles */
+#define MZ_CALL_ALIASES 3        /* earlier attempts whose answers still count */
 
 typedef struct mz_call {
     mz_node *node;
@@ -45,6 +46,9 @@ typedef struct mz_call {
     int64_t backoff_ms;
     int64_t rto_ms;
     int attempts;                       /* envelopes sent */
+    /* Earlier attempts' ids, also keys in node->calls: the host may still
+     * answer one of them (its answer was on the way when we sent again). */
+    char old_ids[MZ_CALL_ALIASES][MZ_MSG_ID_MAX + 1];
     char why[160];                      /* last path failure, for the final error */
 } mz_call;
 
@@ -63,6 +67,9 @@ static void s_call_finish(mz_call *c, const json_t *result, const char *code, co
     mz_node *node = c->node;
 
     mz_hmap_remove(node->calls, c->id);
+    for (int i = 0; i < MZ_CALL_ALIASES; i++)
+        if (c->old_ids[i][0] != '\0')
+            mz_hmap_remove(node->calls, c->old_ids[i]);
     uv_timer_stop(&c->timer);
     if (c->cb)
         c->cb(node, result, code, msg, c->ctx);
@@ -135,8 +142,12 @@ static void s_call_send(mz_call *c, int64_t now)
         return;
     }
     if (c->attempts++ > 0) {
-        /* Not the first attempt: a new envelope id, and the call found under it. */
-        mz_hmap_remove(node->calls, c->id);
+        /* Not the first attempt: a new envelope id, and the call found under
+         * it; the last few ids keep finding it too. */
+        char *slot = c->old_ids[(c->attempts - 2) % MZ_CALL_ALIASES];
+        if (slot[0] != '\0')
+            mz_hmap_remove(node->calls, slot);
+        snprintf(slot, sizeof c->old_ids[0], "%s", c->id);
         mz_random_hex(c->id, 16);
         if (mz_hmap_put(node->calls, c->id, c, NULL) != MZ_OK) {
             s_call_finish(c, NULL, MZ_EXEC_UNREACHABLE, "out of memory");
@@ -353,8 +364,10 @@ bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const c
     mz_call *c = ref ? mz_hmap_get(node->calls, ref) : NULL;
     bool path = code != NULL && strcmp(code, "unreachable") == 0;
 
-    if (c == NULL || c->early_code != NULL || c->sent_ms == 0)
+    if (c == NULL || c->early_code != NULL)
         return false;
+    if (c->sent_ms == 0 || strcmp(ref, c->id) != 0)
+        return true;            /* about an attempt that is no longer the one in flight */
     /* Only the host may fail a call for its own reasons; any node on the
      * path may say the path broke (no worse than dropping the call). */
     if (strcmp(from, c->host) != 0 && !path) {
@@ -399,8 +412,8 @@ static void s_fail_calls(mz_node *node, const char *host, const char *why)
         pos = 0;
         while (n < 64 && mz_hmap_next(node->calls, &pos, &key, &val)) {
             mz_call *c = val;
-            if (c->early_code || c->local_req || c->req_pl == NULL)
-                continue;
+            if (c->early_code || c->local_req || c->req_pl == NULL || strcmp(key, c->id) != 0)
+                continue;       /* (an alias: the call is met under its id) */
             if (strcmp(c->host, host) == 0)
                 victims[n++] = c;
         }

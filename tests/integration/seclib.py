@@ -8,6 +8,7 @@ was everything sent before it).
 """
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import time
 
@@ -225,6 +226,32 @@ class Relay:
                 await p.close()
             except Exception:   # noqa: BLE001
                 pass
+
+
+@contextlib.asynccontextmanager
+async def relayed_handler(a, d, rid, serve, relay=None):
+    """A - R - D with R a Relay of ours (a new one unless given), API
+    connections to A and D, and D hosting RID served by serve(dc) (a
+    coroutine, cancelled at the end) until A lists it. Yields (relay, ac, dc);
+    closes all of it after the block."""
+    relay = relay or Relay()
+    dc = await ApiConn.open(d.api)
+    ac = await ApiConn.open(a.api)
+    serving = None
+    try:
+        await relay.link(a)
+        await relay.link(d)
+        await dc.result("register_resource", {"resource_id": rid, "resource_type": "tool",
+                                              "handler": True})
+        serving = asyncio.ensure_future(serve(dc))
+        await in_directory(ac, rid, 5.0)
+        yield relay, ac, dc
+    finally:
+        if serving is not None:
+            serving.cancel()
+        await ac.close()
+        await dc.close()
+        await relay.close()
 
 
 async def wait_until(cond, timeout, what, interval=0.05):

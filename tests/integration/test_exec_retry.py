@@ -9,7 +9,7 @@ import asyncio
 
 from execlib import ApiConn, in_directory
 from meshlib import wait_for
-from seclib import Relay, arun, counters, wait_linked, wait_until
+from seclib import arun, counters, relayed_handler, wait_linked, wait_until
 
 
 async def serve_later(conn, calls, delay):
@@ -51,27 +51,12 @@ def run_through_relay(mesh, mangle, delay=0.0, timeout_ms=8000):
     calls = []
 
     async def go():
-        relay = Relay()
-        dc = await ApiConn.open(d.api)
-        ac = await ApiConn.open(a.api)
-        serving = None
-        try:
-            await relay.link(a)
-            await relay.link(d)
-            await dc.result("register_resource", {"resource_id": "echo", "resource_type": "tool",
-                                                  "handler": True})
-            serving = asyncio.ensure_future(serve_later(dc, calls, delay))
-            await in_directory(ac, "echo", 5.0)
+        async with relayed_handler(a, d, "echo",
+                                   lambda dc: serve_later(dc, calls, delay)) as (relay, ac, _):
             relay.mangle = mangle
             return await ac.call("execute_remote", {"resource_id": "echo", "method": "m",
                                                     "params": {"n": 1},
                                                     "timeout_ms": timeout_ms}, timeout=15)
-        finally:
-            if serving is not None:
-                serving.cancel()
-            await ac.close()
-            await dc.close()
-            await relay.close()
     res = arun(go())
     return res, calls, counters(a), counters(d)
 
@@ -118,33 +103,18 @@ def test_call_moves_to_another_path_when_its_relay_dies(mesh):
     calls = []
 
     async def go():
-        relay = Relay()
-        dc = await ApiConn.open(d.api)
-        ac = await ApiConn.open(a.api)
-        serving = None
-        try:
-            await relay.link(a)
-            await relay.link(d)
-            await dc.result("register_resource", {"resource_id": "echo", "resource_type": "tool",
-                                                  "handler": True})
-            serving = asyncio.ensure_future(serve_later(dc, calls, 3.0))
-            await in_directory(ac, "echo", 5.0)
+        async with relayed_handler(a, d, "echo",
+                                   lambda dc: serve_later(dc, calls, 3.0)) as (relay, ac, _):
             fut = await ac.send_request("execute_remote", {"resource_id": "echo", "method": "m",
                                                            "params": {"n": 2},
                                                            "timeout_ms": 10000})
             await wait_until(lambda: len(calls) == 1, 5.0, "the call to reach D's handler")
-            c = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: mesh.node("C", peers=[a, d], lease_ms=3000))
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: wait_linked([(a, c), (c, d)]))
+            loop = asyncio.get_running_loop()
+            c = await loop.run_in_executor(None, lambda: mesh.node("C", peers=[a, d],
+                                                                   lease_ms=3000))
+            await loop.run_in_executor(None, lambda: wait_linked([(a, c), (c, d)]))
             await relay.close()
             return await asyncio.wait_for(fut, 15)
-        finally:
-            if serving is not None:
-                serving.cancel()
-            await ac.close()
-            await dc.close()
-            await relay.close()
     res = arun(go())
     assert res.get("result") == {"echo": {"n": 2}}, res
     assert len(calls) == 1, calls

@@ -16,8 +16,8 @@ import mzproto as mp
 from execlib import ApiConn, in_directory
 from meshlib import wait_for
 from seclib import (Relay, arun, counters, flush, honest_check, ids, in_thread, linked_peer,
-                    node_id_of, peer_ids, snapshot, status, wait_for_async, wait_linked,
-                    wait_until, without)
+                    node_id_of, peer_ids, relayed_handler, snapshot, status, wait_for_async,
+                    wait_linked, wait_until, without)
 
 
 def announce(key, rec, **kw):
@@ -303,17 +303,8 @@ def test_replay_captured_execute_through_relay(mesh):
     calls = []
 
     async def go():
-        relay = Relay()
-        dc = await ApiConn.open(d.api)
-        ac = await ApiConn.open(a.api)
-        serving = None
-        try:
-            await relay.link(a)
-            await relay.link(d)
-            await dc.result("register_resource", {"resource_id": "counter", "resource_type":
-                                                  "tool", "handler": True})
-            serving = asyncio.ensure_future(dc.serve(lambda p: calls.append(p) or len(calls)))
-            await in_directory(ac, "counter", 5.0)
+        async with relayed_handler(a, d, "counter", lambda dc: dc.serve(
+                lambda p: calls.append(p) or len(calls))) as (relay, ac, dc):
             res = await ac.call("execute_remote", {"resource_id": "counter", "method": "inc",
                                                    "timeout_ms": 5000}, timeout=10)
             assert res.get("result") == 1, res
@@ -339,12 +330,6 @@ def test_replay_captured_execute_through_relay(mesh):
             res = await ac.call("execute_remote", {"resource_id": "counter", "method": "inc",
                                                    "timeout_ms": 5000}, timeout=10)
             assert res.get("result") == 2, res
-        finally:
-            if serving is not None:
-                serving.cancel()
-            await ac.close()
-            await dc.close()
-            await relay.close()
     arun(go())
 
 
@@ -359,18 +344,8 @@ def test_relay_flipping_bits_in_execute(mesh):
     calls = []
 
     async def go():
-        relay = Relay()
-        dc = await ApiConn.open(d.api)
-        ac = await ApiConn.open(a.api)
-        serving = None
-        try:
-            await relay.link(a)
-            await relay.link(d)
-            await dc.result("register_resource", {"resource_id": "echo", "resource_type": "tool",
-                                                  "handler": True})
-            serving = asyncio.ensure_future(dc.serve(
-                lambda p: calls.append(p) or {"echo": p["params"]}))
-            await in_directory(ac, "echo", 5.0)
+        async with relayed_handler(a, d, "echo", lambda dc: dc.serve(
+                lambda p: calls.append(p) or {"echo": p["params"]})) as (relay, ac, dc):
 
             async def call(n, timeout_ms=5000):
                 return await ac.call("execute_remote", {"resource_id": "echo", "method": "m",
@@ -416,12 +391,6 @@ def test_relay_flipping_bits_in_execute(mesh):
             # honest again
             relay.mangle = None
             assert (await call(4)).get("result") == {"echo": {"n": 4}}
-        finally:
-            if serving is not None:
-                serving.cancel()
-            await ac.close()
-            await dc.close()
-            await relay.close()
     arun(go())
 
 
@@ -645,17 +614,8 @@ def test_relay_never_sees_params_or_results(mesh):
         return {"echo": p["params"], "extra": marker_out}
 
     async def go():
-        relay = Relay()
-        dc = await ApiConn.open(d.api)
-        ac = await ApiConn.open(a.api)
-        serving = None
-        try:
-            await relay.link(a)
-            await relay.link(d)
-            await dc.result("register_resource", {"resource_id": "secretive",
-                                                  "resource_type": "tool", "handler": True})
-            serving = asyncio.ensure_future(dc.serve(handler))
-            await in_directory(ac, "secretive", 5.0)
+        async with relayed_handler(a, d, "secretive",
+                                   lambda dc: dc.serve(handler)) as (relay, ac, _):
             params = {"secret": marker_in, "nested": {"list": [marker_in]}}
             res = await ac.call("execute_remote", {"resource_id": "secretive", "method": "echo",
                                                    "params": params, "timeout_ms": 5000},
@@ -676,12 +636,6 @@ def test_relay_never_sees_params_or_results(mesh):
             for m in (marker_in, marker_out, marker_err):
                 leaks = [f for f in frames if m in f]
                 assert not leaks, "the relay saw %s in %s" % (m, leaks)
-        finally:
-            if serving is not None:
-                serving.cancel()
-            await ac.close()
-            await dc.close()
-            await relay.close()
     arun(go())
 
 
