@@ -221,3 +221,23 @@ res["memory"] = json.load(open(sys.argv[4]))
 json.dump(res, open(sys.argv[1], "w"), indent=2)
 PY
 # ---- END issue 7 item 1: merge ----
+
+# ---- what one message costs (CPU time, one process: holds on a busy machine) ----
+echo
+echo "message steps, CPU us per sealed execute (bench_msg; docs/PERFORMANCE.md 'What dominates')"
+"$BUILD/bench_msg" --json > "$TMP/msg.json"
+/usr/bin/python3 - "$TMP/msg.json" "$OUT/latest.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+c = m["cpu_us"]
+print("  %d-byte envelope, %d-byte payload" % (m["envelope_bytes"], m["payload_bytes"]))
+print("  send    %6.1f = build %.1f + seal %.1f + dump %.1f" % (c["send_total"], c["build"],
+                                                           c["seal"], c["dump"]))
+print("  receive %6.1f = parse %.1f + open %.1f" % (c["receive_total"], c["parse"], c["open"]))
+print("  of which jansson alone: parse %.1f, serialise %.1f; AEAD alone %.1f; "
+      "Ed25519 sign+verify (not on unicasts) %.1f" % (c["jansson_load"], c["jansson_dump"],
+                                                      c["aead_only"], c["sign_verify"]))
+res = json.load(open(sys.argv[2]))
+res["message_cpu"] = m
+json.dump(res, open(sys.argv[2], "w"), indent=2)
+PY
