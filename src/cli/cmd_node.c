@@ -1,5 +1,8 @@
 /* meshzero node: runs one node in the foreground until SIGINT/SIGTERM. */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +11,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "config.h"
 #include "log.h"
 #include "meshzero.h"
 #include "meshzero/bridge.h"
@@ -69,6 +73,13 @@ static const char s_help[] =
     "                      its tools become resources NAME/<tool> (repeatable)\n"
     "  --mcp-tag TAG       extra capability of every imported tool (repeatable)\n"
     "  --no-mcp-http       do not serve MCP at /mcp on the API listener\n"
+    "  --config FILE       read options from FILE, a JSON object whose keys are the long\n"
+    "                      option names without dashes: {\"listen\": \"ws://0.0.0.0:7000\",\n"
+    "                      \"peer\": [\"ws://a:7000\", \"ws://b:7000\"], \"min-links\": 2,\n"
+    "                      \"no-seal\": true}; strings, non-negative integers, true/false\n"
+    "                      for flags, a string or an array for repeatable options; at\n"
+    "                      most 1 MiB. Command-line options win (a repeatable one given\n"
+    "                      there replaces the file's list). Errors exit 2.\n"
     "  --log LEVEL         debug, info, warn (default) or error\n"
     "  --json              print the first line as a JSON object instead\n"
     "  -h, --help          this text\n\n"
@@ -101,12 +112,10 @@ static void s_on_signal(uv_signal_t *h, int signum)
 }
 
 #define MAX_CLI_MCP 32
-/* getopt values of the MCP options: above any character, so no clash. */
-enum { OPT_MCP = 1001, OPT_MCP_TAG, OPT_NO_MCP_HTTP };
 
 /* Creates the bridge and starts importing the --mcp servers. */
-static bool s_start_bridge(mz_node *node, uv_loop_t *loop, bool http, char **mcp, size_t n_mcp,
-                           const char **tags, size_t n_tags)
+static bool s_start_bridge(mz_node *node, uv_loop_t *loop, bool http, const char **mcp,
+                           size_t n_mcp, const char **tags, size_t n_tags)
 {
     mz_bridge_opts bo = { loop, node, http };
     mz_err e;
@@ -149,195 +158,285 @@ const char *mz_cli_default_data_dir(char *buf, size_t len)
     return buf;
 }
 
-static bool s_size(const char *opt, const char *v, size_t *out)
+/* Where an option came from, for messages: "--name" on the command line,
+ * FILE: key "name" from the config file. */
+typedef struct s_where {
+    const mz_cfg *cfg;          /* NULL: no config file */
+    const char *file;
+    size_t n_file;              /* arguments 1..n_file came from the file */
+} s_where;
+
+static const char *s_origin(const s_where *w, int token, const char *name, char *buf,
+                            size_t len)
+{
+    if (w->cfg != NULL && token >= 1 && (size_t)token <= w->n_file)
+        snprintf(buf, len, "%.100s: key \"%s\"", w->file, mz_cfg_origin(w->cfg,
+                 (size_t)token - 1));
+    else
+        snprintf(buf, len, "--%s", name);
+    return buf;
+}
+
+static bool s_size(const char *where, const char *v, size_t *out)
 {
     char *end;
-    unsigned long long n = strtoull(v, &end, 10);
+    unsigned long long n;
 
-    if (*v == '\0' || *end != '\0' || *v == '-') {
-        fprintf(stderr, "meshzero node: %s needs a non-negative integer, got '%s'\n", opt, v);
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || *v == '-' || errno == ERANGE || n > SIZE_MAX) {
+        fprintf(stderr, "meshzero node: %s needs a non-negative integer, got '%s'\n", where, v);
         return false;
     }
     *out = (size_t)n;
     return true;
 }
 
+/* Finds --config FILE (or --config=FILE) on the command line without
+ * acting on anything else. NULL when absent; *dup when given twice. */
+static const char *s_config_arg(int argc, char **argv, const struct option *longs, bool *dup)
+{
+    const char *file = NULL;
+    int c, idx;
+
+    *dup = false;
+    opterr = 0;                 /* the real pass reports bad options */
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "h", longs, &idx)) != -1) {
+        if (c != MZ_OPT_CONFIG)
+            continue;
+        if (file != NULL)
+            *dup = true;
+        file = optarg;
+    }
+    opterr = 1;
+    return file;
+}
+
+/* The config file's arguments, then the command line's (argv[0] kept):
+ * getopt sees the file first, so the command line wins. Returns new. */
+static char **s_merge(int argc, char **argv, const mz_cfg *cfg, int *out_argc)
+{
+    size_t nf = cfg ? mz_cfg_argc(cfg) : 0;
+    char **all = calloc((size_t)argc + nf + 1, sizeof *all);
+
+    if (all == NULL)
+        return NULL;
+    all[0] = argv[0];
+    for (size_t i = 0; i < nf; i++)
+        all[1 + i] = (char *)mz_cfg_arg(cfg, i);
+    for (int i = 1; i < argc; i++)
+        all[nf + (size_t)i] = argv[i];
+    *out_argc = argc + (int)nf;
+    return all;
+}
+
+/* A repeatable option: the first command-line use replaces the values
+ * the config file gave. */
+typedef struct s_list {
+    const char **v;
+    size_t n, max;
+    bool from_file;             /* the values so far came from the file */
+} s_list;
+
+static bool s_list_add(s_list *l, bool from_file, const char *where, const char *name,
+                       const char *value)
+{
+    if (!from_file && l->from_file) {
+        l->n = 0;
+        l->from_file = false;
+    }
+    if (from_file)
+        l->from_file = true;
+    if (l->n == l->max) {
+        fprintf(stderr, "meshzero node: %s: at most %zu --%s values\n", where, l->max, name);
+        return false;
+    }
+    l->v[l->n++] = value;
+    return true;
+}
+
 int cmd_node_main(int argc, char **argv)
 {
-    static const struct option longs[] = {
-        { "listen", required_argument, NULL, 'l' },
-        { "api", required_argument, NULL, 'a' },
-        { "api-allow-remote", no_argument, NULL, 'R' },
-        { "data", required_argument, NULL, 'd' },
-        { "peer", required_argument, NULL, 'p' },
-        { "lease-ms", required_argument, NULL, 'L' },
-        { "max-message", required_argument, NULL, 'm' },
-        { "max-send-queue", required_argument, NULL, 'q' },
-        { "max-peers", required_argument, NULL, 'P' },
-        { "max-api-clients", required_argument, NULL, 'C' },
-        { "max-hops", required_argument, NULL, 'H' },
-        { "ping-secs", required_argument, NULL, 'i' },
-        { "hangup-secs", required_argument, NULL, 'u' },
-        { "log", required_argument, NULL, 'g' },
-        { "json", no_argument, NULL, 'j' },
-        { "mcp", required_argument, NULL, OPT_MCP },
-        { "mcp-tag", required_argument, NULL, OPT_MCP_TAG },
-        { "no-mcp-http", no_argument, NULL, OPT_NO_MCP_HTTP },
-        { "trust", required_argument, NULL, 'T' },
-        { "network-key", required_argument, NULL, 'K' },
-        { "no-seal", no_argument, NULL, 'S' },
-        { "api-require-token", no_argument, NULL, 0x209 },
-        { "min-links", required_argument, NULL, 'N' },
-        { "max-running", required_argument, NULL, 0x200 },
-        { "max-peers-out", required_argument, NULL, 0x20a },
-        { "max-running-per-caller", required_argument, NULL, 0x201 },
-        { "max-kept-answers", required_argument, NULL, 0x20b },
-        { "max-kept-bytes", required_argument, NULL, 0x20c },
-        { "max-pending", required_argument, NULL, 0x202 },
-        { "max-subscriptions", required_argument, NULL, 0x203 },
-        { "max-subs-per-client", required_argument, NULL, 0x204 },
-        { "max-records-per-node", required_argument, NULL, 0x205 },
-        { "max-records-per-owner", required_argument, NULL, 0x206 },
-        { "rate-msgs", required_argument, NULL, 0x207 },
-        { "rate-burst", required_argument, NULL, 0x208 },
-        { "max-links", required_argument, NULL, 'X' },
-        { "replay-window-ms", required_argument, NULL, 'W' },
-        { "tls-cert", required_argument, NULL, 0x100 },
-        { "tls-key", required_argument, NULL, 0x101 },
-        { "tls-ca", required_argument, NULL, 0x102 },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
+    struct option longs[64];
     const char *peers[MAX_CLI_PEERS];
-    char datadir[512];
+    char datadir[512], where[200];
     mz_node_opts o;
     mz_node *node = NULL;
     uv_loop_t loop;
     mz_err e;
     size_t v;
-    bool json = false;
-    char *mcp[MAX_CLI_MCP];
+    bool json = false, dup;
+    const char *mcp[MAX_CLI_MCP];
     const char *mcp_tags[MZ_BRIDGE_MAX_TAGS];
-    size_t n_mcp = 0, n_mcp_tags = 0;
+    s_list l_peers = { peers, 0, MAX_CLI_PEERS, false };
+    s_list l_mcp = { mcp, 0, MAX_CLI_MCP, false };
+    s_list l_tags = { mcp_tags, 0, MZ_BRIDGE_MAX_TAGS, false };
     bool mcp_http = true;
-    int c, rc = MZ_EXIT_OK;
+    int c, idx, rc = MZ_EXIT_OK, all_argc = 0;
+    const char *cfg_file;
+    mz_cfg *cfg = NULL;
+    char **all = NULL;
+    s_where w = { NULL, NULL, 0 };
+    size_t nk = 0;
+
+    /* getopt's table is the config file's key table plus --config and --help. */
+    for (size_t i = 0; i < mz_cfg_node_n_keys && nk < sizeof longs / sizeof longs[0] - 3; i++) {
+        const mz_cfg_key *k = &mz_cfg_node_keys[i];
+        longs[nk].name = k->name;
+        longs[nk].has_arg = k->kind == MZ_CFG_FLAG ? no_argument : required_argument;
+        longs[nk].flag = NULL;
+        longs[nk].val = k->code;
+        nk++;
+    }
+    longs[nk++] = (struct option){ "config", required_argument, NULL, MZ_OPT_CONFIG };
+    longs[nk++] = (struct option){ "help", no_argument, NULL, 'h' };
+    longs[nk] = (struct option){ NULL, 0, NULL, 0 };
+
+    cfg_file = s_config_arg(argc, argv, longs, &dup);
+    if (dup) {
+        fprintf(stderr, "meshzero node: --config given more than once\n");
+        return MZ_EXIT_USAGE;
+    }
+    if (cfg_file != NULL) {
+        if (mz_cfg_load(cfg_file, mz_cfg_node_keys, mz_cfg_node_n_keys, &cfg, &e) != MZ_OK) {
+            fprintf(stderr, "meshzero node: --config %s\n", e.msg);
+            return e.code == MZ_ENOMEM ? MZ_EXIT_FAIL : MZ_EXIT_USAGE;
+        }
+        w.cfg = cfg;
+        w.file = cfg_file;
+        w.n_file = mz_cfg_argc(cfg);
+    }
+    if ((all = s_merge(argc, argv, cfg, &all_argc)) == NULL) {
+        fprintf(stderr, "meshzero node: out of memory\n");
+        mz_cfg_free(cfg);
+        return MZ_EXIT_FAIL;
+    }
 
     memset(&o, 0, sizeof o);
     o.listen_url = MZ_DEFAULT_LISTEN_URL;
     o.api_url = MZ_DEFAULT_API_URL;
     o.data_dir = mz_cli_default_data_dir(datadir, sizeof datadir);
     o.peers = peers;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    optind = 0;
+    while ((c = getopt_long(all_argc, all, "h", longs, &idx)) != -1) {
+        /* optind has moved past the option (and its value when separate). */
+        bool from_file = cfg != NULL && (size_t)(optind - 1) <= w.n_file && optind - 1 >= 1;
+        const char *name = c == '?' || c == 'h' ? "" : longs[idx].name;
+        if (c != '?' && c != 'h')
+            s_origin(&w, optind - 1, name, where, sizeof where);
         switch (c) {
-        case 'l': o.listen_url = optarg; break;
-        case 'a': o.api_url = strcmp(optarg, "none") == 0 ? NULL : optarg; break;
-        case 'R': o.api_allow_remote = true; break;
-        case 'd': o.data_dir = optarg; break;
-        case 'p':
-            if (o.n_peers == MAX_CLI_PEERS) {
-                fprintf(stderr, "meshzero node: at most %d --peer options\n", MAX_CLI_PEERS);
-                return MZ_EXIT_USAGE;
-            }
-            peers[o.n_peers++] = optarg;
+        case MZ_OPT_LISTEN: o.listen_url = optarg; break;
+        case MZ_OPT_API: o.api_url = strcmp(optarg, "none") == 0 ? NULL : optarg; break;
+        case MZ_OPT_API_ALLOW_REMOTE: o.api_allow_remote = true; break;
+        case MZ_OPT_DATA: o.data_dir = optarg; break;
+        case MZ_OPT_PEER:
+            if (!s_list_add(&l_peers, from_file, where, name, optarg)) goto usage;
             break;
-        case 'L': if (!s_size("--lease-ms", optarg, &v)) return MZ_EXIT_USAGE;
-                  o.lease_ms = (int64_t)v; break;
-        case 'm': if (!s_size("--max-message", optarg, &o.max_message)) return MZ_EXIT_USAGE;
-                  break;
-        case 'q': if (!s_size("--max-send-queue", optarg, &o.max_send_queue))
-                      return MZ_EXIT_USAGE;
-                  break;
-        case 'P': if (!s_size("--max-peers", optarg, &o.max_peers)) return MZ_EXIT_USAGE;
-                  break;
-        case 'C': if (!s_size("--max-api-clients", optarg, &o.max_api_clients))
-                      return MZ_EXIT_USAGE;
-                  break;
-        case 'H': if (!s_size("--max-hops", optarg, &v)) return MZ_EXIT_USAGE;
-                  o.max_hops = (int)(v > 255 ? 255 : v); break;
-        case 'i': if (!s_size("--ping-secs", optarg, &v)) return MZ_EXIT_USAGE;
-                  o.ping_secs = (unsigned)v; break;
-        case 'u': if (!s_size("--hangup-secs", optarg, &v)) return MZ_EXIT_USAGE;
-                  o.hangup_secs = (unsigned)v; break;
-        case 'g':
+        case MZ_OPT_LEASE_MS:
+            if (!s_size(where, optarg, &v)) goto usage;
+            o.lease_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+            break;
+        case MZ_OPT_MAX_MESSAGE: if (!s_size(where, optarg, &o.max_message)) goto usage; break;
+        case MZ_OPT_MAX_SEND_QUEUE:
+            if (!s_size(where, optarg, &o.max_send_queue)) goto usage;
+            break;
+        case MZ_OPT_MAX_PEERS: if (!s_size(where, optarg, &o.max_peers)) goto usage; break;
+        case MZ_OPT_MAX_API_CLIENTS:
+            if (!s_size(where, optarg, &o.max_api_clients)) goto usage;
+            break;
+        case MZ_OPT_MAX_HOPS:
+            if (!s_size(where, optarg, &v)) goto usage;
+            o.max_hops = (int)(v > 255 ? 255 : v);
+            break;
+        case MZ_OPT_PING_SECS:
+            if (!s_size(where, optarg, &v)) goto usage;
+            o.ping_secs = v > UINT_MAX ? UINT_MAX : (unsigned)v;
+            break;
+        case MZ_OPT_HANGUP_SECS:
+            if (!s_size(where, optarg, &v)) goto usage;
+            o.hangup_secs = v > UINT_MAX ? UINT_MAX : (unsigned)v;
+            break;
+        case MZ_OPT_LOG:
             if (strcmp(optarg, "debug") == 0) mz_log_set_level(MZ_LOG_DEBUG);
             else if (strcmp(optarg, "info") == 0) mz_log_set_level(MZ_LOG_INFO);
             else if (strcmp(optarg, "warn") == 0) mz_log_set_level(MZ_LOG_WARN);
             else if (strcmp(optarg, "error") == 0) mz_log_set_level(MZ_LOG_ERROR);
             else {
-                fprintf(stderr, "meshzero node: --log takes debug, info, warn or error\n");
-                return MZ_EXIT_USAGE;
+                fprintf(stderr, "meshzero node: %s takes debug, info, warn or error, got "
+                        "'%.60s'\n", where, optarg);
+                goto usage;
             }
             break;
-        case 'j': json = true; break;
-        case OPT_MCP:
-            if (n_mcp == MAX_CLI_MCP) {
-                fprintf(stderr, "meshzero node: at most %d --mcp options\n", MAX_CLI_MCP);
-                return MZ_EXIT_USAGE;
-            }
-            mcp[n_mcp++] = optarg;
+        case MZ_OPT_JSON: json = true; break;
+        case MZ_OPT_MCP:
+            if (!s_list_add(&l_mcp, from_file, where, name, optarg)) goto usage;
             break;
-        case OPT_MCP_TAG:
-            if (n_mcp_tags == MZ_BRIDGE_MAX_TAGS) {
-                fprintf(stderr, "meshzero node: at most %d --mcp-tag options\n",
-                        MZ_BRIDGE_MAX_TAGS);
-                return MZ_EXIT_USAGE;
-            }
-            mcp_tags[n_mcp_tags++] = optarg;
+        case MZ_OPT_MCP_TAG:
+            if (!s_list_add(&l_tags, from_file, where, name, optarg)) goto usage;
             break;
-        case OPT_NO_MCP_HTTP: mcp_http = false; break;
-        case 'T': o.trust_file = optarg; break;
-        case 'K': o.network_key_file = optarg; break;
-        case 'S': o.no_seal = true; break;
-        case 0x209: o.api_require_token = true; break;
-        case 'N': if (!s_size("--min-links", optarg, &o.min_links)) return MZ_EXIT_USAGE;
-                  break;
-        case 0x200: if (!s_size("--max-running", optarg, &o.max_running)) return MZ_EXIT_USAGE;
-                    break;
-        case 0x20a: if (!s_size("--max-peers-out", optarg, &o.max_peers_out))
-                        return MZ_EXIT_USAGE;
-                    break;
-        case 0x201: if (!s_size("--max-running-per-caller", optarg, &o.max_running_per_caller))
-                        return MZ_EXIT_USAGE;
-                    break;
-        case 0x20b: if (!s_size("--max-kept-answers", optarg, &o.max_kept_answers))
-                        return MZ_EXIT_USAGE;
-                    break;
-        case 0x20c: if (!s_size("--max-kept-bytes", optarg, &o.max_kept_bytes))
-                        return MZ_EXIT_USAGE;
-                    break;
-        case 0x202: if (!s_size("--max-pending", optarg, &o.max_pending)) return MZ_EXIT_USAGE;
-                    break;
-        case 0x203: if (!s_size("--max-subscriptions", optarg, &o.max_subscriptions))
-                        return MZ_EXIT_USAGE;
-                    break;
-        case 0x204: if (!s_size("--max-subs-per-client", optarg, &o.max_subs_per_client))
-                        return MZ_EXIT_USAGE;
-                    break;
-        case 0x205: if (!s_size("--max-records-per-node", optarg, &o.max_records_per_node))
-                        return MZ_EXIT_USAGE;
-                    break;
-        case 0x206: if (!s_size("--max-records-per-owner", optarg, &o.max_records_per_owner))
-                        return MZ_EXIT_USAGE;
-                    break;
-        case 0x207: if (!s_size("--rate-msgs", optarg, &v)) return MZ_EXIT_USAGE;
-                    o.rate_msgs = (double)v; break;
-        case 0x208: if (!s_size("--rate-burst", optarg, &v)) return MZ_EXIT_USAGE;
-                    o.rate_burst = (double)v; break;
-        case 'X': if (!s_size("--max-links", optarg, &o.max_links)) return MZ_EXIT_USAGE;
-                  break;
-        case 'W': if (!s_size("--replay-window-ms", optarg, &v)) return MZ_EXIT_USAGE;
-                  o.replay_window_ms = (int64_t)v; break;
-        case 0x100: o.tls_cert = optarg; break;
-        case 0x101: o.tls_key = optarg; break;
-        case 0x102: o.tls_ca = optarg; break;
-        case 'h': fputs(s_help, stdout); return MZ_EXIT_OK;
-        default: fputs(s_help, stderr); return MZ_EXIT_USAGE;
+        case MZ_OPT_NO_MCP_HTTP: mcp_http = false; break;
+        case MZ_OPT_TRUST: o.trust_file = optarg; break;
+        case MZ_OPT_NETWORK_KEY: o.network_key_file = optarg; break;
+        case MZ_OPT_NO_SEAL: o.no_seal = true; break;
+        case MZ_OPT_API_REQUIRE_TOKEN: o.api_require_token = true; break;
+        case MZ_OPT_MIN_LINKS: if (!s_size(where, optarg, &o.min_links)) goto usage; break;
+        case MZ_OPT_MAX_RUNNING: if (!s_size(where, optarg, &o.max_running)) goto usage; break;
+        case MZ_OPT_MAX_PEERS_OUT:
+            if (!s_size(where, optarg, &o.max_peers_out)) goto usage;
+            break;
+        case MZ_OPT_MAX_RUNNING_PER_CALLER:
+            if (!s_size(where, optarg, &o.max_running_per_caller)) goto usage;
+            break;
+        case MZ_OPT_MAX_KEPT_ANSWERS:
+            if (!s_size(where, optarg, &o.max_kept_answers)) goto usage;
+            break;
+        case MZ_OPT_MAX_KEPT_BYTES:
+            if (!s_size(where, optarg, &o.max_kept_bytes)) goto usage;
+            break;
+        case MZ_OPT_MAX_PENDING: if (!s_size(where, optarg, &o.max_pending)) goto usage; break;
+        case MZ_OPT_MAX_SUBSCRIPTIONS:
+            if (!s_size(where, optarg, &o.max_subscriptions)) goto usage;
+            break;
+        case MZ_OPT_MAX_SUBS_PER_CLIENT:
+            if (!s_size(where, optarg, &o.max_subs_per_client)) goto usage;
+            break;
+        case MZ_OPT_MAX_RECORDS_PER_NODE:
+            if (!s_size(where, optarg, &o.max_records_per_node)) goto usage;
+            break;
+        case MZ_OPT_MAX_RECORDS_PER_OWNER:
+            if (!s_size(where, optarg, &o.max_records_per_owner)) goto usage;
+            break;
+        case MZ_OPT_RATE_MSGS:
+            if (!s_size(where, optarg, &v)) goto usage;
+            o.rate_msgs = (double)v;
+            break;
+        case MZ_OPT_RATE_BURST:
+            if (!s_size(where, optarg, &v)) goto usage;
+            o.rate_burst = (double)v;
+            break;
+        case MZ_OPT_MAX_LINKS: if (!s_size(where, optarg, &o.max_links)) goto usage; break;
+        case MZ_OPT_REPLAY_WINDOW_MS:
+            if (!s_size(where, optarg, &v)) goto usage;
+            o.replay_window_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+            break;
+        case MZ_OPT_TLS_CERT: o.tls_cert = optarg; break;
+        case MZ_OPT_TLS_KEY: o.tls_key = optarg; break;
+        case MZ_OPT_TLS_CA: o.tls_ca = optarg; break;
+        case MZ_OPT_CONFIG: break;      /* read before this pass */
+        case 'h':
+            fputs(s_help, stdout);
+            rc = MZ_EXIT_OK;
+            goto done;
+        default:
+            fputs(s_help, stderr);
+            goto usage;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "meshzero node: unexpected argument '%s'\n", argv[optind]);
-        return MZ_EXIT_USAGE;
+    o.n_peers = l_peers.n;
+    if (optind < all_argc) {
+        fprintf(stderr, "meshzero node: unexpected argument '%s'\n", all[optind]);
+        goto usage;
     }
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
@@ -346,16 +445,18 @@ int cmd_node_main(int argc, char **argv)
         fprintf(stderr, "meshzero node: %s\n", e.msg);
         uv_run(&loop, UV_RUN_NOWAIT);
         uv_loop_close(&loop);
-        return MZ_EXIT_FAIL;
+        rc = MZ_EXIT_FAIL;
+        goto done;
     }
-    if (!s_start_bridge(node, &loop, mcp_http, mcp, n_mcp, mcp_tags, n_mcp_tags)) {
+    if (!s_start_bridge(node, &loop, mcp_http, l_mcp.v, l_mcp.n, l_tags.v, l_tags.n)) {
         mz_bridge_free(s_bridge);
         mz_node_stop(node);
         uv_run(&loop, UV_RUN_DEFAULT);
         mz_node_free(node);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
-        return MZ_EXIT_FAIL;
+        rc = MZ_EXIT_FAIL;
+        goto done;
     }
     if (json)
         printf("{\"id\":\"%s\",\"listen\":\"%s\",\"api\":\"%s\"}\n", mz_node_id(node),
@@ -390,5 +491,12 @@ int cmd_node_main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
         fprintf(stderr, "meshzero node: event loop still had open handles at exit\n");
+    goto done;
+usage:
+    rc = MZ_EXIT_USAGE;
+done:
+    /* The options point into these until the node is gone. */
+    free(all);
+    mz_cfg_free(cfg);
     return rc;
 }
