@@ -519,6 +519,21 @@ static void s_settle(void)
     }
 }
 
+void mz_sim_settle(void)
+{
+    s_settle();
+}
+
+mz_node *mz_sim_node(void)
+{
+    return S.node;
+}
+
+uv_loop_t *mz_sim_loop(void)
+{
+    return &S.loop;
+}
+
 static void s_deliver(uint64_t link, const char *buf, size_t len)
 {
     if (S.trace)

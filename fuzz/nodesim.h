@@ -54,6 +54,12 @@ void mz_sim_line(const char *line, size_t len, char default_ch);
 void mz_sim_api_send(int client, const json_t *msg);
 /* Borrowed: the last message the node sent to API client 0 or 1, or NULL. */
 const json_t *mz_sim_api_last(int client);
+/* The node under test and its loop, between mz_sim_begin and mz_sim_end
+ * (for harnesses that attach more to the node, such as an MCP bridge). */
+struct mz_node *mz_sim_node(void);
+struct uv_loop_s *mz_sim_loop(void);
+/* Runs what the node scheduled for "now" and reports pending closes. */
+void mz_sim_settle(void);
 /* Stops and frees the node; checks that nothing was left behind. */
 void mz_sim_end(void);
 /* begin, every line, end. */

@@ -21,7 +21,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=${MZ_FUZZ_BUILD:-$ROOT/build-fuzz}
 F=$ROOT/fuzz
-NAMES="envelope canonical time directory agreement peer api cli mcp"
+NAMES="envelope canonical time directory agreement peer api cli mcp config mcp_import"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 # Largest input per harness: enough for a few records or a short script.
@@ -111,13 +111,19 @@ smoke)
     # replaying that first would not fit the time).
     total=${1:-20}
     count=$(echo $NAMES | wc -w)
+    # TOTAL split exactly: the first TOTAL % count harnesses get a second more.
     each=$(( total / count ))
-    [ "$each" -ge 2 ] || each=2
+    extra=$(( total % count ))
+    [ "$each" -ge 1 ] || { each=1; extra=0; }
     tolerant
     fail=0
+    i=0
     for n in $NAMES; do
+        secs=$each
+        [ "$i" -lt "$extra" ] && secs=$(( each + 1 ))
+        i=$(( i + 1 ))
         rm -rf "$B/smoke/$n"
-        run "$n" "$each" "$B/smoke/$n" || fail=1
+        run "$n" "$secs" "$B/smoke/$n" || fail=1
     done
     exit $fail
     ;;

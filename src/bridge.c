@@ -93,6 +93,8 @@ typedef struct mz_bsrv {
     bool relist;                /* list_changed arrived meanwhile */
     mz_hmap *tools;             /* resource id -> mz_btool */
     json_t *skipped;            /* [{tool, reason}] of the last listing */
+    mz_bridge_tap_fn tap;       /* mz__bridge_add_tap: the caller is the transport */
+    void *tap_ctx;
     struct mz_bsrv *next;
 } mz_bsrv;
 
@@ -189,6 +191,11 @@ static mz_status s_send(mz_bsrv *s, json_t *msg, mz_bcall *call)
         mz_status rc = s_http_post(s, text, len, call);
         free(text);
         return rc;
+    }
+    if (s->tap != NULL) {
+        s->tap(s->tap_ctx, 0, text, len);
+        free(text);
+        return MZ_OK;
     }
     if (!s->running || s->pin_closed) {
         free(text);
@@ -788,30 +795,29 @@ static void s_close_handles(mz_bsrv *s)
     s->pin_closed = true;
 }
 
-static void s_on_stdout(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* True once the server failed while its output was being handled: the
+ * rest of that output is moot. */
+static bool s_output_moot(const mz_bsrv *s)
 {
-    mz_bsrv *s = st->data;
+    if (s->tap != NULL)
+        return s->state == MZ_BS_BACKOFF || s->state == MZ_BS_STOPPED;
+    return !s->running || s->kill_at_ms != 0;
+}
 
-    if (nread < 0) {
-        free(buf->base);
-        uv_read_stop(st);
-        /* Usually the process is exiting: its exit status is the better
-         * reason. The tick gives up on it after a grace. */
-        if (s->running && s->eof_at_ms == 0)
-            s->eof_at_ms = mz_now_ms();
-        return;
-    }
-    for (ssize_t i = 0; i < nread; i++) {
-        char ch = buf->base[i];
+/* Bytes of the server's stdout: one JSON-RPC message per line. */
+static void s_stdout_bytes(mz_bsrv *s, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
         if (ch == '\n') {
-            size_t n = s->line_len;
-            if (n > 0 && s->line[n - 1] == '\r')
-                n--;
+            size_t len = s->line_len;
+            if (len > 0 && s->line[len - 1] == '\r')
+                len--;
             s->line_len = 0;
-            if (n > 0)
-                s_on_rpc(s, s->line, n);
-            if (!s->running || s->kill_at_ms != 0)
-                break;        /* failed while handling: the rest is moot */
+            if (len > 0)
+                s_on_rpc(s, s->line, len);
+            if (s_output_moot(s))
+                break;
             continue;
         }
         if (s->line_len + 1 > MZ_BRIDGE_MAX_MESSAGE) {
@@ -831,6 +837,22 @@ static void s_on_stdout(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         }
         s->line[s->line_len++] = ch;
     }
+}
+
+static void s_on_stdout(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    mz_bsrv *s = st->data;
+
+    if (nread < 0) {
+        free(buf->base);
+        uv_read_stop(st);
+        /* Usually the process is exiting: its exit status is the better
+         * reason. The tick gives up on it after a grace. */
+        if (s->running && s->eof_at_ms == 0)
+            s->eof_at_ms = mz_now_ms();
+        return;
+    }
+    s_stdout_bytes(s, buf->base, (size_t)nread);
     free(buf->base);
 }
 
@@ -1029,11 +1051,13 @@ static void s_start(mz_bsrv *s)
     s->proto[0] = '\0';
     s->session[0] = '\0';
     s->init_deadline_ms = mz_now_ms() + MZ_BRIDGE_INIT_TIMEOUT_MS;
-    if (s->url == NULL) {
+    if (s->url == NULL && s->tap == NULL) {
         s_start_stdio(s);
         if (!s->running)
             return;
     }
+    if (s->tap != NULL)
+        s->line_len = 0;
     params = json_pack("{s:s,s:{},s:{s:s,s:s}}", "protocolVersion", MZ_MCP_LATEST,
                        "capabilities", "clientInfo", "name", "meshzero-bridge", "version",
                        MZ_BRIDGE_SOFTWARE_VERSION);
@@ -1194,7 +1218,9 @@ static char *s_dup_or_null(const char *v, bool *oom)
     return d;
 }
 
-mz_status mz_bridge_add(mz_bridge *b, const mz_bridge_spec *spec, mz_err *err)
+/* mz_bridge_add, with the caller as the transport when tap is set. */
+static mz_status s_add(mz_bridge *b, const mz_bridge_spec *spec, mz_bridge_tap_fn tap,
+                       void *tap_ctx, mz_err *err)
 {
     mz_bsrv *s;
     bool oom = false;
@@ -1269,13 +1295,71 @@ mz_status mz_bridge_add(mz_bridge *b, const mz_bridge_spec *spec, mz_err *err)
             s_srv_free(s);
             return rc;
         }
+        if (tap != NULL)
+            mz__httpc_offline(s->http, tap, tap_ctx);
     }
+    s->tap = tap;
+    s->tap_ctx = tap_ctx;
     s->next = b->servers;
     b->servers = s;
     b->n_servers++;
     mz_log(MZ_LOG_INFO, "bridge", "mcp %s: importing %s", s->name, s->url ? s->url : s->argv[0]);
     s_start(s);
     return MZ_OK;
+}
+
+mz_status mz_bridge_add(mz_bridge *b, const mz_bridge_spec *spec, mz_err *err)
+{
+    return s_add(b, spec, NULL, NULL, err);
+}
+
+/* ---- the caller as the transport (bridge_int.h) ------------------------------- */
+
+mz_status mz__bridge_add_tap(mz_bridge *b, const char *name, bool http, mz_bridge_tap_fn fn,
+                             void *ctx, mz_err *err)
+{
+    static const char *const argv[] = { "(tap)", NULL };
+    mz_bridge_spec spec;
+
+    memset(&spec, 0, sizeof spec);
+    spec.name = name;
+    /* The URL is never dialled: the client is offline. */
+    if (http)
+        spec.url = "http://127.0.0.1:9/mcp";
+    else
+        spec.argv = argv;
+    return s_add(b, &spec, fn, ctx, err);
+}
+
+static mz_bsrv *s_find(mz_bridge *b, const char *name)
+{
+    for (mz_bsrv *s = b->servers; s; s = s->next)
+        if (strcmp(s->name, name) == 0)
+            return s;
+    return NULL;
+}
+
+void mz__bridge_tap_stdout(mz_bridge *b, const char *name, const char *buf, size_t len)
+{
+    mz_bsrv *s = s_find(b, name);
+
+    /* A real process that failed is being killed: its output is dropped. */
+    if (s != NULL && s->tap != NULL && s->url == NULL && !s_output_moot(s))
+        s_stdout_bytes(s, buf, len);
+}
+
+void mz__bridge_tap_http(mz_bridge *b, const char *name, uint64_t req, const char *buf,
+                         size_t len, bool eof)
+{
+    mz_bsrv *s = s_find(b, name);
+
+    if (s != NULL && s->tap != NULL && s->http != NULL)
+        mz__httpc_inject(s->http, req, buf, len, eof);
+}
+
+void mz__bridge_tick(mz_bridge *b)
+{
+    s_on_tick(&b->tick);
 }
 
 mz_status mz_bridge_remove(mz_bridge *b, const char *name, mz_err *err)

@@ -51,6 +51,11 @@ struct mz_httpc {
     uint64_t next_id;
     mz_hreq *reqs;
     bool freeing;               /* free once the last request's handle closed */
+    /* Offline (mz__httpc_offline): requests go to this hook, answers come
+     * from mz__httpc_inject, finished requests wait for s_reap_offline. */
+    mz_httpc_tap_fn tap;
+    void *tap_ctx;
+    int injecting;              /* inside mz__httpc_inject: nothing is freed */
 };
 
 mz_status mz__httpc_new(uv_loop_t *loop, const char *url, const mz_httpc_events *ev, void *ctx,
@@ -112,6 +117,8 @@ static void s_finish(mz_hreq *r, const char *why)
         r->c->ev.on_done(r->c->ctx, r->id, r->head_done ? r->status : 0, why);
     if (r->resolving)
         return;                 /* the resolver callback frees it */
+    if (r->c->tap != NULL)
+        return;                 /* s_reap_offline frees it: callers still hold r */
     if (r->tcp_init) {
         if (!uv_is_closing((uv_handle_t *)&r->tcp))
             uv_close((uv_handle_t *)&r->tcp, s_tcp_closed);
@@ -333,29 +340,24 @@ static void s_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *buf)
     buf->len = buf->base ? sugg : 0;
 }
 
-static void s_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* The connection ended (nread < 0: UV_EOF or an error). */
+static void s_on_end(mz_hreq *r, ssize_t nread)
 {
-    mz_hreq *r = st->data;
-    const char *p = buf->base;
-    size_t n = nread > 0 ? (size_t)nread : 0;
+    if (r->head_done && r->mode == MZ_HB_EOF)
+        s_body_end(r);
+    else
+        s_finish(r, nread == UV_EOF ? "connection closed before the answer was complete"
+                                    : uv_strerror((int)nread));
+}
 
-    if (r->done) {
-        free(buf->base);
+/* Response bytes as they arrive: the head, then the body. */
+static void s_on_bytes(mz_hreq *r, const char *p, size_t n)
+{
+    if (r->done)
         return;
-    }
-    if (nread < 0) {
-        free(buf->base);
-        if (r->head_done && r->mode == MZ_HB_EOF)
-            s_body_end(r);
-        else
-            s_finish(r, nread == UV_EOF ? "connection closed before the answer was complete"
-                                        : uv_strerror((int)nread));
-        return;
-    }
     if (!r->head_done) {
         char *end;
         if (!s_grow(&r->in, &r->in_cap, r->in_len + n + 1) || r->in_len + n > 65536) {
-            free(buf->base);
             s_finish(r, "response header too large");
             return;
         }
@@ -363,10 +365,8 @@ static void s_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         r->in_len += n;
         r->in[r->in_len] = '\0';
         end = strstr(r->in, "\r\n\r\n");
-        if (end == NULL) {
-            free(buf->base);
+        if (end == NULL)
             return;
-        }
         {
             size_t head_len = (size_t)(end - r->in) + 4;
             size_t rest = r->in_len - head_len;
@@ -374,7 +374,6 @@ static void s_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             end[2] = '\0';
             if (body == NULL || !s_parse_head(r, r->in)) {
                 free(body);
-                free(buf->base);
                 s_finish(r, "malformed response header");
                 return;
             }
@@ -385,12 +384,25 @@ static void s_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             else if (!s_feed(r, body, rest))
                 s_finish(r, "malformed or oversized response body");
             free(body);
-            free(buf->base);
             return;
         }
     }
     if (!s_feed(r, p, n))
         s_finish(r, "malformed or oversized response body");
+}
+
+static void s_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    mz_hreq *r = st->data;
+
+    if (r->done) {
+        free(buf->base);
+        return;
+    }
+    if (nread < 0)
+        s_on_end(r, nread);
+    else
+        s_on_bytes(r, buf->base, (size_t)nread);
     free(buf->base);
 }
 
@@ -488,6 +500,10 @@ uint64_t mz__httpc_request(mz_httpc *c, const char *body, size_t len, const char
     if (c->reqs)
         c->reqs->prev = r;
     c->reqs = r;
+    if (c->tap != NULL) {
+        c->tap(c->tap_ctx, r->id, body, len);
+        return r->id;
+    }
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_family = AF_UNSPEC;
@@ -524,12 +540,55 @@ size_t mz__httpc_active(const mz_httpc *c)
     return n;
 }
 
+/* Offline: frees the finished requests (never while an injection is on
+ * the stack). Returns true when c itself was freed. */
+static bool s_reap_offline(mz_httpc *c)
+{
+    if (c->tap == NULL || c->injecting > 0)
+        return false;
+    for (mz_hreq *r = c->reqs, *n; r; r = n) {
+        n = r->next;
+        if (r->done) {
+            bool last = c->freeing && c->reqs == r && r->next == NULL;
+            s_req_unlink_free(r);
+            if (last)
+                return true;
+        }
+    }
+    return false;
+}
+
 void mz__httpc_free(mz_httpc *c)
 {
     if (c == NULL)
         return;
     mz__httpc_abort(c, 0);
     c->freeing = true;
+    if (s_reap_offline(c))
+        return;
     if (c->reqs == NULL)
         free(c);
+}
+
+void mz__httpc_offline(mz_httpc *c, mz_httpc_tap_fn fn, void *ctx)
+{
+    c->tap = fn;
+    c->tap_ctx = ctx;
+}
+
+void mz__httpc_inject(mz_httpc *c, uint64_t req, const char *buf, size_t len, bool eof)
+{
+    mz_hreq *r = c->reqs;
+
+    while (r != NULL && r->id != req)
+        r = r->next;
+    if (r == NULL || r->done)
+        return;
+    c->injecting++;
+    if (len > 0)
+        s_on_bytes(r, buf, len);
+    if (eof && !r->done)
+        s_on_end(r, UV_EOF);
+    c->injecting--;
+    s_reap_offline(c);
 }

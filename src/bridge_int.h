@@ -82,4 +82,37 @@ size_t mz__httpc_active(const mz_httpc *c);
 /* Aborts everything and closes handles; frees itself once they closed. */
 void mz__httpc_free(mz_httpc *c);
 
+/* ---- driving an import without its transport (fuzz/fuzz_mcp_import.c) ----
+ * The server's side is played by the caller: nothing is spawned, resolved
+ * or connected, and the bytes a server would send are handed in. Only for
+ * harnesses and tests; the node never calls these. */
+
+/* One request the client would send: body NULL for a GET (the SSE stream).
+ * Called before mz__httpc_request returns; must not call back into c. */
+typedef void (*mz_httpc_tap_fn)(void *ctx, uint64_t req, const char *body, size_t len);
+/* Makes c send nothing: each request goes to fn instead. Call right after
+ * mz__httpc_new. */
+void mz__httpc_offline(mz_httpc *c, mz_httpc_tap_fn fn, void *ctx);
+/* Response bytes of request req (any split; a no-op once it ended); eof:
+ * the server then closes the connection. */
+void mz__httpc_inject(mz_httpc *c, uint64_t req, const char *buf, size_t len, bool eof);
+
+/* What the bridge sends to a tapped server: one JSON-RPC message (stdio:
+ * req 0, len bytes without the newline) or one HTTP request (req its
+ * number, buf NULL for the GET stream). Must not call back into the bridge. */
+typedef void (*mz_bridge_tap_fn)(void *ctx, uint64_t req, const char *buf, size_t len);
+/* Imports a server named name whose transport is the caller's: stdio
+ * framing (answers through mz__bridge_tap_stdout) or, when http, Streamable
+ * HTTP (answers through mz__bridge_tap_http). Otherwise as mz_bridge_add. */
+mz_status mz__bridge_add_tap(mz_bridge *b, const char *name, bool http, mz_bridge_tap_fn fn,
+                             void *ctx, mz_err *err);
+/* Bytes the tapped server writes on its stdout (any split). */
+void mz__bridge_tap_stdout(mz_bridge *b, const char *name, const char *buf, size_t len);
+/* Bytes of the HTTP response to request req of the tapped server. */
+void mz__bridge_tap_http(mz_bridge *b, const char *name, uint64_t req, const char *buf,
+                         size_t len, bool eof);
+/* Runs the bridge's periodic housekeeping once (deadlines, restarts, the
+ * SSE stream), as its timer does every 50 ms. */
+void mz__bridge_tick(mz_bridge *b);
+
 #endif
