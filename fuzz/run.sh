@@ -29,6 +29,7 @@ max_len() {
     case $1 in
         time) echo 64 ;;
         cli) echo 4096 ;;
+        mcp_import) echo 65536 ;;   # a captured session is 20-25 KB
         *) echo 16384 ;;
     esac
 }
