@@ -4,7 +4,10 @@
  * reported), and shutdown is lws's two-step destroy. TLS (wss://) follows
  * docs/TLS.md: the peer vhost serves the listener's certificate and carries
  * every outgoing link with our own client SSL_CTX; certificate checks of
- * outgoing links happen in s_on_verify. */
+ * outgoing links happen in s_on_verify. OpenSSL is set up only when TLS is
+ * used: at start for a wss:// listener, else at the first wss:// dial
+ * (s_tls_client_on); a ws:// node never initialises it (docs/PERFORMANCE.md,
+ * "Memory"). */
 #include <uv.h>
 #include <libwebsockets.h>
 
@@ -78,7 +81,9 @@ struct mz_connmgr {
     char listen_url[256];       /* bound peer URL */
     char api_url[256];          /* bound API URL */
     lws_retry_bo_t retry;       /* keepalive policy, referenced by lws */
-    SSL_CTX *client_ssl;        /* outgoing wss:// links; lws borrows it */
+    SSL_CTX *client_ssl;        /* outgoing wss:// links; lws borrows it; NULL
+                                   until TLS is first needed */
+    uint64_t ctx_options;       /* the context's lws options */
     bool ca_loaded;             /* client_ssl trusts tls_ca / the system store */
     char tls_ca[1024];          /* --tls-ca file; "" the system store */
     char tls_cert[1024];        /* wss:// listener certificate file; "" ws:// */
@@ -250,6 +255,7 @@ static mz_status s_probe_bind(const char *url, const char *host, int port, mz_er
 static void s_vhost_tls(mz_connmgr *cm, struct lws_context_creation_info *info,
                         bool tls_client, bool tls_server)
 {
+    tls_client = tls_client && cm->client_ssl != NULL;
     if (tls_client || tls_server)
         info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     else
@@ -316,8 +322,9 @@ static mz_status s_make_vhost(mz_connmgr *cm, struct lws_context_creation_info *
     return MZ_OK;
 }
 
-/* Checks the TLS options and prepares the listener certificate (given, or
- * self-signed from the identity) and the client SSL_CTX. */
+/* Checks the TLS options and, for a wss:// listener, prepares its
+ * certificate (given, or self-signed from the identity) and the client
+ * SSL_CTX. Without one, OpenSSL stays untouched until a wss:// dial. */
 static mz_status s_tls_setup(mz_connmgr *cm, const mz_connmgr_opts *opts, mz_err *err)
 {
     mz_url u;
@@ -347,6 +354,8 @@ static mz_status s_tls_setup(mz_connmgr *cm, const mz_connmgr_opts *opts, mz_err
                               "certificate and key, or a data directory for a self-signed "
                               "one", opts->listen_url);
         }
+        if ((cm->client_ssl = mz_tls_client_ctx(err)) == NULL)
+            return err ? err->code : MZ_EIO;
     } else if (opts->tls_cert != NULL || opts->tls_key != NULL) {
         mz_log_raw(MZ_LOG_WARN, "connmgr", "a TLS certificate was given but the listener "
                    "is not wss://: it is not used");
@@ -354,8 +363,34 @@ static mz_status s_tls_setup(mz_connmgr *cm, const mz_connmgr_opts *opts, mz_err
     if (opts->tls_ca != NULL &&
         (size_t)snprintf(cm->tls_ca, sizeof cm->tls_ca, "%s", opts->tls_ca) >= sizeof cm->tls_ca)
         return mz_err_set(err, MZ_EINVAL, "tls: CA file path too long");
-    cm->client_ssl = mz_tls_client_ctx(err);
-    return cm->client_ssl ? MZ_OK : err ? err->code : MZ_EIO;
+    return MZ_OK;
+}
+
+/* Makes the vhost that carries outgoing links TLS-capable, once. lws's
+ * global TLS init is a context option (it costs ~1.7 MiB of resident
+ * libcrypto even when unused), so a context made without it gets TLS here:
+ * mz_tls_client_ctx initialises OpenSSL and lws_init_vhost_client_ssl hands
+ * the SSL_CTX to the vhost (lws-client.h). Without the global init lws
+ * keeps its link pointer in the SSL's ex-data slot 0 (the app-data slot,
+ * unused here), which is all s_on_verify needs. */
+static mz_status s_tls_client_on(mz_connmgr *cm, mz_err *err)
+{
+    struct lws_context_creation_info info;
+
+    if (cm->client_ssl != NULL)
+        return MZ_OK;
+    if ((cm->client_ssl = mz_tls_client_ctx(err)) == NULL)
+        return err ? err->code : MZ_EIO;
+    memset(&info, 0, sizeof info);
+    info.options = cm->ctx_options | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.provided_client_ssl_ctx = cm->client_ssl;
+    if (lws_init_vhost_client_ssl(&info, cm->peer_vh) != 0) {
+        SSL_CTX_free(cm->client_ssl);
+        cm->client_ssl = NULL;
+        return mz_err_set(err, MZ_EIO, "tls: enabling wss:// on the outgoing vhost failed");
+    }
+    return MZ_OK;
 }
 
 mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *err)
@@ -415,7 +450,10 @@ mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *
     memset(&info, 0, sizeof info);
     loops[0] = cm->loop;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+                   LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (cm->client_ssl != NULL)         /* a wss:// listener: TLS from the start */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    cm->ctx_options = info.options;
     info.foreign_loops = loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
     /* Room for connections that have not said hello yet (they are refused or
@@ -1063,6 +1101,8 @@ mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, vo
     if (cm->n_peer >= cm->o.max_peers)
         return mz_err_set(err, MZ_ELIMIT, "dial %s: already at the peer limit (%zu)", url,
                           cm->o.max_peers);
+    if (u.tls && (rc = s_tls_client_on(cm, err)) != MZ_OK)
+        return rc;
     /* CAs are loaded on the first dial that needs them (mz_tls_client_load_ca). */
     if (u.tls && !u.pin[0] && !cm->ca_loaded) {
         if ((rc = mz_tls_client_load_ca(cm->client_ssl, cm->tls_ca[0] ? cm->tls_ca : NULL,

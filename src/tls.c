@@ -437,9 +437,17 @@ mz_status mz_tls_check_ca(const char *ca_file, mz_err *err)
 
 SSL_CTX *mz_tls_client_ctx(mz_err *err)
 {
-    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+    SSL_CTX *c;
     char why[160];
 
+    /* What lws's global init would have done: the first TLS use of a node
+     * without a wss:// listener comes here (connmgr.c, s_tls_client_on). */
+    if (OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS,
+                         NULL) != 1) {
+        mz_err_set(err, MZ_EIO, "tls: initialising OpenSSL: %s", s_ossl_err(why, sizeof why));
+        return NULL;
+    }
+    c = SSL_CTX_new(TLS_client_method());
     if (c == NULL || SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) != 1) {
         mz_err_set(err, MZ_EIO, "tls: creating the client context: %s",
                    s_ossl_err(why, sizeof why));

@@ -42,8 +42,9 @@ mz_status mz_tls_check_ca(const char *ca_file, mz_err *err);
 bool mz_tls_cert_key_hex(X509 *cert, char out[MZ_TLS_KEY_HEX_LEN + 1]);
 
 /* Returns new: a client SSL_CTX for outgoing wss:// links: TLS 1.3 at least,
- * trusting nothing yet (see mz_tls_client_load_ca). NULL with err set on
- * failure. Free with SSL_CTX_free. */
+ * trusting nothing yet (see mz_tls_client_load_ca). Initialises OpenSSL
+ * (with its error strings) first, so it may be the process's first TLS use.
+ * NULL with err set on failure. Free with SSL_CTX_free. */
 SSL_CTX *mz_tls_client_ctx(mz_err *err);
 
 /* Makes ctx trust the certificates of ca_file, or when ca_file is NULL the
