@@ -398,7 +398,8 @@ const char *mz_agreement_refusal(const json_t *a, const char *provider_key_hex,
 /* ---- usage store -------------------------------------------------------- */
 
 struct mz_agreements {
-    sqlite3 *db;                /* the connection (agreements.db or :memory:) */
+    sqlite3 *db;                /* the connection (agreements.db or :memory:); a
+                                   file's is NULL until the first use */
     sqlite3_stmt *begin;        /* BEGIN IMMEDIATE: take the write lock before reading */
     sqlite3_stmt *commit;
     sqlite3_stmt *rollback;
@@ -406,6 +407,7 @@ struct mz_agreements {
     sqlite3_stmt *put;          /* insert or update them */
     sqlite3_stmt *by_id;        /* every provider's counters of one agreement_id */
     char *path;                 /* file name for messages */
+    bool memory;                /* :memory: (the counters live in the connection) */
 };
 
 /* One entry per schema version: the SQL that takes version i to i+1. */
@@ -506,34 +508,27 @@ static mz_status s_prepare(mz_agreements *a, const char *sql, sqlite3_stmt **st,
     return src == SQLITE_OK ? MZ_OK : s_db_err(a, src, "preparing a statement", err);
 }
 
-mz_status mz_agreements_open(const char *data_dir, mz_agreements **out, mz_err *err)
+/* Finalises the statements and closes the connection; the handle stays. */
+static void s_disconnect(mz_agreements *a)
 {
-    mz_agreements *a = calloc(1, sizeof *a);
-    size_t len;
+    sqlite3_finalize(a->begin);
+    sqlite3_finalize(a->commit);
+    sqlite3_finalize(a->rollback);
+    sqlite3_finalize(a->get);
+    sqlite3_finalize(a->put);
+    sqlite3_finalize(a->by_id);
+    sqlite3_close_v2(a->db);          /* NULL-safe; closes a handle open failed on too */
+    a->begin = a->commit = a->rollback = a->get = a->put = a->by_id = NULL;
+    a->db = NULL;
+}
+
+/* Opens the connection, brings the schema up to date and prepares the
+ * statements; on failure nothing stays open. */
+static mz_status s_connect(mz_agreements *a, mz_err *err)
+{
     mz_status rc;
     int src;
 
-    *out = NULL;
-    if (a == NULL)
-        return mz_err_set(err, MZ_ENOMEM, "agreements: allocating the store");
-    if (data_dir == NULL) {
-        a->path = strdup(":memory:");
-    } else {
-        len = strlen(data_dir) + sizeof "/" MZ_AGREEMENTS_FILE;
-        if ((a->path = malloc(len)) != NULL)
-            snprintf(a->path, len, "%s/%s", data_dir, MZ_AGREEMENTS_FILE);
-        /* The node made the directory for its key already; a library user
-         * may not have, and one level is all we make (like the key's). */
-        if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
-            rc = mz_err_set(err, MZ_EIO, "agreements: creating directory %s: %s", data_dir,
-                            strerror(errno));
-            goto fail;
-        }
-    }
-    if (a->path == NULL) {
-        rc = mz_err_set(err, MZ_ENOMEM, "agreements: allocating the path");
-        goto fail;
-    }
     src = sqlite3_open_v2(a->path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (src != SQLITE_OK) {
         rc = s_db_err(a, src, "opening", err);
@@ -565,6 +560,54 @@ mz_status mz_agreements_open(const char *data_dir, mz_agreements **out, mz_err *
                            "FROM agreement_usage WHERE agreement_id = ?1 ORDER BY provider",
                            &a->by_id, err)) != MZ_OK)
         goto fail;
+    return MZ_OK;
+fail:
+    s_disconnect(a);
+    return rc;
+}
+
+/* The connection, opened on first use. */
+static mz_status s_ready(mz_agreements *a, mz_err *err)
+{
+    return a->db != NULL ? MZ_OK : s_connect(a, err);
+}
+
+mz_status mz_agreements_open(const char *data_dir, mz_agreements **out, mz_err *err)
+{
+    mz_agreements *a = calloc(1, sizeof *a);
+    size_t len;
+    mz_status rc;
+
+    *out = NULL;
+    if (a == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "agreements: allocating the store");
+    if (data_dir == NULL) {
+        a->path = strdup(":memory:");
+        a->memory = true;
+    } else {
+        len = strlen(data_dir) + sizeof "/" MZ_AGREEMENTS_FILE;
+        if ((a->path = malloc(len)) != NULL)
+            snprintf(a->path, len, "%s/%s", data_dir, MZ_AGREEMENTS_FILE);
+        /* The node made the directory for its key already; a library user
+         * may not have, and one level is all we make (like the key's). */
+        if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+            rc = mz_err_set(err, MZ_EIO, "agreements: creating directory %s: %s", data_dir,
+                            strerror(errno));
+            goto fail;
+        }
+    }
+    if (a->path == NULL) {
+        rc = mz_err_set(err, MZ_ENOMEM, "agreements: allocating the path");
+        goto fail;
+    }
+    /* Opened now so that an unusable file stops the node at start; a file's
+     * connection is then closed until the first agreement is checked or
+     * asked about: most nodes never see one, and an open connection keeps
+     * ~100 KiB of SQLite caches and the WAL index mapped (PERFORMANCE.md). */
+    if ((rc = s_connect(a, err)) != MZ_OK)
+        goto fail;
+    if (!a->memory)
+        s_disconnect(a);
     *out = a;
     return MZ_OK;
 fail:
@@ -576,13 +619,7 @@ void mz_agreements_free(mz_agreements *a)
 {
     if (a == NULL)
         return;
-    sqlite3_finalize(a->begin);
-    sqlite3_finalize(a->commit);
-    sqlite3_finalize(a->rollback);
-    sqlite3_finalize(a->get);
-    sqlite3_finalize(a->put);
-    sqlite3_finalize(a->by_id);
-    sqlite3_close_v2(a->db);          /* NULL-safe; closes a handle open failed on too */
+    s_disconnect(a);
     free(a->path);
     free(a);
 }
@@ -702,6 +739,8 @@ mz_status mz_agreements_check(mz_agreements *a, const json_t *agreement,
             *reason = why;
         return MZ_ELIMIT;
     }
+    if ((rc = s_ready(a, err)) != MZ_OK)
+        return rc;
     rc = s_count(a, agreement, now_ms, &over, err);
     if (over && reason != NULL)
         *reason = MZ_AGR_OVER_LIMIT;
@@ -723,6 +762,8 @@ mz_status mz_agreements_usage_at(mz_agreements *a, const char *agreement_id, int
     if (!s_id_valid(agreement_id))
         return mz_err_set(err, MZ_EINVAL, "agreement_id must be 1-%d characters of "
                           "[A-Za-z0-9._:-]", MZ_AGREEMENT_ID_MAX);
+    if ((rc = s_ready(a, err)) != MZ_OK)
+        return rc;
     if ((list = json_array()) == NULL)
         return mz_err_set(err, MZ_ENOMEM, "agreements: out of memory");
     sqlite3_bind_text(a->by_id, 1, agreement_id, -1, SQLITE_STATIC);

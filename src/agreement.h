@@ -18,7 +18,9 @@ typedef struct mz_agreements mz_agreements;
 /* Opens (creating it and its schema) DATA_DIR/agreements.db in WAL mode
  * with synchronous=FULL; data_dir NULL keeps the counters in memory (tests,
  * nodes without a data directory). A store written by a newer schema
- * version is refused. Returns new: free with mz_agreements_free. MZ_EIO
+ * version is refused. A file's connection is closed again once checked and
+ * reopened by the first mz_agreements_check or usage call, whose MZ_EIO
+ * then names the file. Returns new: free with mz_agreements_free. MZ_EIO
  * naming the file, MZ_ENOMEM. */
 mz_status mz_agreements_open(const char *data_dir, mz_agreements **out, mz_err *err);
 /* Closes the database; NULL-safe. */
