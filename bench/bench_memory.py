@@ -12,11 +12,53 @@ linked to B, learns them as remote records; the per-record figure is A's RSS
 growth between half and all of them (fixed costs excluded), and the total
 growth over the count is reported too. If registering takes too long, --records can be
 lowered (the output says how many were used: per-record figures scale).
+The idle figure is VmRSS, shared library pages included; idle_breakdown splits
+it from /proc/PID/smaps (docs/PERFORMANCE.md, "Memory").
 Python stdlib only; the WebSocket client is bench_converge.WS."""
 import argparse, json, os, resource, shutil, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_converge import WS, start_node, rss_kib  # noqa: E402
+
+
+def smaps_breakdown(pid):
+    """What the resident set is made of, in KiB: file-backed pages still
+    shared with the page cache (library code and read-only data), pages of
+    file mappings this process wrote (relocations, .data), anonymous memory
+    (heap, malloc mmaps, stacks), shared memory (SQLite's WAL index); PSS
+    and private pages; and the resident KiB of each mapped object."""
+    res = {"rss_kib": 0, "pss_kib": 0, "private_kib": 0, "file_pages_kib": 0,
+           "file_written_kib": 0, "anon_kib": 0, "shmem_kib": 0}
+    objects = {}
+    name = kind = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            p = line.split()
+            if "-" in p[0] and not p[0].endswith(":"):
+                name = p[5] if len(p) > 5 else "[anon]"
+                shared = p[1].endswith("s")
+                kind = "shmem" if shared else "file" if name.startswith("/") else "anon"
+                name = os.path.basename(name)
+                continue
+            key, val = p[0].rstrip(":"), int(p[1]) if len(p) > 1 and p[1].isdigit() else 0
+            if key == "Rss":
+                res["rss_kib"] += val
+                objects[name] = objects.get(name, 0) + val
+                if kind == "anon":
+                    res["anon_kib"] += val
+                elif kind == "shmem":
+                    res["shmem_kib"] += val
+                else:
+                    res["file_pages_kib"] += val
+            elif key == "Anonymous" and kind == "file":
+                res["file_pages_kib"] -= val
+                res["file_written_kib"] += val
+            elif key == "Pss":
+                res["pss_kib"] += val
+            elif key in ("Private_Clean", "Private_Dirty"):
+                res["private_kib"] += val
+    res["objects_kib"] = dict(sorted(objects.items(), key=lambda kv: -kv[1])[:16])
+    return res
 
 
 def settle_rss(pid, secs=1.0):
@@ -46,6 +88,7 @@ def main():
                                         "--max-records-per-node", str(max(a.records, 100000) + 10)])
         procs.append(pa)
         idle = settle_rss(pa.pid)
+        res["idle_breakdown"] = smaps_breakdown(pa.pid)
         conns = []
         for _ in range(a.clients):
             conns.append(WS(apia))
