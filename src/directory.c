@@ -1,8 +1,8 @@
 /* ResourceDirectory storage and indexes.
  *
  * Layout, chosen to stay under 300 bytes per record at a million records
- * (about 280 in bench/bench_directory.c) and to answer "type +
- * capabilities" queries without touching most records:
+ * and to answer "type + capabilities" queries from a list that holds only
+ * records of that type having one of those capabilities:
  *
  * - Strings that repeat across records (types, capabilities, owners, node
  *   ids) are interned as atoms: one copy each, named by a small integer id.
@@ -10,21 +10,24 @@
  *   and freed (their id recycled) when the last such record goes, so a
  *   stream of short-lived remote records cannot grow the table for ever.
  * - Each record is ONE allocation: fixed fields, its capability atom ids,
- *   then resource_id and the compact metadata JSON as NUL-terminated text.
- *   The signature is kept as 64 raw bytes.
+ *   the signature as 64 raw bytes, then resource_id and the compact
+ *   metadata JSON as NUL-terminated text.
  * - Records live in a slot array and are named by slot number (uint32_t),
  *   which halves the size of every index entry against a pointer. Free slots
  *   are chained, so a slot number never moves while its record lives.
- * - Beside the slot array, a dense 32-bit filter word per slot: 8 bits of
- *   the type atom's hash and a 24-bit Bloom filter of the capability atoms.
- *   A query rejects nearly every candidate from this array (400 KB at 100k
- *   records, cache-resident) without reading the record itself.
- * - Per atom: the slots of records having it as type, as capability, as
- *   hosting node. A record keeps its position in each list, so removal is a
- *   swap with the last entry, O(1) per list.
+ * - Beside the slot array, a dense 32-bit filter word per slot: a Bloom
+ *   filter of the capability atoms. A query rejects nearly every candidate
+ *   from this array without reading the record itself.
+ * - Per type atom and per node atom: the slots of its records. Per (type,
+ *   capability) pair that some record has: the slots of those records; a
+ *   capability's pairs are chained from its atom, so a query by capability
+ *   without a type walks them. A record keeps its position in each list,
+ *   so removal is a swap with the last entry, O(1) per list, and a pair
+ *   goes when its last record does.
  * - resource_id -> slot is a separate open-addressing table whose entries
  *   are a slot number and 32 bits of hash: 8 bytes, no key copy.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,9 +59,23 @@ struct mz_atom {
     uint32_t refs;                 /* uses by records, in any role */
     uint32_t id;                   /* index in dir->atoms */
     struct mz_slotlist by_type;    /* records whose resource_type this is */
-    struct mz_slotlist by_cap;     /* records with this capability */
     struct mz_slotlist by_node;    /* records hosted by this node id */
+    uint32_t n_cap;                /* records with this capability */
+    uint32_t cap_pairs;            /* first pair of its chain (struct mz_pair) */
     char str[];                    /* the string, NUL-terminated */
+};
+
+/* The records of one type that have one capability. A capability's records
+ * are the union of its pairs' lists, which are disjoint (a record has one
+ * type), so the pairs replace a per-capability list at the same cost per
+ * entry, and "type + capabilities" starts from a list that holds only
+ * records of the right type. */
+struct mz_pair {
+    struct mz_slotlist recs;       /* never empty while the pair is live */
+    uint32_t type;                 /* atom ids; type MZ_NONE: a free pair id */
+    uint32_t cap;
+    uint32_t prev;                 /* pairs of the same capability (pair ids, */
+    uint32_t next;                 /* MZ_NONE ends); next chains free ids too */
 };
 
 struct mz_atom_slot {
@@ -68,7 +85,7 @@ struct mz_atom_slot {
 
 struct mz_rec_cap {
     uint32_t atom;                 /* capability atom id */
-    uint32_t pos;                  /* position in that atom's by_cap */
+    uint32_t pos;                  /* position in its (type, cap) pair's list */
 };
 
 struct mz_record {
@@ -80,14 +97,18 @@ struct mz_record {
     uint32_t owner_key;            /* atom id of the owner's public key (hex) */
     uint32_t type_pos;             /* position in the type atom's by_type */
     uint32_t node_pos;             /* position in the node atom's by_node */
-    uint32_t slot;                 /* this record's slot number */
     uint16_t meta_len;             /* bytes of metadata JSON, NUL excluded */
     uint8_t id_len;                /* bytes of resource_id, NUL excluded */
-    uint8_t n_caps;                /* entries in caps */
-    bool local;                    /* hosted by this node */
-    unsigned char sig[MZ_SIG_BYTES];
-    struct mz_rec_cap caps[];      /* then resource_id, NUL, metadata, NUL */
+    unsigned n_caps : 7;           /* entries in caps (MZ_CAPS_MAX fits) */
+    unsigned local : 1;            /* hosted by this node */
+    struct mz_rec_cap caps[];      /* then the signature (64 raw bytes),
+                                    * resource_id, NUL, metadata, NUL */
 };
+/* What a query reads (atom ids, flags, caps) comes first, so that a
+ * record with a few capabilities is checked from its first 64 or 128
+ * bytes; the signature is read only to serialise. The record's slot
+ * number is not stored: the id table and every index list already name
+ * it. */
 
 /* resource_id table entry: slot MZ_NONE means empty. */
 struct mz_id_ent {
@@ -111,6 +132,13 @@ struct mz_directory {
     uint32_t n_atoms;              /* atom ids ever used */
     uint32_t cap_atoms;            /* atoms allocated */
     uint32_t free_atom;            /* head of the free-id chain, or MZ_NONE */
+    struct mz_pair *pairs;         /* pair id -> pair */
+    uint32_t n_pairs;              /* pair ids ever used */
+    uint32_t cap_pairs;            /* pairs allocated */
+    uint32_t free_pair;            /* head of the free-id chain, or MZ_NONE */
+    uint32_t live_pairs;           /* pairs in use */
+    uint32_t *pair_ht;             /* (type, cap) -> pair id, MZ_NONE empty */
+    size_t cap_pair_ht;            /* power of two, or 0 */
 };
 
 /* A record's fields as read by s_parse; strings borrow from the JSON. */
@@ -136,15 +164,20 @@ static const char *s_atom_str(const mz_directory *dir, uint32_t id)
     return dir->atoms[id].atom->str;
 }
 
-static const char *s_rec_id(const mz_record *rec)
+static const unsigned char *s_rec_sig(const mz_record *rec)
 {
-    return (const char *)&rec->caps[rec->n_caps];
+    return (const unsigned char *)&rec->caps[rec->n_caps];
 }
 
-/* The text area after caps[], writable while the record is built. */
-static char *s_rec_text(mz_record *rec)
+static const char *s_rec_id(const mz_record *rec)
 {
-    return (char *)&rec->caps[rec->n_caps];
+    return (const char *)s_rec_sig(rec) + MZ_SIG_BYTES;
+}
+
+/* The area after caps[], writable while the record is built. */
+static unsigned char *s_rec_tail(mz_record *rec)
+{
+    return (unsigned char *)&rec->caps[rec->n_caps];
 }
 
 static const char *s_rec_meta(const mz_record *rec)
@@ -200,6 +233,7 @@ json_t *mz_record_to_json(const mz_record *rec)
     json_t *o = json_object();
     json_t *caps = json_array();
     json_t *meta = NULL;
+    const unsigned char *raw = s_rec_sig(rec);
     char sig[2 * MZ_SIG_BYTES + 1];
 
     if (o == NULL || caps == NULL)
@@ -209,8 +243,8 @@ json_t *mz_record_to_json(const mz_record *rec)
             goto fail;
     }
     for (size_t i = 0; i < MZ_SIG_BYTES; i++) {
-        sig[2 * i] = s_hex[rec->sig[i] >> 4];
-        sig[2 * i + 1] = s_hex[rec->sig[i] & 15];
+        sig[2 * i] = s_hex[raw[i] >> 4];
+        sig[2 * i + 1] = s_hex[raw[i] & 15];
     }
     sig[2 * MZ_SIG_BYTES] = '\0';
     /* The _new setters consume their value even when they fail, hence
@@ -473,7 +507,15 @@ mz_status mz_record_validate(const json_t *rec, mz_err *err)
 
 /* ---- slot lists ---------------------------------------------------------- */
 
-/* Makes room for one more entry (grows by half, at least to 4). */
+/* List capacities run 6, 14, 30, 62, ...: with malloc's 8-byte header
+ * every array is then a power-of-two block, so the blocks a growing list
+ * gives back fit the next list passing through the same size. Growing by
+ * half instead left more of the heap in odd-sized holes than doubling
+ * leaves unused at the end of lists, with thousands of (type, capability)
+ * lists growing side by side. */
+#define MZ_LIST_MIN 6
+
+/* Makes room for one more entry. */
 static mz_status s_list_reserve(struct mz_slotlist *l)
 {
     uint32_t cap;
@@ -483,7 +525,7 @@ static mz_status s_list_reserve(struct mz_slotlist *l)
         return MZ_OK;
     if (l->cap >= MZ_DIR_MAX_SLOTS)
         return MZ_ELIMIT;
-    cap = l->cap < 4 ? 4 : l->cap + l->cap / 2;
+    cap = l->cap < MZ_LIST_MIN ? MZ_LIST_MIN : 2 * l->cap + 2;
     if (cap > MZ_DIR_MAX_SLOTS || cap < l->cap)
         cap = MZ_DIR_MAX_SLOTS;
     v = realloc(l->v, (size_t)cap * sizeof *v);
@@ -526,12 +568,13 @@ static void s_list_trim(struct mz_slotlist *l)
         free(l->v);
         l->v = NULL;
         l->cap = 0;
-    } else if (l->cap >= 64 && l->n < l->cap / 4) {
-        uint32_t *v = realloc(l->v, (size_t)(l->cap / 2) * sizeof *v);
+    } else if (l->cap >= 62 && l->n < l->cap / 4) {
+        uint32_t cap = (l->cap - 2) / 2;        /* one step back down the sizes */
+        uint32_t *v = realloc(l->v, (size_t)cap * sizeof *v);
 
         if (v != NULL) {
             l->v = v;
-            l->cap /= 2;
+            l->cap = cap;
         }
     }
 }
@@ -567,6 +610,7 @@ static mz_status s_atom_ref(mz_directory *dir, const char *s, uint32_t *out)
     if (a == NULL)
         return MZ_ENOMEM;
     memcpy(a->str, s, len + 1);
+    a->cap_pairs = MZ_NONE;
     if (mz_hmap_put(dir->atom_by_str, s, a, NULL) != MZ_OK) {
         free(a);
         return MZ_ENOMEM;
@@ -597,7 +641,6 @@ static void s_atom_unref(mz_directory *dir, uint32_t id)
         return;
     mz_hmap_remove(dir->atom_by_str, a->str);
     free(a->by_type.v);
-    free(a->by_cap.v);
     free(a->by_node.v);
     free(a);
     dir->atoms[id].atom = NULL;
@@ -609,6 +652,179 @@ static void s_atom_unref(mz_directory *dir, uint32_t id)
 static const struct mz_atom *s_atom_find(const mz_directory *dir, const char *s)
 {
     return mz_hmap_get(dir->atom_by_str, s);
+}
+
+/* ---- (type, capability) pairs ----------------------------------------------- */
+
+/* Home position of (type, cap) in pair_ht: the murmur3 finaliser over both
+ * ids and the directory's seed, so that peers choosing strings (and so the
+ * order atom ids are handed out) cannot pile pairs onto one chain. */
+static size_t s_pair_home(const mz_directory *dir, uint32_t type, uint32_t cap)
+{
+    uint64_t h = ((uint64_t)type << 32 | cap) ^ dir->seed;
+
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return (size_t)h & (dir->cap_pair_ht - 1);
+}
+
+/* Position in pair_ht of (type, cap), or SIZE_MAX. The table is never full
+ * (load <= 3/4), so the probe meets an empty entry. */
+static size_t s_pair_at(const mz_directory *dir, uint32_t type, uint32_t cap)
+{
+    size_t mask = dir->cap_pair_ht - 1;
+
+    if (dir->live_pairs == 0)
+        return SIZE_MAX;
+    for (size_t i = s_pair_home(dir, type, cap);; i = (i + 1) & mask) {
+        uint32_t id = dir->pair_ht[i];
+
+        if (id == MZ_NONE)
+            return SIZE_MAX;
+        if (dir->pairs[id].type == type && dir->pairs[id].cap == cap)
+            return i;
+    }
+}
+
+static struct mz_pair *s_pair_find(const mz_directory *dir, uint32_t type, uint32_t cap)
+{
+    size_t at = s_pair_at(dir, type, cap);
+
+    return at == SIZE_MAX ? NULL : &dir->pairs[dir->pair_ht[at]];
+}
+
+static void s_pair_place(mz_directory *dir, uint32_t id)
+{
+    size_t mask = dir->cap_pair_ht - 1;
+    size_t i = s_pair_home(dir, dir->pairs[id].type, dir->pairs[id].cap);
+
+    while (dir->pair_ht[i] != MZ_NONE)
+        i = (i + 1) & mask;
+    dir->pair_ht[i] = id;
+}
+
+/* Makes room for n more pairs, ids and hash entries, so that s_pair_new
+ * cannot fail. Moves dir->pairs: pair pointers do not survive it. */
+static mz_status s_pairs_reserve(mz_directory *dir, uint32_t n)
+{
+    uint32_t need;
+
+    if (dir->live_pairs > MZ_DIR_MAX_SLOTS - n)
+        return MZ_ELIMIT;
+    need = dir->live_pairs + n;
+    if (need > dir->cap_pairs) {
+        uint32_t cap = dir->cap_pairs < 64 ? 64 : dir->cap_pairs + dir->cap_pairs / 2;
+        struct mz_pair *pairs;
+
+        if (cap < need || cap > MZ_DIR_MAX_SLOTS)
+            cap = need;
+        pairs = realloc(dir->pairs, (size_t)cap * sizeof *pairs);
+        if (pairs == NULL)
+            return MZ_ENOMEM;
+        dir->pairs = pairs;
+        dir->cap_pairs = cap;
+    }
+    if ((size_t)need * 4 > dir->cap_pair_ht * 3) {
+        size_t cap = dir->cap_pair_ht < 64 ? 64 : dir->cap_pair_ht;
+        uint32_t *ht;
+
+        while ((size_t)need * 4 > cap * 3)
+            cap *= 2;
+        ht = malloc(cap * sizeof *ht);
+        if (ht == NULL)
+            return MZ_ENOMEM;
+        for (size_t i = 0; i < cap; i++)
+            ht[i] = MZ_NONE;
+        free(dir->pair_ht);
+        dir->pair_ht = ht;
+        dir->cap_pair_ht = cap;
+        for (uint32_t id = 0; id < dir->n_pairs; id++) {
+            if (dir->pairs[id].type != MZ_NONE)
+                s_pair_place(dir, id);
+        }
+    }
+    return MZ_OK;
+}
+
+/* Creates the empty pair (type, cap), room reserved, first in the chain of
+ * its capability. */
+static struct mz_pair *s_pair_new(mz_directory *dir, uint32_t type, uint32_t cap)
+{
+    struct mz_atom *ca = dir->atoms[cap].atom;
+    uint32_t id = dir->free_pair;
+    struct mz_pair *pr;
+
+    if (id != MZ_NONE)
+        dir->free_pair = dir->pairs[id].next;
+    else
+        id = dir->n_pairs++;
+    pr = &dir->pairs[id];
+    *pr = (struct mz_pair){ .type = type, .cap = cap, .prev = MZ_NONE, .next = ca->cap_pairs };
+    if (ca->cap_pairs != MZ_NONE)
+        dir->pairs[ca->cap_pairs].prev = id;
+    ca->cap_pairs = id;
+    s_pair_place(dir, id);
+    dir->live_pairs++;
+    return pr;
+}
+
+/* Frees the pair at pair_ht[at], whose list is empty, and recycles its id.
+ * The hash entry is deleted by shifting back the entries after it (linear
+ * probing without tombstones, as for resource ids). */
+static void s_pair_drop(mz_directory *dir, size_t at)
+{
+    size_t mask = dir->cap_pair_ht - 1;
+    uint32_t id = dir->pair_ht[at];
+    struct mz_pair *pr = &dir->pairs[id];
+    size_t i = at, j = at;
+
+    if (pr->prev != MZ_NONE)
+        dir->pairs[pr->prev].next = pr->next;
+    else
+        dir->atoms[pr->cap].atom->cap_pairs = pr->next;
+    if (pr->next != MZ_NONE)
+        dir->pairs[pr->next].prev = pr->prev;
+    for (;;) {
+        size_t home;
+        uint32_t other;
+
+        j = (j + 1) & mask;
+        other = dir->pair_ht[j];
+        if (other == MZ_NONE)
+            break;
+        home = s_pair_home(dir, dir->pairs[other].type, dir->pairs[other].cap);
+        if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+            dir->pair_ht[i] = other;
+            i = j;
+        }
+    }
+    dir->pair_ht[i] = MZ_NONE;
+    free(pr->recs.v);
+    *pr = (struct mz_pair){ .type = MZ_NONE, .cap = MZ_NONE, .prev = MZ_NONE,
+                            .next = dir->free_pair };
+    dir->free_pair = id;
+    dir->live_pairs--;
+}
+
+/* Drops the pairs of rec's type and capabilities that are empty and trims
+ * the others' lists. */
+static void s_pairs_trim(mz_directory *dir, const mz_record *rec)
+{
+    for (size_t i = 0; i < rec->n_caps; i++) {
+        size_t at = s_pair_at(dir, rec->type, rec->caps[i].atom);
+        struct mz_pair *pr;
+
+        if (at == SIZE_MAX)
+            continue;
+        pr = &dir->pairs[dir->pair_ht[at]];
+        if (pr->recs.n == 0)
+            s_pair_drop(dir, at);
+        else
+            s_list_trim(&pr->recs);
+    }
 }
 
 /* ---- records -------------------------------------------------------------- */
@@ -631,8 +847,10 @@ static void s_rec_free(mz_directory *dir, mz_record *rec)
 static mz_status s_rec_build(mz_directory *dir, const struct mz_rec_fields *f, bool local,
                              mz_record **out, mz_err *err)
 {
-    size_t size = sizeof(mz_record) + f->n_caps * sizeof(struct mz_rec_cap) +
-                  f->id_len + 1 + f->meta_len + 1;
+    /* From offsetof, not sizeof: the struct's tail padding is not
+     * allocated on top of caps[]. */
+    size_t size = offsetof(mz_record, caps) + f->n_caps * sizeof(struct mz_rec_cap) +
+                  MZ_SIG_BYTES + f->id_len + 1 + f->meta_len + 1;
     mz_record *rec = malloc(size);
     char *meta;
     mz_status rc = MZ_ENOMEM;
@@ -642,20 +860,20 @@ static mz_status s_rec_build(mz_directory *dir, const struct mz_rec_fields *f, b
     rec->dir = dir;
     rec->version = f->version;
     rec->type = rec->owner = rec->node = rec->owner_key = MZ_NONE;
-    rec->type_pos = rec->node_pos = rec->slot = MZ_NONE;
+    rec->type_pos = rec->node_pos = MZ_NONE;
     rec->meta_len = (uint16_t)f->meta_len;
     rec->id_len = (uint8_t)f->id_len;
-    rec->n_caps = (uint8_t)f->n_caps;
+    rec->n_caps = f->n_caps & 0x7f;
     rec->local = local;
-    memcpy(rec->sig, f->sig, sizeof rec->sig);
     /* MZ_NONE first, so that s_rec_free on failure releases only the atoms
      * actually referenced. */
     for (size_t i = 0; i < f->n_caps; i++) {
         rec->caps[i].atom = MZ_NONE;
         rec->caps[i].pos = MZ_NONE;
     }
-    memcpy(s_rec_text(rec), f->id, f->id_len + 1);
-    meta = s_rec_text(rec) + f->id_len + 1;
+    memcpy(s_rec_tail(rec), f->sig, MZ_SIG_BYTES);
+    memcpy(s_rec_tail(rec) + MZ_SIG_BYTES, f->id, f->id_len + 1);
+    meta = (char *)s_rec_tail(rec) + MZ_SIG_BYTES + f->id_len + 1;
     if (json_dumpb(f->metadata, meta, f->meta_len, JSON_COMPACT | JSON_SORT_KEYS) != f->meta_len)
         goto fail;
     meta[f->meta_len] = '\0';
@@ -815,24 +1033,18 @@ static void s_id_delete(mz_directory *dir, size_t i)
 
 /* ---- indexes --------------------------------------------------------------- */
 
-/* Filter word: the type atom's 8-bit fingerprint on top, and below it a
- * 24-bit Bloom filter of the capability atoms, two bits each (with four
- * capabilities a third of the bits are set, so an absent capability slips
- * through about one time in ten). Multiplicative hashing spreads atom ids,
- * which are allocated in sequence. */
-#define MZ_FILT_TYPE_MASK UINT32_C(0xff000000)
-
-static uint32_t s_filt_type(uint32_t type)
-{
-    return (type * UINT32_C(0x9e3779b1)) & MZ_FILT_TYPE_MASK;
-}
-
+/* Filter word: a 32-bit Bloom filter of the capability atoms, three bits
+ * each. With four capabilities about a third of the bits are set, so an
+ * absent capability slips through about one time in thirty. The type
+ * needs no bits: a query with a type starts from a list holding only that
+ * type (the type's, or a (type, capability) pair's) unless the node's list
+ * is shorter. Multiplicative hashing spreads atom ids, which are allocated
+ * in sequence; the top five bits of each product pick a bit. */
 static uint32_t s_filt_cap(uint32_t cap)
 {
-    uint32_t b1 = (uint32_t)(((uint64_t)(cap * UINT32_C(0x85ebca77)) * 24) >> 32);
-    uint32_t b2 = (uint32_t)(((uint64_t)(cap * UINT32_C(0xc2b2ae3d)) * 24) >> 32);
-
-    return (UINT32_C(1) << b1) | (UINT32_C(1) << b2);
+    return (UINT32_C(1) << ((cap * UINT32_C(0x85ebca77)) >> 27)) |
+           (UINT32_C(1) << ((cap * UINT32_C(0xc2b2ae3d)) >> 27)) |
+           (UINT32_C(1) << ((cap * UINT32_C(0x9e3779b1)) >> 27));
 }
 
 /* Makes room for rec in every list s_index_add will append to, so that
@@ -842,27 +1054,34 @@ static mz_status s_index_reserve(mz_directory *dir, const mz_record *rec)
     mz_status rc;
 
     if ((rc = s_list_reserve(&dir->atoms[rec->type].atom->by_type)) != MZ_OK ||
-        (rc = s_list_reserve(&dir->atoms[rec->node].atom->by_node)) != MZ_OK)
+        (rc = s_list_reserve(&dir->atoms[rec->node].atom->by_node)) != MZ_OK ||
+        (rc = s_pairs_reserve(dir, rec->n_caps)) != MZ_OK)
         return rc;
     for (size_t i = 0; i < rec->n_caps; i++) {
-        if ((rc = s_list_reserve(&dir->atoms[rec->caps[i].atom].atom->by_cap)) != MZ_OK)
+        struct mz_pair *pr = s_pair_find(dir, rec->type, rec->caps[i].atom);
+
+        if (pr == NULL)
+            pr = s_pair_new(dir, rec->type, rec->caps[i].atom);
+        if ((rc = s_list_reserve(&pr->recs)) != MZ_OK) {
+            s_pairs_trim(dir, rec);        /* no empty pair may stay */
             return rc;
+        }
     }
     return MZ_OK;
 }
 
 static void s_index_add(mz_directory *dir, mz_record *rec, uint32_t slot)
 {
-    uint32_t filt = s_filt_type(rec->type);
+    uint32_t filt = 0;
 
-    rec->slot = slot;
     dir->recs[slot] = rec;
     rec->type_pos = s_list_push(&dir->atoms[rec->type].atom->by_type, slot);
     rec->node_pos = s_list_push(&dir->atoms[rec->node].atom->by_node, slot);
     for (size_t i = 0; i < rec->n_caps; i++) {
         uint32_t a = rec->caps[i].atom;
 
-        rec->caps[i].pos = s_list_push(&dir->atoms[a].atom->by_cap, slot);
+        rec->caps[i].pos = s_list_push(&s_pair_find(dir, rec->type, a)->recs, slot);
+        dir->atoms[a].atom->n_cap++;
         filt |= s_filt_cap(a);
     }
     dir->filt[slot] = filt;
@@ -883,7 +1102,8 @@ static void s_index_del(mz_directory *dir, mz_record *rec)
         uint32_t a = rec->caps[i].atom;
         mz_record *other;
 
-        moved = s_list_remove(&dir->atoms[a].atom->by_cap, rec->caps[i].pos);
+        moved = s_list_remove(&s_pair_find(dir, rec->type, a)->recs, rec->caps[i].pos);
+        dir->atoms[a].atom->n_cap--;
         if (moved == MZ_NONE)
             continue;
         other = dir->recs[moved];
@@ -901,8 +1121,7 @@ static void s_index_trim(mz_directory *dir, const mz_record *rec)
 {
     s_list_trim(&dir->atoms[rec->type].atom->by_type);
     s_list_trim(&dir->atoms[rec->node].atom->by_node);
-    for (size_t i = 0; i < rec->n_caps; i++)
-        s_list_trim(&dir->atoms[rec->caps[i].atom].atom->by_cap);
+    s_pairs_trim(dir, rec);
 }
 
 /* Removes rec from the directory and frees it. */
@@ -910,11 +1129,12 @@ static void s_remove_rec(mz_directory *dir, mz_record *rec)
 {
     size_t at = s_id_find(dir, s_rec_id(rec), rec->id_len,
                           s_id_tag(dir, s_rec_id(rec), rec->id_len));
+    uint32_t slot = dir->ids[at].slot;
 
     s_id_delete(dir, at);
     s_index_del(dir, rec);
     s_index_trim(dir, rec);
-    s_slot_release(dir, rec->slot);
+    s_slot_release(dir, slot);
     dir->count--;
     s_rec_free(dir, rec);
 }
@@ -930,6 +1150,7 @@ mz_status mz_directory_new(mz_directory **out, mz_err *err)
         goto fail;
     dir->free_slot = MZ_NONE;
     dir->free_atom = MZ_NONE;
+    dir->free_pair = MZ_NONE;
     dir->seed = mz_hmap_seed();
     dir->atom_by_str = mz_hmap_new();
     if (dir->atom_by_str == NULL)
@@ -954,10 +1175,13 @@ void mz_directory_free(mz_directory *dir)
         if (a == NULL)
             continue;
         free(a->by_type.v);
-        free(a->by_cap.v);
         free(a->by_node.v);
         free(a);
     }
+    for (uint32_t i = 0; i < dir->n_pairs; i++)
+        free(dir->pairs[i].recs.v);
+    free(dir->pairs);
+    free(dir->pair_ht);
     mz_hmap_free(dir->atom_by_str, NULL);
     free(dir->atoms);
     free(dir->ids);
@@ -998,7 +1222,7 @@ mz_status mz_directory_put(mz_directory *dir, const json_t *json, bool local,
         goto fail;
     if (old != NULL) {
         /* Same slot number, so the id table needs no change. */
-        slot = old->slot;
+        slot = dir->ids[at].slot;
         s_index_del(dir, old);
         s_index_add(dir, rec, slot);
         s_index_trim(dir, old);
@@ -1066,10 +1290,25 @@ struct mz_qplan {
     uint32_t filt_mask;            /* filter bits the query constrains */
     uint32_t filt_want;            /* their required values */
     mz_location location;
+    const struct mz_slotlist *cand; /* the candidates: one list, */
+    const struct mz_atom *cand_cap; /* or every pair of this capability; */
+                                    /* both NULL: every slot */
+};
+
+/* A query's progress: what it reports to, and how many so far. */
+struct mz_qrun {
+    bool (*fn)(const mz_record *rec, void *ctx);
+    void *ctx;
+    size_t limit;                  /* 0: none */
+    size_t n;                      /* matches reported */
 };
 
 /* Candidates ahead whose filter word the query loop prefetches. */
 #define MZ_PREFETCH_AHEAD 16
+/* Candidates filtered before the records of those that passed are read:
+ * enough that several records are fetched at once, few enough that a
+ * query stopped by its limit does not filter much more than it needs. */
+#define MZ_SCAN_BATCH 128
 
 /* The exact test, for a record whose filter word passed. */
 static bool s_match(const mz_record *rec, const struct mz_qplan *p)
@@ -1095,18 +1334,21 @@ static bool s_match(const mz_record *rec, const struct mz_qplan *p)
 }
 
 /* Resolves q. False when it cannot match anything: a string no record uses
- * (never interned) needs no search at all. *cand gets the shortest index
- * list among the query's type, capabilities and node, or NULL for a scan. */
-static bool s_plan(const mz_directory *dir, const mz_query *q, struct mz_qplan *p,
-                   const struct mz_slotlist **cand)
+ * (never interned), or a type no record has together with one of the
+ * capabilities, needs no search at all. p->cand / p->cand_cap get the
+ * smallest candidate set among the query's type, (type, capability) pairs
+ * (or capabilities, without a type) and node; neither for a scan. */
+static bool s_plan(const mz_directory *dir, const mz_query *q, struct mz_qplan *p)
 {
     const struct mz_atom *a;
+    uint32_t best = UINT32_MAX;    /* size of the candidate set so far */
 
     p->type = p->owner = p->node = MZ_NONE;
     p->n_caps = 0;
     p->filt_mask = p->filt_want = 0;
     p->location = MZ_LOC_ANY;
-    *cand = NULL;
+    p->cand = NULL;
+    p->cand_cap = NULL;
     if (q == NULL)
         return true;
     p->location = q->location;
@@ -1114,16 +1356,16 @@ static bool s_plan(const mz_directory *dir, const mz_query *q, struct mz_qplan *
         if ((a = s_atom_find(dir, q->resource_type)) == NULL)
             return false;
         p->type = a->id;
-        p->filt_mask = MZ_FILT_TYPE_MASK;
-        p->filt_want = s_filt_type(a->id);
-        *cand = &a->by_type;
+        p->cand = &a->by_type;
+        best = a->by_type.n;
     }
     if (q->n_capabilities > 0 && q->capabilities == NULL)
         return false;
     for (size_t i = 0; i < q->n_capabilities; i++) {
         size_t j;
 
-        if (q->capabilities[i] == NULL || (a = s_atom_find(dir, q->capabilities[i])) == NULL)
+        if (q->capabilities[i] == NULL || (a = s_atom_find(dir, q->capabilities[i])) == NULL ||
+            a->n_cap == 0)
             return false;
         for (j = 0; j < p->n_caps && p->caps[j] != a->id; j++)
             ;
@@ -1134,8 +1376,20 @@ static bool s_plan(const mz_directory *dir, const mz_query *q, struct mz_qplan *
         p->caps[p->n_caps++] = a->id;
         p->filt_mask |= s_filt_cap(a->id);
         p->filt_want |= s_filt_cap(a->id);
-        if (*cand == NULL || a->by_cap.n < (*cand)->n)
-            *cand = &a->by_cap;
+        if (p->type != MZ_NONE) {
+            const struct mz_pair *pr = s_pair_find(dir, p->type, a->id);
+
+            if (pr == NULL)
+                return false;               /* no record of the type has it */
+            if (pr->recs.n < best) {
+                p->cand = &pr->recs;
+                best = pr->recs.n;
+            }
+        } else if (a->n_cap < best) {
+            p->cand = NULL;
+            p->cand_cap = a;
+            best = a->n_cap;
+        }
     }
     if (q->owner != NULL) {
         if ((a = s_atom_find(dir, q->owner)) == NULL)
@@ -1146,8 +1400,58 @@ static bool s_plan(const mz_directory *dir, const mz_query *q, struct mz_qplan *
         if ((a = s_atom_find(dir, q->node)) == NULL)
             return false;
         p->node = a->id;
-        if (*cand == NULL || a->by_node.n < (*cand)->n)
-            *cand = &a->by_node;
+        if (a->by_node.n < best) {
+            p->cand = &a->by_node;
+            p->cand_cap = NULL;
+        }
+    }
+    return true;
+}
+
+/* Reports the matches among the slots v[0..nc), in that order. False once
+ * the query must stop: fn said so, or the limit is reached.
+ *
+ * Candidates go in batches. First the filter words (random reads, so
+ * prefetched a few entries ahead), which reject most without the record
+ * being read; then the records of those that passed are prefetched
+ * together, so that their cache misses overlap instead of queueing one
+ * after the other in s_match. */
+static bool s_scan(const mz_directory *dir, const uint32_t *v, uint32_t nc,
+                   const struct mz_qplan *p, struct mz_qrun *r)
+{
+    /* Locals, so the hot loop keeps them in registers across calls to fn. */
+    mz_record *const *recs = dir->recs;
+    const uint32_t *filt = dir->filt;
+    uint32_t mask = p->filt_mask, want = p->filt_want;
+    uint32_t pass[MZ_SCAN_BATCH];
+
+    for (uint32_t k0 = 0; k0 < nc; k0 += MZ_SCAN_BATCH) {
+        uint32_t end = nc - k0 < MZ_SCAN_BATCH ? nc : k0 + MZ_SCAN_BATCH;
+        uint32_t np = 0;
+
+        for (uint32_t k = k0; k < end; k++) {
+            if (k + MZ_PREFETCH_AHEAD < nc)
+                __builtin_prefetch(&filt[v[k + MZ_PREFETCH_AHEAD]]);
+            if ((filt[v[k]] & mask) == want) {
+                pass[np++] = v[k];
+                __builtin_prefetch(&recs[v[k]]);
+            }
+        }
+        for (uint32_t i = 0; i < np; i++) {
+            const char *rec = (const char *)recs[pass[i]];
+
+            __builtin_prefetch(rec);
+            __builtin_prefetch(rec + 64);
+        }
+        for (uint32_t i = 0; i < np; i++) {
+            const mz_record *rec = recs[pass[i]];
+
+            if (!s_match(rec, p))
+                continue;
+            r->n++;
+            if ((r->fn != NULL && !r->fn(rec, r->ctx)) || r->n == r->limit)
+                return false;
+        }
     }
     return true;
 }
@@ -1156,47 +1460,32 @@ size_t mz_directory_query(const mz_directory *dir, const mz_query *q,
                           bool (*fn)(const mz_record *rec, void *ctx), void *ctx)
 {
     struct mz_qplan p;
-    const struct mz_slotlist *cand;
-    size_t limit = q != NULL ? q->limit : 0;
-    size_t n = 0;
-    /* Locals, so the hot loop keeps them in registers across calls to fn. */
+    struct mz_qrun r = { fn, ctx, q != NULL ? q->limit : 0, 0 };
     mz_record *const *recs = dir->recs;
     const uint32_t *filt = dir->filt;
-    uint32_t mask, want;
 
-    if (!s_plan(dir, q, &p, &cand))
+    if (!s_plan(dir, q, &p))
         return 0;
-    mask = p.filt_mask;
-    want = p.filt_want;
-    if (cand != NULL) {
-        const uint32_t *v = cand->v;
-        uint32_t nc = cand->n;
-
-        for (uint32_t k = 0; k < nc; k++) {
-            uint32_t slot = v[k];
-
-            /* The filter reads are random; asking for one a few entries
-             * ahead overlaps their cache misses. */
-            if (k + MZ_PREFETCH_AHEAD < nc)
-                __builtin_prefetch(&filt[v[k + MZ_PREFETCH_AHEAD]]);
-
-            /* Most candidates stop here, without the record being read. */
-            if ((filt[slot] & mask) != want || !s_match(recs[slot], &p))
-                continue;
-            n++;
-            if ((fn != NULL && !fn(recs[slot], ctx)) || n == limit)
+    if (p.cand != NULL) {
+        s_scan(dir, p.cand->v, p.cand->n, &p, &r);
+        return r.n;
+    }
+    if (p.cand_cap != NULL) {
+        /* The capability's records, one type at a time. */
+        for (uint32_t id = p.cand_cap->cap_pairs; id != MZ_NONE; id = dir->pairs[id].next) {
+            if (!s_scan(dir, dir->pairs[id].recs.v, dir->pairs[id].recs.n, &p, &r))
                 break;
         }
-        return n;
+        return r.n;
     }
     for (uint32_t i = 0; i < dir->n_slots; i++) {
-        if (recs[i] == NULL || (filt[i] & mask) != want || !s_match(recs[i], &p))
+        if (recs[i] == NULL || (filt[i] & p.filt_mask) != p.filt_want || !s_match(recs[i], &p))
             continue;
-        n++;
-        if ((fn != NULL && !fn(recs[i], ctx)) || n == limit)
+        r.n++;
+        if ((fn != NULL && !fn(recs[i], ctx)) || r.n == r.limit)
             break;
     }
-    return n;
+    return r.n;
 }
 
 struct mz_collect {
