@@ -9,9 +9,12 @@
  *   Atoms are reference counted by the records that use them, in any role,
  *   and freed (their id recycled) when the last such record goes, so a
  *   stream of short-lived remote records cannot grow the table for ever.
- * - Each record is ONE allocation: fixed fields, its capability atom ids,
- *   the signature as 64 raw bytes, then resource_id and the compact
- *   metadata JSON as NUL-terminated text.
+ * - Each record is ONE block: fixed fields, its capability atom ids, the
+ *   signature as 64 raw bytes, then resource_id and the compact metadata
+ *   JSON as NUL-terminated text. Blocks come from slabs of one size class
+ *   each (no per-block malloc header or rounding to 16), and a record finds
+ *   its directory through its slab's header rather than a pointer of its
+ *   own.
  * - Records live in a slot array and are named by slot number (uint32_t),
  *   which halves the size of every index entry against a pointer. Free slots
  *   are chained, so a slot number never moves while its record lives.
@@ -33,8 +36,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "directory_int.h"
 #include "hmap.h"
 #include "meshzero/directory.h"
+
+/* Record slabs tell AddressSanitizer which of their bytes are not a live
+ * record, so that a stray access there is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MZ_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MZ_ASAN 1
+#endif
+#endif
+#ifdef MZ_ASAN
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#endif
 
 /* Version numbers are exact in a JSON double up to 2^53 (PROTOCOL.md). */
 #define MZ_VERSION_MAX  (INT64_C(1) << 53)
@@ -89,7 +109,6 @@ struct mz_rec_cap {
 };
 
 struct mz_record {
-    const mz_directory *dir;       /* resolves atom ids for the accessors */
     int64_t version;               /* 1 .. 2^53 */
     uint32_t type;                 /* atom ids: resource_type, owner, node */
     uint32_t owner;
@@ -108,7 +127,30 @@ struct mz_record {
  * record with a few capabilities is checked from its first 64 or 128
  * bytes; the signature is read only to serialise. The record's slot
  * number is not stored: the id table and every index list already name
- * it. */
+ * it. Nor is its directory, which the accessors need for the atoms'
+ * strings: the slab holding the record names it (s_rec_dir). */
+
+/* Records up to MZ_SLAB_MAX bytes are carved from slabs of MZ_SLAB_SIZE
+ * bytes, aligned to their size, in size classes 8 bytes apart: no malloc
+ * header or 16-byte rounding per record, and the slab's header, found by
+ * masking a record's address, names the directory. Larger records are
+ * malloc'd one by one behind a pointer to their directory. */
+#define MZ_SLAB_SIZE    (256 * 1024)
+#define MZ_SLAB_MAX     2048
+#define MZ_SLAB_CLASSES (MZ_SLAB_MAX / 8)
+/* Where a slab's records start: its header, rounded to a cache line. */
+#define MZ_SLAB_START   64
+
+struct mz_slab {
+    mz_directory *dir;             /* the directory its records belong to */
+    struct mz_slab *prev;          /* slabs of this class with room */
+    struct mz_slab *next;
+    void *free;                    /* freed records, chained through their first word */
+    uint32_t bump;                 /* offset of the first never-used byte */
+    uint32_t live;                 /* records in it */
+    uint32_t size;                 /* bytes per record: its class times 8 */
+    bool listed;                   /* on its class's list of slabs with room */
+};
 
 /* resource_id table entry: slot MZ_NONE means empty. */
 struct mz_id_ent {
@@ -139,6 +181,7 @@ struct mz_directory {
     uint32_t live_pairs;           /* pairs in use */
     uint32_t *pair_ht;             /* (type, cap) -> pair id, MZ_NONE empty */
     size_t cap_pair_ht;            /* power of two, or 0 */
+    struct mz_slab *slabs[MZ_SLAB_CLASSES]; /* per size class: slabs with room */
 };
 
 /* A record's fields as read by s_parse; strings borrow from the JSON. */
@@ -162,6 +205,26 @@ struct mz_rec_fields {
 static const char *s_atom_str(const mz_directory *dir, uint32_t id)
 {
     return dir->atoms[id].atom->str;
+}
+
+/* Bytes of a record with these fields. From offsetof, not sizeof: the
+ * struct's tail padding is not allocated on top of caps[]. */
+static size_t s_rec_size(size_t n_caps, size_t id_len, size_t meta_len)
+{
+    return offsetof(mz_record, caps) + n_caps * sizeof(struct mz_rec_cap) + MZ_SIG_BYTES +
+           id_len + 1 + meta_len + 1;
+}
+
+static struct mz_slab *s_slab_of(const void *p)
+{
+    return (struct mz_slab *)((uintptr_t)p & ~(uintptr_t)(MZ_SLAB_SIZE - 1));
+}
+
+static const mz_directory *s_rec_dir(const mz_record *rec)
+{
+    if (s_rec_size(rec->n_caps, rec->id_len, rec->meta_len) > MZ_SLAB_MAX)
+        return ((mz_directory *const *)(const void *)rec)[-1];
+    return s_slab_of(rec)->dir;
 }
 
 static const unsigned char *s_rec_sig(const mz_record *rec)
@@ -192,12 +255,12 @@ const char *mz_record_id(const mz_record *rec)
 
 const char *mz_record_type(const mz_record *rec)
 {
-    return s_atom_str(rec->dir, rec->type);
+    return s_atom_str(s_rec_dir(rec), rec->type);
 }
 
 const char *mz_record_node(const mz_record *rec)
 {
-    return s_atom_str(rec->dir, rec->node);
+    return s_atom_str(s_rec_dir(rec), rec->node);
 }
 
 const char *mz_record_metadata_text(const mz_record *rec)
@@ -207,12 +270,12 @@ const char *mz_record_metadata_text(const mz_record *rec)
 
 const char *mz_record_owner_key(const mz_record *rec)
 {
-    return s_atom_str(rec->dir, rec->owner_key);
+    return s_atom_str(s_rec_dir(rec), rec->owner_key);
 }
 
 const char *mz_record_owner(const mz_record *rec)
 {
-    return s_atom_str(rec->dir, rec->owner);
+    return s_atom_str(s_rec_dir(rec), rec->owner);
 }
 
 int64_t mz_record_version(const mz_record *rec)
@@ -229,7 +292,7 @@ static const char s_hex[] = "0123456789abcdef";
 
 json_t *mz_record_to_json(const mz_record *rec)
 {
-    const mz_directory *dir = rec->dir;
+    const mz_directory *dir = s_rec_dir(rec);
     json_t *o = json_object();
     json_t *caps = json_array();
     json_t *meta = NULL;
@@ -827,6 +890,94 @@ static void s_pairs_trim(mz_directory *dir, const mz_record *rec)
     }
 }
 
+/* ---- record memory --------------------------------------------------------- */
+
+static void s_slab_link(mz_directory *dir, struct mz_slab *sl)
+{
+    struct mz_slab **head = &dir->slabs[sl->size / 8 - 1];
+
+    sl->prev = NULL;
+    sl->next = *head;
+    if (*head != NULL)
+        (*head)->prev = sl;
+    *head = sl;
+    sl->listed = true;
+}
+
+static void s_slab_unlink(mz_directory *dir, struct mz_slab *sl)
+{
+    if (sl->prev != NULL)
+        sl->prev->next = sl->next;
+    else
+        dir->slabs[sl->size / 8 - 1] = sl->next;
+    if (sl->next != NULL)
+        sl->next->prev = sl->prev;
+    sl->listed = false;
+}
+
+/* Memory for a record of size bytes, or NULL. */
+static mz_record *s_rec_alloc(mz_directory *dir, size_t size)
+{
+    struct mz_slab *sl;
+    size_t cls = (size + 7) / 8;
+    char *p;
+
+    if (size > MZ_SLAB_MAX) {
+        mz_directory **big = malloc(sizeof *big + size);
+
+        if (big == NULL)
+            return NULL;
+        big[0] = dir;
+        return (mz_record *)(void *)&big[1];
+    }
+    sl = dir->slabs[cls - 1];
+    if (sl == NULL) {
+        void *mem = NULL;
+
+        if (posix_memalign(&mem, MZ_SLAB_SIZE, MZ_SLAB_SIZE) != 0)
+            return NULL;
+        sl = mem;
+        *sl = (struct mz_slab){ .dir = dir, .bump = MZ_SLAB_START, .size = (uint32_t)(cls * 8) };
+        ASAN_POISON_MEMORY_REGION((char *)mem + MZ_SLAB_START, MZ_SLAB_SIZE - MZ_SLAB_START);
+        s_slab_link(dir, sl);
+    }
+    if (sl->free != NULL) {
+        p = sl->free;
+        ASAN_UNPOISON_MEMORY_REGION(p, sl->size);
+        memcpy(&sl->free, p, sizeof sl->free);
+    } else {
+        p = (char *)sl + sl->bump;
+        ASAN_UNPOISON_MEMORY_REGION(p, sl->size);
+        sl->bump += sl->size;
+    }
+    sl->live++;
+    if (sl->free == NULL && sl->bump + sl->size > MZ_SLAB_SIZE)
+        s_slab_unlink(dir, sl);            /* full */
+    return (mz_record *)(void *)p;
+}
+
+/* Gives back rec's memory; a slab whose last record goes is freed. */
+static void s_rec_dealloc(mz_directory *dir, mz_record *rec)
+{
+    struct mz_slab *sl;
+
+    if (s_rec_size(rec->n_caps, rec->id_len, rec->meta_len) > MZ_SLAB_MAX) {
+        free((mz_directory **)(void *)rec - 1);
+        return;
+    }
+    sl = s_slab_of(rec);
+    memcpy(rec, &sl->free, sizeof sl->free);
+    sl->free = rec;
+    ASAN_POISON_MEMORY_REGION(rec, sl->size);
+    if (--sl->live == 0) {
+        if (sl->listed)
+            s_slab_unlink(dir, sl);
+        free(sl);
+    } else if (!sl->listed) {
+        s_slab_link(dir, sl);
+    }
+}
+
 /* ---- records -------------------------------------------------------------- */
 
 /* Releases what a (possibly half-built) record holds, then the record. */
@@ -840,24 +991,20 @@ static void s_rec_free(mz_directory *dir, mz_record *rec)
     s_atom_unref(dir, rec->owner_key);
     for (size_t i = 0; i < rec->n_caps; i++)
         s_atom_unref(dir, rec->caps[i].atom);
-    free(rec);
+    s_rec_dealloc(dir, rec);
 }
 
 /* Builds a record from parsed fields, taking atom references. */
 static mz_status s_rec_build(mz_directory *dir, const struct mz_rec_fields *f, bool local,
                              mz_record **out, mz_err *err)
 {
-    /* From offsetof, not sizeof: the struct's tail padding is not
-     * allocated on top of caps[]. */
-    size_t size = offsetof(mz_record, caps) + f->n_caps * sizeof(struct mz_rec_cap) +
-                  MZ_SIG_BYTES + f->id_len + 1 + f->meta_len + 1;
-    mz_record *rec = malloc(size);
+    size_t size = s_rec_size(f->n_caps, f->id_len, f->meta_len);
+    mz_record *rec = s_rec_alloc(dir, size);
     char *meta;
     mz_status rc = MZ_ENOMEM;
 
     if (rec == NULL)
         return mz_err_set(err, MZ_ENOMEM, "record '%s': allocating %zu bytes", f->id, size);
-    rec->dir = dir;
     rec->version = f->version;
     rec->type = rec->owner = rec->node = rec->owner_key = MZ_NONE;
     rec->type_pos = rec->node_pos = MZ_NONE;
@@ -1166,9 +1313,12 @@ void mz_directory_free(mz_directory *dir)
 {
     if (dir == NULL)
         return;
-    /* Records and atoms go wholesale: no need to unwind references. */
-    for (uint32_t i = 0; i < dir->n_slots; i++)
-        free(dir->recs[i]);
+    /* Records and atoms go wholesale: no need to unwind references. Each
+     * slab goes with its last record. */
+    for (uint32_t i = 0; i < dir->n_slots; i++) {
+        if (dir->recs[i] != NULL)
+            s_rec_dealloc(dir, dir->recs[i]);
+    }
     for (uint32_t i = 0; i < dir->n_atoms; i++) {
         struct mz_atom *a = dir->atoms[i].atom;
 
@@ -1660,4 +1810,89 @@ size_t mz_directory_count_owner_key(const mz_directory *dir, const char *owner_k
      * the records that node hosts (the node's key owns its own records). The
      * difference is the records signed by this key. */
     return a ? a->refs - a->by_node.n : 0;
+}
+
+/* ---- consistency check (tests) ------------------------------------------- */
+
+static mz_status s_check_rec(const mz_directory *dir, uint32_t slot, mz_err *err)
+{
+    const mz_record *rec = dir->recs[slot];
+    const struct mz_atom *t = dir->atoms[rec->type].atom;
+    const struct mz_atom *nd = dir->atoms[rec->node].atom;
+    uint32_t filt = 0;
+
+    if (s_rec_dir(rec) != dir)
+        return mz_err_set(err, MZ_EPROTO, "slot %u: record names another directory", slot);
+    if (rec->type_pos >= t->by_type.n || t->by_type.v[rec->type_pos] != slot)
+        return mz_err_set(err, MZ_EPROTO, "slot %u: wrong position in its type list", slot);
+    if (rec->node_pos >= nd->by_node.n || nd->by_node.v[rec->node_pos] != slot)
+        return mz_err_set(err, MZ_EPROTO, "slot %u: wrong position in its node list", slot);
+    for (size_t i = 0; i < rec->n_caps; i++) {
+        const struct mz_pair *pr = s_pair_find(dir, rec->type, rec->caps[i].atom);
+
+        if (pr == NULL || rec->caps[i].pos >= pr->recs.n || pr->recs.v[rec->caps[i].pos] != slot)
+            return mz_err_set(err, MZ_EPROTO, "slot %u: not at its position in pair %zu", slot, i);
+        filt |= s_filt_cap(rec->caps[i].atom);
+    }
+    if (dir->filt[slot] != filt)
+        return mz_err_set(err, MZ_EPROTO, "slot %u: stale filter word", slot);
+    return MZ_OK;
+}
+
+mz_status mz__directory_check(const mz_directory *dir, mz_err *err)
+{
+    size_t count = 0, entries = 0, caps = 0;
+    uint32_t live = 0;
+    mz_status rc;
+
+    for (uint32_t slot = 0; slot < dir->n_slots; slot++) {
+        if (dir->recs[slot] == NULL)
+            continue;
+        if ((rc = s_check_rec(dir, slot, err)) != MZ_OK)
+            return rc;
+        count++;
+        caps += dir->recs[slot]->n_caps;
+    }
+    if (count != dir->count)
+        return mz_err_set(err, MZ_EPROTO, "%zu records in slots, count says %zu", count,
+                          dir->count);
+    for (uint32_t id = 0; id < dir->n_pairs; id++) {
+        const struct mz_pair *pr = &dir->pairs[id];
+
+        if (pr->type == MZ_NONE)
+            continue;
+        live++;
+        if (pr->recs.n == 0)
+            return mz_err_set(err, MZ_EPROTO, "pair %u is empty", id);
+        if (s_pair_find(dir, pr->type, pr->cap) != pr)
+            return mz_err_set(err, MZ_EPROTO, "pair %u: not found by its key", id);
+        for (uint32_t k = 0; k < pr->recs.n; k++) {
+            const mz_record *rec = dir->recs[pr->recs.v[k]];
+
+            if (rec == NULL || rec->type != pr->type)
+                return mz_err_set(err, MZ_EPROTO, "pair %u: entry %u is not of its type", id, k);
+        }
+        entries += pr->recs.n;
+    }
+    if (live != dir->live_pairs || entries != caps)
+        return mz_err_set(err, MZ_EPROTO, "%u pairs with %zu entries; expected %u and %zu", live,
+                          entries, dir->live_pairs, caps);
+    for (uint32_t i = 0; i < dir->n_atoms; i++) {
+        const struct mz_atom *a = dir->atoms[i].atom;
+        uint32_t prev = MZ_NONE;
+        size_t n = 0;
+
+        if (a == NULL)
+            continue;
+
+        for (uint32_t id = a->cap_pairs; id != MZ_NONE; prev = id, id = dir->pairs[id].next) {
+            if (dir->pairs[id].cap != a->id || dir->pairs[id].prev != prev)
+                return mz_err_set(err, MZ_EPROTO, "atom %u: its chain of pairs is broken", i);
+            n += dir->pairs[id].recs.n;
+        }
+        if (n != a->n_cap)
+            return mz_err_set(err, MZ_EPROTO, "atom %u: %zu records in its pairs, n_cap %u", i,
+                              n, a->n_cap);
+    }
+    return MZ_OK;
 }

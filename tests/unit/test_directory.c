@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "directory_int.h"
 #include "meshzero/directory.h"
 
 #define NODE_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -609,7 +610,20 @@ struct model_rec {
     uint64_t caps;         /* bit per capability index */
     int64_t version;
     bool local;
+    bool big;              /* metadata too large for the record slabs */
 };
+
+/* Metadata of a "big" record: past the largest record the directory
+ * carves from its slabs (2 KiB), so both kinds of record memory churn. */
+#define M_BIG_META 3000
+
+static void s_check_index(const mz_directory *dir)
+{
+    mz_err err = { 0 };
+
+    if (mz__directory_check(dir, &err) != MZ_OK)
+        fail_msg("index check: %s", err.msg);
+}
 
 static uint64_t s_rng = 0x9e3779b97f4a7c15ULL;
 
@@ -632,6 +646,7 @@ static json_t *s_model_json(int id, const struct model_rec *m)
     char rid[16], type[16], owner[16], caps[M_CAPS][16];
     const char *cp[M_CAPS + 1];
     size_t n = 0;
+    json_t *rec;
 
     snprintf(rid, sizeof rid, "r%d", id);
     snprintf(type, sizeof type, "type%d", m->type);
@@ -644,13 +659,25 @@ static json_t *s_model_json(int id, const struct model_rec *m)
         }
     }
     cp[n] = NULL;
-    return s_rec(rid, type, owner, cp, s_nodes[m->node], m->version);
+    rec = s_rec(rid, type, owner, cp, s_nodes[m->node], m->version);
+    if (m->big) {
+        char *pad = malloc(M_BIG_META + 1);
+
+        assert_non_null(pad);
+        memset(pad, 'x', M_BIG_META);
+        pad[M_BIG_META] = '\0';
+        assert_int_equal(json_object_set_new(json_object_get(rec, "metadata"), "pad",
+                                             json_string(pad)), 0);
+        free(pad);
+    }
+    return rec;
 }
 
 struct model_q {
     int type, owner, node;     /* -1: any */
     uint64_t caps;
     mz_location loc;
+    size_t limit;              /* 0: none */
 };
 
 static bool s_model_match(const struct model_rec *m, const struct model_q *q)
@@ -676,6 +703,7 @@ static bool s_collect_cb(const mz_record *rec, void *ctx)
 
     snprintf(type, sizeof type, "type%d", m->type);
     if (id < 0 || id >= M_IDS || !m->present || strcmp(mz_record_type(rec), type) != 0 ||
+        (strlen(mz_record_metadata_text(rec)) > M_BIG_META) != m->big ||
         mz_record_version(rec) != m->version || mz_record_local(rec) != m->local)
         c->bad = true;
     else
@@ -688,7 +716,7 @@ static void s_check_query(const mz_directory *dir, const struct model_rec *model
 {
     char type[16], owner[16], caps[M_CAPS][16];
     const char *cp[M_CAPS];
-    mz_query q = { .location = mq->loc };
+    mz_query q = { .location = mq->loc, .limit = mq->limit };
     struct collect *c = calloc(1, sizeof *c);
     size_t n, want = 0;
 
@@ -714,13 +742,17 @@ static void s_check_query(const mz_directory *dir, const struct model_rec *model
     q.capabilities = cp;
     n = mz_directory_query(dir, &q, s_collect_cb, c);
     assert_false(c->bad);
+    /* With a limit, any limit-sized subset of the matches will do; each
+     * match at most once, never a non-match. */
     for (int i = 0; i < M_IDS; i++) {
         bool match = s_model_match(&model[i], mq);
 
         want += match;
-        if (c->hits[i] != (match ? 1 : 0))
+        if (c->hits[i] > (match ? 1 : 0) || (mq->limit == 0 && c->hits[i] != match))
             fail_msg("query mismatch on r%d: got %d, model says %d", i, c->hits[i], match);
     }
+    if (mq->limit != 0 && want > mq->limit)
+        want = mq->limit;
     assert_int_equal(n, want);
     free(c);
 }
@@ -742,7 +774,7 @@ static void test_random_against_model(void **state)
             struct model_rec nm = {
                 .present = true, .type = s_randn(M_TYPES), .owner = s_randn(M_OWNERS),
                 .node = s_randn(8) == 0 ? s_randn(M_NODES) : (m->present ? m->node : s_randn(M_NODES)),
-                .version = s_randn(6) + 1, .local = s_randn(2),
+                .version = s_randn(6) + 1, .local = s_randn(2), .big = s_randn(10) == 0,
             };
             int ncaps = s_randn(6);
             json_t *j;
@@ -794,8 +826,9 @@ static void test_random_against_model(void **state)
                 .owner = s_randn(4) ? -1 : s_randn(M_OWNERS),
                 .node = s_randn(4) ? -1 : s_randn(M_NODES),
                 .loc = (mz_location)s_randn(3),
+                .limit = s_randn(4) == 0 ? (size_t)s_randn(4) + 1 : 0,
             };
-            int nq = s_randn(3);
+            int nq = s_randn(4);
 
             for (int k = 0; k < nq; k++)
                 mq.caps |= UINT64_C(1) << s_randn(M_CAPS);
@@ -804,6 +837,7 @@ static void test_random_against_model(void **state)
         if (op % 500 == 0) {
             size_t present = 0;
 
+            s_check_index(dir);
             for (int i = 0; i < M_IDS; i++) {
                 char rid[16];
 
@@ -814,17 +848,165 @@ static void test_random_against_model(void **state)
             assert_int_equal(mz_directory_count(dir), present);
         }
     }
-    /* Every single-capability and every type index, exhaustively. */
+    /* Every single-capability and every type index, exhaustively, and
+     * every (type, capability) pair alone and with a second capability. */
+    s_check_index(dir);
     for (int c = 0; c < M_CAPS; c++) {
         struct model_q mq = { .type = -1, .owner = -1, .node = -1, .caps = UINT64_C(1) << c };
 
         s_check_query(dir, model, &mq);
+        for (int t = 0; t < M_TYPES; t++) {
+            mq.type = t;
+            mq.caps = UINT64_C(1) << c;
+            s_check_query(dir, model, &mq);
+            mq.caps |= UINT64_C(1) << ((c + 1 + t) % M_CAPS);
+            s_check_query(dir, model, &mq);
+        }
     }
     for (int t = 0; t < M_TYPES; t++) {
         struct model_q mq = { .type = t, .owner = -1, .node = -1 };
 
         s_check_query(dir, model, &mq);
     }
+    /* Emptied: every pair must have gone with its last record. */
+    for (int i = 0; i < M_IDS; i++) {
+        char rid[16];
+
+        snprintf(rid, sizeof rid, "r%d", i);
+        if (model[i].present)
+            assert_int_equal(mz_directory_remove(dir, rid, NULL, NULL), MZ_OK);
+    }
+    s_check_index(dir);
+    assert_int_equal(mz_directory_count(dir), 0);
+    mz_directory_free(dir);
+    free(model);
+}
+
+/* ---- long lists: the paths a small directory never takes ----------------- */
+
+/* Enough records that (type, capability) lists pass the length up to which
+ * a query intersects through a bitmap (8192), skewed so that some queries
+ * pair a long list with a short one. */
+enum { L_IDS = 40000, L_CAPS = 6 };
+
+struct long_rec {
+    bool present;
+    int type;              /* 0: common, 1: rare */
+    int node;
+    unsigned caps;         /* bit per capability */
+};
+
+struct long_hits {
+    unsigned char *hits;
+    const struct long_rec *model;
+    bool bad;
+};
+
+static bool s_long_cb(const mz_record *rec, void *ctx)
+{
+    struct long_hits *h = ctx;
+    int id = atoi(mz_record_id(rec) + 1);
+
+    if (id < 0 || id >= L_IDS || !h->model[id].present)
+        h->bad = true;
+    else
+        h->hits[id]++;
+    return true;
+}
+
+static void s_long_query(const mz_directory *dir, const struct long_rec *model, int type,
+                         unsigned caps, int node, size_t limit)
+{
+    static const char *const cap_names[L_CAPS] = { "c0", "c1", "c2", "c3", "c4", "c5" };
+    const char *cp[L_CAPS];
+    mz_query q = { .resource_type = type < 0 ? NULL : type == 0 ? "common" : "rare",
+                   .node = node < 0 ? NULL : s_nodes[node], .limit = limit };
+    struct long_hits h = { calloc(L_IDS, 1), model, false };
+    size_t n, want = 0;
+
+    assert_non_null(h.hits);
+    for (int c = 0; c < L_CAPS; c++) {
+        if (caps >> c & 1)
+            cp[q.n_capabilities++] = cap_names[c];
+    }
+    q.capabilities = cp;
+    n = mz_directory_query(dir, &q, s_long_cb, &h);
+    assert_false(h.bad);
+    for (int i = 0; i < L_IDS; i++) {
+        const struct long_rec *m = &model[i];
+        bool match = m->present && (type < 0 || m->type == type) &&
+                     (node < 0 || m->node == node) && (m->caps & caps) == caps;
+
+        want += match;
+        if (h.hits[i] > match || (limit == 0 && h.hits[i] != match))
+            fail_msg("long query (type %d caps %#x node %d): r%d got %d, model says %d",
+                     type, caps, node, i, h.hits[i], match);
+    }
+    if (limit != 0 && want > limit)
+        want = limit;
+    assert_int_equal(n, want);
+    free(h.hits);
+}
+
+static void s_long_queries(const mz_directory *dir, const struct long_rec *model)
+{
+    for (int type = -1; type < 2; type++) {
+        for (unsigned caps = 0; caps < (1u << L_CAPS); caps++) {
+            /* every set of up to three capabilities */
+            if (__builtin_popcount(caps) > 3)
+                continue;
+            s_long_query(dir, model, type, caps, -1, 0);
+            if (caps % 7 == 0)
+                s_long_query(dir, model, type, caps, (int)caps % M_NODES, 0);
+            if (caps % 5 == 0)
+                s_long_query(dir, model, type, caps, -1, 100);
+        }
+    }
+}
+
+static void test_long_lists_against_model(void **state)
+{
+    mz_directory *dir = s_dir();
+    struct long_rec *model = calloc(L_IDS, sizeof *model);
+    /* How often each capability is held: c0 and c1 by most records, c5 by
+     * about one in a thousand. */
+    static const int per_mille[L_CAPS] = { 600, 500, 100, 100, 20, 1 };
+
+    (void)state;
+    assert_non_null(model);
+    for (int i = 0; i < L_IDS; i++) {
+        struct long_rec *m = &model[i];
+        static const char *const cap_names[L_CAPS] = { "c0", "c1", "c2", "c3", "c4", "c5" };
+        const char *cp[L_CAPS + 1];
+        char rid[16];
+        size_t n = 0;
+
+        m->present = true;
+        m->type = s_randn(100) == 0;
+        m->node = s_randn(M_NODES);
+        for (int c = 0; c < L_CAPS; c++) {
+            if (s_randn(1000) < per_mille[c]) {
+                m->caps |= 1u << c;
+                cp[n++] = cap_names[c];
+            }
+        }
+        cp[n] = NULL;
+        snprintf(rid, sizeof rid, "b%d", i);
+        s_put(dir, s_rec(rid, m->type ? "rare" : "common", "o", cp, s_nodes[m->node], 1),
+              s_randn(2), MZ_DIR_ADDED);
+    }
+    s_check_index(dir);
+    s_long_queries(dir, model);
+    /* Churn: a third go, so lists shrink and entries move. */
+    for (int i = 0; i < L_IDS; i += 3) {
+        char rid[16];
+
+        snprintf(rid, sizeof rid, "b%d", i);
+        assert_int_equal(mz_directory_remove(dir, rid, NULL, NULL), MZ_OK);
+        model[i].present = false;
+    }
+    s_check_index(dir);
+    s_long_queries(dir, model);
     mz_directory_free(dir);
     free(model);
 }
@@ -843,6 +1025,7 @@ int main(void)
         cmocka_unit_test(test_remove_node),
         cmocka_unit_test(test_foreach),
         cmocka_unit_test(test_random_against_model),
+        cmocka_unit_test(test_long_lists_against_model),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
