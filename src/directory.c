@@ -1195,8 +1195,10 @@ static uint32_t s_filt_cap(uint32_t cap)
 }
 
 /* Makes room for rec in every list s_index_add will append to, so that
- * adding (and an update's remove-then-add) cannot fail half-way. */
-static mz_status s_index_reserve(mz_directory *dir, const mz_record *rec)
+ * adding (and an update's remove-then-add) cannot fail half-way. Until
+ * s_index_add, each caps[i].pos holds the id of the capability's pair,
+ * which saves looking the pairs up twice. */
+static mz_status s_index_reserve(mz_directory *dir, mz_record *rec)
 {
     mz_status rc;
 
@@ -1209,6 +1211,7 @@ static mz_status s_index_reserve(mz_directory *dir, const mz_record *rec)
 
         if (pr == NULL)
             pr = s_pair_new(dir, rec->type, rec->caps[i].atom);
+        rec->caps[i].pos = (uint32_t)(pr - dir->pairs);
         if ((rc = s_list_reserve(&pr->recs)) != MZ_OK) {
             s_pairs_trim(dir, rec);        /* no empty pair may stay */
             return rc;
@@ -1227,7 +1230,7 @@ static void s_index_add(mz_directory *dir, mz_record *rec, uint32_t slot)
     for (size_t i = 0; i < rec->n_caps; i++) {
         uint32_t a = rec->caps[i].atom;
 
-        rec->caps[i].pos = s_list_push(&s_pair_find(dir, rec->type, a)->recs, slot);
+        rec->caps[i].pos = s_list_push(&dir->pairs[rec->caps[i].pos].recs, slot);
         dir->atoms[a].atom->n_cap++;
         filt |= s_filt_cap(a);
     }
