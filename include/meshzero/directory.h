@@ -85,9 +85,10 @@ json_t *mz_record_to_json(const mz_record *rec);
 
 /* Calls fn for each record matching q, at most q->limit times; fn returns
  * false to stop. fn must not modify the directory; fn NULL only counts, q
- * NULL matches everything. Uses the smallest of the type, capability and
- * node indexes as the candidate set: never a full scan when a type,
- * capability or node is given. Returns the number of matches reported. */
+ * NULL matches everything. Uses the smallest of the type, (type,
+ * capability), capability and node indexes as the candidate set: never a
+ * full scan when a type, capability or node is given. No per-call
+ * allocation. Returns the number of matches reported. */
 size_t mz_directory_query(const mz_directory *dir, const mz_query *q,
                           bool (*fn)(const mz_record *rec, void *ctx), void *ctx);
 /* Returns new: a JSON array of the matching records' JSON forms. */
