@@ -1,5 +1,6 @@
 /* Bounded cache of recently seen message ids (internal): stops a broadcast
- * from being processed or forwarded twice. FIFO eviction when full. */
+ * from being processed or forwarded twice, and a replayed message from
+ * being handled again. FIFO eviction when full; 24 bytes per id held. */
 #ifndef MZ_SEEN_H
 #define MZ_SEEN_H
 

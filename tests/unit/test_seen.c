@@ -1,9 +1,11 @@
 /* Unit tests for the seen-id cache (src/seen.c). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -118,6 +120,50 @@ static void test_window(void **state)
     mz_seen_free(s);
 }
 
+/* Random ids from a small pool through small caches, against a plain FIFO
+ * model: exercises deletion from the middle of probe runs. */
+static void test_against_model(void **state)
+{
+    enum { N = 30000, POOL = 300 };
+    static const size_t caps[] = { 1, 2, 7, 37, 100, 256 };
+
+    (void)state;
+    srand(7);
+    for (size_t k = 0; k < sizeof caps / sizeof caps[0]; k++) {
+        size_t cap = caps[k], n = 0;
+        int model[256];
+        mz_seen *s = NULL;
+        char id[32];
+
+        assert_int_equal(mz_seen_new(cap, &s, NULL), MZ_OK);
+        for (int i = 0; i < N; i++) {
+            int v = rand() % POOL;
+            bool in = false;
+            for (size_t j = 0; j < n; j++)
+                in = in || model[j] == v;
+            snprintf(id, sizeof id, "id-%d", v);
+            assert_int_equal(mz_seen_contains(s, id), in);
+            assert_int_equal(mz_seen_check_add(s, id), in);
+            if (!in) {
+                if (n == cap) {
+                    memmove(model, model + 1, (n - 1) * sizeof *model);
+                    n--;
+                }
+                model[n++] = v;
+            }
+            assert_int_equal(mz_seen_count(s), n);
+        }
+        for (int v = 0; v < POOL; v++) {
+            bool in = false;
+            for (size_t j = 0; j < n; j++)
+                in = in || model[j] == v;
+            snprintf(id, sizeof id, "id-%d", v);
+            assert_int_equal(mz_seen_contains(s, id), in);
+        }
+        mz_seen_free(s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +172,7 @@ int main(void)
         cmocka_unit_test(test_capacity_1_and_invalid),
         cmocka_unit_test(test_long_ids),
         cmocka_unit_test(test_window),
+        cmocka_unit_test(test_against_model),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
