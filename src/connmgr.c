@@ -748,7 +748,8 @@ static int s_on_writeable(struct lws *wsi, mz_link *l)
         cm->stats.bytes_out += q->len;
         free(q->buf);
         free(q);
-        if (lws_send_pipe_choked(wsi))
+        /* The check costs a poll(2): only worth it when more is queued. */
+        if (l->qhead != NULL && lws_send_pipe_choked(wsi))
             break;
     }
     if (l->closing && l->qhead == NULL) {
