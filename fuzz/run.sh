@@ -38,8 +38,14 @@ build() {
     command -v clang >/dev/null 2>&1 || { echo "run.sh: clang not found (scripts/deps.sh installs it)" >&2; exit 1; }
     mkdir -p "$B"
     [ -f "$B/.gitignore" ] || echo '*' >"$B/.gitignore"
-    if ! { [ -f "$B/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$B" -DCMAKE_C_COMPILER=clang \
-               -DCMAKE_BUILD_TYPE= -DMZ_FUZZ=ON >"$B/configure.log" 2>&1; }; then
+    # Configured once with clang; re-run every time (cheap) so that a harness
+    # added since is a target.
+    if [ -f "$B/CMakeCache.txt" ]; then
+        set --
+    else
+        set -- -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE= -DMZ_FUZZ=ON
+    fi
+    if ! cmake -S "$ROOT" -B "$B" "$@" >"$B/configure.log" 2>&1; then
         cat "$B/configure.log" >&2
         exit 1
     fi
