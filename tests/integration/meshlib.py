@@ -112,9 +112,13 @@ class Node:
 
     # -- lifecycle
 
+    def command(self):
+        """The node's command line: defaults for a test node, then args."""
+        return [BIN, "node", "--listen", "ws://127.0.0.1:0", "--api", "ws://127.0.0.1:0",
+                "--data", str(self.data), "--log", "info"] + self.args
+
     def start(self):
-        cmd = [BIN, "node", "--listen", "ws://127.0.0.1:0", "--api", "ws://127.0.0.1:0",
-               "--data", str(self.data), "--log", "info"] + self.args
+        cmd = self.command()
         self.cmd = cmd
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,

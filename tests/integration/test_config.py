@@ -5,25 +5,16 @@ import json
 
 import pytest
 
-from meshlib import BANNER_RE, START_TIMEOUT, Node, free_port_unlistened, linked, run, wait_for
+from meshlib import Node, free_port_unlistened, linked, run, wait_for
 
 
 class ConfigNode(Node):
     """A node started with exactly the given arguments (no --listen/--api
     defaults: those come from the config file under test)."""
 
-    def start(self):
-        import subprocess
-        from meshlib import BIN, client_env
-        self.cmd = [BIN, "node"] + self.args
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=err, env=client_env())
-        line = wait_for(self._banner, START_TIMEOUT, what="banner of node " + self.name)
-        m = BANNER_RE.match(line)
-        assert m, "node %s: bad banner %r" % (self.name, line)
-        self.id, self.listen, self.api = m.group(1), m.group(2), m.group(3)
-        return self
+    def command(self):
+        from meshlib import BIN
+        return [BIN, "node"] + self.args
 
 
 def config_node(mesh, name, cfg, extra=()):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from execlib import wait_known
-from meshlib import wait_for, wait_linked
+from meshlib import wait_linked
 from mcplib import (RawMcp, SdkClient, ensure_npm_packages, everything_cmd, mcp_http_url,
                     mcp_stdio_spec, run_sdk)
 

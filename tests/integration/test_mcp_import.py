@@ -15,7 +15,7 @@ import pytest
 
 from execlib import exec_cli, wait_known
 from meshlib import run, wait_for, wait_linked
-from mcplib import (CRASHY, EVERYTHING, bridge_entry, crashy_cmd, ensure_npm_packages,
+from mcplib import (EVERYTHING, bridge_entry, crashy_cmd, ensure_npm_packages,
                     everything_cmd)
 
 

@@ -13,9 +13,8 @@ import os
 import signal
 
 import mzproto as mp
-from execlib import ApiConn, in_directory
 from meshlib import wait_for
-from seclib import (Relay, arun, counters, flush, honest_check, ids, in_thread, linked_peer,
+from seclib import (arun, counters, flush, honest_check, ids, in_thread, linked_peer,
                     node_id_of, peer_ids, relayed_handler, snapshot, status, wait_for_async,
                     wait_linked, wait_until, without)
 
@@ -691,19 +690,10 @@ def test_relay_injecting_answers(mesh):
     a, d = mesh.node("A"), mesh.node("D")
 
     async def go():
-        relay = Relay()
-        dc = await ApiConn.open(d.api)
-        ac = await ApiConn.open(a.api)
-        serving = None
         held = []
         outcomes = []
-        try:
-            await relay.link(a)
-            await relay.link(d)
-            await dc.result("register_resource", {"resource_id": "truth", "resource_type":
-                                                  "tool", "handler": True})
-            serving = asyncio.ensure_future(dc.serve(lambda p: {"real": p["params"]}))
-            await in_directory(ac, "truth", 5.0)
+        async with relayed_handler(a, d, "truth", lambda dc: dc.serve(
+                lambda p: {"real": p["params"]})) as (relay, ac, dc):
 
             def hold(frm, env):
                 if env["type"] == "execute":
@@ -758,12 +748,6 @@ def test_relay_injecting_answers(mesh):
                                                            recipient=a.id)])):
                 outcomes.append(await attempt(n, inject, lambda c0, c1: (
                     c1["errors_received"] > c0["errors_received"])))
-        finally:
-            if serving is not None:
-                serving.cancel()
-            await ac.close()
-            await dc.close()
-            await relay.close()
         return outcomes
     outcomes = arun(go())
     wrong = ["%s -> %s" % (how, (early or final).get("error"))

@@ -6,8 +6,6 @@ import os
 import stat
 import subprocess
 
-import pytest
-
 from meshlib import BIN, client_env, run, wait_for, wait_linked
 
 WSS = ["--listen", "wss://127.0.0.1:0"]
