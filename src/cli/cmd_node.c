@@ -1,6 +1,7 @@
 /* meshzero node: runs one node in the foreground until SIGINT/SIGTERM. */
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <limits.h>
 #include <stdint.h>
 #include <signal.h>
@@ -192,6 +193,26 @@ static bool s_size(const char *where, const char *v, size_t *out)
     return true;
 }
 
+/* Options that set one size_t field of mz_node_opts. */
+static const struct { int opt; size_t off; } s_size_opts[] = {
+    { MZ_OPT_MAX_MESSAGE, offsetof(mz_node_opts, max_message) },
+    { MZ_OPT_MAX_SEND_QUEUE, offsetof(mz_node_opts, max_send_queue) },
+    { MZ_OPT_MAX_PEERS, offsetof(mz_node_opts, max_peers) },
+    { MZ_OPT_MAX_API_CLIENTS, offsetof(mz_node_opts, max_api_clients) },
+    { MZ_OPT_MIN_LINKS, offsetof(mz_node_opts, min_links) },
+    { MZ_OPT_MAX_RUNNING, offsetof(mz_node_opts, max_running) },
+    { MZ_OPT_MAX_PEERS_OUT, offsetof(mz_node_opts, max_peers_out) },
+    { MZ_OPT_MAX_RUNNING_PER_CALLER, offsetof(mz_node_opts, max_running_per_caller) },
+    { MZ_OPT_MAX_KEPT_ANSWERS, offsetof(mz_node_opts, max_kept_answers) },
+    { MZ_OPT_MAX_KEPT_BYTES, offsetof(mz_node_opts, max_kept_bytes) },
+    { MZ_OPT_MAX_PENDING, offsetof(mz_node_opts, max_pending) },
+    { MZ_OPT_MAX_SUBSCRIPTIONS, offsetof(mz_node_opts, max_subscriptions) },
+    { MZ_OPT_MAX_SUBS_PER_CLIENT, offsetof(mz_node_opts, max_subs_per_client) },
+    { MZ_OPT_MAX_RECORDS_PER_NODE, offsetof(mz_node_opts, max_records_per_node) },
+    { MZ_OPT_MAX_RECORDS_PER_OWNER, offsetof(mz_node_opts, max_records_per_owner) },
+    { MZ_OPT_MAX_LINKS, offsetof(mz_node_opts, max_links) },
+};
+
 /* Finds --config FILE (or --config=FILE) on the command line without
  * acting on anything else. NULL when absent; *dup when given twice. */
 static const char *s_config_arg(int argc, char **argv, const struct option *longs, bool *dup)
@@ -325,7 +346,15 @@ int cmd_node_main(int argc, char **argv)
         const char *name = c == '?' || c == 'h' ? "" : longs[idx].name;
         if (c != '?' && c != 'h')
             s_origin(&w, optind - 1, name, where, sizeof where);
+        for (size_t i = 0; i < sizeof s_size_opts / sizeof s_size_opts[0]; i++)
+            if (c == s_size_opts[i].opt) {
+                if (!s_size(where, optarg, (size_t *)((char *)&o + s_size_opts[i].off)))
+                    goto usage;
+                c = 0;          /* handled */
+                break;
+            }
         switch (c) {
+        case 0: break;
         case MZ_OPT_LISTEN: o.listen_url = optarg; break;
         case MZ_OPT_API: o.api_url = strcmp(optarg, "none") == 0 ? NULL : optarg; break;
         case MZ_OPT_API_ALLOW_REMOTE: o.api_allow_remote = true; break;
@@ -336,14 +365,6 @@ int cmd_node_main(int argc, char **argv)
         case MZ_OPT_LEASE_MS:
             if (!s_size(where, optarg, &v)) goto usage;
             o.lease_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
-            break;
-        case MZ_OPT_MAX_MESSAGE: if (!s_size(where, optarg, &o.max_message)) goto usage; break;
-        case MZ_OPT_MAX_SEND_QUEUE:
-            if (!s_size(where, optarg, &o.max_send_queue)) goto usage;
-            break;
-        case MZ_OPT_MAX_PEERS: if (!s_size(where, optarg, &o.max_peers)) goto usage; break;
-        case MZ_OPT_MAX_API_CLIENTS:
-            if (!s_size(where, optarg, &o.max_api_clients)) goto usage;
             break;
         case MZ_OPT_MAX_HOPS:
             if (!s_size(where, optarg, &v)) goto usage;
@@ -380,33 +401,6 @@ int cmd_node_main(int argc, char **argv)
         case MZ_OPT_NETWORK_KEY: o.network_key_file = optarg; break;
         case MZ_OPT_NO_SEAL: o.no_seal = true; break;
         case MZ_OPT_API_REQUIRE_TOKEN: o.api_require_token = true; break;
-        case MZ_OPT_MIN_LINKS: if (!s_size(where, optarg, &o.min_links)) goto usage; break;
-        case MZ_OPT_MAX_RUNNING: if (!s_size(where, optarg, &o.max_running)) goto usage; break;
-        case MZ_OPT_MAX_PEERS_OUT:
-            if (!s_size(where, optarg, &o.max_peers_out)) goto usage;
-            break;
-        case MZ_OPT_MAX_RUNNING_PER_CALLER:
-            if (!s_size(where, optarg, &o.max_running_per_caller)) goto usage;
-            break;
-        case MZ_OPT_MAX_KEPT_ANSWERS:
-            if (!s_size(where, optarg, &o.max_kept_answers)) goto usage;
-            break;
-        case MZ_OPT_MAX_KEPT_BYTES:
-            if (!s_size(where, optarg, &o.max_kept_bytes)) goto usage;
-            break;
-        case MZ_OPT_MAX_PENDING: if (!s_size(where, optarg, &o.max_pending)) goto usage; break;
-        case MZ_OPT_MAX_SUBSCRIPTIONS:
-            if (!s_size(where, optarg, &o.max_subscriptions)) goto usage;
-            break;
-        case MZ_OPT_MAX_SUBS_PER_CLIENT:
-            if (!s_size(where, optarg, &o.max_subs_per_client)) goto usage;
-            break;
-        case MZ_OPT_MAX_RECORDS_PER_NODE:
-            if (!s_size(where, optarg, &o.max_records_per_node)) goto usage;
-            break;
-        case MZ_OPT_MAX_RECORDS_PER_OWNER:
-            if (!s_size(where, optarg, &o.max_records_per_owner)) goto usage;
-            break;
         case MZ_OPT_RATE_MSGS:
             if (!s_size(where, optarg, &v)) goto usage;
             o.rate_msgs = (double)v;
@@ -415,7 +409,6 @@ int cmd_node_main(int argc, char **argv)
             if (!s_size(where, optarg, &v)) goto usage;
             o.rate_burst = (double)v;
             break;
-        case MZ_OPT_MAX_LINKS: if (!s_size(where, optarg, &o.max_links)) goto usage; break;
         case MZ_OPT_REPLAY_WINDOW_MS:
             if (!s_size(where, optarg, &v)) goto usage;
             o.replay_window_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
