@@ -17,55 +17,8 @@
 #include <jansson.h>
 
 #include "meshzero/directory.h"
+#include "benchlib.h"
 
-#define N_TYPES   20
-#define N_CAPS    200
-#define N_OWNERS  1000
-#define N_NODES   50
-#define CAPS_PER  4
-#define N_QUERIES 10000
-
-/* splitmix64: a record's attributes are a pure function of its number, so
- * queries can be built from records known to exist. */
-static uint64_t s_mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-struct attrs {
-    int type, owner, node;
-    int caps[CAPS_PER];
-};
-
-static void s_attrs(uint64_t i, struct attrs *a)
-{
-    uint64_t r = s_mix(i * 4 + 1);
-    int n = 0;
-
-    a->type = (int)(r % N_TYPES);
-    a->owner = (int)(r / N_TYPES % N_OWNERS);
-    a->node = (int)(r / N_TYPES / N_OWNERS % N_NODES);
-    for (uint64_t k = 0; n < CAPS_PER; k++) {
-        int c = (int)(s_mix((i * 4 + 2) ^ (k << 40)) % N_CAPS);
-        bool dup = false;
-
-        for (int j = 0; j < n; j++)
-            dup |= a->caps[j] == c;
-        if (!dup)
-            a->caps[n++] = c;
-    }
-}
-
-static double s_now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 /* Resident set in bytes, from /proc/self/statm. */
 static long s_rss(void)
@@ -79,13 +32,6 @@ static long s_rss(void)
         rss = -1;
     fclose(f);
     return rss < 0 ? -1 : rss * sysconf(_SC_PAGESIZE);
-}
-
-static int s_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
 }
 
 struct matches {
@@ -156,10 +102,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < N_NODES; i++) {
         for (int k = 0; k < 4; k++)
             snprintf(&nodes[i][16 * k], 17, "%016llx",
-                     (unsigned long long)s_mix((uint64_t)i * 8 + (uint64_t)k + 1000));
+                     (unsigned long long)bench_mix((uint64_t)i * 8 + (uint64_t)k + 1000));
     }
     for (int k = 0; k < 8; k++)
-        snprintf(&sig[16 * k], 17, "%016llx", (unsigned long long)s_mix((uint64_t)k + 5000));
+        snprintf(&sig[16 * k], 17, "%016llx", (unsigned long long)bench_mix((uint64_t)k + 5000));
 
     /* One record object, its fields overwritten per put: the timing is the
      * directory's, not jansson building a million objects. */
@@ -180,12 +126,12 @@ int main(int argc, char **argv)
         goto out;
     }
     for (long i = 0; i < n; i++) {
-        struct attrs a;
+        struct bench_attrs a;
         json_t *arr = json_array();
         double t0;
         mz_status st;
 
-        s_attrs((uint64_t)i, &a);
+        bench_attrs((uint64_t)i, &a);
         snprintf(rid, sizeof rid, "res-%ld", i);
         for (int k = 0; k < CAPS_PER; k++)
             json_array_append_new(arr, json_string(caps[a.caps[k]]));
@@ -198,9 +144,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_directory: out of memory\n");
             goto out;
         }
-        t0 = s_now_us();
+        t0 = bench_now_us();
         st = mz_directory_put(dir, rec, (i & 1) == 0, NULL, &err);
-        put_us += s_now_us() - t0;
+        put_us += bench_now_us() - t0;
         if (st != MZ_OK) {
             fprintf(stderr, "bench_directory: put %ld: %s\n", i, err.msg);
             goto out;
@@ -210,8 +156,8 @@ int main(int argc, char **argv)
     rss1 = s_rss();
 
     for (int qi = 0; qi < N_QUERIES; qi++) {
-        struct attrs a;
-        uint64_t r = s_mix((uint64_t)qi + 0xabcdef);
+        struct bench_attrs a;
+        uint64_t r = bench_mix((uint64_t)qi + 0xabcdef);
         const char *qcaps[2];
         int c0 = (int)(r % CAPS_PER), c1 = (int)((r >> 8) % (CAPS_PER - 1));
         mz_query q = { 0 };
@@ -219,7 +165,7 @@ int main(int argc, char **argv)
 
         /* Two distinct capabilities of an existing record, and its type:
          * at least one match, usually very few. */
-        s_attrs(r % (uint64_t)n, &a);
+        bench_attrs(r % (uint64_t)n, &a);
         if (c1 >= c0)
             c1++;
         qcaps[0] = caps[a.caps[c0]];
@@ -228,16 +174,16 @@ int main(int argc, char **argv)
         q.capabilities = qcaps;
         q.n_capabilities = 2;
         m.n = 0;
-        t0 = s_now_us();
+        t0 = bench_now_us();
         mz_directory_query(dir, &q, s_collect, &m);
-        lat[qi] = s_now_us() - t0;
+        lat[qi] = bench_now_us() - t0;
         if (m.n == 0) {
             fprintf(stderr, "bench_directory: query %d found nothing\n", qi);
             goto out;
         }
         total_matches += m.n;
     }
-    qsort(lat, N_QUERIES, sizeof *lat, s_cmp_double);
+    qsort(lat, N_QUERIES, sizeof *lat, bench_cmp_double);
     p50 = lat[N_QUERIES / 2];
     p99 = lat[N_QUERIES * 99 / 100];
 

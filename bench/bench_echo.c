@@ -18,27 +18,12 @@
 #include <uv.h>
 #include <libwebsockets.h>
 
+#include "benchlib.h"
+
 #define MSG_MAX 1024
 #define RING 256                /* > any in-flight count used here */
 
-/* The 200-byte JSON payload of bench_exec (its params, serialised). */
-static const char s_payload[] =
-    "{\"text\":\"the quick brown fox jumps over the lazy dog; the quick brown fox jumps over "
-    "the lazy dog; the quick brown fox jumps over the lazy dog; the quick brown fox jumps "
-    "over\",\"n\":42}";
-
-static double s_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+static const char s_payload[] = BENCH_PAYLOAD;
 
 /* Per-connection queue of messages waiting to be written (LWS_PRE headroom
  * before each; writes only from the WRITEABLE callback). */
@@ -222,7 +207,7 @@ static drive s_d;
 
 static void s_send(drive *d)
 {
-    d->started_us = s_now_us();
+    d->started_us = bench_now_us();
     d->inflight++;
     if (s_queue(&d->c, s_payload, sizeof s_payload - 1) != 0) {
         d->inflight--;
@@ -236,21 +221,21 @@ static void s_on_reply(drive *d)
 {
     d->inflight--;
     if (d->phase == 1) {
-        d->lat[d->done++] = s_now_us() - d->started_us;
+        d->lat[d->done++] = bench_now_us() - d->started_us;
         if (d->done < d->calls) {
             s_send(d);
         } else {
             d->phase = 2;
-            d->t0 = s_now_us();
+            d->t0 = bench_now_us();
             for (long i = 0; i < d->inflight_max; i++)
                 s_send(d);
         }
     } else if (d->phase == 2) {
         d->tp_done++;
-        if (s_now_us() - d->t0 < d->seconds * 1e6) {
+        if (bench_now_us() - d->t0 < d->seconds * 1e6) {
             s_send(d);
         } else if (d->inflight == 0) {
-            d->t_end = s_now_us();
+            d->t_end = bench_now_us();
             d->phase = 3;
             s_stop_soon();
         }
@@ -361,7 +346,7 @@ static int s_client(int argc, char **argv)
         free(d->lat);
         return 1;
     }
-    qsort(d->lat, (size_t)d->calls, sizeof *d->lat, s_cmp);
+    qsort(d->lat, (size_t)d->calls, sizeof *d->lat, bench_cmp_double);
     {
         double p50 = d->lat[d->calls / 2], p99 = d->lat[(d->calls * 99) / 100];
         double tput = (double)d->tp_done / ((d->t_end - d->t0) / 1e6);

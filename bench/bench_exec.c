@@ -17,19 +17,7 @@
 #include <uv.h>
 
 #include "meshzero.h"
-
-static double s_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "benchlib.h"
 
 /* ---- host --------------------------------------------------------------- */
 
@@ -124,21 +112,21 @@ static void s_on_result(mz_node *node, const json_t *result, const char *code, c
     }
     d->inflight--;
     if (d->phase == 1) {
-        d->lat[d->done++] = s_now_us() - d->started_us;
+        d->lat[d->done++] = bench_now_us() - d->started_us;
         if (d->done < d->calls) {
             s_issue(d);
         } else {
             d->phase = 2;
-            d->t0 = s_now_us();
+            d->t0 = bench_now_us();
             for (long i = 0; i < d->inflight_max; i++)
                 s_issue(d);
         }
     } else if (d->phase == 2) {
         d->tp_done++;
-        if (s_now_us() - d->t0 < d->seconds * 1e6)
+        if (bench_now_us() - d->t0 < d->seconds * 1e6)
             s_issue(d);
         else if (d->inflight == 0) {
-            d->t_end = s_now_us();
+            d->t_end = bench_now_us();
             d->phase = 3;
             mz_node_stop(d->node);
         }
@@ -149,7 +137,7 @@ static void s_issue(drive *d)
 {
     mz_err e;
 
-    d->started_us = s_now_us();
+    d->started_us = bench_now_us();
     d->inflight++;
     if (mz_node_execute_remote(d->node, "echo", "echo", d->params, 5000, s_on_result, d, &e) !=
         MZ_OK) {
@@ -194,10 +182,7 @@ static int s_drive(int argc, char **argv)
     }
     d.lat = calloc((size_t)d.calls, sizeof *d.lat);
     /* A 200-byte JSON payload, as in the issue's reference figures. */
-    d.params = json_pack("{s:s,s:i}", "text",
-                         "the quick brown fox jumps over the lazy dog; the quick brown fox jumps "
-                         "over the lazy dog; the quick brown fox jumps over the lazy dog; the "
-                         "quick brown fox jumps over", "n", 42);
+    d.params = json_loads(BENCH_PAYLOAD, 0, NULL);
     uv_loop_init(&d.loop);
     memset(&o, 0, sizeof o);
     o.loop = &d.loop;
@@ -222,7 +207,7 @@ static int s_drive(int argc, char **argv)
         free(d.lat);
         return 1;
     }
-    qsort(d.lat, (size_t)d.calls, sizeof *d.lat, s_cmp);
+    qsort(d.lat, (size_t)d.calls, sizeof *d.lat, bench_cmp_double);
     {
         double p50 = d.lat[d.calls / 2], p99 = d.lat[(d.calls * 99) / 100];
         double tput = (double)d.tp_done / ((d.t_end - d.t0) / 1e6);

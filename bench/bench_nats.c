@@ -19,26 +19,11 @@
 
 #include <nats/nats.h>
 
+#include "benchlib.h"
+
 #define SUBJECT "mzbench.echo"
 
-/* The 200-byte JSON payload of bench_exec (its params, serialised). */
-static const char s_payload[] =
-    "{\"text\":\"the quick brown fox jumps over the lazy dog; the quick brown fox jumps over "
-    "the lazy dog; the quick brown fox jumps over the lazy dog; the quick brown fox jumps "
-    "over\",\"n\":42}";
-
-static double s_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+static const char s_payload[] = BENCH_PAYLOAD;
 
 /* Connects with SendAsap on, retrying up to ~5 s while the server starts. */
 static natsConnection *s_connect(const char *url)
@@ -148,10 +133,10 @@ static void s_on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *m, vo
         d->errors++;
     d->inflight--;
     d->tp_done++;
-    if (s_now_us() - d->t0 < d->seconds * 1e6) {
+    if (bench_now_us() - d->t0 < d->seconds * 1e6) {
         s_publish(d);
     } else if (d->inflight == 0 && !d->done) {
-        d->t_end = s_now_us();
+        d->t_end = bench_now_us();
         d->done = 1;
         pthread_cond_signal(&d->cv);
     }
@@ -191,14 +176,14 @@ static int s_request(int argc, char **argv)
     /* 1 in flight: the client's own request/reply call. */
     for (n = 0; n < calls; n++) {
         natsMsg *reply = NULL;
-        double t = s_now_us();
+        double t = bench_now_us();
         if (natsConnection_Request(&reply, d.nc, SUBJECT, s_payload, (int)sizeof s_payload - 1,
                                    5000) != NATS_OK) {
             fprintf(stderr, "bench_nats: request: %s\n", nats_GetLastError(NULL));
             d.errors++;
             break;
         }
-        lat[n] = s_now_us() - t;
+        lat[n] = bench_now_us() - t;
         natsMsg_Destroy(reply);
     }
 
@@ -214,7 +199,7 @@ static int s_request(int argc, char **argv)
             d.errors++;
         } else {
             pthread_mutex_lock(&d.mu);
-            d.t0 = s_now_us();
+            d.t0 = bench_now_us();
             for (long i = 0; i < d.inflight_max; i++)
                 s_publish(&d);
             clock_gettime(CLOCK_REALTIME, &until);
@@ -239,7 +224,7 @@ static int s_request(int argc, char **argv)
         fprintf(stderr, "bench_nats: only %ld of %ld requests completed\n", n, calls);
         rc = 1;
     } else {
-        qsort(lat, (size_t)calls, sizeof *lat, s_cmp);
+        qsort(lat, (size_t)calls, sizeof *lat, bench_cmp_double);
         double p50 = lat[calls / 2], p99 = lat[(calls * 99) / 100];
         double tput = (double)d.tp_done / ((d.t_end - d.t0) / 1e6);
         if (json)

@@ -24,61 +24,9 @@
 
 #include <sqlite3.h>
 
-#define N_TYPES   20
-#define N_CAPS    200
-#define N_OWNERS  1000
-#define N_NODES   50
-#define CAPS_PER  4
-#define N_QUERIES 10000
+#include "benchlib.h"
+
 #define N_QUERIES_1M 2000
-
-static uint64_t s_mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-struct attrs {
-    int type, owner, node;
-    int caps[CAPS_PER];
-};
-
-/* Identical to bench_directory's. */
-static void s_attrs(uint64_t i, struct attrs *a)
-{
-    uint64_t r = s_mix(i * 4 + 1);
-    int n = 0;
-
-    a->type = (int)(r % N_TYPES);
-    a->owner = (int)(r / N_TYPES % N_OWNERS);
-    a->node = (int)(r / N_TYPES / N_OWNERS % N_NODES);
-    for (uint64_t k = 0; n < CAPS_PER; k++) {
-        int c = (int)(s_mix((i * 4 + 2) ^ (k << 40)) % N_CAPS);
-        bool dup = false;
-
-        for (int j = 0; j < n; j++)
-            dup |= a->caps[j] == c;
-        if (!dup)
-            a->caps[n++] = c;
-    }
-}
-
-static double s_now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int s_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
 
 static int s_fail(sqlite3 *db, const char *what)
 {
@@ -124,7 +72,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < N_NODES; i++) {
         for (int k = 0; k < 4; k++)
             snprintf(&nodes[i][16 * k], 17, "%016llx",
-                     (unsigned long long)s_mix((uint64_t)i * 8 + (uint64_t)k + 1000));
+                     (unsigned long long)bench_mix((uint64_t)i * 8 + (uint64_t)k + 1000));
     }
     nq = n >= 1000000 ? N_QUERIES_1M : N_QUERIES;
     lat = malloc(N_QUERIES * sizeof *lat);
@@ -158,12 +106,12 @@ int main(int argc, char **argv)
     }
 
     mem0 = sqlite3_memory_used();
-    t0 = s_now_us();
+    t0 = bench_now_us();
     sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
     for (long i = 0; i < n; i++) {
-        struct attrs a;
+        struct bench_attrs a;
 
-        s_attrs((uint64_t)i, &a);
+        bench_attrs((uint64_t)i, &a);
         snprintf(rid, sizeof rid, "res-%ld", i);
         sqlite3_bind_text(ins, 1, rid, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 2, types[a.type], -1, SQLITE_STATIC);
@@ -190,34 +138,34 @@ int main(int argc, char **argv)
         rc = s_fail(db, "commit");
         goto out;
     }
-    put_us = s_now_us() - t0;
+    put_us = bench_now_us() - t0;
     mem1 = sqlite3_memory_used();
 
     for (int qi = 0; qi < nq; qi++) {
-        struct attrs a;
-        uint64_t r = s_mix((uint64_t)qi + 0xabcdef);
+        struct bench_attrs a;
+        uint64_t r = bench_mix((uint64_t)qi + 0xabcdef);
         int c0 = (int)(r % CAPS_PER), c1 = (int)((r >> 8) % (CAPS_PER - 1));
         size_t found = 0;
         int st;
 
-        s_attrs(r % (uint64_t)n, &a);
+        bench_attrs(r % (uint64_t)n, &a);
         if (c1 >= c0)
             c1++;
-        t0 = s_now_us();
+        t0 = bench_now_us();
         sqlite3_bind_text(q, 1, types[a.type], -1, SQLITE_STATIC);
         sqlite3_bind_text(q, 2, caps[a.caps[c0]], -1, SQLITE_STATIC);
         sqlite3_bind_text(q, 3, caps[a.caps[c1]], -1, SQLITE_STATIC);
         while ((st = sqlite3_step(q)) == SQLITE_ROW)
             found++;
         sqlite3_reset(q);
-        lat[qi] = s_now_us() - t0;
+        lat[qi] = bench_now_us() - t0;
         if (st != SQLITE_DONE || found == 0) {
             fprintf(stderr, "bench_sqlite: query %d found nothing\n", qi);
             goto out;
         }
         total_matches += found;
     }
-    qsort(lat, (size_t)nq, sizeof *lat, s_cmp_double);
+    qsort(lat, (size_t)nq, sizeof *lat, bench_cmp_double);
     p50 = lat[nq / 2];
     p99 = lat[nq * 99 / 100];
 

@@ -1,0 +1,79 @@
+/* What the benchmark programs share: the clock, sorting latencies, the
+ * request payload of the execute benchmarks and their peers, and the
+ * generated records of the directory benchmarks (bench_directory and its
+ * SQLite twin must see the very same data). */
+#ifndef MZ_BENCHLIB_H
+#define MZ_BENCHLIB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+static inline double bench_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* qsort comparator of doubles, ascending. */
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* The 200-byte JSON payload of bench_exec (its params, serialised), which
+ * the echo and NATS peers send as it is. */
+#define BENCH_PAYLOAD \
+    "{\"text\":\"the quick brown fox jumps over the lazy dog; the quick brown fox jumps over " \
+    "the lazy dog; the quick brown fox jumps over the lazy dog; the quick brown fox jumps " \
+    "over\",\"n\":42}"
+
+/* ---- directory data ------------------------------------------------------ */
+
+#define N_TYPES   20
+#define N_CAPS    200
+#define N_OWNERS  1000
+#define N_NODES   50
+#define CAPS_PER  4
+#define N_QUERIES 10000
+
+/* splitmix64: a record's attributes are a pure function of its number, so
+ * queries can be built from records known to exist. */
+static inline uint64_t bench_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+struct bench_attrs {
+    int type, owner, node;
+    int caps[CAPS_PER];
+};
+
+/* Record i's type, owner, node and CAPS_PER distinct capabilities. */
+static inline void bench_attrs(uint64_t i, struct bench_attrs *a)
+{
+    uint64_t r = bench_mix(i * 4 + 1);
+    int n = 0;
+
+    a->type = (int)(r % N_TYPES);
+    a->owner = (int)(r / N_TYPES % N_OWNERS);
+    a->node = (int)(r / N_TYPES / N_OWNERS % N_NODES);
+    for (uint64_t k = 0; n < CAPS_PER; k++) {
+        int c = (int)(bench_mix((i * 4 + 2) ^ (k << 40)) % N_CAPS);
+        bool dup = false;
+
+        for (int j = 0; j < n; j++)
+            dup |= a->caps[j] == c;
+        if (!dup)
+            a->caps[n++] = c;
+    }
+}
+
+#endif
