@@ -47,33 +47,10 @@ int main(int argc, char **argv)
     size_t total_matches = 0;
     int rc = 1, nq;
 
-    for (int i = 1; i < argc; i++) {
-        char *end;
-
-        if (strcmp(argv[i], "--json") == 0) {
-            json_out = true;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("usage: %s [N] [--json]\n", argv[0]);
-            return 0;
-        } else {
-            n = strtol(argv[i], &end, 10);
-            if (*end != '\0' || n < 1 || n > 100000000) {
-                fprintf(stderr, "usage: %s [N] [--json]\n", argv[0]);
-                return 2;
-            }
-        }
-    }
-    for (int i = 0; i < N_TYPES; i++)
-        snprintf(types[i], sizeof types[i], "type-%d", i);
-    for (int i = 0; i < N_CAPS; i++)
-        snprintf(caps[i], sizeof caps[i], "cap-%d", i);
-    for (int i = 0; i < N_OWNERS; i++)
-        snprintf(owners[i], sizeof owners[i], "owner-%d", i);
-    for (int i = 0; i < N_NODES; i++) {
-        for (int k = 0; k < 4; k++)
-            snprintf(&nodes[i][16 * k], 17, "%016llx",
-                     (unsigned long long)bench_mix((uint64_t)i * 8 + (uint64_t)k + 1000));
-    }
+    if ((rc = bench_args(argc, argv, &n, &json_out)) >= 0)
+        return rc;
+    rc = 1;
+    bench_names(types, caps, owners, nodes);
     nq = n >= 1000000 ? N_QUERIES_1M : N_QUERIES;
     lat = malloc(N_QUERIES * sizeof *lat);
     if (lat == NULL)

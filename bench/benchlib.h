@@ -7,6 +7,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static inline double bench_now_us(void)
@@ -74,6 +77,47 @@ static inline void bench_attrs(uint64_t i, struct bench_attrs *a)
         if (!dup)
             a->caps[n++] = c;
     }
+}
+
+/* The names record attributes draw from: "type-%d", "cap-%d", "owner-%d"
+ * and 64-hex-digit node ids. */
+static inline void bench_names(char types[][16], char caps[][16], char owners[][16],
+                               char nodes[][65])
+{
+    for (int i = 0; i < N_TYPES; i++)
+        snprintf(types[i], 16, "type-%d", i);
+    for (int i = 0; i < N_CAPS; i++)
+        snprintf(caps[i], 16, "cap-%d", i);
+    for (int i = 0; i < N_OWNERS; i++)
+        snprintf(owners[i], 16, "owner-%d", i);
+    for (int i = 0; i < N_NODES; i++) {
+        for (int k = 0; k < 4; k++)
+            snprintf(&nodes[i][16 * k], 17, "%016llx",
+                     (unsigned long long)bench_mix((uint64_t)i * 8 + (uint64_t)k + 1000));
+    }
+}
+
+/* The directory benchmarks' command line, `[N] [--json]`: -1 to go on with
+ * *n and *json_out set, else the exit status (0 after --help, 2 on misuse). */
+static inline int bench_args(int argc, char **argv, long *n, bool *json_out)
+{
+    for (int i = 1; i < argc; i++) {
+        char *end;
+
+        if (strcmp(argv[i], "--json") == 0) {
+            *json_out = true;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: %s [N] [--json]\n", argv[0]);
+            return 0;
+        } else {
+            *n = strtol(argv[i], &end, 10);
+            if (*end != '\0' || *n < 1 || *n > 100000000) {
+                fprintf(stderr, "usage: %s [N] [--json]\n", argv[0]);
+                return 2;
+            }
+        }
+    }
+    return -1;
 }
 
 #endif
