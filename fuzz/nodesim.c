@@ -12,6 +12,7 @@
 
 #include "fake_connmgr.h"
 #include "log.h"
+#include "msg_int.h"
 #include "node_int.h"
 #include "nodesim.h"
 
@@ -424,36 +425,12 @@ static void s_fill(json_t *env, const char *field, json_t *val)
         json_decref(val);
 }
 
-/* mz_msg_seal with any plaintext bytes, so the receiver's parsing of an
- * opened payload meets more than canonical JSON. */
+/* Sealed with any plaintext bytes, so the receiver's parsing of an opened
+ * payload meets more than canonical JSON. */
 static void s_seal_raw(json_t *env, const unsigned char key[32], const char *plain, size_t n)
 {
-    static const char *const skip[] = { "payload", "signature", "hops", NULL };
-    unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
-    size_t ad_len, b64_len;
-    unsigned long long clen;
-    char *ad = mz_canon_dump(env, skip, &ad_len), *b64;
-    unsigned char *box = malloc(sizeof nonce + n + crypto_aead_xchacha20poly1305_ietf_ABYTES);
-
-    if (ad == NULL || box == NULL)
+    if (mz__msg_seal_bytes(env, key, plain, n, NULL) != MZ_OK)
         abort();
-    randombytes_buf(nonce, sizeof nonce);
-    memcpy(box, nonce, sizeof nonce);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(box + sizeof nonce, &clen,
-                                               (const unsigned char *)plain, n,
-                                               (const unsigned char *)ad, ad_len, NULL, nonce,
-                                               key);
-    b64_len = sodium_base64_encoded_len(sizeof nonce + clen,
-                                        sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    if ((b64 = malloc(b64_len)) == NULL)
-        abort();
-    sodium_bin2base64(b64, b64_len, box, sizeof nonce + clen,
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    json_object_set_new(env, "payload", json_pack("{s:s}", "sealed", b64));
-    json_object_del(env, "signature");
-    free(ad);
-    free(box);
-    free(b64);
 }
 
 /* Completes and signs (S, H) or seals (E) an envelope; returns the text to

@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "meshzero/msg.h"
+#include "msg_int.h"
 
 const char *const mz_msg_unsigned_keys[] = { "signature", "hops", NULL };
 
@@ -474,18 +475,18 @@ bool mz_msg_is_sealed(const json_t *env)
            json_is_string(json_object_get(pl, "sealed")) && to != NULL && strcmp(to, "*") != 0;
 }
 
-mz_status mz_msg_seal(json_t *env, const unsigned char key[32], mz_err *err)
+mz_status mz__msg_seal_bytes(json_t *env, const unsigned char key[32], const char *plain,
+                             size_t plain_len, mz_err *err)
 {
     unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
     unsigned char *box = NULL;
-    char *plain = NULL, *ad = NULL, *b64 = NULL;
-    size_t plain_len, ad_len, b64_len;
+    char *ad = NULL, *b64 = NULL;
+    size_t ad_len, b64_len;
     unsigned long long clen;
     mz_status rc = MZ_ENOMEM;
 
-    plain = mz_canon_dump(json_object_get(env, "payload"), NULL, &plain_len);
     ad = mz_canon_dump(env, s_ad_skip, &ad_len);
-    if (plain == NULL || ad == NULL)
+    if (ad == NULL)
         goto done;
     box = malloc(sizeof nonce + plain_len + crypto_aead_xchacha20poly1305_ietf_ABYTES);
     if (box == NULL)
@@ -507,13 +508,24 @@ mz_status mz_msg_seal(json_t *env, const unsigned char key[32], mz_err *err)
     json_object_del(env, "signature");
     rc = MZ_OK;
 done:
-    if (plain)
-        sodium_memzero(plain, plain_len);
-    free(plain);
     free(ad);
     free(box);
     free(b64);
     return rc == MZ_OK ? MZ_OK : mz_err_set(err, rc, "sealing: out of memory");
+}
+
+mz_status mz_msg_seal(json_t *env, const unsigned char key[32], mz_err *err)
+{
+    size_t plain_len;
+    char *plain = mz_canon_dump(json_object_get(env, "payload"), NULL, &plain_len);
+    mz_status rc;
+
+    if (plain == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "sealing: out of memory");
+    rc = mz__msg_seal_bytes(env, key, plain, plain_len, err);
+    sodium_memzero(plain, plain_len);
+    free(plain);
+    return rc;
 }
 
 mz_status mz_msg_open(json_t *env, const unsigned char key[32], size_t max_depth, mz_err *err)
