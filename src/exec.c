@@ -26,7 +26,6 @@
 typedef struct mz_call {
     mz_node *node;
     char id[MZ_MSG_ID_MAX + 1];         /* current attempt's envelope id; key in node->calls */
-    char call_id[MZ_MSG_ID_MAX + 1];    /* first attempt's id: the "call" of every attempt */
     char host[MZ_ID_HEX_LEN + 1];       /* node expected to answer */
     mz_result_cb cb;
     void *ctx;
@@ -100,12 +99,18 @@ static void s_call_arm(mz_call *c, int64_t now)
     uv_timer_start(&c->timer, s_on_call_timer, (uint64_t)(at > now ? at - now : 0), 0);
 }
 
+/* How long a host may stay out of reach before its calls fail unreachable:
+ * the time its next `alive` needs to bring a new route. */
+static int64_t s_hold_ms(const mz_node *node)
+{
+    return node->o.lease_ms / 3 + 1000;
+}
+
 /* The attempt in flight is lost (or none could leave): wait a little, then
- * try again. A host that stays out of reach for the time its next `alive`
- * needs to bring a new route (lease/3 + 1 s) fails the call unreachable. */
+ * try again, for up to s_hold_ms since the failures began. */
 static void s_call_path_failed(mz_call *c, int64_t now, const char *why)
 {
-    int64_t hold = c->node->o.lease_ms / 3 + 1000;
+    int64_t hold = s_hold_ms(c->node);
 
     snprintf(c->why, sizeof c->why, "%s", why);
     if (c->give_up_ms == 0 || now - c->last_fail_ms > hold)
@@ -133,7 +138,7 @@ static void s_call_send(mz_call *c, int64_t now)
         if (c->give_up_ms == 0) {
             node->c.exec_held++;
             snprintf(c->why, sizeof c->why, "no route to node %.12s", c->host);
-            c->give_up_ms = now + node->o.lease_ms / 3 + 1000;
+            c->give_up_ms = now + s_hold_ms(node);
             c->last_fail_ms = now;
         }
         c->sent_ms = 0;
@@ -322,7 +327,6 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
         return MZ_OK;
     }
     c->req_pl = pl;
-    snprintf(c->call_id, sizeof c->call_id, "%s", c->id);
     now = mz_now_ms();
     c->deadline_ms = now + timeout_ms;
     c->rto_ms = MZ_RTO_FIRST_MS;
