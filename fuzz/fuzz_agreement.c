@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agreement.h"
+#include "state/agreement.h"
 #include "meshzero/agreement.h"
 #include "meshzero/msg.h"
 

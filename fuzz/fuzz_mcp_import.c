@@ -1,4 +1,4 @@
-/* The import side of the MCP bridge (src/bridge.c, src/bridge_http.c): the
+/* The import side of the MCP bridge (src/bridge/bridge.c, src/bridge/bridge_http.c): the
  * input plays an imported MCP server, over stdio or Streamable HTTP, against
  * a real bridge on a real node (nodesim.c, so every record the bridge
  * registers is announced to the neighbour P and checked there). The bridge's
@@ -38,7 +38,7 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "bridge_int.h"
+#include "bridge/bridge_int.h"
 #include "meshzero/bridge.h"
 #include "meshzero/node.h"
 #include "nodesim.h"

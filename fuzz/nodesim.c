@@ -11,9 +11,9 @@
 #include <sodium.h>
 
 #include "fake_connmgr.h"
-#include "log.h"
-#include "msg_int.h"
-#include "node_int.h"
+#include "util/log.h"
+#include "wire/msg_int.h"
+#include "core/node_int.h"
 #include "nodesim.h"
 
 /* Lines handled per input: keeps one input's work bounded. */

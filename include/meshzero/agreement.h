@@ -2,7 +2,7 @@
  * methods of one resource, within a time window and usage limits,
  * counter-signed by the consumer. Document format, signatures and the
  * validation order: docs/AGREEMENTS.md. These functions keep no state; the
- * usage counters a host keeps live in the node (src/agreement.h). */
+ * usage counters a host keeps live in the node (src/state/agreement.h). */
 #ifndef MESHZERO_AGREEMENT_H
 #define MESHZERO_AGREEMENT_H
 

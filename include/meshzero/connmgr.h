@@ -51,7 +51,7 @@ typedef struct mz_connmgr_opts {
     const char *api_url;        /* API listener, ws://HOST:PORT; NULL: none */
     /* TLS (docs/TLS.md). A wss:// listener serves tls_cert/tls_key (PEM files,
      * both or neither); without them, a self-signed certificate whose key is
-     * the node's Ed25519 identity, kept in tls_dir (see src/tls.h). */
+     * the node's Ed25519 identity, kept in tls_dir (see src/net/tls.h). */
     const char *tls_cert;       /* NULL: self-signed from tls_dir */
     const char *tls_key;        /* private key of tls_cert */
     const char *tls_dir;        /* directory holding identity.key; NULL: none */

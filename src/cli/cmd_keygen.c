@@ -50,7 +50,7 @@ int cmd_keygen_main(int argc, char **argv)
 
 /* ---- records and tombstones signed by an owner key ------------------------ */
 
-#include "node_int.h"   /* the signature domains */
+#include "core/node_int.h"   /* the signature domains */
 
 static json_t *s_get(const char *url, const char *rid, const char *okey)
 {

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "hmap.h"
+#include "util/hmap.h"
 #include "meshzero/bridge.h"
 #include "meshzero/node.h"
 

@@ -13,7 +13,7 @@
 
 #include "cli.h"
 #include "config.h"
-#include "log.h"
+#include "util/log.h"
 #include "meshzero.h"
 #include "meshzero/bridge.h"
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "spawn.h"
+#include "util/spawn.h"
 #include "meshzero.h"
 
 /* Bytes of a command's stdout taken as its result, and of stderr kept. */

@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
-#include "agreement.h"
+#include "state/agreement.h"
 #include "meshzero/agreement.h"
 #include "meshzero/msg.h"
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "bridge_int.h"
+#include "bridge/bridge_int.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 

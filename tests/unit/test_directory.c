@@ -1,4 +1,4 @@
-/* Unit tests for the ResourceDirectory (src/directory.c). */
+/* Unit tests for the ResourceDirectory (src/state/directory.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "directory_int.h"
+#include "state/directory_int.h"
 #include "meshzero/directory.h"
 
 #define NODE_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"

@@ -1,4 +1,4 @@
-/* Unit tests for the string hash map (src/hmap.c). */
+/* Unit tests for the string hash map (src/util/hmap.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "hmap.h"
+#include "util/hmap.h"
 
 static void test_put_get_replace_remove(void **state)
 {

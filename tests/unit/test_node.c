@@ -13,7 +13,7 @@
 #include <uv.h>
 
 #include "meshzero.h"
-#include "node_int.h"
+#include "core/node_int.h"
 
 typedef struct fixture {
     uv_loop_t loop;

@@ -1,4 +1,4 @@
-/* Unit tests for the routing table (src/routes.c). */
+/* Unit tests for the routing table (src/util/routes.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "routes.h"
+#include "util/routes.h"
 
 static mz_routes *s_new(void)
 {

@@ -1,4 +1,4 @@
-/* Unit tests for the seen-id cache (src/seen.c). */
+/* Unit tests for the seen-id cache (src/util/seen.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "seen.h"
+#include "util/seen.h"
 
 static void test_dedupe(void **state)
 {

@@ -908,7 +908,7 @@ static void test_foreign_database_refused(void **state)
                      0);
 }
 
-/* Version 1 as src/store.c's first migration made it. */
+/* Version 1 as src/state/store.c's first migration made it. */
 static const char s_v1_schema[] =
     "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value NOT NULL);"
     "CREATE TABLE records (resource_id TEXT PRIMARY KEY NOT NULL, node TEXT NOT NULL,"

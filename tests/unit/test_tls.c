@@ -19,7 +19,7 @@
 
 #include "meshzero/connmgr.h"
 #include "meshzero/msg.h"
-#include "tls.h"
+#include "net/tls.h"
 
 typedef struct tmpdir {
     char path[64];

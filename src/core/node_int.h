@@ -10,9 +10,9 @@
 #include "meshzero/directory.h"
 #include "meshzero/msg.h"
 #include "meshzero/node.h"
-#include "hmap.h"
-#include "routes.h"
-#include "seen.h"
+#include "util/hmap.h"
+#include "util/routes.h"
+#include "util/seen.h"
 
 /* Per peer link: the hello exchange and who is on the other side. */
 typedef struct mz_peer {

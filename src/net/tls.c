@@ -19,7 +19,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-#include "tls.h"
+#include "net/tls.h"
 
 #define S_SEED_BYTES 32
 #define S_SEED_HEX   64

@@ -7,8 +7,8 @@
 
 #include <sodium.h>
 
-#include "log.h"
-#include "node_int.h"
+#include "util/log.h"
+#include "core/node_int.h"
 
 void mz__forget_node(mz_node *node, const char *id, const char *why);
 

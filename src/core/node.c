@@ -10,9 +10,9 @@
 
 #include <sodium.h>
 
-#include "log.h"
-#include "agreement.h"
-#include "node_int.h"
+#include "util/log.h"
+#include "state/agreement.h"
+#include "core/node_int.h"
 
 const char *const mz__record_unsigned_keys[] = { "signature", "location", NULL };
 

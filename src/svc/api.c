@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agreement.h"
-#include "log.h"
-#include "node_int.h"
+#include "state/agreement.h"
+#include "util/log.h"
+#include "core/node_int.h"
 
 /* JSON-RPC error codes (the spec's, plus one server range code). */
 #define RPC_PARSE_ERROR    (-32700)

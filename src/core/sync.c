@@ -9,8 +9,8 @@
 
 #include <sodium.h>
 
-#include "log.h"
-#include "node_int.h"
+#include "util/log.h"
+#include "core/node_int.h"
 
 /* How often at most we ask one node for its full record set. */
 #define MZ_FETCH_GAP_MS 5000

@@ -22,9 +22,9 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "bridge_int.h"
-#include "log.h"
-#include "node_int.h"
+#include "bridge/bridge_int.h"
+#include "util/log.h"
+#include "core/node_int.h"
 
 /* Largest POST body accepted (the mesh's own message limit is smaller). */
 #define MZ_MCPHTTP_MAX_BODY (4u * 1024 * 1024)

@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge_int.h"
-#include "spawn.h"
-#include "hmap.h"
-#include "log.h"
+#include "bridge/bridge_int.h"
+#include "util/spawn.h"
+#include "util/hmap.h"
+#include "util/log.h"
 #include "meshzero/msg.h"
 
 /* Period of the bridge's housekeeping timer. */

@@ -36,8 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "directory_int.h"
-#include "hmap.h"
+#include "state/directory_int.h"
+#include "util/hmap.h"
 #include "meshzero/directory.h"
 
 /* Record slabs tell AddressSanitizer which of their bytes are not a live

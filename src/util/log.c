@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "meshzero/msg.h"
 
 /* Process-wide by design (see log.h): -1 means "read MESHZERO_LOG first". */

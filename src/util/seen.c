@@ -13,7 +13,7 @@
 
 #include <sodium.h>
 
-#include "seen.h"
+#include "util/seen.h"
 
 /* Longest id accepted; matches MZ_MSG_ID_MAX, the longest id the envelope
  * parser accepts. */

@@ -3,8 +3,8 @@
  * mz_routes_expire or a fresh offer replaces them. */
 #include <stdlib.h>
 
-#include "hmap.h"
-#include "routes.h"
+#include "util/hmap.h"
+#include "util/routes.h"
 
 struct mz_route {
     uint64_t link;      /* next hop: the link the route goes through */

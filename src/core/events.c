@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "node_int.h"
+#include "util/log.h"
+#include "core/node_int.h"
 
 typedef struct mz_sub {
     uint64_t id;

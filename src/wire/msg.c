@@ -7,7 +7,7 @@
 #include <sodium.h>
 
 #include "meshzero/msg.h"
-#include "msg_int.h"
+#include "wire/msg_int.h"
 
 const char *const mz_msg_unsigned_keys[] = { "signature", "hops", NULL };
 

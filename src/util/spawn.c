@@ -1,6 +1,6 @@
 #include <string.h>
 
-#include "spawn.h"
+#include "util/spawn.h"
 
 int mz__spawn_piped(uv_loop_t *loop, uv_process_t *proc, char **argv, uv_pipe_t *in,
                     uv_pipe_t *out, uv_pipe_t *err, uv_exit_cb on_exit, unsigned flags)

@@ -13,7 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "hmap.h"
+#include "util/hmap.h"
 
 /* Smallest table allocated; keeps tiny maps to one small block. */
 #define MZ_HMAP_MIN_CAP 8

@@ -10,8 +10,8 @@
 
 #include <sodium.h>
 
-#include "bridge_int.h"
-#include "hmap.h"
+#include "bridge/bridge_int.h"
+#include "util/hmap.h"
 #include "meshzero/msg.h"
 
 /* Tools per tools/list page. */

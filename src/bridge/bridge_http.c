@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "bridge_int.h"
+#include "bridge/bridge_int.h"
 #include "meshzero/connmgr.h"
 
 typedef enum { MZ_HB_LENGTH, MZ_HB_CHUNKED, MZ_HB_EOF } mz_hbody;

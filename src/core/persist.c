@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "node_int.h"
+#include "util/log.h"
+#include "core/node_int.h"
 #include "meshzero/store.h"
 
 /* Queued writes: key "r:<rid>" -> record JSON (or json null: delete),

@@ -9,7 +9,7 @@
 
 #include <sqlite3.h>
 
-#include "agreement.h"
+#include "state/agreement.h"
 #include "meshzero/agreement.h"
 #include "meshzero/msg.h"
 

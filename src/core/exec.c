@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "agreement.h"
-#include "node_int.h"
+#include "util/log.h"
+#include "state/agreement.h"
+#include "core/node_int.h"
 
 /* ---- caller side -------------------------------------------------------- */
 

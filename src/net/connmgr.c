@@ -30,8 +30,8 @@
 
 #include "meshzero/connmgr.h"
 #include "meshzero/msg.h"
-#include "log.h"
-#include "tls.h"
+#include "util/log.h"
+#include "net/tls.h"
 
 const size_t MZ_LINK_PRE = LWS_PRE;
 
