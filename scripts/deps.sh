@@ -3,7 +3,7 @@
 set -eu
 PKGS="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
 libsodium-dev libjansson-dev libsqlite3-dev libcmocka-dev python3 python3-websockets python3-pytest
-python3-nacl libssl-dev openssl clang libclang-rt-14-dev $*"
+python3-nacl python3-prometheus-client libssl-dev openssl clang libclang-rt-14-dev $*"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

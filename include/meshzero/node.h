@@ -81,6 +81,7 @@ typedef struct mz_node_opts {
      * of results; the oldest go first. 0: the defaults. */
     size_t max_kept_answers;    /* 0: MZ_DEFAULT_MAX_KEPT_ANSWERS */
     size_t max_kept_bytes;      /* 0: MZ_DEFAULT_MAX_KEPT_BYTES */
+    bool log_calls;             /* log every call at caller and host (INFO, "call") */
 } mz_node_opts;
 
 /* Remote records one node may host in our directory; more are refused. */
@@ -186,6 +187,9 @@ mz_status mz_node_disconnect_peer(mz_node *node, const char *peer_id, mz_err *er
 json_t *mz_node_peers(mz_node *node);
 /* Returns new: id, URLs, uptime, counts, counters and limits. */
 json_t *mz_node_status(mz_node *node);
+/* Returns new: {"members": [...]}, what this node knows of every node of the
+ * mesh, itself first (docs/PROTOCOL.md "Local API", members). */
+json_t *mz_node_members(mz_node *node);
 
 /* ---- remote execution (execute_remote) ---------------------------------- */
 
@@ -197,6 +201,15 @@ json_t *mz_node_status(mz_node *node);
 #define MZ_EXEC_HANDLER_ERROR "handler_error"  /* the handler failed; message is its text */
 #define MZ_EXEC_BUSY          "busy"           /* host over its concurrency limit */
 #define MZ_EXEC_DENIED        "denied"
+/* The same codes as one list, for tables over them (outcome labels). */
+#define MZ_EXEC_CODES(X)                                                    \
+    X(NOT_FOUND, MZ_EXEC_NOT_FOUND, "no such resource")                     \
+    X(UNREACHABLE, MZ_EXEC_UNREACHABLE, "no route, or the path broke")      \
+    X(TIMEOUT, MZ_EXEC_TIMEOUT, "no answer within the timeout")             \
+    X(BAD_REQUEST, MZ_EXEC_BAD_REQUEST, "params not an object, no method")  \
+    X(HANDLER_ERROR, MZ_EXEC_HANDLER_ERROR, "the handler failed")           \
+    X(BUSY, MZ_EXEC_BUSY, "host over its concurrency limit")                \
+    X(DENIED, MZ_EXEC_DENIED, "no valid agreement")
 
 /* Calls a host runs at once before answering busy. */
 #define MZ_DEFAULT_MAX_RUNNING   256

@@ -868,6 +868,7 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
                                            mz_now_ms(), &reason, &ae);
         if (st != MZ_OK) {
             node->c.exec_denied++;
+            mz__obs_count(&node->obs.agr_refused, reason ? reason : "error");
             snprintf(why, sizeof why, "%s: %.200s", reason ? reason : "error", ae.msg);
             mz_log(MZ_LOG_INFO, "exec", "denied %.12s calling %s.%s: %s", caller, resource_id,
                    method, why);

@@ -95,6 +95,8 @@ mz_status mz__send_link(mz_node *node, mz_peer *p, json_t *env)
     char *buf = s_sign_dump(node, env, &len, &e);
     mz_status rc;
 
+    if (buf != NULL)
+        mz__obs_msg_out(node, mz_msg_type(env));
     json_decref(env);
     if (buf == NULL)
         return e.code;
@@ -207,6 +209,7 @@ mz_status mz__send(mz_node *node, json_t *env, mz_peer *except, mz_err *err)
         json_decref(env);
         return err ? err->code : MZ_ENOMEM;
     }
+    mz__obs_msg_out(node, mz_msg_type(env));
     to = mz_msg_recipient(env);
     if (strcmp(to, "*") == 0) {
         /* Our own broadcasts must not be handled again when they echo back. */
@@ -361,6 +364,7 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
         mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
                         mz_now_ms() + node->o.lease_ms, mz_now_ms());
         node->c.msgs_handled++;
+        mz__obs_msg_in(node, t->name, mz_msg_hops(env));
         node->refuse_forward = false;
         t->fn(node, p, env);
         /* Content a handler refused (a forged record, say) is not passed on. */
@@ -402,6 +406,7 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
             mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
                             mz_now_ms() + node->o.lease_ms, mz_now_ms());
         node->c.msgs_handled++;
+        mz__obs_msg_in(node, t->name, mz_msg_hops(env));
         t->fn(node, p, env);
     } else if (t->flags & MZ_T_UNICAST) {
         mz_peer *hop = s_next_hop(node, to);
@@ -625,6 +630,7 @@ static void s_on_alive(mz_node *node, mz_peer *p, const json_t *env)
     if (lease < 1000) lease = 1000;
     if (lease > 3600000) lease = 3600000;
     mz__node_touch(node, mz_msg_sender(env), s_str(pl, "listen"), (int64_t)lease);
+    mz__members_on_alive(node, mz_msg_sender(env), pl);
     mz__sync_on_alive_digest(node, mz_msg_sender(env), json_object_get(pl, "digest"));
 }
 

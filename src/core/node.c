@@ -42,6 +42,7 @@ void mz__node_touch(mz_node *node, const char *id, const char *listen, int64_t l
         snprintf(ni->listen, sizeof ni->listen, "%s", listen);
     if (until > ni->lease_until_ms)
         ni->lease_until_ms = until;
+    ni->last_heard_ms = mz_now_ms();
 }
 
 static void s_on_record_removed(const mz_record *rec, void *ctx)
@@ -58,8 +59,10 @@ static void s_forget_node(mz_node *node, const char *id, const char *why)
     mz_nodeinfo *ni;
 
     mz_routes_drop(node->routes, id);
-    ni = mz_hmap_remove(node->nodes, id);
-    free(ni);
+    ni = mz_hmap_get(node->nodes, id);
+    if (ni != NULL)
+        mz__members_left(node, id, ni->listen, why);
+    free(mz_hmap_remove(node->nodes, id));
     mz__exec_node_gone(node, id);
     mz__persist_node_gone(node, id);
     mz_log(MZ_LOG_INFO, "node", "node %.12s %s: %zu resources removed", id, why, n);
@@ -398,6 +401,9 @@ static void s_send_alive(mz_node *node)
     json_t *payload = json_pack("{s:s,s:I,s:o}", "listen", mz_connmgr_listen_url(node->cm),
                                 "lease_ms", (json_int_t)node->o.lease_ms, "digest",
                                 mz__sync_own_digest(node));
+
+    /* Our direct links, so every node can draw the mesh (PROTOCOL.md "alive"). */
+    json_object_set_new(payload, "links", mz__members_links(node));
 
     mz__send(node, mz_msg_new("alive", mz_identity_id(node->ident), "*", payload), NULL, NULL);
 }
@@ -979,6 +985,7 @@ void mz_node_free(mz_node *node)
     free(node->trust_file);
     mz_seen_free(node->replay);
     mz_agreements_free(node->agreements);
+    mz__obs_free(node);
     sodium_memzero(node->xsk, sizeof node->xsk);
     sodium_memzero(node->netkey, sizeof node->netkey);
     mz_routes_free(node->routes);
@@ -1507,107 +1514,3 @@ json_t *mz_node_peers(mz_node *node)
     return arr;
 }
 
-static bool s_count_one(const mz_record *rec, void *ctx)
-{
-    (void)rec;
-    (void)ctx;
-    return true;
-}
-
-json_t *mz_node_status(mz_node *node)
-{
-    const mz_connmgr_stats *cs = mz_connmgr_stats_get(node->cm);
-    size_t local = 0, total = mz_directory_count(node->dir), peers = 0;
-    mz_query q;
-    json_t *st, *counters, *limits;
-
-    memset(&q, 0, sizeof q);
-    q.location = MZ_LOC_LOCAL;
-    local = mz_directory_query(node->dir, &q, s_count_one, NULL);
-    for (mz_peer *p = node->peers; p; p = p->next)
-        if (p->up && p->link)
-            peers++;
-    counters = json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_handled",
-        (json_int_t)node->c.msgs_handled, "malformed", (json_int_t)node->c.malformed, "forged",
-        (json_int_t)node->c.forged, "unknown_type", (json_int_t)node->c.unknown_type,
-        "duplicates", (json_int_t)node->c.duplicates, "forwarded",
-        (json_int_t)node->c.forwarded, "hop_limit_drops", (json_int_t)node->c.hop_limit_drops,
-        "unroutable", (json_int_t)node->c.unroutable, "hello_failures",
-        (json_int_t)node->c.hello_failures, "conflicts", (json_int_t)node->c.conflicts,
-        "bad_records", (json_int_t)node->c.bad_records, "errors_received",
-        (json_int_t)node->c.errors_received, "leases_expired",
-        (json_int_t)node->c.leases_expired);
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "rollbacks", (json_int_t)node->c.rollbacks,
-        "stale", (json_int_t)node->c.stale, "replayed", (json_int_t)node->c.replayed,
-        "bad_seals", (json_int_t)node->c.bad_seals, "refused_pin",
-        (json_int_t)node->c.refused_pin, "refused_trust", (json_int_t)node->c.refused_trust,
-        "refused_network", (json_int_t)node->c.refused_network));
-    json_object_set_new(counters, "exec_denied", json_integer((json_int_t)node->c.exec_denied));
-    json_object_set_new(counters, "links_shed", json_integer((json_int_t)node->c.links_shed));
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I}", "record_limit", (json_int_t)node->c.record_limit, "throttled",
-        (json_int_t)node->c.throttled, "rate_closes", (json_int_t)node->c.rate_closes,
-        "caller_busy", (json_int_t)node->c.caller_busy, "subs_refused",
-        (json_int_t)node->c.subs_refused));
-    json_object_set_new(counters, "exec_held", json_integer((json_int_t)node->c.exec_held));
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I}", "exec_retries", (json_int_t)node->c.exec_retries,
-        "exec_retransmits", (json_int_t)node->c.exec_retransmits, "exec_repeats",
-        (json_int_t)node->c.exec_repeats, "kept_answers",
-        (json_int_t)(node->kept ? mz_hmap_count(node->kept) : 0), "kept_evicted",
-        (json_int_t)node->c.kept_evicted));
-    json_object_set_new(counters, "relay_drops", json_integer((json_int_t)node->c.relay_drops));
-    json_object_set_new(counters, "preauth_refused",
-                        json_integer((json_int_t)node->c.preauth_refused));
-    json_object_set_new(counters, "links_dialed_auto",
-                        json_integer((json_int_t)node->c.links_dialed_auto));
-    json_object_set_new(counters, "sync_fetches",
-                        json_integer((json_int_t)node->c.sync_fetches));
-    json_object_set_new(counters, "ghosts_removed",
-                        json_integer((json_int_t)node->c.ghosts_removed));
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "exec_calls", (json_int_t)node->c.exec_calls,
-        "exec_timeouts", (json_int_t)node->c.exec_timeouts, "late_results",
-        (json_int_t)node->c.late_results, "exec_served", (json_int_t)node->c.exec_served,
-        "exec_busy", (json_int_t)node->c.exec_busy, "exec_running", (json_int_t)node->running,
-        "events_published", (json_int_t)node->c.events_published, "events_delivered",
-        (json_int_t)node->c.events_delivered));
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "links_opened", (json_int_t)cs->links_opened,
-        "links_refused_full", (json_int_t)cs->links_refused_full, "slow_link_closes",
-        (json_int_t)cs->slow_link_closes, "oversize_closes", (json_int_t)cs->oversize_closes,
-        "dial_failures", (json_int_t)cs->dial_failures, "tls_refusals",
-        (json_int_t)cs->tls_refusals, "api_refused", (json_int_t)cs->api_refused, "messages_in", (json_int_t)cs->msgs_in,
-        "messages_out", (json_int_t)cs->msgs_out, "bytes_in", (json_int_t)cs->bytes_in,
-        "bytes_out", (json_int_t)cs->bytes_out));
-    limits = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "max_message",
-                       (json_int_t)node->o.max_message, "max_hops", (json_int_t)node->o.max_hops,
-                       "lease_ms", (json_int_t)node->o.lease_ms, "seen_capacity",
-                       (json_int_t)node->o.seen_capacity, "max_send_queue",
-                       (json_int_t)(node->o.max_send_queue ? node->o.max_send_queue
-                                                           : MZ_DEFAULT_MAX_SEND_QUEUE),
-                       "max_peers",
-                       (json_int_t)(node->o.max_peers ? node->o.max_peers
-                                                      : MZ_DEFAULT_MAX_PEERS));
-    json_object_update_new(limits, json_pack("{s:I,s:I,s:I}", "max_running",
-                                             (json_int_t)node->o.max_running, "max_pending",
-                                             (json_int_t)node->o.max_pending,
-                                             "max_subscriptions",
-                                             (json_int_t)node->o.max_subscriptions));
-    json_object_update_new(limits, json_pack("{s:I,s:I}", "max_kept_answers",
-                                             (json_int_t)node->o.max_kept_answers,
-                                             "max_kept_bytes",
-                                             (json_int_t)node->o.max_kept_bytes));
-    st = json_pack("{s:s,s:s,s:s,s:I,s:I,s:{s:I,s:I},s:I,s:I,s:o,s:o}", "id",
-                   mz_node_id(node), "listen", mz_node_listen_url(node), "api",
-                   mz_node_api_url(node), "uptime_s",
-                   (json_int_t)((mz_now_ms() - node->started_ms) / 1000), "peers",
-                   (json_int_t)peers, "resources", "local", (json_int_t)local, "remote",
-                   (json_int_t)(total - local), "nodes_known",
-                   (json_int_t)mz_hmap_count(node->nodes), "routes",
-                   (json_int_t)mz_routes_count(node->routes), "counters", counters, "limits",
-                   limits);
-    return st;
-}

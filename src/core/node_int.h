@@ -10,6 +10,8 @@
 #include "meshzero/directory.h"
 #include "meshzero/msg.h"
 #include "meshzero/node.h"
+#include "core/counters.h"
+#include "core/obs.h"
 #include "util/hmap.h"
 #include "util/routes.h"
 #include "util/seen.h"
@@ -55,20 +57,14 @@ typedef struct mz_nodeinfo {
     int64_t lease_until_ms;     /* its records go when this passes */
     int64_t last_fetch_ms;      /* last time we asked it for its records (sync.c) */
     int64_t last_auto_dial_ms;  /* last time the link policy dialed it */
+    int64_t last_heard_ms;      /* its last alive (or link up) */
 } mz_nodeinfo;
 
+/* Generated from the list in counters.h. */
 typedef struct mz_counters {
-    uint64_t msgs_handled, malformed, forged, unknown_type, duplicates, forwarded;
-    uint64_t hop_limit_drops, unroutable, hello_failures, conflicts, bad_records;
-    uint64_t errors_received, leases_expired;
-    uint64_t exec_calls, exec_timeouts, late_results, exec_served, exec_busy;
-    uint64_t events_delivered, events_published;
-    uint64_t rollbacks, stale, replayed, bad_seals, refused_pin, refused_trust;
-    uint64_t refused_network, exec_denied, sync_fetches, ghosts_removed;
-    uint64_t links_shed, links_dialed_auto, sync_busy;
-    uint64_t record_limit, throttled, rate_closes, caller_busy, subs_refused, exec_held;
-    uint64_t relay_drops, preauth_refused;
-    uint64_t exec_retries, exec_retransmits, exec_repeats, kept_evicted;
+#define MZ_X(field, name, family, help) uint64_t field;
+    MZ_NODE_COUNTERS(MZ_X)
+#undef MZ_X
 } mz_counters;
 
 struct mz_node {
@@ -123,6 +119,7 @@ struct mz_node {
     bool stopping;
     bool tick_closed;
     mz_counters c;
+    mz_obs obs;                 /* figures beyond the counters (obs.c) */
 };
 
 /* handler.c */

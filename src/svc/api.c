@@ -7,6 +7,7 @@
 #include "state/agreement.h"
 #include "util/log.h"
 #include "core/node_int.h"
+#include "svc/http.h"
 
 /* JSON-RPC error codes (the spec's, plus one server range code). */
 #define RPC_PARSE_ERROR    (-32700)
@@ -355,10 +356,36 @@ static int m_status(mz_api *api, mz_api_client *c, const json_t *id, const json_
     (void)id;
     (void)params;
     (void)err;
-    *result = mz_node_status(api->node);
-    if (*result)
-        json_object_set_new(json_object_get(*result, "counters"), "api_calls",
-                            json_integer((json_int_t)api->calls));
+    *result = mz__api_status(api->node);
+    return 0;
+}
+
+json_t *mz__api_status(mz_node *node)
+{
+    json_t *st = mz_node_status(node);
+
+    if (st)
+        json_object_set_new(json_object_get(st, "counters"), "api_calls",
+                            json_integer((json_int_t)mz__api_calls(node)));
+    return st;
+}
+
+uint64_t mz__api_calls(mz_node *node)
+{
+    return node->api ? node->api->calls : 0;
+}
+
+static int m_members(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                     json_t **result, mz_err *err)
+{
+    (void)c;
+    (void)id;
+    (void)params;
+    *result = mz_node_members(api->node);
+    if (*result == NULL) {
+        mz_err_set(err, MZ_ENOMEM, "members: out of memory");
+        return RPC_SERVER_ERROR;
+    }
     return 0;
 }
 
@@ -629,6 +656,7 @@ static const struct mz_method {
     { "disconnect_peer",     m_disconnect },
     { "peers",               m_peers },
     { "status",              m_status },
+    { "members",             m_members },
     { "execute_remote",      m_execute },
     { "subscribe",           m_subscribe },
     { "unsubscribe",         m_unsubscribe },
@@ -681,13 +709,15 @@ mz_status mz__api_new(mz_node *node, mz_err *err)
     if (node->api == NULL)
         return mz_err_set(err, MZ_ENOMEM, "api: allocating");
     node->api->node = node;
-    return MZ_OK;
+    /* /metrics, /health, /status (and /mcp, /ui/) on the API listener. */
+    return mz__http_start(node, err);
 }
 
 void mz__api_free(mz_node *node)
 {
     if (node->api == NULL)
         return;
+    mz__http_stop(node);
     while (node->api->clients) {
         mz_api_client *c = node->api->clients;
         node->api->clients = c->next;

@@ -25,6 +25,7 @@
 #include "bridge/bridge_int.h"
 #include "util/log.h"
 #include "core/node_int.h"
+#include "svc/http.h"
 
 /* Largest POST body accepted (the mesh's own message limit is smaller). */
 #define MZ_MCPHTTP_MAX_BODY (4u * 1024 * 1024)
@@ -493,7 +494,9 @@ mz_status mz__mcphttp_new(mz_node *node, mz_bridge *bridge, bool serve_mcp, mz_m
         return rc;
     }
     h->subscribed = serve_mcp;
-    mz_node_set_http_handler(node, s_http, h);
+    /* Our row of the API listener's route table; alone without one. */
+    if (mz__http_handle(node, "/mcp/", s_http, h, NULL) != MZ_OK)
+        mz_node_set_http_handler(node, s_http, h);
     *out = h;
     return MZ_OK;
 }
@@ -523,6 +526,8 @@ void mz__mcphttp_free(mz_mcphttp *h)
     mz__mcphttp_stop(h);
     if (h->node && h->node->http_fn == s_http && h->node->http_ctx == h)
         mz_node_set_http_handler(h->node, NULL, NULL);
+    else if (h->node && mz__http_handler_ctx(h->node, "/mcp/", s_http) == h)
+        mz__http_unhandle(h->node, "/mcp/");
     while (h->conns)
         s_conn_free(h->conns);
     free(h);
@@ -530,7 +535,11 @@ void mz__mcphttp_free(mz_mcphttp *h)
 
 mz_bridge *mz__mcphttp_bridge_of(const mz_node *node)
 {
-    if (node == NULL || node->http_fn != s_http || node->http_ctx == NULL)
-        return NULL;
-    return ((const mz_mcphttp *)node->http_ctx)->bridge;
+    const mz_mcphttp *h = NULL;
+
+    if (node != NULL && node->http_fn == s_http)
+        h = node->http_ctx;
+    else if (node != NULL)
+        h = mz__http_handler_ctx(node, "/mcp/", s_http);
+    return h ? h->bridge : NULL;
 }

@@ -1,0 +1,92 @@
+/* Figures for operators beyond the counters (obs.h): written on the hot
+ * paths, so each is a counter bump or a small map lookup. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/node_int.h"
+
+const double mz__obs_dur_bounds[MZ_OBS_DUR_BUCKETS] = {
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05,    0.1,    0.25,    0.5,    1.0,   2.5,    5.0,   10.0, 30.0,
+};
+const int mz__obs_hop_bounds[MZ_OBS_HOP_BUCKETS] = { 0, 1, 2, 3, 4, 6, 8, 16 };
+const char *const mz__obs_role_names[MZ_ROLES] = { "caller", "host" };
+const char *const mz__obs_outcome_names[MZ_OUTCOMES] = {
+    "ok",
+#define MZ_X(sym, text, doc) text,
+    MZ_EXEC_CODES(MZ_X)
+#undef MZ_X
+    "other",
+};
+
+int mz__obs_outcome(const char *code)
+{
+    if (code == NULL)
+        return MZ_OUTCOME_OK;
+    for (int i = MZ_OUTCOME_OK + 1; i < MZ_OUTCOME_OTHER; i++)
+        if (strcmp(mz__obs_outcome_names[i], code) == 0)
+            return i;
+    return MZ_OUTCOME_OTHER;
+}
+
+void mz__obs_free(mz_node *node)
+{
+    mz_hmap_free(node->obs.msg_in, free);
+    mz_hmap_free(node->obs.msg_out, free);
+    mz_hmap_free(node->obs.rec_changes, free);
+    mz_hmap_free(node->obs.agr_refused, free);
+    mz_hmap_free(node->obs.left, free);
+    json_decref(node->obs.links);
+    memset(&node->obs, 0, sizeof node->obs);
+}
+
+/* Callers pass only known type names: the map stays as small as the type table. */
+void mz__obs_count(mz_hmap **map, const char *type)
+{
+    uint64_t *n;
+
+    if (*map == NULL && (*map = mz_hmap_new()) == NULL)
+        return;
+    n = mz_hmap_get(*map, type);
+    if (n == NULL) {
+        if ((n = calloc(1, sizeof *n)) == NULL || mz_hmap_put(*map, type, n, NULL) != MZ_OK) {
+            free(n);
+            return;
+        }
+    }
+    (*n)++;
+}
+
+void mz__obs_msg_in(mz_node *node, const char *type, int hops)
+{
+    int b = 0;
+
+    mz__obs_count(&node->obs.msg_in, type);
+    if (hops < 0)
+        hops = 0;
+    while (b < MZ_OBS_HOP_BUCKETS && hops > mz__obs_hop_bounds[b])
+        b++;
+    node->obs.hops[b]++;
+    node->obs.hops_count++;
+    node->obs.hops_sum += (uint64_t)hops;
+}
+
+void mz__obs_msg_out(mz_node *node, const char *type)
+{
+    mz__obs_count(&node->obs.msg_out, type);
+}
+
+void mz__obs_exec_done(mz_node *node, int role, uint64_t ns, const char *code)
+{
+    mz_hist *h = &node->obs.exec_dur[role];
+    double s = (double)ns / 1e9;
+    int b = 0;
+
+    while (b < MZ_OBS_DUR_BUCKETS - 1 && s > mz__obs_dur_bounds[b])
+        b++;
+    if (s <= mz__obs_dur_bounds[b])
+        h->bucket[b]++;     /* over the last bound: only in count (+Inf) */
+    h->count++;
+    h->sum += s;
+    node->obs.exec_done[role][mz__obs_outcome(code)]++;
+}
