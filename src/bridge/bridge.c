@@ -30,7 +30,7 @@
 #define MZ_META_HEADROOM 64
 
 typedef enum { MZ_BS_STARTING, MZ_BS_UP, MZ_BS_BACKOFF, MZ_BS_STOPPED } mz_bstate;
-static const char *const s_state_names[] = { "starting", "up", "backoff", "stopped" };
+static const char *const s_state_names[4] = { "starting", "up", "backoff", "stopped" };
 
 typedef enum { MZ_BC_INIT, MZ_BC_LIST, MZ_BC_CALL } mz_bcall_kind;
 
@@ -95,8 +95,43 @@ typedef struct mz_bsrv {
     json_t *skipped;            /* [{tool, reason}] of the last listing */
     mz_bridge_tap_fn tap;       /* mz__bridge_add_tap: the caller is the transport */
     void *tap_ctx;
+    json_t *served;             /* outcome -> calls served (bridge_list, /metrics) */
     struct mz_bsrv *next;
 } mz_bsrv;
+
+/* Every state change is logged at the default level, with why. */
+static void s_set_state(mz_bsrv *s, mz_bstate st)
+{
+    json_t *f;
+
+    if (s->state == st && st != MZ_BS_STARTING)
+        return;
+    s->state = st;
+    f = json_pack("{s:s,s:s,s:s}", "server", s->name, "state", s_state_names[st], "reason",
+                  st == MZ_BS_UP ? "" : s->last_error);
+    mz_log_event(MZ_LOG_INFO, "bridge", "bridge.state", f);
+    json_decref(f);
+}
+
+static void s_count_call(mz_bsrv *s, const char *outcome)
+{
+    if (s->served == NULL && (s->served = json_object()) == NULL)
+        return;
+    json_object_set_new(s->served, outcome,
+                        json_integer(json_integer_value(json_object_get(s->served, outcome)) + 1));
+}
+
+static void s_call_ok(mz_bsrv *s, mz_exec *x, json_t *result)
+{
+    s_count_call(s, "ok");
+    mz_exec_reply(x, result);
+}
+
+static void s_call_fail(mz_bsrv *s, mz_exec *x, const char *code, const char *why)
+{
+    s_count_call(s, code);
+    mz_exec_fail(x, code, why);
+}
 
 struct mz_bridge {
     uv_loop_t *loop;            /* borrowed */
@@ -313,7 +348,7 @@ static void s_fail_calls(mz_bsrv *s, const char *code, const char *why)
             break;
         mz_bcall *c = mz_hmap_remove(s->calls, key);
         if (c->kind == MZ_BC_CALL && c->x != NULL)
-            mz_exec_fail(c->x, code, why);
+            s_call_fail(s, c->x, code, why);
         free(c);
     }
 }
@@ -337,13 +372,13 @@ static void s_down(mz_bsrv *s, const char *why)
         s->sse_retry_ms = 0;
     }
     if (s->removed || s->b->stopping) {
-        s->state = MZ_BS_STOPPED;
+        s_set_state(s, MZ_BS_STOPPED);
         return;
     }
     if (s->up_since_ms && now - s->up_since_ms >= MZ_BRIDGE_STABLE_MS)
         s->backoff_ms = MZ_BRIDGE_BACKOFF_MIN_MS;
     s->up_since_ms = 0;
-    s->state = MZ_BS_BACKOFF;
+    s_set_state(s, MZ_BS_BACKOFF);
     s->next_start_ms = now + s->backoff_ms;
     mz_log(MZ_LOG_WARN, "bridge", "mcp %s: %s; its tools are withdrawn, restart in %lld ms",
            s->name, s->last_error, (long long)s->backoff_ms);
@@ -561,7 +596,7 @@ static void s_apply_listing(mz_bsrv *s)
     s->listing = NULL;
     s->listing_now = false;
     if (s->state != MZ_BS_UP) {
-        s->state = MZ_BS_UP;
+        s_set_state(s, MZ_BS_UP);
         s->up_since_ms = mz_now_ms();
         s->last_error[0] = '\0';
     }
@@ -653,7 +688,7 @@ static void s_on_response(mz_bsrv *s, const json_t *msg)
         switch (c->kind) {
         case MZ_BC_INIT: s_fail(s, "initialize failed: %s", why); break;
         case MZ_BC_LIST: s_fail(s, "tools/list failed: %s", why); break;
-        case MZ_BC_CALL: mz_exec_fail(c->x, MZ_EXEC_HANDLER_ERROR, why); break;
+        case MZ_BC_CALL: s_call_fail(s, c->x, MZ_EXEC_HANDLER_ERROR, why); break;
         }
         free(c);
         return;
@@ -680,7 +715,7 @@ static void s_on_response(mz_bsrv *s, const json_t *msg)
     case MZ_BC_CALL:
         /* The MCP result, content, structuredContent and isError included,
          * goes back unchanged. */
-        mz_exec_reply(c->x, json_incref((json_t *)res));
+        s_call_ok(s, c->x, json_incref((json_t *)res));
         break;
     }
     free(c);
@@ -750,17 +785,17 @@ static void s_on_exec(mz_node *node, mz_exec *x, void *ctx)
         char why[200];
         snprintf(why, sizeof why, "MCP server %s is not serving '%.100s' now", s->name,
                  mz_exec_resource(x));
-        mz_exec_fail(x, MZ_EXEC_NOT_FOUND, why);
+        s_call_fail(s, x, MZ_EXEC_NOT_FOUND, why);
         return;
     }
     params = json_pack("{s:s,s:O}", "name", t->tool, "arguments", mz_exec_params(x));
     if (params == NULL) {
-        mz_exec_fail(x, MZ_EXEC_HANDLER_ERROR, "out of memory");
+        s_call_fail(s, x, MZ_EXEC_HANDLER_ERROR, "out of memory");
         return;
     }
     c = s_request(s, MZ_BC_CALL, "tools/call", params, mz_exec_deadline_ms(x), &st);
     if (c == NULL) {
-        mz_exec_fail(x, st == MZ_ELIMIT ? MZ_EXEC_BUSY : MZ_EXEC_HANDLER_ERROR,
+        s_call_fail(s, x, st == MZ_ELIMIT ? MZ_EXEC_BUSY : MZ_EXEC_HANDLER_ERROR,
                      st == MZ_ELIMIT ? "the MCP server's input queue is full"
                                      : "could not send tools/call to the MCP server");
         return;
@@ -997,7 +1032,7 @@ static void s_http_done(void *ctx, uint64_t req, int status, const char *why)
                      s->url);
         if (c->kind == MZ_BC_CALL && status != 0) {
             mz_hmap_remove(s->calls, key);
-            mz_exec_fail(c->x, MZ_EXEC_HANDLER_ERROR, msg);
+            s_call_fail(s, c->x, MZ_EXEC_HANDLER_ERROR, msg);
             free(c);
             return;
         }
@@ -1047,7 +1082,7 @@ static void s_start(mz_bsrv *s)
     json_t *params;
     mz_status st;
 
-    s->state = MZ_BS_STARTING;
+    s_set_state(s, MZ_BS_STARTING);
     s->proto[0] = '\0';
     s->session[0] = '\0';
     s->init_deadline_ms = mz_now_ms() + MZ_BRIDGE_INIT_TIMEOUT_MS;
@@ -1106,7 +1141,7 @@ static void s_tick_server(mz_bsrv *s, int64_t now)
         s_notify(s, "notifications/cancelled",
                  json_pack("{s:I,s:s}", "requestId", c->id, "reason", "timeout"));
         snprintf(why, sizeof why, "MCP server %s did not answer tools/call in time", s->name);
-        mz_exec_fail(c->x, MZ_EXEC_TIMEOUT, why);
+        s_call_fail(s, c->x, MZ_EXEC_TIMEOUT, why);
         free(c);
     }
 }
@@ -1115,6 +1150,7 @@ static void s_srv_free(mz_bsrv *s)
 {
     if (s == NULL)
         return;
+    json_decref(s->served);
     for (char **a = s->argv; a && *a; a++)
         free(*a);
     free(s->argv);
@@ -1394,6 +1430,8 @@ static json_t *s_entry(const mz_bsrv *s)
                   s->url ? "http" : "stdio", "target", s->url ? s->url : s->argv[0], "state",
                   s_state_names[s->state], "tools", tools, "skipped", s->skipped,
                   "restarts", (json_int_t)s->restarts, "last_error", s->last_error);
+    if (e != NULL)
+        json_object_set_new(e, "calls", s->served ? json_deep_copy(s->served) : json_object());
     if (e != NULL && s->server_info != NULL)
         json_object_set(e, "server", s->server_info);
     if (e != NULL && s->running)

@@ -81,7 +81,12 @@ static const char s_help[] =
     "                      for flags, a string or an array for repeatable options; at\n"
     "                      most 1 MiB. Command-line options win (a repeatable one given\n"
     "                      there replaces the file's list). Errors exit 2.\n"
-    "  --log LEVEL         debug, info, warn (default) or error\n"
+    "  --log LEVEL         debug, info (default: links up/down, refusals, bridge\n"
+    "                      state), warn or error\n"
+    "  --log-format F      text (default) or json: one JSON object a line with time,\n"
+    "                      level, node, event and fields\n"
+    "  --log-calls         log every call at caller and host (resource, method,\n"
+    "                      caller, duration, outcome, trace id; never params)\n"
     "  --json              print the first line as a JSON object instead\n"
     "  -h, --help          this text\n\n"
     "The data directory defaults to $MESHZERO_DATA, $XDG_DATA_HOME/meshzero,\n"
@@ -335,6 +340,9 @@ int cmd_node_main(int argc, char **argv)
     }
 
     memset(&o, 0, sizeof o);
+    /* A node says what its links do by default (MESHZERO_LOG or --log change it). */
+    if (getenv("MESHZERO_LOG") == NULL)
+        mz_log_set_level(MZ_LOG_INFO);
     o.listen_url = MZ_DEFAULT_LISTEN_URL;
     o.api_url = MZ_DEFAULT_API_URL;
     o.data_dir = mz_cli_default_data_dir(datadir, sizeof datadir);
@@ -390,6 +398,14 @@ int cmd_node_main(int argc, char **argv)
             }
             break;
         case MZ_OPT_JSON: json = true; break;
+        case MZ_OPT_LOG_FORMAT:
+            if (strcmp(optarg, "text") == 0 || strcmp(optarg, "json") == 0) {
+                mz_log_set_format(optarg[0] == 'j' ? MZ_LOG_JSON : MZ_LOG_TEXT);
+                break;
+            }
+            fprintf(stderr, "meshzero node: %s takes text or json, got '%.60s'\n", where, optarg);
+            goto usage;
+        case MZ_OPT_LOG_CALLS: o.log_calls = true; break;
         case MZ_OPT_MCP:
             if (!s_list_add(&l_mcp, from_file, where, name, optarg)) goto usage;
             break;
@@ -451,6 +467,7 @@ int cmd_node_main(int argc, char **argv)
         rc = MZ_EXIT_FAIL;
         goto done;
     }
+    mz_log_set_node(mz_node_id(node));
     if (json)
         printf("{\"id\":\"%s\",\"listen\":\"%s\",\"api\":\"%s\"}\n", mz_node_id(node),
                mz_node_listen_url(node), mz_node_api_url(node));

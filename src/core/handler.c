@@ -442,10 +442,9 @@ static const char *s_str(const json_t *obj, const char *key)
  * learns only "refused" (PROTOCOL.md "Admission"). */
 static void s_refuse(mz_node *node, mz_peer *p, uint64_t *counter, const char *why)
 {
-    (void)node;
     (*counter)++;
-    mz_log(MZ_LOG_WARN, "handler", "refusing %s (%s): %s",
-           p->got_hello ? p->peer_id : "peer", mz_link_peer_addr(p->link), why);
+    mz__obs_link_event(node, "peer.refused", p->got_hello ? p->peer_id : NULL,
+                       mz_link_peer_addr(p->link), mz_link_outbound(p->link) ? "out" : "in", why);
     mz_link_close(p->link, 1008, "refused");
 }
 

@@ -186,8 +186,8 @@ void mz__peer_up(mz_node *node, mz_peer *p)
     p->up = true;
     mz_routes_offer(node->routes, p->peer_id, mz_link_id(p->link), 1, INT64_MAX, mz_now_ms());
     mz__node_touch(node, p->peer_id, p->listen, node->o.lease_ms);
-    mz_log(MZ_LOG_INFO, "node", "peer %.12s up (%s %s)", p->peer_id,
-           mz_link_outbound(p->link) ? "to" : "from", mz_link_peer_addr(p->link));
+    mz__obs_link_event(node, "link.up", p->peer_id, mz_link_peer_addr(p->link),
+                       mz_link_outbound(p->link) ? "out" : "in", NULL);
     if (p->stat)
         mz__persist_peer(node, p->stat->url, p->peer_id, p->stat->persistent);
     else if (p->listen[0])
@@ -293,12 +293,14 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
     mz_routes_drop_link(node->routes, mz_link_id(link));
     mz__exec_link_down(node, mz_link_id(link), p->peer_id);
     if (p->up) {
-        mz_log(MZ_LOG_INFO, "node", "peer %.12s down: %s", p->peer_id, reason);
+        mz__obs_link_event(node, "link.down", p->peer_id, mz_link_peer_addr(link),
+                           mz_link_outbound(link) ? "out" : "in", reason);
         s_emit_peer(node, "peer.disconnected", p);
     }
     else
-        mz_log(MZ_LOG_INFO, "node", "link %s closed before hello completed: %s",
-               mz_link_url(link)[0] ? mz_link_url(link) : mz_link_peer_addr(link), reason);
+        mz__obs_link_event(node, "link.failed", NULL,
+                           mz_link_url(link)[0] ? mz_link_url(link) : mz_link_peer_addr(link),
+                           mz_link_outbound(link) ? "out" : "in", reason);
     if (p->stat) {
         mz_static *s = p->stat;
         s->peer = NULL;
@@ -1329,7 +1331,7 @@ mz_status mz_node_register_record(mz_node *node, const json_t *rec, json_t **rec
         return rc;
     }
     s_announce(node, json_pack("{s:s,s:O}", "op", "upsert", "record", rec));
-    mz_log(MZ_LOG_INFO, "node", "resource %s registered (version %lld, owner key %.12s)", rid,
+    mz_log(MZ_LOG_DEBUG, "node", "resource %s registered (version %lld, owner key %.12s)", rid,
            (long long)json_integer_value(json_object_get(rec, "version")),
            json_string_value(json_object_get(rec, "owner_key")));
     if (record_out) {
@@ -1389,7 +1391,7 @@ mz_status mz_node_unregister_tombstone(mz_node *node, const json_t *tomb, mz_err
                                        mz_now_ms() + MZ_TOMB_MS, err)) != MZ_OK)
         return rc;
     s_announce(node, json_pack("{s:s,s:O}", "op", "remove", "tombstone", tomb));
-    mz_log(MZ_LOG_INFO, "node", "resource %s unregistered", rid);
+    mz_log(MZ_LOG_DEBUG, "node", "resource %s unregistered", rid);
     return MZ_OK;
 }
 

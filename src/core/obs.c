@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/node_int.h"
+#include "util/log.h"
 
 const double mz__obs_dur_bounds[MZ_OBS_DUR_BUCKETS] = {
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -89,4 +90,18 @@ void mz__obs_exec_done(mz_node *node, int role, uint64_t ns, const char *code)
     h->count++;
     h->sum += s;
     node->obs.exec_done[role][mz__obs_outcome(code)]++;
+}
+
+void mz__obs_link_event(mz_node *node, const char *event, const char *peer, const char *addr,
+                        const char *direction, const char *reason)
+{
+    json_t *f;
+
+    (void)node;
+    if (MZ_LOG_INFO < mz_log_level())
+        return;
+    f = json_pack("{s:s?,s:s?,s:s?,s:s?}", "peer", peer, "addr", addr, "direction", direction,
+                  "reason", reason);
+    mz_log_event(MZ_LOG_INFO, "node", event, f);
+    json_decref(f);
 }

@@ -66,6 +66,10 @@ void mz__obs_free(mz_node *node);
 /* Counts a message of a known type handled here / sent by us. */
 void mz__obs_msg_in(mz_node *node, const char *type, int hops);
 void mz__obs_msg_out(mz_node *node, const char *type);
+/* Logs a link event (INFO): link.up, link.down, link.failed (closed before
+ * the hello exchange); peer and reason may be NULL. */
+void mz__obs_link_event(mz_node *node, const char *event, const char *peer, const char *addr,
+                        const char *direction, const char *reason);
 /* Bumps the count of key (a static, low-cardinality name) in *map. */
 void mz__obs_count(mz_hmap **map, const char *key);
 /* A call finished at one end: its duration (ns) and outcome. */

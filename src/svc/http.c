@@ -36,11 +36,12 @@ typedef struct mz_router {
 
 /* The router's part of a connection's area, after the handlers' part. */
 typedef struct s_tail {
+    struct s_reply *reply;      /* a page's answer being written, or NULL */
     uint8_t route;              /* 0: none; 1..S_N_ROUTES: page; 0x80|i: handler i */
     uint8_t touched;            /* handlers that saw this connection (bit i) */
 } s_tail;
 
-/* A page's answer being written; its pointer is the first of the area. */
+/* A page's answer being written. */
 typedef struct s_reply {
     int status;
     const char *ctype;
@@ -68,9 +69,9 @@ static bool s_path_match(const char *pattern, const char *path)
     return strcmp(pattern, path) == 0;
 }
 
-static void s_reply_free(void *user)
+static void s_reply_free(s_tail *t)
 {
-    s_reply **slot = user;
+    s_reply **slot = &t->reply;
 
     if (*slot != NULL) {
         free((*slot)->buf);
@@ -80,7 +81,7 @@ static void s_reply_free(void *user)
 }
 
 /* Runs the page for a GET and queues its answer. */
-static int s_on_page(mz_router *r, struct lws *wsi, void *user, const struct s_route *rt,
+static int s_on_page(mz_router *r, struct lws *wsi, s_tail *t, const struct s_route *rt,
                      const char *path)
 {
     mz_http_page pg = { 500, "text/plain; charset=utf-8", NULL, 0 };
@@ -112,15 +113,15 @@ static int s_on_page(mz_router *r, struct lws *wsi, void *user, const struct s_r
     }
     memcpy(rp->buf + LWS_PRE, pg.body ? pg.body : "", rp->len);
     free(pg.body);
-    s_reply_free(user);
-    *(s_reply **)user = rp;
+    s_reply_free(t);
+    t->reply = rp;
     lws_callback_on_writable(wsi);
     return 0;
 }
 
-static int s_write(struct lws *wsi, void *user)
+static int s_write(struct lws *wsi, s_tail *t)
 {
-    s_reply *rp = *(s_reply **)user;
+    s_reply *rp = t->reply;
     unsigned char hb[LWS_PRE + 512], *start = hb + LWS_PRE, *p = start, *end = hb + sizeof hb - 1;
 
     if (rp == NULL)
@@ -140,19 +141,19 @@ static int s_write(struct lws *wsi, void *user)
                          LWS_WRITE_HTTP_FINAL) < 0) {
         return -1;
     }
-    s_reply_free(user);
+    s_reply_free(t);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 /* A new request: bind the connection to the page or handler for its path. */
 static int s_on_request(mz_router *r, struct lws *wsi, void *user, s_tail *t, const char *path)
 {
-    s_reply_free(user);
+    s_reply_free(t);
     t->route = 0;
     for (size_t i = 0; path && i < S_N_ROUTES; i++)
         if (s_path_match(s_routes[i].path, path)) {
             t->route = (uint8_t)(i + 1);
-            return s_on_page(r, wsi, user, &s_routes[i], path);
+            return s_on_page(r, wsi, t, &s_routes[i], path);
         }
     for (int i = 0; path && i < S_MAX_HANDLERS; i++)
         if (r->h[i].fn && s_path_match(r->h[i].path, path)) {
@@ -182,7 +183,7 @@ static int s_route_cb(void *vwsi, int reason, void *user, void *in, size_t len, 
     case LWS_CALLBACK_HTTP:
         return s_on_request(r, wsi, user, t, in);
     case LWS_CALLBACK_CLOSED_HTTP:
-        s_reply_free(user);
+        s_reply_free(t);
         for (int i = 0; i < S_MAX_HANDLERS; i++)
             if (r->h[i].fn && (t->touched & (1u << i)))
                 r->h[i].fn(vwsi, reason, user, in, len, r->h[i].ctx);
@@ -200,7 +201,7 @@ static int s_route_cb(void *vwsi, int reason, void *user, void *in, size_t len, 
     }
     if (t->route != 0) {
         if (reason == LWS_CALLBACK_HTTP_WRITEABLE)
-            return s_write(wsi, user);
+            return s_write(wsi, t);
         if (reason == LWS_CALLBACK_HTTP_BODY || reason == LWS_CALLBACK_HTTP_BODY_COMPLETION)
             return 0;           /* a page ignores a body */
         return 1;
