@@ -239,6 +239,16 @@ mz_status mz_node_execute_remote(mz_node *node, const char *resource_id, const c
 mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const char *method,
                                const json_t *params, const json_t *agreement,
                                int64_t timeout_ms, mz_result_cb cb, void *ctx, mz_err *err);
+/* The same carrying a W3C trace context: trace is {traceparent, tracestate}
+ * (borrowed; NULL or an invalid traceparent starts a new trace). It travels
+ * with the call to the host and its handler (docs/PROTOCOL.md "execute"). */
+mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const char *method,
+                                 const json_t *params, const json_t *agreement,
+                                 const json_t *trace, int64_t timeout_ms, mz_result_cb cb,
+                                 void *ctx, mz_err *err);
+/* Inside a result callback: the traceparent of that call (the host's span
+ * when its answer carried one, else the caller's); NULL elsewhere. */
+const char *mz_node_call_traceparent(const mz_node *node);
 
 /* One call being served by a local handler. Reply exactly once. */
 typedef struct mz_exec mz_exec;
@@ -248,6 +258,10 @@ const char *mz_exec_method(const mz_exec *x);
 const json_t *mz_exec_params(const mz_exec *x);
 const char *mz_exec_caller(const mz_exec *x);
 int64_t mz_exec_deadline_ms(const mz_exec *x);
+/* The call's W3C trace context as the handler should carry it on (the
+ * host's span): traceparent is always set, tracestate may be NULL. */
+const char *mz_exec_traceparent(const mz_exec *x);
+const char *mz_exec_tracestate(const mz_exec *x);
 /* Completes the call with a result (takes the reference) and frees x. */
 void mz_exec_reply(mz_exec *x, json_t *result);
 /* Completes the call with an error (code one of MZ_EXEC_*) and frees x. */

@@ -788,7 +788,10 @@ static void s_on_exec(mz_node *node, mz_exec *x, void *ctx)
         s_call_fail(s, x, MZ_EXEC_NOT_FOUND, why);
         return;
     }
-    params = json_pack("{s:s,s:O}", "name", t->tool, "arguments", mz_exec_params(x));
+    /* The call's trace context goes on in _meta (MCP's carrier for it). */
+    params = json_pack("{s:s,s:O,s:{s:s,s:s?}}", "name", t->tool, "arguments",
+                       mz_exec_params(x), "_meta", "traceparent", mz_exec_traceparent(x),
+                       "tracestate", mz_exec_tracestate(x));
     if (params == NULL) {
         s_call_fail(s, x, MZ_EXEC_HANDLER_ERROR, "out of memory");
         return;

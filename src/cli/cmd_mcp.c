@@ -148,9 +148,14 @@ static void s_op_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
 static void s_op_execute(void *ctx, const char *rid, const char *method, const json_t *params,
                          int64_t timeout_ms, mz_mcpsrv_req *req)
 {
+    const json_t *meta = mz_mcpsrv_req_meta(req);
+
+    /* The client's trace context (params._meta) goes on with the call. */
     s_api_request(ctx, MZ_WAIT_EXEC, req, "execute_remote",
-                  json_pack("{s:s,s:s,s:O,s:I}", "resource_id", rid, "method", method,
-                            "params", params, "timeout_ms", (json_int_t)timeout_ms));
+                  json_pack("{s:s,s:s,s:O,s:I,s:O?,s:O?}", "resource_id", rid, "method", method,
+                            "params", params, "timeout_ms", (json_int_t)timeout_ms,
+                            "traceparent", json_object_get(meta, "traceparent"), "tracestate",
+                            json_object_get(meta, "tracestate")));
 }
 
 static void s_on_notify_timer(uv_timer_t *t)

@@ -224,6 +224,49 @@ static void s_on_deadline(uv_timer_t *t)
     }
 }
 
+extern char **environ;
+
+/* This process's environment with TRACEPARENT/TRACESTATE set to the call's
+ * (malloc'd; NULL, the environment as it is, when there is no trace). */
+static char **s_trace_env(const char *tp, const char *ts)
+{
+    size_t n = 0, k = 0;
+    char **env;
+
+    if (tp == NULL || strlen(tp) > 64 || (ts != NULL && strlen(ts) > 512))
+        return NULL;
+    while (environ[n])
+        n++;
+    if ((env = calloc(n + 3, sizeof *env)) == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "TRACEPARENT=", 12) != 0 &&
+            strncmp(environ[i], "TRACESTATE=", 11) != 0)
+            env[k++] = environ[i];
+    env[k] = malloc(strlen(tp) + 13);
+    if (env[k] != NULL)
+        sprintf(env[k++], "TRACEPARENT=%s", tp);
+    if (ts != NULL && (env[k] = malloc(strlen(ts) + 12)) != NULL)
+        sprintf(env[k++], "TRACESTATE=%s", ts);
+    env[k] = NULL;
+    return env;
+}
+
+static void s_trace_env_free(char **env)
+{
+    size_t n = 0;
+
+    if (env == NULL)
+        return;
+    while (env[n])
+        n++;
+    /* Ours are the last one or two; the rest belong to environ. */
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(env[i], "TRACEPARENT=", 12) == 0 || strncmp(env[i], "TRACESTATE=", 11) == 0)
+            free(env[i]);
+    free(env);
+}
+
 static void s_start_job(serve_state *st, const char *id, const json_t *p)
 {
     uv_loop_t *loop = mz_apiclient_loop(st->api);
@@ -238,8 +281,9 @@ static void s_start_job(serve_state *st, const char *id, const json_t *p)
         return;
     }
     j = calloc(1, sizeof *j);
-    in = json_pack("{s:O,s:O,s:O}", "method", json_object_get(p, "method"), "params",
-                   json_object_get(p, "params"), "caller", json_object_get(p, "caller"));
+    in = json_pack("{s:O,s:O,s:O,s:O?}", "method", json_object_get(p, "method"), "params",
+                   json_object_get(p, "params"), "caller", json_object_get(p, "caller"),
+                   "traceparent", json_object_get(p, "traceparent"));
     if (j == NULL || in == NULL || (j->input = json_dumps(in, JSON_COMPACT)) == NULL) {
         json_decref(in);
         free(j);
@@ -261,8 +305,14 @@ static void s_start_job(serve_state *st, const char *id, const json_t *p)
         st->jobs->prev = j;
     st->jobs = j;
     /* Detached (setsid): its own process group, which s_job_kill ends whole. */
-    r = mz__spawn_piped(loop, &j->proc, st->cmd, &j->in, &j->out, &j->err, s_on_exit,
-                        UV_PROCESS_DETACHED);
+    {
+        /* The call's trace context, as W3C's environment-variable carriers name it. */
+        char **env = s_trace_env(json_string_value(json_object_get(p, "traceparent")),
+                                 json_string_value(json_object_get(p, "tracestate")));
+        r = mz__spawn_piped_env(loop, &j->proc, st->cmd, env, &j->in, &j->out, &j->err,
+                                s_on_exit, UV_PROCESS_DETACHED);
+        s_trace_env_free(env);
+    }
     if (r != 0) {
         char msg[300];
         snprintf(msg, sizeof msg, "cannot run %s: %s", st->cmd[0], uv_strerror(r));

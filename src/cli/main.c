@@ -9,6 +9,7 @@
 /* MCP bridge commands (cmd_mcp.c, cmd_bridge.c). */
 int cmd_mcp_main(int argc, char **argv);
 int cmd_bridge_main(int argc, char **argv);
+int cmd_members_main(int argc, char **argv);      /* cmd_members.c */
 
 static const struct mz_cmd {
     const char *name;
@@ -25,6 +26,7 @@ static const struct mz_cmd {
     { "connect",    cmd_connect_main,    "link a node to a peer" },
     { "disconnect", cmd_disconnect_main, "close a node's link to a peer" },
     { "status",     cmd_status_main,     "show a node's state and counters" },
+    { "members",    cmd_members_main,    "list every node of the mesh this node knows of" },
     { "exec",       cmd_exec_main,       "call a method of a resource anywhere in the mesh" },
     { "subscribe",  cmd_subscribe_main,  "print events as JSON lines" },
     { "publish",    cmd_publish_main,    "send an event to every node" },

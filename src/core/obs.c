@@ -77,7 +77,7 @@ void mz__obs_msg_out(mz_node *node, const char *type)
     mz__obs_count(&node->obs.msg_out, type);
 }
 
-void mz__obs_exec_done(mz_node *node, int role, uint64_t ns, const char *code)
+static void s_exec_done(mz_node *node, int role, uint64_t ns, const char *code)
 {
     mz_hist *h = &node->obs.exec_dur[role];
     double s = (double)ns / 1e9;
@@ -100,8 +100,43 @@ void mz__obs_link_event(mz_node *node, const char *event, const char *peer, cons
     (void)node;
     if (MZ_LOG_INFO < mz_log_level())
         return;
-    f = json_pack("{s:s?,s:s?,s:s?,s:s?}", "peer", peer, "addr", addr, "direction", direction,
+    f = json_pack("{s:s*,s:s*,s:s*,s:s*}", "peer", peer, "addr", addr, "direction", direction,
                   "reason", reason);
     mz_log_event(MZ_LOG_INFO, "node", event, f);
+    json_decref(f);
+}
+
+void mz__obs_call(mz_node *node, int role, const char *peer, const char *resource,
+                  const char *method, const mz_trace *trace, uint64_t ns, const char *code)
+{
+    json_t *f;
+
+    s_exec_done(node, role, ns, code);
+    if (!node->o.log_calls || MZ_LOG_INFO < mz_log_level())
+        return;
+    /* Never the params: they may carry anything the caller sent. */
+    f = json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s*,s:s*}", "role", mz__obs_role_names[role],
+                  "resource", resource, "method", method,
+                  role == MZ_ROLE_HOST ? "caller" : "host", peer, "duration_ms",
+                  (double)ns / 1e6, "outcome", code ? code : "ok", "traceparent",
+                  trace && trace->traceparent[0] ? trace->traceparent : NULL, "tracestate",
+                  trace && trace->tracestate[0] ? trace->tracestate : NULL);
+    mz_log_event(MZ_LOG_INFO, "exec", "call", f);
+    json_decref(f);
+}
+
+void mz__obs_relay(mz_node *node, const char *caller, const char *host, const json_t *pl)
+{
+    mz_trace t;
+    json_t *f;
+
+    if (!node->o.log_calls || MZ_LOG_INFO < mz_log_level())
+        return;
+    (void)mz__trace_from_json(&t, pl);
+    f = json_pack("{s:s,s:s*,s:s*,s:s,s:s,s:s*}", "role", "relay", "resource",
+                  json_string_value(json_object_get(pl, "resource_id")), "method",
+                  json_string_value(json_object_get(pl, "method")), "caller", caller, "host",
+                  host, "traceparent", t.traceparent[0] ? t.traceparent : NULL);
+    mz_log_event(MZ_LOG_INFO, "exec", "call.relay", f);
     json_decref(f);
 }

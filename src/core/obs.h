@@ -72,8 +72,12 @@ void mz__obs_link_event(mz_node *node, const char *event, const char *peer, cons
                         const char *direction, const char *reason);
 /* Bumps the count of key (a static, low-cardinality name) in *map. */
 void mz__obs_count(mz_hmap **map, const char *key);
-/* A call finished at one end: its duration (ns) and outcome. */
-void mz__obs_exec_done(mz_node *node, int role, uint64_t ns, const char *code);
+/* A call finished at one end (code NULL: ok): counts it, and logs it with
+ * --log-calls. peer: the host (at the caller) or the caller (at the host). */
+void mz__obs_call(mz_node *node, int role, const char *peer, const char *resource,
+                  const char *method, const mz_trace *trace, uint64_t ns, const char *code);
+/* A relay passed an execute on (logged with --log-calls). */
+void mz__obs_relay(mz_node *node, const char *caller, const char *host, const json_t *pl);
 
 /* ---- status (status.c) ---- */
 /* One counter of `status`: its name there, its /metrics family (without

@@ -412,16 +412,22 @@ static void s_on_call_done(mz_node *node, const json_t *result, const char *code
     call_wait *w = ctx;
     mz_api_client *c = s_client_by_link_id(w->api, w->link_id);
 
-    (void)node;
     if (c != NULL) {
-        if (code == NULL) {
+        const char *tp = mz_node_call_traceparent(node);
+        if (code == NULL && tp == NULL) {
             s_reply(c, w->id, json_incref((json_t *)result));
+        } else if (code == NULL) {
+            /* The call's trace context rides beside the result (PROTOCOL.md). */
+            s_send(c, json_pack("{s:s,s:O,s:O,s:{s:s}}", "jsonrpc", "2.0", "id", w->id,
+                                "result", result ? result : json_null(), "trace",
+                                "traceparent", tp));
         } else {
             char msg[320];
             json_t *e;
             snprintf(msg, sizeof msg, "%s: %s", code, message ? message : "");
-            e = json_pack("{s:i,s:s,s:{s:s,s:s}}", "code", RPC_SERVER_ERROR, "message", msg,
-                          "data", "code", code, "message", message ? message : "");
+            e = json_pack("{s:i,s:s,s:{s:s,s:s,s:s?}}", "code", RPC_SERVER_ERROR, "message",
+                          msg, "data", "code", code, "message", message ? message : "",
+                          "traceparent", tp);
             s_send(c, json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", w->id, "error", e));
         }
     }
@@ -468,8 +474,9 @@ static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json
     w->id = json_deep_copy(id ? id : json_null());
     /* params that are not an object (null included) reach the node, which
      * answers bad_request; only an absent params means {}. */
-    if (mz_node_execute_with(api->node, rid, method, p, json_object_get(params, "agreement"),
-                             timeout_ms, s_on_call_done, w, err) != MZ_OK) {
+    /* params.traceparent / params.tracestate: the caller's W3C trace context. */
+    if (mz_node_execute_traced(api->node, rid, method, p, json_object_get(params, "agreement"),
+                               params, timeout_ms, s_on_call_done, w, err) != MZ_OK) {
         json_decref(w->id);
         free(w);
         return RPC_SERVER_ERROR;
@@ -494,6 +501,12 @@ static void s_api_handler(mz_node *node, mz_exec *x, void *ctx)
                     "method", "execute", "params", "resource_id", mz_exec_resource(x), "method",
                     mz_exec_method(x), "params", mz_exec_params(x), "caller", mz_exec_caller(x),
                     "deadline_ms", (json_int_t)mz_exec_deadline_ms(x));
+    if (req != NULL) {
+        json_t *rp = json_object_get(req, "params");
+        json_object_set_new(rp, "traceparent", json_string(mz_exec_traceparent(x)));
+        if (mz_exec_tracestate(x) != NULL)
+            json_object_set_new(rp, "tracestate", json_string(mz_exec_tracestate(x)));
+    }
     s_send(c, req);
 }
 

@@ -190,7 +190,7 @@ static void s_op_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
 static void s_exec_cb(mz_node *node, const json_t *result, const char *code,
                       const char *message, void *ctx)
 {
-    (void)node;
+    mz_mcpsrv_req_trace(ctx, mz_node_call_traceparent(node));
     mz_mcpsrv_exec_done(ctx, result, code, message);
 }
 
@@ -200,8 +200,8 @@ static void s_op_execute(void *ctx, const char *rid, const char *method, const j
     mz_mcphttp *h = ctx;
     mz_err e;
 
-    if (mz_node_execute_remote(h->node, rid, method, params, timeout_ms, s_exec_cb, req, &e) !=
-        MZ_OK)
+    if (mz_node_execute_traced(h->node, rid, method, params, NULL, mz_mcpsrv_req_meta(req),
+                               timeout_ms, s_exec_cb, req, &e) != MZ_OK)
         mz_mcpsrv_exec_done(req, NULL, e.code == MZ_ELIMIT ? MZ_EXEC_BUSY : MZ_EXEC_UNREACHABLE,
                             e.msg);
 }
