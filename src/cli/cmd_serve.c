@@ -281,9 +281,8 @@ static void s_start_job(serve_state *st, const char *id, const json_t *p)
         return;
     }
     j = calloc(1, sizeof *j);
-    in = json_pack("{s:O,s:O,s:O,s:O?}", "method", json_object_get(p, "method"), "params",
-                   json_object_get(p, "params"), "caller", json_object_get(p, "caller"),
-                   "traceparent", json_object_get(p, "traceparent"));
+    in = json_pack("{s:O,s:O,s:O}", "method", json_object_get(p, "method"), "params",
+                   json_object_get(p, "params"), "caller", json_object_get(p, "caller"));
     if (j == NULL || in == NULL || (j->input = json_dumps(in, JSON_COMPACT)) == NULL) {
         json_decref(in);
         free(j);

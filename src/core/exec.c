@@ -292,6 +292,23 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
                                   timeout_ms, cb, ctx, err);
 }
 
+/* The call's trace (the caller's, or a new one: an invalid traceparent also
+ * starts one, as W3C Trace Context says; our span is its child), start time
+ * and names for the call log. */
+static void s_call_begin(mz_call *c, const json_t *trace, const char *resource_id,
+                         const char *method)
+{
+    mz_trace in;
+
+    if (mz__trace_from_json(&in, trace) && in.traceparent[0])
+        mz__trace_child(&in, &c->trace);
+    else
+        mz__trace_start(&c->trace);
+    c->t0_ns = uv_hrtime();
+    snprintf(c->resource_id, sizeof c->resource_id, "%s", resource_id);
+    snprintf(c->method, sizeof c->method, "%s", method);
+}
+
 mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const char *method,
                                  const json_t *params, const json_t *agreement,
                                  const json_t *trace, int64_t timeout_ms, mz_result_cb cb,
@@ -320,18 +337,7 @@ mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const c
     if (c == NULL)
         return mz_err_set(err, MZ_ENOMEM, "execute: allocating");
     node->c.exec_calls++;
-    {
-        /* The caller's trace, or a new one (an invalid traceparent also
-         * starts one, as W3C Trace Context says); our span is its child. */
-        mz_trace in;
-        if (mz__trace_from_json(&in, trace) && in.traceparent[0])
-            mz__trace_child(&in, &c->trace);
-        else
-            mz__trace_start(&c->trace);
-    }
-    c->t0_ns = uv_hrtime();
-    snprintf(c->resource_id, sizeof c->resource_id, "%s", resource_id);
-    snprintf(c->method, sizeof c->method, "%s", method);
+    s_call_begin(c, trace, resource_id, method);
     if (params != NULL && !json_is_object(params)) {
         s_call_fail_soon(c, MZ_EXEC_BAD_REQUEST, "params must be a JSON object");
         return MZ_OK;
@@ -577,6 +583,7 @@ struct mz_exec {
     bool expired;                       /* answered "timeout" already; reply just frees */
     struct mz_kept *kept;               /* its entry in node->kept, or NULL */
     mz_trace trace;                     /* the host's span of the call */
+    bool echo;                          /* the request carried a trace: echo ours */
     uint64_t t0_ns;                     /* the request arrived (uv_hrtime) */
     struct mz_exec *prev, *next;        /* node->execs, for cleanup at free */
 };
@@ -966,7 +973,8 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
     if (code != NULL) {
         mz__obs_call(node, MZ_ROLE_HOST, caller, resource_id, method, &span, uv_hrtime() - t0,
                      code);
-        s_host_answer(node, req_id, caller, local, NULL, code, why, &span);
+        s_host_answer(node, req_id, caller, local, NULL, code, why,
+                      trace->traceparent[0] ? &span : NULL);
         return;
     }
     x->node = node;
@@ -977,6 +985,7 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
     x->deadline_ms = mz_now_ms() + timeout_ms;
     x->local = local;
     x->trace = span;
+    x->echo = trace->traceparent[0] != '\0';
     x->t0_ns = t0;
     x->next = node->execs;
     if (node->execs)
@@ -1065,7 +1074,7 @@ void mz_exec_reply(mz_exec *x, json_t *result)
     s_kept_answer(node, x, result, NULL, NULL);
     s_host_done(x, NULL);
     s_host_answer(node, x->req_id, x->caller, x->local, result ? result : json_null(), NULL,
-                  NULL, &x->trace);
+                  NULL, x->echo ? &x->trace : NULL);
     json_decref(x->params);
     free(x);
 }
@@ -1083,7 +1092,8 @@ void mz_exec_fail(mz_exec *x, const char *code, const char *message)
     s_kept_answer(node, x, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "");
     s_host_done(x, code ? code : MZ_EXEC_HANDLER_ERROR);
     s_host_answer(node, x->req_id, x->caller, x->local, NULL,
-                  code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "", &x->trace);
+                  code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "",
+                  x->echo ? &x->trace : NULL);
     json_decref(x->params);
     free(x);
 }
@@ -1113,6 +1123,7 @@ void mz__exec_sweep(mz_node *node, int64_t now)
                           "the handler did not answer within the timeout");
             s_host_done(x, MZ_EXEC_TIMEOUT);
             s_host_answer(node, x->req_id, x->caller, x->local, NULL, MZ_EXEC_TIMEOUT,
-                          "the handler did not answer within the timeout", &x->trace);
+                          "the handler did not answer within the timeout",
+                          x->echo ? &x->trace : NULL);
         }
 }

@@ -1,5 +1,6 @@
 /* Figures for operators beyond the counters (obs.h): written on the hot
  * paths, so each is a counter bump or a small map lookup. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,18 +93,65 @@ static void s_exec_done(mz_node *node, int role, uint64_t ns, const char *code)
     node->obs.exec_done[role][mz__obs_outcome(code)]++;
 }
 
+/* The sentence a text log line says for each link event (the JSON line
+ * carries it as fields.message beside the fields). */
+typedef struct s_link_text {
+    const char *peer, *addr, *direction, *reason;
+} s_link_text;
+
+static void s_up(char *b, size_t n, const s_link_text *t)
+{
+    snprintf(b, n, "peer %.12s up (%s %s)", t->peer, strcmp(t->direction, "out") == 0 ? "to"
+             : "from", t->addr);
+}
+
+static void s_down(char *b, size_t n, const s_link_text *t)
+{
+    snprintf(b, n, "peer %.12s down: %s", t->peer, t->reason);
+}
+
+static void s_failed(char *b, size_t n, const s_link_text *t)
+{
+    snprintf(b, n, "link %s closed before hello completed: %s", t->addr, t->reason);
+}
+
+static void s_refused(char *b, size_t n, const s_link_text *t)
+{
+    snprintf(b, n, "refusing %s (%s): %s", t->peer[0] ? t->peer : "peer", t->addr, t->reason);
+}
+
+static const struct {
+    const char *event;
+    int level;
+    void (*text)(char *b, size_t n, const s_link_text *t);
+} s_link_events[] = {
+    { "link.up",      MZ_LOG_INFO, s_up },
+    { "link.down",    MZ_LOG_INFO, s_down },
+    { "link.failed",  MZ_LOG_INFO, s_failed },
+    { "peer.refused", MZ_LOG_WARN, s_refused },
+};
+
 void mz__obs_link_event(mz_node *node, const char *event, const char *peer, const char *addr,
                         const char *direction, const char *reason)
 {
+    s_link_text t = { peer ? peer : "", addr ? addr : "", direction ? direction : "",
+                      reason ? reason : "" };
+    char text[512];
     json_t *f;
 
     (void)node;
-    if (MZ_LOG_INFO < mz_log_level())
+    for (size_t i = 0; i < sizeof s_link_events / sizeof s_link_events[0]; i++) {
+        if (strcmp(s_link_events[i].event, event) != 0)
+            continue;
+        if (s_link_events[i].level < mz_log_level())
+            return;
+        s_link_events[i].text(text, sizeof text, &t);
+        f = json_pack("{s:s,s:s*,s:s*,s:s*,s:s*}", "message", text, "peer", peer, "addr", addr,
+                      "direction", direction, "reason", reason);
+        mz_log_event(s_link_events[i].level, "node", event, f);
+        json_decref(f);
         return;
-    f = json_pack("{s:s*,s:s*,s:s*,s:s*}", "peer", peer, "addr", addr, "direction", direction,
-                  "reason", reason);
-    mz_log_event(MZ_LOG_INFO, "node", event, f);
-    json_decref(f);
+    }
 }
 
 void mz__obs_call(mz_node *node, int role, const char *peer, const char *resource,

@@ -90,6 +90,8 @@ typedef struct mz_counter_row {
 #define MZ_COUNTER_ROWS_MAX 96
 /* Every counter `status` shows, in list order (counters.h); returns the count. */
 size_t mz__counter_rows(mz_node *node, mz_counter_row *out, size_t max);
+/* Records hosted here. */
+size_t mz__records_local(mz_node *node);
 /* "starting", "serving" or "stopping", and why when not serving ("" else). */
 const char *mz__node_health(mz_node *node, const char **why);
 

@@ -117,15 +117,20 @@ const char *mz__node_health(mz_node *node, const char **why)
     return "serving";
 }
 
-json_t *mz_node_status(mz_node *node)
+size_t mz__records_local(mz_node *node)
 {
-    size_t local, total = mz_directory_count(node->dir), peers = 0;
-    const char *why, *health = mz__node_health(node, &why);
     mz_query q;
 
     memset(&q, 0, sizeof q);
     q.location = MZ_LOC_LOCAL;
-    local = mz_directory_query(node->dir, &q, s_count_one, NULL);
+    return mz_directory_query(node->dir, &q, s_count_one, NULL);
+}
+
+json_t *mz_node_status(mz_node *node)
+{
+    size_t local = mz__records_local(node), total = mz_directory_count(node->dir), peers = 0;
+    const char *why, *health = mz__node_health(node, &why);
+
     for (mz_peer *p = node->peers; p; p = p->next)
         if (p->up && p->link)
             peers++;

@@ -132,22 +132,12 @@ static void s_hops(FILE *f, mz_node *node)
             (unsigned long long)node->obs.hops_sum, (unsigned long long)node->obs.hops_count);
 }
 
-static bool s_local_rec(const mz_record *rec, void *ctx)
-{
-    (void)rec;
-    (void)ctx;
-    return true;
-}
-
 static void s_gauges(FILE *f, mz_node *node)
 {
-    size_t peers = 0, queued = 0, local, total = mz_directory_count(node->dir);
+    size_t peers = 0, queued = 0, local = mz__records_local(node);
+    size_t total = mz_directory_count(node->dir);
     const char *why, *health = mz__node_health(node, &why);
-    mz_query q;
 
-    memset(&q, 0, sizeof q);
-    q.location = MZ_LOC_LOCAL;
-    local = mz_directory_query(node->dir, &q, s_local_rec, NULL);
     for (mz_peer *p = node->peers; p; p = p->next)
         if (p->link) {
             peers += p->up;

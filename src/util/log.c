@@ -90,7 +90,7 @@ static size_t s_text_field(char *out, size_t cap, const char *key, const json_t 
 void mz_log_event(int level, const char *who, const char *event, const json_t *fields)
 {
     char line[2048], ts[32];
-    const char *key;
+    const char *key, *msg;
     json_t *v;
     size_t n;
     int k;
@@ -103,11 +103,14 @@ void mz_log_event(int level, const char *who, const char *event, const json_t *f
         s_emit_json(level, ts, event, fields);
         return;
     }
+    /* An event with a message reads as that sentence; others as key=value. */
+    msg = json_string_value(json_object_get(fields, "message"));
     k = snprintf(line, sizeof line, "%s %s [%s] %s", ts, s_names[level], who ? who : "-",
-                 event ? event : "-");
+                 msg ? msg : event ? event : "-");
     n = k < 0 ? 0 : (size_t)k >= sizeof line ? sizeof line - 1 : (size_t)k;
     json_object_foreach((json_t *)fields, key, v)
-        n += s_text_field(line + n, sizeof line - n, key, v);
+        if (msg == NULL)
+            n += s_text_field(line + n, sizeof line - n, key, v);
     s_emit(level, line);
 }
 

@@ -30,7 +30,8 @@ int mz_log_format(void);
 void mz_log_set_node(const char *id);
 
 /* A structured line: event (e.g. "link.down") and fields (a JSON object,
- * borrowed, may be NULL). Text: "... [who] event key=value ...". */
+ * borrowed, may be NULL). Text: "... [who] event key=value ...", or the
+ * string fields.message when there is one. */
 void mz_log_event(int level, const char *who, const char *event, const json_t *fields);
 
 #define mz_log(lvl, who, ...)                            \

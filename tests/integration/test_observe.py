@@ -2,6 +2,7 @@
 mesh-wide `members` view as a node dies, JSON log lines and call logs, and a
 W3C trace id followed from the caller through a relay into a `serve`
 handler's environment and every node's call log."""
+import asyncio
 import json
 import re
 import urllib.error
@@ -9,7 +10,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from execlib import build_square, handler, procs  # noqa: F401  (procs: fixture)
+import mzproto as mp
+from execlib import ApiConn, arun, handler, procs  # noqa: F401  (procs: fixture)
 from meshlib import Node, free_port_unlistened, rpc, rpc_raw, wait_for, wait_linked
 
 LEASE_MS = 3000
@@ -256,6 +258,19 @@ def test_trace_id_through_a_relay_into_serve_env_and_logs(mesh, procs):  # noqa:
     assert h["traceparent"] == env
     assert caller[0]["fields"]["host"] == d.id and caller[0]["fields"]["outcome"] == "ok"
 
+    # Through the MCP endpoint: the trace context rides in params._meta and
+    # comes back in the result's _meta.
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "trace-env", "_meta": {"traceparent": TRACEPARENT},
+                                  "arguments": {"method": "run", "params": {}}}}).encode()
+    url = "http://" + a.api[len("ws://"):] + "/mcp"
+    hreq = urllib.request.Request(url, data=body, headers={
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+    with urllib.request.urlopen(hreq, timeout=20) as resp:
+        m = json.loads(resp.read())
+    assert m["result"]["_meta"]["traceparent"].split("-")[1] == TRACE_ID, m
+    assert TRACE_ID in json.dumps(m["result"]["content"]), m
+
     # Without a traceparent the caller's node starts one; a bad one too.
     for params in ({}, {"traceparent": "01-nothex"}):
         p = dict(req["params"], **params)
@@ -311,3 +326,38 @@ def test_log_format_and_members_usage_errors(mesh):
     assert p.returncode == 2 and "takes no arguments" in p.stderr
     p = run(["members", "--help"])
     assert p.returncode == 0 and "examples" in p.stdout
+
+
+def test_independent_peer_reads_and_announces_links(mesh):
+    """A peer built from PROTOCOL.md alone (mzproto) reads the node's links
+    in its alive, announces its own, and sees its execute's trace echoed."""
+    a = mesh.node("A")
+    b = mesh.node("B", peers=[a])
+    wait_linked([(a, b)])
+    key, other = mp.Key(), mp.Key()
+
+    async def go():
+        p = await mp.Peer(key).open(a.listen)
+        await p.handshake()
+        try:
+            al = await p.expect(lambda m: m["type"] == "alive" and m["sender"] == a.id, 15,
+                                "A's alive")
+            assert mp.verify_envelope(al)
+            assert set(al["payload"]["links"]) == {b.id, key.id}, al["payload"]
+            await p.send(mp.envelope(key, "alive", mp.alive("", 15000, links=[a.id, other.id])))
+            api = await ApiConn.open(a.api)
+            try:
+                for _ in range(100):
+                    res = await api.result("members")
+                    got = {m["id"]: m for m in res["members"]}.get(key.id, {}).get("peers")
+                    if got:
+                        return got
+                    await asyncio.sleep(0.05)
+                raise AssertionError("A's members never showed the peer's links")
+            finally:
+                await api.close()
+        finally:
+            await p.close()
+    peers = arun(go(), 30)
+    assert peers == [a.id, other.id]
+    assert mp.trace_id(TRACEPARENT) == TRACE_ID and mp.trace_id("00-" + "0" * 32 + "-x") is None
