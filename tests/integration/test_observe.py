@@ -361,3 +361,22 @@ def test_independent_peer_reads_and_announces_links(mesh):
     peers = arun(go(), 30)
     assert peers == [a.id, other.id]
     assert mp.trace_id(TRACEPARENT) == TRACE_ID and mp.trace_id("00-" + "0" * 32 + "-x") is None
+
+
+def test_trace_reaches_an_imported_mcp_server_in_meta(mesh):
+    a = mesh.node("A", extra=["--mcp", "meta=/usr/bin/python3 " + handler("mcp_meta.py")])
+    b = mesh.node("B", peers=[a])
+    wait_linked([(a, b)])
+    wait_for(lambda: "meta/meta" in b.ids(), 15, what="meta/meta on B")
+    r = rpc(b.api, "execute_remote", {"resource_id": "meta/meta", "method": "call",
+                                       "params": {}, "traceparent": TRACEPARENT}, timeout=20)
+    assert "result" in r, r
+    meta = json.loads(r["result"]["content"][0]["text"])
+    assert meta["traceparent"].split("-")[1] == TRACE_ID and meta["traceparent"] != TRACEPARENT
+    # The host counts the bridge's calls by server and outcome.
+    fams, _ = metrics(a)
+    served = [s for s in fams["meshzero_bridge_calls"].samples
+              if s.labels == {"server": "meta", "outcome": "ok"}]
+    assert served and served[0].value == 1, fams["meshzero_bridge_calls"].samples
+    up = [s for s in fams["meshzero_bridge_servers"].samples if s.labels.get("server") == "meta"]
+    assert up and up[0].labels["state"] == "up"
