@@ -284,8 +284,10 @@ static void s_forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one
     if (to_one) {
         s_send_raw_urgent(node, to_one, buf, len);
         node->c.forwarded++;
+        mz__obs_count(&node->obs.msg_fwd, mz_msg_type(env));
     } else if (s_flood_relayed(node, buf, len, from) > 0) {
         node->c.forwarded++;
+        mz__obs_count(&node->obs.msg_fwd, mz_msg_type(env));
     }
     free(buf);
 }

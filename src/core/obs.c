@@ -35,6 +35,7 @@ void mz__obs_free(mz_node *node)
 {
     mz_hmap_free(node->obs.msg_in, free);
     mz_hmap_free(node->obs.msg_out, free);
+    mz_hmap_free(node->obs.msg_fwd, free);
     mz_hmap_free(node->obs.rec_changes, free);
     mz_hmap_free(node->obs.agr_refused, free);
     mz_hmap_free(node->obs.left, free);

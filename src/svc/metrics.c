@@ -262,6 +262,8 @@ void mz__page_metrics(mz_node *node, void *wsi, const char *path, mz_http_page *
           "Messages verified and handled here, by type");
     s_map(f, node->obs.msg_out, "messages_sent_total", "type",
           "Messages this node originated, by type");
+    s_map(f, node->obs.msg_fwd, "messages_relayed_total", "type",
+          "Messages relayed on towards other nodes, by type");
     s_map(f, node->obs.rec_changes, "directory_changes_total", "op",
           "Directory changes, by operation");
     s_map(f, node->obs.agr_refused, "agreement_refusals_total", "reason",

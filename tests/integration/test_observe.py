@@ -226,6 +226,7 @@ def calls_logged(node):
 
 
 def test_trace_id_through_a_relay_into_serve_env_and_logs(mesh, procs):  # noqa: F811
+    """A-B-D: the call from A to D is relayed by B."""
     logs = ["--log-format", "json", "--log-calls", "--no-seal"]
     a = mesh.node("A", extra=logs)
     b = mesh.node("B", peers=[a], extra=logs)
@@ -257,6 +258,9 @@ def test_trace_id_through_a_relay_into_serve_env_and_logs(mesh, procs):  # noqa:
     assert h["outcome"] == "ok" and h["duration_ms"] >= 0 and host[0]["node"] == d.id
     assert h["traceparent"] == env
     assert caller[0]["fields"]["host"] == d.id and caller[0]["fields"]["outcome"] == "ok"
+    relayed = {s.labels["type"]: s.value
+               for s in metrics(b)[0]["meshzero_messages_relayed"].samples}
+    assert relayed.get("execute", 0) >= 1 and relayed.get("execute_result", 0) >= 1, relayed
 
     # Through the MCP endpoint: the trace context rides in params._meta and
     # comes back in the result's _meta.
