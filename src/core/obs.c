@@ -36,6 +36,7 @@ void mz__obs_free(mz_node *node)
     mz_hmap_free(node->obs.msg_in, free);
     mz_hmap_free(node->obs.msg_out, free);
     mz_hmap_free(node->obs.msg_fwd, free);
+    mz_hmap_free(node->obs.link_downs, free);
     mz_hmap_free(node->obs.rec_changes, free);
     mz_hmap_free(node->obs.agr_refused, free);
     mz_hmap_free(node->obs.left, free);
@@ -132,6 +133,27 @@ static const struct {
     { "peer.refused", MZ_LOG_WARN, s_refused },
 };
 
+/* A closed link's reason text as a label: the first row it contains. */
+static const struct {
+    const char *text, *label;
+} s_close_reasons[] = {
+    { "closed by peer", "peer_closed" },    { "dial failed", "dial_failed" },
+    { "tls", "tls" },                       { "send queue full", "slow_peer" },
+    { "too slow", "slow_peer" },            { "rate", "rate_limit" },
+    { "shedding", "shed" },                 { "duplicate link", "duplicate" },
+    { "refused", "refused" },               { "hello", "hello_failed" },
+    { "node shutting down", "shutdown" },   { "by request", "request" },
+    { "too big", "oversize" },              { "connection closed", "connection_lost" },
+};
+
+static const char *s_close_label(const char *reason)
+{
+    for (size_t i = 0; reason && i < sizeof s_close_reasons / sizeof s_close_reasons[0]; i++)
+        if (strstr(reason, s_close_reasons[i].text) != NULL)
+            return s_close_reasons[i].label;
+    return "other";
+}
+
 void mz__obs_link_event(mz_node *node, const char *event, const char *peer, const char *addr,
                         const char *direction, const char *reason)
 {
@@ -140,7 +162,8 @@ void mz__obs_link_event(mz_node *node, const char *event, const char *peer, cons
     char text[512];
     json_t *f;
 
-    (void)node;
+    if (strcmp(event, "link.down") == 0 || strcmp(event, "link.failed") == 0)
+        mz__obs_count(&node->obs.link_downs, s_close_label(reason));
     for (size_t i = 0; i < sizeof s_link_events / sizeof s_link_events[0]; i++) {
         if (strcmp(s_link_events[i].event, event) != 0)
             continue;

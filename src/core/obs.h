@@ -53,6 +53,7 @@ typedef struct mz_obs {
     mz_hmap *msg_in;                        /* type -> uint64_t*: messages handled */
     mz_hmap *msg_out;                       /* type -> uint64_t*: messages we sent */
     mz_hmap *msg_fwd;                       /* type -> uint64_t*: messages we relayed */
+    mz_hmap *link_downs;                    /* reason label -> uint64_t*: peer links closed */
     mz_hmap *rec_changes;                   /* op -> uint64_t*: directory changes */
     mz_hmap *agr_refused;                   /* reason -> uint64_t*: agreement refusals */
     mz_hist exec_dur[MZ_ROLES];

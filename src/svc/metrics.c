@@ -264,6 +264,8 @@ void mz__page_metrics(mz_node *node, void *wsi, const char *path, mz_http_page *
           "Messages this node originated, by type");
     s_map(f, node->obs.msg_fwd, "messages_relayed_total", "type",
           "Messages relayed on towards other nodes, by type");
+    s_map(f, node->obs.link_downs, "peer_links_closed_total", "reason",
+          "Peer links that closed (either side, or a dial that failed), by reason");
     s_map(f, node->obs.rec_changes, "directory_changes_total", "op",
           "Directory changes, by operation");
     s_map(f, node->obs.agr_refused, "agreement_refusals_total", "reason",

@@ -313,6 +313,9 @@ def test_json_log_lines_and_default_level_events(mesh):
     down = wait_for(lambda: [x for x in json_lines(b) if x["event"] == "link.down"], 10,
                     what="link.down in B's log")
     assert down[0]["fields"]["peer"] == a.id and down[0]["fields"]["reason"]
+    closed = {s.labels["reason"]: s.value
+              for s in metrics(b)[0]["meshzero_peer_links_closed"].samples}
+    assert sum(closed.values()) >= 1 and "other" not in closed, closed
     # Every line of both nodes is one JSON object.
     for n in (a, b):
         for line in n.stderr().splitlines():
