@@ -202,7 +202,8 @@ class AsyncMesh:
         self._ws: Any = None
         self._gen = 0                                   # connection generation
         self._next_id = 0
-        self._pending: Dict[int, Tuple["asyncio.Future[Any]", int]] = {}
+        # id -> (future, request size, hook run on the result as soon as it is read)
+        self._pending: Dict[int, Tuple["asyncio.Future[Any]", int, Any]] = {}
         self._subs: Dict[str, List[Subscription]] = {}  # pattern -> local subscriptions
         self._node_sub: Dict[str, int] = {}             # pattern -> the node's subscription id
         self._rr: Dict[str, int] = {}                   # topic -> next pattern to get it
@@ -340,7 +341,7 @@ class AsyncMesh:
         if self._up is not None:
             self._up.clear()
         limit = exc.data.get("limit") if isinstance(exc, TooLarge) else None
-        for rid, (fut, size) in list(self._pending.items()):
+        for rid, (fut, size, _) in list(self._pending.items()):
             if fut.done():
                 continue
             if isinstance(exc, TooLarge) and (limit is None or size > limit):
@@ -386,7 +387,8 @@ class AsyncMesh:
     # ---- requests --------------------------------------------------------
 
     async def _call(self, method: str, params: Dict[str, Any],
-                    timeout: Optional[float] = None) -> Any:
+                    timeout: Optional[float] = None,
+                    hook: Optional[Callable[[Any], None]] = None) -> Any:
         ws = self._ws
         if ws is None:
             raise ConnectionLost("not connected to %s%s" % (
@@ -403,7 +405,7 @@ class AsyncMesh:
                            % (method, size, self.max_message),
                            data={"size": size, "limit": self.max_message})
         fut: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
-        self._pending[rid] = (fut, size)
+        self._pending[rid] = (fut, size, hook)
         try:
             try:
                 await ws.send(text)
@@ -450,11 +452,17 @@ class AsyncMesh:
         if entry is None or entry[0].done():
             self.stats["ignored_unknown_id"] += 1
             return
-        fut = entry[0]
+        fut, _, hook = entry
         if "error" in obj:
             fut.set_exception(error_from_rpc(obj["error"]))
-        else:
-            fut.set_result(obj.get("result"))
+            return
+        if hook is not None:
+            try:
+                hook(obj.get("result"))
+            except MeshError as e:
+                fut.set_exception(e)
+                return
+        fut.set_result(obj.get("result"))
 
     def _on_request(self, ws: Any, obj: Dict[str, Any], method: str) -> None:
         params = obj.get("params")
@@ -508,21 +516,34 @@ class AsyncMesh:
             s._deliver(ev)
 
     async def _node_subscribe(self, pattern: str) -> None:
-        r = await self._call("subscribe", {"topic": pattern})
-        sid = r.get("subscription") if isinstance(r, dict) else None
-        if not isinstance(sid, int) or isinstance(sid, bool):
-            raise MeshError("malformed subscribe answer: %.200r" % (r,), code="bad_reply")
-        self._node_sub[pattern] = sid
-        self._rr.clear()
+        def taken(r: Any) -> None:
+            # Registered as the answer is read: the node's first notification
+            # for it may be the very next message.
+            sid = r.get("subscription") if isinstance(r, dict) else None
+            if not isinstance(sid, int) or isinstance(sid, bool):
+                raise MeshError("malformed subscribe answer: %.200r" % (r,), code="bad_reply")
+            self._node_sub[pattern] = sid
+            self._rr.clear()
+        await self._call("subscribe", {"topic": pattern}, hook=taken)
 
     async def _subscribe(self, topic: str, callback: Optional[Callback],
                          queue: Optional["asyncio.Queue[Any]"]) -> Subscription:
         if not isinstance(topic, str):
             raise BadRequest("subscribe: topic must be a string")
-        if topic not in self._node_sub:
-            await self._node_subscribe(topic)
         sub = Subscription(self, topic, callback, queue)
+        first = topic not in self._subs
         self._subs.setdefault(topic, []).append(sub)
+        if first:
+            try:
+                await self._node_subscribe(topic)
+            except BaseException:
+                sub.active = False
+                subs = self._subs.get(topic, [])
+                if sub in subs:
+                    subs.remove(sub)
+                if not subs:
+                    self._subs.pop(topic, None)
+                raise
         return sub
 
     async def _unsubscribe(self, sub: Subscription) -> None:
