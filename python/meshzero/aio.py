@@ -206,6 +206,7 @@ class AsyncMesh:
         self._pending: Dict[int, Tuple["asyncio.Future[Any]", int, Any]] = {}
         self._subs: Dict[str, List[Subscription]] = {}  # pattern -> local subscriptions
         self._node_sub: Dict[str, int] = {}             # pattern -> the node's subscription id
+        self._subscribing: Dict[str, "asyncio.Future[None]"] = {}   # patterns asked for
         self._rr: Dict[str, int] = {}                   # topic -> next pattern to get it
         self._served: Dict[str, _Served] = {}
         self._tasks: "set[asyncio.Task[Any]]" = set()
@@ -533,17 +534,27 @@ class AsyncMesh:
         sub = Subscription(self, topic, callback, queue)
         first = topic not in self._subs
         self._subs.setdefault(topic, []).append(sub)
-        if first:
-            try:
-                await self._node_subscribe(topic)
-            except BaseException:
-                sub.active = False
-                subs = self._subs.get(topic, [])
-                if sub in subs:
-                    subs.remove(sub)
-                if not subs:
-                    self._subs.pop(topic, None)
-                raise
+        try:
+            if first:
+                fut = asyncio.get_running_loop().create_future()
+                self._subscribing[topic] = fut
+                try:
+                    await self._node_subscribe(topic)
+                finally:
+                    self._subscribing.pop(topic, None)
+                    fut.set_result(None)
+            elif topic in self._subscribing:
+                await self._subscribing[topic]      # the first one's answer
+                if topic not in self._node_sub:
+                    raise ConnectionLost("subscribe %r: the node did not take it" % topic)
+        except BaseException:
+            sub.active = False
+            subs = self._subs.get(topic, [])
+            if sub in subs:
+                subs.remove(sub)
+            if not subs:
+                self._subs.pop(topic, None)
+            raise
         return sub
 
     async def _unsubscribe(self, sub: Subscription) -> None:

@@ -50,8 +50,8 @@ class Mesh:
 
         async def make() -> AsyncMesh:
             return AsyncMesh(url, token=token, timeout=timeout, reconnect=reconnect, **kw)
-        self.aio: AsyncMesh = self._run(make())
         try:
+            self.aio: AsyncMesh = self._run(make())
             self._run(self.aio.connect())
         except BaseException:
             self._stop()

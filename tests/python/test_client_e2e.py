@@ -234,6 +234,45 @@ def test_every_error_class_from_a_real_situation(square):
         stall.set()
 
 
+def test_examples_handler_agent_and_event_watcher(square, tmp_path):
+    _, a, _, _, d = square
+    env = meshlib.client_env()
+    env["PYTHONPATH"] = os.path.join(ROOT, "python")
+    ex = os.path.join(ROOT, "python", "examples")
+    procs = []
+
+    def start(name, *args):
+        out = tmp_path / (name + ".out")
+        with open(out, "w") as fo:
+            procs.append(subprocess.Popen(["/usr/bin/python3", os.path.join(ex, name)] +
+                                          list(args), stdin=subprocess.DEVNULL, stdout=fo,
+                                          stderr=subprocess.STDOUT, env=env))
+        return procs[-1], out
+    try:
+        agent, agent_out = start("handler_agent.py", "--node", d.api)
+        wait_for(lambda: "serving text.tools" in agent_out.read_text(), 15,
+                 what="the handler agent serving")
+        watcher, watch_out = start("watch_events.py", "--node", a.api, "--count", "1", "demo.*")
+        wait_for(lambda: "watching demo.*" in watch_out.read_text(), 15, what="the watcher")
+        with meshzero.connect(a.api) as ma:
+            at(ma, "text.tools")
+            assert ma.execute_remote(resource_id="text.tools", method="upper",
+                                     params={"text": "hi"}) == {"text": "HI"}
+            with pytest.raises(meshzero.BadRequest):
+                ma.execute_remote(resource_id="text.tools", method="upper", params={})
+            ma.publish("demo.example", {"n": 1})
+        assert watcher.wait(15) == 0
+        line = watch_out.read_text().splitlines()[-1]
+        assert json.loads(line) == {"topic": "demo.example", "source": a.id, "data": {"n": 1}}
+        agent.terminate()
+        assert agent.wait(15) == 0, agent_out.read_text()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def test_reconnect_after_node_restart_unreachable_and_lost(square):
     _, a, _, _, d = square
     events = []

@@ -390,3 +390,30 @@ def test_blocking_facade_runs_the_async_client():
     asyncio.run_coroutine_threadsafe(box["f"].stop(), loop).result(5)
     loop.call_soon_threadsafe(loop.stop)
     t.join(5)
+
+
+async def test_concurrent_subscribes_to_one_pattern_share_one_node_subscription():
+    async def on(f, ws, req):
+        if req["method"] == "subscribe":
+            await f.reply(ws, req, {"subscription": 1, "topic": req["params"]["topic"]})
+            await ws.send(json.dumps({"jsonrpc": "2.0", "method": "event",
+                                      "params": {"topic": "t.x", "data": 1}}))
+    f = await fake(on)
+    got = [[], []]
+    async with meshzero.AsyncMesh(f.url) as mesh:
+        await asyncio.gather(mesh.subscribe("t.*", got[0].append),
+                             mesh.subscribe("t.*", got[1].append))
+        await f.wait_for(lambda: len(f.sent("subscribe")) == 1)
+        await mesh.status()         # the event came before this answer
+    assert len(f.sent("subscribe")) == 1
+    assert [len(g) for g in got] == [1, 1]
+    await f.stop()
+
+
+def test_blocking_connect_failure_leaves_no_thread():
+    before = threading.active_count()
+    with pytest.raises(meshzero.ConnectionLost):
+        meshzero.connect("ws://127.0.0.1:1", timeout=2)
+    with pytest.raises(meshzero.BadRequest):
+        meshzero.connect("nonsense://x")
+    assert threading.active_count() == before
