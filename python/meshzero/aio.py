@@ -414,10 +414,11 @@ class AsyncMesh:
                 if not fut.done():
                     raise self._closed_error(e) from None
             wait = self.timeout if timeout is None else timeout
-            done, _ = await asyncio.wait({fut}, timeout=wait)
-            if not done:
-                raise Timeout("%s: no answer from the node within %.1f s" % (method, wait))
-            return fut.result()
+            timer = asyncio.get_running_loop().call_later(wait, _expire, fut, method, wait)
+            try:
+                return await fut
+            finally:
+                timer.cancel()
         finally:
             self._pending.pop(rid, None)
 
@@ -742,3 +743,7 @@ class AsyncMesh:
         """Any other API method (docs/PROTOCOL.md), raw JSON in and out."""
         return await self._call(method, params or {}, timeout)
 
+
+def _expire(fut: "asyncio.Future[Any]", method: str, wait: float) -> None:
+    if not fut.done():
+        fut.set_exception(Timeout("%s: no answer from the node within %.1f s" % (method, wait)))
