@@ -66,7 +66,7 @@ def main() -> int:
         added.set()
 
     # the record must have reached A (it travels as a broadcast)
-    meshzero_wait(lambda: mesh.query_resources(resource_type="agent",
+    wait_until(lambda: mesh.query_resources(resource_type="agent",
                                                capabilities=["image_processing"]), args.timeout)
 
     # Connect to peers
@@ -96,7 +96,7 @@ def main() -> int:
     return 0
 
 
-def meshzero_wait(cond, timeout):
+def wait_until(cond, timeout):
     """Polls cond() until it is true (a record spreading takes milliseconds)."""
     import time
     deadline = time.monotonic() + timeout

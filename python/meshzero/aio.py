@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import urllib.parse
-from typing import (Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence,
+from typing import (Any, Awaitable, Callable, Dict, List, Optional, Sequence,
                     Tuple, Union)
 
 import websockets

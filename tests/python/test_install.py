@@ -2,7 +2,6 @@
 system's websockets) and works from there against a real node."""
 import os
 import subprocess
-import sys
 import textwrap
 
 import meshlib
