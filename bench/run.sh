@@ -123,6 +123,10 @@ RELAY_URL=$(awk '{print $4}' "$TMP/relay.out")
 for run in 1 2 3; do
     "$BUILD/bench_exec" drive "$HOST_URL" --json >> "$TMP/hop1.json"
     "$BUILD/bench_exec" drive "$RELAY_URL" --json >> "$TMP/hop2.json"
+    # The same call from the Python client, through a node's local API.
+    /usr/bin/python3 "$ROOT/bench/bench_python.py" "$BUILD/meshzero" "$HOST_URL" --json \
+        >> "$TMP/python.json" 2>> "$TMP/python.err" ||
+        echo "  (Python client run $run failed: $(tail -1 "$TMP/python.err"))"
 done
 kill -TERM $HOST $RELAY; wait $HOST $RELAY 2>/dev/null || true
 # The same 1-hop workload with sealing off (unicasts signed instead): its cost.
@@ -163,8 +167,9 @@ if [ -x "$BUILD/bench_nats" ] && command -v nats-server >/dev/null 2>&1; then
 else
     echo "  (NATS skipped: bench_nats or nats-server missing)"
 fi
+touch "$TMP/python.json"
 /usr/bin/python3 - "$TMP/hop1.json" "$TMP/hop2.json" "$TMP/exec.json" "$TMP/hop1ns.json" \
-    "$TMP/echo.json" "$TMP/nats.json" <<'PY'
+    "$TMP/echo.json" "$TMP/nats.json" "$TMP/python.json" <<'PY'
 import json, statistics, sys
 out = {}
 for name, path in (("1 hop", sys.argv[1]), ("2 hops", sys.argv[2]),
@@ -197,6 +202,26 @@ for peer, key in (("NATS req/reply", "nats"), ("plain lws echo", "floor")):
     ratios[f"meshzero/{key}"] = r
     print(f"    meshzero/{key:5}  p50 {r['p50']:5.2f}x   64 in flight {r['calls_per_s']:5.2f}x")
 out["ratios"] = ratios
+# The Python client (bench_python.py): the same 1-hop call, made through the
+# local API of a node linked to the host, beside the C caller's figures above.
+py = [json.loads(l) for l in open(sys.argv[7]) if l.strip()]
+if py:
+    def med(k, sub="async"):
+        return statistics.median(r[sub][k] for r in py)
+    row = {"p50_us": med("p50_us"), "p99_us": med("p99_us"), "calls_per_s": med("calls_per_s"),
+           "blocking_p50_us": med("p50_us", "blocking"), "runs": len(py)}
+    out["python"] = row
+    print(f"  {'Python asyncio':18} p50 {row['p50_us']:8.1f} us ({min(r['async']['p50_us'] for r in py):.0f}-"
+          f"{max(r['async']['p50_us'] for r in py):.0f})   p99 {row['p99_us']:8.1f} us"
+          f"   64 in flight {row['calls_per_s']:9.0f} calls/s"
+          f" ({min(r['async']['calls_per_s'] for r in py):.0f}-{max(r['async']['calls_per_s'] for r in py):.0f})")
+    print(f"  {'Python blocking':18} p50 {row['blocking_p50_us']:8.1f} us")
+    if mz is not None:
+        print(f"  Python/C, 1 hop, this run: p50 {row['p50_us'] / mz['p50_us']['median']:5.2f}x"
+              f"   64 in flight {row['calls_per_s'] / mz['calls_per_s']['median']:5.2f}x"
+              "   (Python -> local API -> node -> host; C calls from inside its node)")
+else:
+    print(f"  {'Python asyncio':18} (no result)")
 json.dump(out, open(sys.argv[3], "w"))
 PY
 
