@@ -13,6 +13,7 @@
 
 #include "meshzero/msg.h"
 #include "wire/frame.h"
+#include "wire/stream.h"
 
 static const uint8_t KEY[32] = { 7, 7, 7 };
 static uint8_t A[32], B[32];
@@ -466,8 +467,116 @@ static void test_type_table(void **state)
                                         mz__frame_type_name((uint8_t)b));
 }
 
-int main(void)
+/* ---- interoperability helper (tests/integration/test_frame_interop.py) ----
+ *
+ *   test_frame --emit KEYHEX    prints "NAME HEX" lines: frames made here
+ *   test_frame --check KEYHEX   reads HEX lines, prints "OK PLAINHEX" or
+ *                               "ERR STATUS message" for each
+ * so the independent Python codec (mzproto.py) and this one check each
+ * other's bytes. */
+
+static void s_hex_line(const char *name, const uint8_t *p, size_t n)
 {
+    printf("%s ", name);
+    for (size_t i = 0; i < n; i++)
+        printf("%02x", p[i]);
+    printf("\n");
+}
+
+static int s_emit(const uint8_t key[32])
+{
+    static uint8_t body[40000], buf[MZ_DEFAULT_STREAM_CHUNK + 1024];
+    const char *plain = "{\"resource_id\":\"echo\",\"method\":\"m\",\"params\":{}}";
+    const char *ev = "{\"topic\":\"t\",\"data\":1}";
+    mz_identity *id = NULL;
+    mz_streams *st = NULL;
+    mz_stream_frame f;
+    mz_frame_hdr h;
+    uint32_t sid;
+    size_t n;
+    mz_err e;
+
+    if (mz_identity_generate(&id, &e) != MZ_OK ||
+        mz__streams_new(&st, mz_identity_pk(id), B, NULL, 1000, &e) != MZ_OK)
+        return 1;
+    mz__frame_hdr_init(&h, MZ_FRAME_EXECUTE, mz_identity_pk(id), B);
+    if (mz__frame_seal(&h, (const uint8_t *)plain, strlen(plain), key, buf, sizeof buf, &n, &e))
+        return 1;
+    s_hex_line("sealed", buf, n);
+    if (mz__frame_relay_hop(buf, n, &e) != MZ_OK)
+        return 1;
+    s_hex_line("relayed", buf, n);
+    mz__frame_hdr_init(&h, MZ_FRAME_EVENT, mz_identity_pk(id), NULL);
+    if (mz__frame_sign(&h, (const uint8_t *)ev, strlen(ev), id, buf, sizeof buf, &n, &e)
+        != MZ_OK)
+        return 1;
+    s_hex_line("signed", buf, n);
+    for (size_t i = 0; i < sizeof body; i++)
+        body[i] = (uint8_t)('a' + i % 26);
+    if (mz__streams_open(st, MZ_FRAME_EXECUTE_RESULT, body, sizeof body, &sid, &e) != MZ_OK)
+        return 1;
+    while (mz__streams_next(st, &f)) {
+        mz__frame_hdr_init(&h, f.type, mz_identity_pk(id), B);
+        h.flags = f.flags;
+        h.stream_id = f.stream_id;
+        h.aux = f.aux;
+        if (mz__frame_seal(&h, f.body, f.body_len, key, buf, sizeof buf, &n, &e) != MZ_OK)
+            return 1;
+        s_hex_line("chunk", buf, n);
+    }
+    mz__streams_free(st);
+    mz_identity_free(id);
+    return 0;
+}
+
+static int s_check(const uint8_t key[32])
+{
+    static char line[2 * (MZ_DEFAULT_MAX_FRAME + 16) + 4];
+    static uint8_t buf[MZ_DEFAULT_MAX_FRAME + 16], plain[MZ_DEFAULT_MAX_FRAME];
+
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        size_t n = 0, pl = 0;
+        const uint8_t *p = plain;
+        mz_frame_hdr h;
+        mz_status rc;
+        mz_err e = { 0 };
+
+        line[strcspn(line, "\r\n")] = '\0';
+        if (sodium_hex2bin(buf, sizeof buf, line, strlen(line), NULL, &n, NULL) != 0)
+            return 1;
+        rc = mz__frame_decode(buf, n, 0, &h, &e);
+        if (rc == MZ_OK && (h.flags & MZ_FRAME_F_SEALED))
+            rc = mz__frame_open(buf, n, &h, key, plain, &pl, &e);
+        else if (rc == MZ_OK)
+            rc = mz__frame_verify(buf, n, &h, &p, &pl, &e);
+        if (rc != MZ_OK)
+            printf("ERR %s %s\n", mz_status_name(rc), e.msg);
+        else
+            s_hex_line("OK", p, pl);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3) {
+        uint8_t key[32];
+
+        if (sodium_init() < 0 ||
+            sodium_hex2bin(key, sizeof key, argv[2], strlen(argv[2]), NULL, NULL, NULL) != 0) {
+            fprintf(stderr, "test_frame: KEYHEX must be 64 hex characters\n");
+            return 2;
+        }
+        setup(NULL);
+        if (strcmp(argv[1], "--emit") == 0)
+            return s_emit(key);
+        if (strcmp(argv[1], "--check") == 0)
+            return s_check(key);
+        fprintf(stderr, "usage: test_frame [--emit KEYHEX | --check KEYHEX]\n");
+        return 2;
+    }
+
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sealed_round_trip),
         cmocka_unit_test(test_seal_in_place_and_fields),
