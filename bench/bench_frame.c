@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "benchlib.h"
 #include "meshzero/msg.h"
 #include "wire/frame.h"
 #include "wire/stream.h"
@@ -29,13 +30,6 @@
 /* lws's LWS_PRE on x86-64: headroom every outgoing WebSocket buffer needs. */
 #define S_PRE 16
 
-static double s_cpu_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 /* bench_msg's payload: about 290 bytes of canonical JSON. */
 static json_t *s_payload(void)
@@ -130,7 +124,7 @@ static int s_json_ends(const struct ctx *c, int n, double *seal, double *open)
 {
     for (int i = 0; i < n; i++) {
         json_t *env = mz_msg_new("execute", c->ahex, c->bhex, s_payload()), *got = NULL;
-        double t0 = s_cpu_us(), t1;
+        double t0 = bench_cpu_us(), t1;
         char *text;
         size_t len;
         mz_err e;
@@ -138,13 +132,13 @@ static int s_json_ends(const struct ctx *c, int n, double *seal, double *open)
         if (env == NULL || mz_msg_seal(env, c->key, &e) != MZ_OK)
             return -1;
         text = mz_msg_dump(env, &len);
-        t1 = s_cpu_us();
+        t1 = bench_cpu_us();
         *seal += t1 - t0;
         json_decref(env);
         if (text == NULL || mz_msg_parse(text, len, NULL, &got, NULL, &e) != MZ_OK ||
             mz_msg_open(got, c->key, 0, &e) != MZ_OK)
             return -1;
-        *open += s_cpu_us() - t1;
+        *open += bench_cpu_us() - t1;
         json_decref(got);
         free(text);
     }
@@ -162,7 +156,7 @@ static int s_frame_ends(const struct ctx *c, const uint8_t *plain, size_t plain_
 
     if (buf == NULL || out == NULL)
         goto done;
-    t0 = s_cpu_us();
+    t0 = bench_cpu_us();
     for (int i = 0; i < n; i++) {
         mz_frame_hdr h;
         size_t len;
@@ -173,7 +167,7 @@ static int s_frame_ends(const struct ctx *c, const uint8_t *plain, size_t plain_
             != MZ_OK)
             goto done;
     }
-    t1 = s_cpu_us();
+    t1 = bench_cpu_us();
     *seal += t1 - t0;
     for (int i = 0; i < n; i++) {
         mz_frame_hdr h;
@@ -184,7 +178,7 @@ static int s_frame_ends(const struct ctx *c, const uint8_t *plain, size_t plain_
             mz__frame_open(buf + S_PRE, len, &h, c->key, out, &pl, &e) != MZ_OK)
             goto done;
     }
-    *open += s_cpu_us() - t1;
+    *open += bench_cpu_us() - t1;
     rc = 0;
 done:
     free(buf);
@@ -216,20 +210,12 @@ int main(int argc, char **argv)
     bool json_out = false;
     mz_identity *id = NULL;
     uint8_t *chunk = NULL;
-    int n = 20000;
+    int n = 20000, rc;
     mz_err e;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json_out = true;
-        else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc)
-            n = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: bench_frame [--json] [--n N]\n");
-            return 2;
-        }
-    }
-    if (n <= 0 || sodium_init() < 0 || mz_identity_generate(&id, &e) != MZ_OK) {
+    if ((rc = bench_cpu_args(argc, argv, &n, &json_out)) >= 0)
+        return rc;
+    if (sodium_init() < 0 || mz_identity_generate(&id, &e) != MZ_OK) {
         fprintf(stderr, "bench_frame: set-up failed\n");
         return 1;
     }
@@ -239,14 +225,14 @@ int main(int argc, char **argv)
     chunk = calloc(1, MZ_DEFAULT_STREAM_CHUNK);
     if (chunk == NULL || s_setup(&c, id) != 0)
         goto fail;
-    t0 = s_cpu_us();
+    t0 = bench_cpu_us();
     if (s_relay_json(&c, n) != 0)
         goto fail;
-    t[R_RELAY_JSON] = s_cpu_us() - t0;
-    t0 = s_cpu_us();
+    t[R_RELAY_JSON] = bench_cpu_us() - t0;
+    t0 = bench_cpu_us();
     if (s_relay_frame(&c, n) != 0)
         goto fail;
-    t[R_RELAY_FRAME] = s_cpu_us() - t0;
+    t[R_RELAY_FRAME] = bench_cpu_us() - t0;
     if (s_json_ends(&c, n, &t[R_SEAL_JSON], &t[R_OPEN_JSON]) != 0 ||
         s_frame_ends(&c, (const uint8_t *)c.plain, c.plain_len, n, &t[R_SEAL_FRAME],
                      &t[R_OPEN_FRAME]) != 0 ||
