@@ -66,6 +66,7 @@ static void s_check(const struct side *x)
     }
 }
 
+/* Delivers f from `from` to `to` (NULL: nowhere). */
 static void s_deliver(struct side *to, struct side *from, const mz_stream_frame *f);
 
 /* A refusal between well-behaved nodes must be a stream limit, answered by
@@ -90,6 +91,8 @@ static void s_deliver(struct side *to, struct side *from, const mz_stream_frame 
     mz_status rc;
     mz_err e;
 
+    if (to == NULL)
+        return;                 /* C's own frames go nowhere */
     mz__frame_hdr_init(&h, f->type, from->self, to->self);
     h.flags = (uint16_t)(f->flags | MZ_FRAME_F_SEALED);
     h.stream_id = f->stream_id;
@@ -180,7 +183,7 @@ static size_t s_hostile(struct side *c, const uint8_t *p, size_t left)
         s_fail("a refusal without a message", NULL);
     if (ev.kind == MZ_STREAM_EV_HEAD)
         s_remember(c, h.stream_id);
-    s_step(c, c, p[11], p + 12, 2);     /* c's own operations go nowhere */
+    s_step(c, NULL, p[11], p + 12, 2);
     return 14;
 }
 
