@@ -365,7 +365,8 @@ mz_status mz__frame_open(const uint8_t *buf, size_t len, const mz_frame_hdr *h,
 
     if (!(h->flags & MZ_FRAME_F_SEALED))
         return mz_err_set(err, MZ_EPROTO, "frame %s: not sealed", mz__frame_type_name(h->type));
-    if (len != (size_t)h->hdr_len + h->body_len || h->body_len < MZ_FRAME_TAG_LEN)
+    if (len != (size_t)h->hdr_len + h->body_len || h->body_len < MZ_FRAME_TAG_LEN ||
+        h->hdr_len > MZ_FRAME_MAX_HDR)
         return mz_err_set(err, MZ_EINVAL, "frame %s: buffer does not match its header",
                           mz__frame_type_name(h->type));
     s_ad(buf, h->hdr_len, ad);

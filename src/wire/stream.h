@@ -149,9 +149,10 @@ bool mz__streams_pending(const mz_streams *s);
 /* Takes in a frame of this pair (h decoded and opened or verified; plain_len
  * its plaintext length) that belongs to a stream: HEAD, DATA,
  * WINDOW_UPDATE, RESET or NOTIFY. Fills *ev. Refusals, each with a message
- * naming the stream: MZ_EPROTO (reused id, wrong parity, chunk out of
- * window, at the wrong offset, past the declared length, after END, END
- * short of the declared length, empty chunk, notify from the opener),
+ * naming the stream: MZ_EPROTO (reused id, chunk out of window, at the
+ * wrong offset, past the declared length, after END, END short of the
+ * declared length, empty chunk, data before HEAD, a second HEAD, notify
+ * from the opener, any frame after the stream ended cleanly),
  * MZ_ELIMIT (declared length over the payload limit: too_large; too many
  * streams: refused), MZ_ENOTFOUND (stream reset or unknown: ignore),
  * MZ_EINVAL (not a stream frame of this pair). */
@@ -161,7 +162,8 @@ mz_status mz__streams_on_frame(mz_streams *s, const mz_frame_hdr *h, size_t plai
 /* The receiver used n more bytes of stream id's incoming half (body bytes
  * handed on, notifications handled). When that moves the grant by half a
  * window or more, *out gets a WINDOW_UPDATE to send and *send is true.
- * MZ_EINVAL when n is more than was received and not yet consumed. */
+ * MZ_EINVAL when n is more than was received and not yet consumed;
+ * MZ_ENOTFOUND when the stream is no longer open (nothing left to grant). */
 mz_status mz__streams_consumed(mz_streams *s, uint32_t id, uint64_t n, mz_stream_frame *out,
                                bool *send, mz_err *err);
 
