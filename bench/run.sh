@@ -266,3 +266,21 @@ res = json.load(open(sys.argv[2]))
 res["message_cpu"] = m
 json.dump(res, open(sys.argv[2], "w"), indent=2)
 PY
+
+# ---- wire v2: relay and seal/open of a binary frame against the JSON envelope ----
+echo
+echo "wire v2 frame, CPU us per sealed execute (bench_frame; docs/PERFORMANCE.md 'Wire v2')"
+"$BUILD/bench_frame" --json > "$TMP/frame.json"
+/usr/bin/python3 - "$TMP/frame.json" "$OUT/latest.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+c = m["cpu_us"]
+print("  relay: JSON envelope (%d B) %.2f, v2 frame (%d B) %.3f" % (
+    m["envelope_bytes"], c["relay_json"], m["frame_bytes"], c["relay_frame"]))
+print("  seal/open: JSON %.1f / %.1f, v2 frame %.2f / %.2f, 16 KiB chunk %.1f / %.1f" % (
+    c["seal_json"], c["open_json"], c["seal_frame"], c["open_frame"], c["seal_16k"],
+    c["open_16k"]))
+res = json.load(open(sys.argv[2]))
+res["frame_cpu"] = m
+json.dump(res, open(sys.argv[2], "w"), indent=2)
+PY
