@@ -180,8 +180,9 @@ mz_status mz_node_publish(mz_node *node, const char *topic, const json_t *data, 
     return mz__send(node, mz_msg_new("event", mz_identity_id(node->ident), "*", pl), NULL, err);
 }
 
-void mz__events_on_message(mz_node *node, const json_t *env)
+void mz__events_on_message(mz_node *node, mz_peer *p, const json_t *env)
 {
+    (void)p;
     const json_t *pl = mz_msg_payload(env);
     const char *topic = json_string_value(json_object_get(pl, "topic"));
 

@@ -334,8 +334,9 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
     return MZ_OK;
 }
 
-void mz__exec_on_result(mz_node *node, const json_t *env)
+void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env)
 {
+    (void)p;
     const json_t *pl = mz_msg_payload(env);
     const char *ref = json_string_value(json_object_get(pl, "ref"));
     const json_t *e = json_object_get(pl, "error");
@@ -863,7 +864,7 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
     if (s_requires_agreement(rec)) {
         const char *reason = NULL;
         mz_err ae;
-        mz_status st = mz_agreements_check(mz__node_agreements(node), agreement,
+        mz_status st = mz_agreements_check(node->agreements, agreement,
                                            mz_record_owner_key(rec), caller, resource_id, method,
                                            mz_now_ms(), &reason, &ae);
         if (st != MZ_OK) {
@@ -908,8 +909,9 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
     h->fn(node, x, h->ctx);
 }
 
-void mz__exec_on_request(mz_node *node, const json_t *env)
+void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
 {
+    (void)p;
     const json_t *pl = mz_msg_payload(env);
     const char *rid = json_string_value(json_object_get(pl, "resource_id"));
     const char *method = json_string_value(json_object_get(pl, "method"));
@@ -1017,4 +1019,20 @@ void mz__exec_sweep(mz_node *node, int64_t now)
             s_host_answer(node, x->req_id, x->caller, x->local, NULL, MZ_EXEC_TIMEOUT,
                           "the handler did not answer within the timeout");
         }
+}
+
+/* The "error" message type: an answer to one of our calls, or logged. */
+void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const json_t *env)
+{
+    const json_t *pl = mz_msg_payload(env);
+    const char *ref = json_string_value(json_object_get(pl, "ref"));
+    const char *code = json_string_value(json_object_get(pl, "code"));
+    const char *reason = json_string_value(json_object_get(pl, "reason"));
+
+    (void)p;
+    node->c.errors_received++;
+    if (mz__exec_on_error(node, mz_msg_sender(env), ref, code, reason))
+        return;
+    mz_log(MZ_LOG_INFO, "handler", "error from %.12s about %s: %s: %s", mz_msg_sender(env),
+           ref ? ref : "?", code ? code : "?", reason ? reason : "?");
 }

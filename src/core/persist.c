@@ -1,8 +1,8 @@
 /* The node's use of the SQLite store (store.c): local records and their
  * removals are written durably before they are acknowledged; remote records,
  * tombstones heard from others and known peers are queued and written in one
- * batch per tick; at start everything is restored (remote records verified
- * again, not trusted). A store that fails stops the node with the store's
+ * batch per tick. The restore at start (node.c) reads the store back
+ * (remote records verified again, not trusted). A store that fails stops the node with the store's
  * message naming the file. docs/ARCHITECTURE.md "The store". */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +14,7 @@
 
 #include "util/log.h"
 #include "core/node_int.h"
-#include "meshzero/store.h"
+#include "state/store.h"
 
 /* Queued writes: key "r:<rid>" -> record JSON (or json null: delete),
  * "n:<node id>" -> delete that node's remote records, "t:<rid>" -> tombstone
@@ -30,7 +30,7 @@ static void s_fatal(mz_node *node, const char *msg)
     if (node->fatal[0] == '\0')
         snprintf(node->fatal, sizeof node->fatal, "%s", msg);
     mz_log(MZ_LOG_ERROR, "store", "%s: stopping the node", msg);
-    mz_node_stop(node);
+    node->stop(node);
 }
 
 static void s_queue(mz_node *node, const char *prefix, const char *key, json_t *val)
@@ -198,54 +198,6 @@ mz_status mz__persist_forget_local(mz_node *node, const char *rid, mz_err *err)
     return rc;
 }
 
-/* ---- restore ------------------------------------------------------------- */
-
-typedef struct restore {
-    mz_node *node;
-    size_t local, remote, refused;
-} restore;
-
-static bool s_restore_record(const json_t *rec, bool local, void *ctx)
-{
-    restore *r = ctx;
-    mz_err e;
-
-    if (local) {
-        if (mz__restore_local_record(r->node, rec, &e) == MZ_OK) {
-            r->local++;
-        } else {
-            r->refused++;
-            mz_log(MZ_LOG_WARN, "store", "not restoring local record: %s", e.msg);
-        }
-        return true;
-    }
-    /* Remote records are verified again and live only as long as their hosts
-     * keep showing up (a fresh lease each). */
-    if (mz__accept_remote_record(r->node, rec, &e) == MZ_OK) {
-        const char *host = json_string_value(json_object_get(rec, "node"));
-        r->remote++;
-        if (host)
-            mz__node_touch(r->node, host, NULL, r->node->o.lease_ms);
-    } else {
-        r->refused++;
-    }
-    return true;
-}
-
-static void s_restore_tomb(const char *rid, const char *owner_key, int64_t version,
-                           int64_t until_ms, void *ctx)
-{
-    mz__tomb_restore(ctx, rid, owner_key, version, until_ms);
-}
-
-static void s_restore_peer(const char *url, const char *node_id, int64_t last_seen_ms,
-                           int failures, bool is_static, void *ctx)
-{
-    (void)last_seen_ms;
-    (void)failures;
-    mz__redial_known(ctx, url, node_id, is_static);
-}
-
 mz_status mz__persist_open(mz_node *node, const char *data_dir, mz_err *err)
 {
     mz_status rc;
@@ -272,33 +224,13 @@ mz_status mz__persist_open(mz_node *node, const char *data_dir, mz_err *err)
     return MZ_OK;
 }
 
-mz_status mz__persist_restore(mz_node *node, mz_err *err)
+mz_status mz__persist_drop_queued(mz_node *node, mz_err *err)
 {
-    restore r = { node, 0, 0, 0 };
-    mz_status rc;
-
-    if (node->store == NULL)
-        return MZ_OK;
-    if ((rc = mz_store_load_tombstones(node->store, s_restore_tomb, node, err)) != MZ_OK ||
-        (rc = mz_store_load_records(node->store, s_restore_record, &r, err)) != MZ_OK)
-        return rc;
-    /* Nothing restored needs writing back. */
     mz_hmap_free(node->pending_writes, s_decref);
     node->pending_writes = mz_hmap_new();
     if (node->pending_writes == NULL)
         return mz_err_set(err, MZ_ENOMEM, "store: allocating");
-    if (r.local || r.remote || r.refused || mz_store_bad_rows(node->store))
-        mz_log(MZ_LOG_INFO, "store", "restored %zu local and %zu remote records from %s "
-               "(%zu refused, %zu unreadable rows)", r.local, r.remote,
-               mz_store_path(node->store), r.refused, mz_store_bad_rows(node->store));
     return MZ_OK;
-}
-
-mz_status mz__persist_restore_peers(mz_node *node, mz_err *err)
-{
-    if (node->store == NULL)
-        return MZ_OK;
-    return mz_store_load_peers(node->store, s_restore_peer, node, err);
 }
 
 void mz__persist_close(mz_node *node)
