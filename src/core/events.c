@@ -182,10 +182,10 @@ mz_status mz_node_publish(mz_node *node, const char *topic, const json_t *data, 
 
 void mz__events_on_message(mz_node *node, mz_peer *p, const json_t *env)
 {
-    (void)p;
     const json_t *pl = mz_msg_payload(env);
     const char *topic = json_string_value(json_object_get(pl, "topic"));
 
+    (void)p;
     if (!mz_topic_valid(topic) || mz_topic_reserved(topic)) {
         node->c.malformed++;
         mz_log(MZ_LOG_WARN, "events", "event %s from %.12s: bad topic", mz_msg_id(env),

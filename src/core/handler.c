@@ -23,13 +23,151 @@ static const char *s_me(mz_node *node) { return mz_identity_id(node->ident); }
 
 /* ---- the pipeline ------------------------------------------------------- */
 
+/* The checks every message passes before its recipient is looked at: a
+ * known type, allowed before the hello if it came before it, a fresh
+ * timestamp, sealed only if a unicast. NULL: refused (answered, counted). */
+static const mz__type *s_admit(mz_node *node, mz_peer *p, const json_t *env, const char *id)
+{
+    const mz__type *t = s_find_type(node, mz_msg_type(env));
+    char why[160];
+    int64_t ts = 0, now = mz_now_ms();
+
+    if (t == NULL) {
+        node->c.unknown_type++;
+        snprintf(why, 128, "message %s: unknown type '%s'", id, mz_msg_type(env));
+        mz__reject(node, p, id, "unknown_type", why, !p->up);
+        return NULL;
+    }
+    if (!p->up && !(t->flags & MZ_T_PREAUTH)) {
+        node->c.malformed++;
+        snprintf(why, 128, "message %s: '%s' before the hello exchange completed", id,
+                 t->name);
+        mz__reject(node, p, id, "not_authenticated", why, true);
+        return NULL;
+    }
+    mz_time_parse(mz_msg_timestamp(env), &ts);
+    if (ts < now - node->o.replay_window_ms || ts > now + node->o.replay_window_ms) {
+        node->c.stale++;
+        snprintf(why, sizeof why, "message %s: timestamp outside the accepted window of "
+                 "%lld s", id, (long long)(node->o.replay_window_ms / 1000));
+        mz__reject(node, p, id, "stale", why, !p->up);
+        return NULL;
+    }
+    if (mz_msg_is_sealed(env) && !(t->flags & MZ_T_UNICAST)) {
+        node->c.malformed++;
+        snprintf(why, sizeof why, "message %s: '%s' cannot be sealed", id, t->name);
+        mz__reject(node, p, id, "bad_message", why, !p->up);
+        return NULL;
+    }
+    return t;
+}
+
+/* A broadcast: once per id, verified, handled, then passed on. */
+static void s_on_broadcast(mz_node *node, mz_peer *p, const mz__type *t, json_t *env,
+                           const char *id)
+{
+    const char *from = mz_msg_sender(env);
+    mz_err e;
+
+    if (mz_seen_contains(node->seen, id)) {
+        node->c.duplicates++;
+        return;
+    }
+    /* Remember the id only once it verified: a forged copy arriving first
+     * must not suppress the genuine message. */
+    if (mz_msg_verify(env, &e) != MZ_OK) {
+        node->c.forged++;
+        mz__reject(node, p, id, "bad_signature", e.msg, false);
+        return;
+    }
+    if (mz_seen_check_add(node->seen, id)) {
+        node->c.duplicates++;
+        return;
+    }
+    if (strcmp(from, s_me(node)) == 0)
+        return;
+    mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
+                    mz_now_ms() + node->o.lease_ms, mz_now_ms());
+    node->c.msgs_handled++;
+    node->refuse_forward = false;
+    t->fn(node, p, env);
+    /* Content a handler refused (a forged record, say) is not passed on. */
+    if (!node->refuse_forward)
+        mz__forward(node, p, env, NULL);
+}
+
+/* For us (or for the neighbour): opened or verified, not a replay, then
+ * handled. */
+static void s_on_local(mz_node *node, mz_peer *p, const mz__type *t, json_t *env,
+                       const char *id)
+{
+    const char *from = mz_msg_sender(env);
+    mz_err e;
+
+    if (mz_msg_is_sealed(env)) {
+        const unsigned char *k = mz__shared_key(node, from);
+        if (k == NULL || mz_msg_open(env, k, 0, &e) != MZ_OK) {
+            node->c.bad_seals++;
+            if (k == NULL)
+                snprintf(e.msg, sizeof e.msg, "message %s: sender is not a usable key", id);
+            mz__reject(node, p, id, "bad_seal", e.msg, !p->up);
+            return;
+        }
+    } else if (mz_msg_verify(env, &e) != MZ_OK) {
+        node->c.forged++;
+        mz__reject(node, p, id, "bad_signature", e.msg, !p->up);
+        return;
+    }
+    /* Authentic, but have we handled it before? (PROTOCOL.md "Replay") */
+    if (mz_seen_check_add(node->replay, id)) {
+        char why[160];
+        node->c.replayed++;
+        snprintf(why, sizeof why, "message %s: already handled (replay)", id);
+        mz__reject(node, p, id, "replayed", why, false);
+        return;
+    }
+    if ((t->flags & MZ_T_LINK) && !(t->flags & MZ_T_UNICAST) && p->got_hello &&
+        strcmp(from, p->peer_id) != 0) {
+        node->c.forged++;
+        mz__reject(node, p, id, "bad_sender", "link message from a node other than the peer",
+                   true);
+        return;
+    }
+    /* A verified unicast teaches the way back to its origin, so the
+     * answer is routable even before the origin's next broadcast. */
+    if ((t->flags & MZ_T_UNICAST) && p->up && strcmp(from, s_me(node)) != 0)
+        mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
+                        mz_now_ms() + node->o.lease_ms, mz_now_ms());
+    node->c.msgs_handled++;
+    t->fn(node, p, env);
+}
+
+/* A unicast for another node: relayed to the next hop, or the origin told. */
+static void s_on_relay(mz_node *node, mz_peer *p, const mz__type *t, json_t *env,
+                       const char *id)
+{
+    const char *to = mz_msg_recipient(env);
+    mz_peer *hop = mz__next_hop(node, to);
+
+    if (hop == NULL) {
+        char why[160];
+        node->c.unroutable++;
+        snprintf(why, sizeof why, "message %s: no route to node %.12s", id, to);
+        if (strcmp(t->name, "error") != 0)
+            mz__send_error_to(node, mz_msg_sender(env), id, "unreachable", why);
+    } else {
+        mz__exec_relayed(node, env, mz_link_id(hop->link));
+        mz__forward(node, p, env, hop);
+    }
+}
+
 void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
 {
     mz_msg_limits lim = { node->o.max_message, 0, 0 };
     char id[MZ_MSG_ID_MAX + 1] = "";
     json_t *env = NULL;
     const mz__type *t;
-    const char *to, *from;
+    const char *to;
     mz_err e;
 
     if (mz_msg_parse(buf, len, &lim, &env, id, &e) != MZ_OK) {
@@ -37,118 +175,15 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
         mz__reject(node, p, id, "bad_message", e.msg, !p->up);
         return;
     }
-    t = s_find_type(node, mz_msg_type(env));
-    if (t == NULL) {
-        char why[128];
-        node->c.unknown_type++;
-        snprintf(why, sizeof why, "message %s: unknown type '%s'", id, mz_msg_type(env));
-        mz__reject(node, p, id, "unknown_type", why, !p->up);
+    if ((t = s_admit(node, p, env, id)) == NULL)
         goto done;
-    }
-    if (!p->up && !(t->flags & MZ_T_PREAUTH)) {
-        char why[128];
-        node->c.malformed++;
-        snprintf(why, sizeof why, "message %s: '%s' before the hello exchange completed", id,
-                 t->name);
-        mz__reject(node, p, id, "not_authenticated", why, true);
-        goto done;
-    }
     to = mz_msg_recipient(env);
-    from = mz_msg_sender(env);
-    {
-        int64_t ts = 0, now = mz_now_ms();
-        mz_time_parse(json_string_value(json_object_get(env, "timestamp")), &ts);
-        if (ts < now - node->o.replay_window_ms || ts > now + node->o.replay_window_ms) {
-            char why[160];
-            node->c.stale++;
-            snprintf(why, sizeof why, "message %s: timestamp outside the accepted window of "
-                     "%lld s", id, (long long)(node->o.replay_window_ms / 1000));
-            mz__reject(node, p, id, "stale", why, !p->up);
-            goto done;
-        }
-    }
-    if (mz_msg_is_sealed(env) && !(t->flags & MZ_T_UNICAST)) {
-        char why[160];
-        node->c.malformed++;
-        snprintf(why, sizeof why, "message %s: '%s' cannot be sealed", id, t->name);
-        mz__reject(node, p, id, "bad_message", why, !p->up);
-        goto done;
-    }
     if (strcmp(to, "*") == 0 && (t->flags & MZ_T_BROADCAST)) {
-        if (mz_seen_contains(node->seen, id)) {
-            node->c.duplicates++;
-            goto done;
-        }
-        /* Remember the id only once it verified: a forged copy arriving first
-         * must not suppress the genuine message. */
-        if (mz_msg_verify(env, &e) != MZ_OK) {
-            node->c.forged++;
-            mz__reject(node, p, id, "bad_signature", e.msg, false);
-            goto done;
-        }
-        if (mz_seen_check_add(node->seen, id)) {
-            node->c.duplicates++;
-            goto done;
-        }
-        if (strcmp(from, s_me(node)) == 0)
-            goto done;
-        mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
-                        mz_now_ms() + node->o.lease_ms, mz_now_ms());
-        node->c.msgs_handled++;
-        node->refuse_forward = false;
-        t->fn(node, p, env);
-        /* Content a handler refused (a forged record, say) is not passed on. */
-        if (!node->refuse_forward)
-            mz__forward(node, p, env, NULL);
+        s_on_broadcast(node, p, t, env, id);
     } else if (strcmp(to, s_me(node)) == 0 || (strcmp(to, "*") == 0 && (t->flags & MZ_T_LINK))) {
-        if (mz_msg_is_sealed(env)) {
-            const unsigned char *k = mz__shared_key(node, from);
-            if (k == NULL || mz_msg_open(env, k, 0, &e) != MZ_OK) {
-                node->c.bad_seals++;
-                if (k == NULL)
-                    snprintf(e.msg, sizeof e.msg, "message %s: sender is not a usable key", id);
-                mz__reject(node, p, id, "bad_seal", e.msg, !p->up);
-                goto done;
-            }
-        } else if (mz_msg_verify(env, &e) != MZ_OK) {
-            node->c.forged++;
-            mz__reject(node, p, id, "bad_signature", e.msg, !p->up);
-            goto done;
-        }
-        /* Authentic, but have we handled it before? (PROTOCOL.md "Replay") */
-        if (mz_seen_check_add(node->replay, id)) {
-            char why[160];
-            node->c.replayed++;
-            snprintf(why, sizeof why, "message %s: already handled (replay)", id);
-            mz__reject(node, p, id, "replayed", why, false);
-            goto done;
-        }
-        if ((t->flags & MZ_T_LINK) && !(t->flags & MZ_T_UNICAST) && p->got_hello &&
-            strcmp(from, p->peer_id) != 0) {
-            node->c.forged++;
-            mz__reject(node, p, id, "bad_sender", "link message from a node other than the peer",
-                     true);
-            goto done;
-        }
-        /* A verified unicast teaches the way back to its origin, so the
-         * answer is routable even before the origin's next broadcast. */
-        if ((t->flags & MZ_T_UNICAST) && p->up && strcmp(from, s_me(node)) != 0)
-            mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
-                            mz_now_ms() + node->o.lease_ms, mz_now_ms());
-        node->c.msgs_handled++;
-        t->fn(node, p, env);
+        s_on_local(node, p, t, env, id);
     } else if (t->flags & MZ_T_UNICAST) {
-        mz_peer *hop = mz__next_hop(node, to);
-        if (hop == NULL) {
-            char why[160];
-            node->c.unroutable++;
-            snprintf(why, sizeof why, "message %s: no route to node %.12s", id, to);
-            if (strcmp(t->name, "error") != 0)
-                mz__send_error_to(node, from, id, "unreachable", why);
-        } else {
-            mz__exec_relayed(node, env, mz_link_id(hop->link));
-            mz__forward(node, p, env, hop);
-        }
+        s_on_relay(node, p, t, env, id);
     } else {
         char why[160];
         node->c.malformed++;

@@ -920,6 +920,93 @@ static bool s_loopback_url(const char *url)
            strcmp(host, "localhost") == 0;
 }
 
+/* Zero or out-of-range options become their defaults (docs/PROTOCOL.md
+ * "Limits" and node.h name them). */
+static void s_apply_defaults(mz_node_opts *o)
+{
+    if (o->lease_ms <= 0) o->lease_ms = MZ_DEFAULT_LEASE_MS;
+    o->lease_ms = s_clamp(o->lease_ms, 1000, 3600000);
+    if (o->max_hops <= 0) o->max_hops = MZ_DEFAULT_MAX_HOPS;
+    if (o->max_hops > MZ_MAX_HOPS) o->max_hops = MZ_MAX_HOPS;
+    if (!o->seen_capacity) o->seen_capacity = MZ_DEFAULT_SEEN_CAPACITY;
+    if (!o->max_message) o->max_message = MZ_DEFAULT_MAX_MESSAGE;
+    if (!o->max_running) o->max_running = MZ_DEFAULT_MAX_RUNNING;
+    if (!o->max_pending) o->max_pending = MZ_DEFAULT_MAX_PENDING;
+    if (!o->max_subscriptions) o->max_subscriptions = MZ_DEFAULT_MAX_SUBSCRIPTIONS;
+    if (!o->min_links) o->min_links = MZ_DEFAULT_MIN_LINKS;
+    if (!o->max_records_per_node) o->max_records_per_node = MZ_DEFAULT_MAX_RECORDS_PER_NODE;
+    if (!o->max_records_per_owner)
+        o->max_records_per_owner = MZ_DEFAULT_MAX_RECORDS_PER_OWNER;
+    if (!o->max_running_per_caller)
+        o->max_running_per_caller = MZ_DEFAULT_MAX_RUNNING_PER_CALLER;
+    if (!o->max_subs_per_client) o->max_subs_per_client = MZ_DEFAULT_MAX_SUBS_PER_CLIENT;
+    if (!o->max_kept_answers) o->max_kept_answers = MZ_DEFAULT_MAX_KEPT_ANSWERS;
+    if (!o->max_kept_bytes) o->max_kept_bytes = MZ_DEFAULT_MAX_KEPT_BYTES;
+    if (o->rate_msgs <= 0) o->rate_msgs = MZ_DEFAULT_RATE_MSGS;
+    if (o->rate_burst <= 0) o->rate_burst = MZ_DEFAULT_RATE_BURST;
+    if (!o->max_links) o->max_links = MZ_DEFAULT_MAX_LINKS;
+    if (o->max_links < o->min_links) o->max_links = o->min_links;
+}
+
+/* The connection manager's options from the node's, with the API token
+ * when the API is reachable from other machines. */
+static mz_status s_connmgr_opts(mz_node *node, const mz_node_opts *opts, mz_connmgr_opts *out,
+                                mz_err *err)
+{
+    mz_connmgr_opts *co = out;
+    mz_status rc;
+
+    memset(co, 0, sizeof *co);
+    co->loop = node->loop;
+    co->listen_url = opts->listen_url ? opts->listen_url : MZ_DEFAULT_LISTEN_URL;
+    co->api_url = opts->api_url;
+    co->max_message = node->o.max_message;
+    co->max_send_queue = opts->max_send_queue;
+    co->max_peers = opts->max_peers;
+    co->max_peers_out = opts->max_peers_out;
+    co->max_api_clients = opts->max_api_clients;
+    co->ping_secs = opts->ping_secs;
+    co->hangup_secs = opts->hangup_secs;
+    co->tls_cert = opts->tls_cert;
+    co->tls_key = opts->tls_key;
+    co->tls_ca = opts->tls_ca;
+    co->tls_dir = opts->data_dir;    /* identity.key: the self-signed certificate's key */
+    co->cb.on_open = s_on_open;
+    co->cb.on_message = s_on_message;
+    co->cb.on_close = s_on_close;
+    co->http_cb = s_on_http;
+    if (opts->api_url && (opts->api_require_token || !s_loopback_url(opts->api_url))) {
+        /* Reachable from other machines: a token is required (api.token). */
+        if (opts->data_dir == NULL) {
+            rc = mz_err_set(err, MZ_EINVAL, "a non-loopback API needs a data directory for its "
+                            "token");
+            return rc;
+        }
+        if ((rc = s_api_token(opts->data_dir, node->api_token, err)) != MZ_OK)
+            return rc;
+        co->api_token = node->api_token;
+        mz_log(MZ_LOG_WARN, "node", "the API at %s requires the token in %s/api.token",
+               opts->api_url, opts->data_dir);
+    }
+    return MZ_OK;
+}
+
+static mz_status s_new_maps(mz_node *node, mz_err *err)
+{
+    node->nodes = mz_hmap_new();
+    node->calls = mz_hmap_new();
+    node->relayed = mz_hmap_new();
+    node->handlers = mz_hmap_new();
+    node->tombs = mz_hmap_new();
+    node->keys = mz_hmap_new();
+    node->completing = mz_hmap_new();
+    if (node->completing == NULL || node->keys == NULL || node->tombs == NULL || node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
+        node->handlers == NULL) {
+        return mz_err_set(err, MZ_ENOMEM, "node: allocating");
+    }
+    return MZ_OK;
+}
+
 mz_status mz__node_create(const mz_node_opts *opts, mz_node **out, mz_err *err)
 {
     mz_node *node;
@@ -939,28 +1026,7 @@ mz_status mz__node_create(const mz_node_opts *opts, mz_node **out, mz_err *err)
     node->stop = mz_node_stop;
     node->types = s_types;
     node->n_types = sizeof s_types / sizeof s_types[0];
-    if (node->o.lease_ms <= 0) node->o.lease_ms = MZ_DEFAULT_LEASE_MS;
-    node->o.lease_ms = s_clamp(node->o.lease_ms, 1000, 3600000);
-    if (node->o.max_hops <= 0) node->o.max_hops = MZ_DEFAULT_MAX_HOPS;
-    if (node->o.max_hops > MZ_MAX_HOPS) node->o.max_hops = MZ_MAX_HOPS;
-    if (!node->o.seen_capacity) node->o.seen_capacity = MZ_DEFAULT_SEEN_CAPACITY;
-    if (!node->o.max_message) node->o.max_message = MZ_DEFAULT_MAX_MESSAGE;
-    if (!node->o.max_running) node->o.max_running = MZ_DEFAULT_MAX_RUNNING;
-    if (!node->o.max_pending) node->o.max_pending = MZ_DEFAULT_MAX_PENDING;
-    if (!node->o.max_subscriptions) node->o.max_subscriptions = MZ_DEFAULT_MAX_SUBSCRIPTIONS;
-    if (!node->o.min_links) node->o.min_links = MZ_DEFAULT_MIN_LINKS;
-    if (!node->o.max_records_per_node) node->o.max_records_per_node = MZ_DEFAULT_MAX_RECORDS_PER_NODE;
-    if (!node->o.max_records_per_owner)
-        node->o.max_records_per_owner = MZ_DEFAULT_MAX_RECORDS_PER_OWNER;
-    if (!node->o.max_running_per_caller)
-        node->o.max_running_per_caller = MZ_DEFAULT_MAX_RUNNING_PER_CALLER;
-    if (!node->o.max_subs_per_client) node->o.max_subs_per_client = MZ_DEFAULT_MAX_SUBS_PER_CLIENT;
-    if (!node->o.max_kept_answers) node->o.max_kept_answers = MZ_DEFAULT_MAX_KEPT_ANSWERS;
-    if (!node->o.max_kept_bytes) node->o.max_kept_bytes = MZ_DEFAULT_MAX_KEPT_BYTES;
-    if (node->o.rate_msgs <= 0) node->o.rate_msgs = MZ_DEFAULT_RATE_MSGS;
-    if (node->o.rate_burst <= 0) node->o.rate_burst = MZ_DEFAULT_RATE_BURST;
-    if (!node->o.max_links) node->o.max_links = MZ_DEFAULT_MAX_LINKS;
-    if (node->o.max_links < node->o.min_links) node->o.max_links = node->o.min_links;
+    s_apply_defaults(&node->o);
     node->o.peers = NULL;
     node->o.n_peers = 0;
     node->o.data_dir = NULL;
@@ -1006,50 +1072,10 @@ mz_status mz__node_create(const mz_node_opts *opts, mz_node **out, mz_err *err)
         (rc = mz_seen_new(node->o.seen_capacity, &node->seen, err)) != MZ_OK ||
         (rc = mz_routes_new(&node->routes, err)) != MZ_OK)
         goto fail;
-    node->nodes = mz_hmap_new();
-    node->calls = mz_hmap_new();
-    node->relayed = mz_hmap_new();
-    node->handlers = mz_hmap_new();
-    node->tombs = mz_hmap_new();
-    node->keys = mz_hmap_new();
-    node->completing = mz_hmap_new();
-    if (node->completing == NULL || node->keys == NULL || node->tombs == NULL || node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
-        node->handlers == NULL) {
-        rc = mz_err_set(err, MZ_ENOMEM, "node: allocating");
+    if ((rc = s_new_maps(node, err)) != MZ_OK)
         goto fail;
-    }
-    memset(&co, 0, sizeof co);
-    co.loop = node->loop;
-    co.listen_url = opts->listen_url ? opts->listen_url : MZ_DEFAULT_LISTEN_URL;
-    co.api_url = opts->api_url;
-    co.max_message = node->o.max_message;
-    co.max_send_queue = opts->max_send_queue;
-    co.max_peers = opts->max_peers;
-    co.max_peers_out = opts->max_peers_out;
-    co.max_api_clients = opts->max_api_clients;
-    co.ping_secs = opts->ping_secs;
-    co.hangup_secs = opts->hangup_secs;
-    co.tls_cert = opts->tls_cert;
-    co.tls_key = opts->tls_key;
-    co.tls_ca = opts->tls_ca;
-    co.tls_dir = opts->data_dir;    /* identity.key: the self-signed certificate's key */
-    co.cb.on_open = s_on_open;
-    co.cb.on_message = s_on_message;
-    co.cb.on_close = s_on_close;
-    co.http_cb = s_on_http;
-    if (opts->api_url && (opts->api_require_token || !s_loopback_url(opts->api_url))) {
-        /* Reachable from other machines: a token is required (api.token). */
-        if (opts->data_dir == NULL) {
-            rc = mz_err_set(err, MZ_EINVAL, "a non-loopback API needs a data directory for its "
-                            "token");
-            goto fail;
-        }
-        if ((rc = s_api_token(opts->data_dir, node->api_token, err)) != MZ_OK)
-            goto fail;
-        co.api_token = node->api_token;
-        mz_log(MZ_LOG_WARN, "node", "the API at %s requires the token in %s/api.token",
-               opts->api_url, opts->data_dir);
-    }
+    if ((rc = s_connmgr_opts(node, opts, &co, err)) != MZ_OK)
+        goto fail;
     co.ctx = node;
     if ((rc = mz_connmgr_new(&co, &node->cm, err)) != MZ_OK)
         goto fail;

@@ -242,7 +242,7 @@ void mz__forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one)
         }
         return;
     }
-    json_object_set_new(env, "hops", json_integer(hops));
+    mz_msg_set_hops(env, hops);
     buf = mz_msg_dump(env, &len);
     if (buf == NULL)
         return;
