@@ -1,4 +1,4 @@
-"""Persistence and resilience (issue 5, items 1-3) against real node processes.
+"""Persistence and resilience against real node processes.
 
 The store (src/state/store.h, src/core/persist.c): a local registration or
 removal is durable before the API acknowledges it, so a kill -9 at any moment
