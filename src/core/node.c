@@ -69,7 +69,7 @@ static void s_emit_peer(mz_node *node, const char *topic, mz_peer *p)
 {
     json_t *d;
 
-    if (node->subs == NULL)
+    if (node->ev.subs == NULL)
         return;
     d = json_pack("{s:s,s:s}", "id", p->peer_id, "listen", p->listen);
     mz__emit(node, topic, d, p->peer_id);
@@ -565,9 +565,9 @@ static void s_on_tick(uv_timer_t *t)
     mz__tombs_expire(node, now);
     mz__rate_resume(node, now);
     mz__sync_pump(node);
-    if (now >= node->next_flush_ms) {
+    if (now >= node->ps.next_flush_ms) {
         mz__persist_flush(node);
-        node->next_flush_ms = now + 1000;
+        node->ps.next_flush_ms = now + 1000;
     }
     for (mz_peer *p = node->peers; p; p = p->next)
         /* A deadline of 0: still dialing (connmgr reports a failed dial itself). */
@@ -838,26 +838,26 @@ static mz_status s_restore(mz_node *node, mz_err *err)
     restore r = { node, 0, 0, 0 };
     mz_status rc;
 
-    if (node->store == NULL)
+    if (node->ps.store == NULL)
         return MZ_OK;
-    if ((rc = mz_store_load_tombstones(node->store, s_restore_tomb, node, err)) != MZ_OK ||
-        (rc = mz_store_load_records(node->store, s_restore_record, &r, err)) != MZ_OK)
+    if ((rc = mz_store_load_tombstones(node->ps.store, s_restore_tomb, node, err)) != MZ_OK ||
+        (rc = mz_store_load_records(node->ps.store, s_restore_record, &r, err)) != MZ_OK)
         return rc;
     /* Nothing restored needs writing back. */
     if ((rc = mz__persist_drop_queued(node, err)) != MZ_OK)
         return rc;
-    if (r.local || r.remote || r.refused || mz_store_bad_rows(node->store))
+    if (r.local || r.remote || r.refused || mz_store_bad_rows(node->ps.store))
         mz_log(MZ_LOG_INFO, "store", "restored %zu local and %zu remote records from %s "
                "(%zu refused, %zu unreadable rows)", r.local, r.remote,
-               mz_store_path(node->store), r.refused, mz_store_bad_rows(node->store));
+               mz_store_path(node->ps.store), r.refused, mz_store_bad_rows(node->ps.store));
     return MZ_OK;
 }
 
 static mz_status s_restore_peers(mz_node *node, mz_err *err)
 {
-    if (node->store == NULL)
+    if (node->ps.store == NULL)
         return MZ_OK;
-    return mz_store_load_peers(node->store, s_restore_peer, node, err);
+    return mz_store_load_peers(node->ps.store, s_restore_peer, node, err);
 }
 
 /* ---- the message types ------------------------------------------------ */

@@ -72,6 +72,22 @@ typedef struct mz_counters {
     uint64_t exec_retries, exec_retransmits, exec_repeats, kept_evicted;
 } mz_counters;
 
+/* events.c's state: subscriptions. */
+typedef struct mz_events_state {
+    struct mz_sub *subs;
+    size_t n_subs;
+    uint64_t next_sub_id;
+    int delivering;             /* > 0 while events are being delivered */
+} mz_events_state;
+
+/* persist.c's state: the store and the writes queued for its next batch. */
+typedef struct mz_persist_state {
+    struct mz_store *store;     /* NULL without a data dir */
+    mz_hmap *pending_writes;
+    int64_t next_flush_ms;
+    int lock_fd;                /* flock on DATA/lock, or <= 0 */
+} mz_persist_state;
+
 struct mz_node {
     uv_loop_t *loop;            /* borrowed */
     mz_node_opts o;             /* copy; string pointers not kept */
@@ -95,23 +111,17 @@ struct mz_node {
     mz_hmap *kept;              /* "caller/call" -> struct mz_kept*: calls run here (exec.c) */
     struct mz_kept *kept_old, *kept_new; /* answered ones, oldest first */
     size_t kept_answered, kept_bytes;
-    struct mz_sub *subs;        /* subscriptions (events.c) */
-    size_t n_subs;
-    uint64_t next_sub_id;
-    int delivering;             /* > 0 while events are being delivered */
+    mz_events_state ev;         /* events.c */
     mz_http_fn http_fn;         /* HTTP requests on the API listener, or NULL */
     mz_seen *replay;            /* ids of messages handled for us, within the window */
     struct mz_agreements *agreements; /* usage counters of agreements (SQLite) */
     mz_hmap *completing;        /* node id -> set of its record ids seen in a complete sync */
     struct mz_syncjob *syncjobs;/* sync replies being paced out (sync.c) */
-    struct mz_store *store;     /* SQLite state (persist.c); NULL without a data dir */
-    mz_hmap *pending_writes;    /* writes queued for the next batch (persist.c) */
-    int64_t next_flush_ms;
+    mz_persist_state ps;        /* persist.c */
     char fatal[300];            /* why the node stopped itself, or "" */
     void (*stop)(mz_node *node); /* mz_node_stop, for the modules below node.c */
     bool refuse_forward;        /* set by a broadcast handler that refused the content */
     char api_token[65];         /* required by a non-loopback API listener, or "" */
-    int lock_fd;                /* flock on DATA/lock, or <= 0 */
     mz_hmap *keys;              /* node id -> 32-byte shared sealing key (cache) */
     unsigned char xsk[32];      /* our X25519 secret, from the identity */
     mz_hmap *trust;             /* allowlisted node ids (value unused); NULL: open */
