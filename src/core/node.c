@@ -1,6 +1,9 @@
-/* MeshNode: lifecycle, peer links and the hello outcome, static peers,
- * leases, local resources and the seed's calls. Wire formats in
- * docs/PROTOCOL.md; message handling in handler.c. */
+/* MeshNode's composition root: lifecycle, the tick, peer links and the
+ * hello exchange, static peers and the link policy, the restore from the
+ * store, the table of message types, status. The only file of the core
+ * that names every other one (docs/ARCHITECTURE.md "Layers"). Wire formats
+ * in docs/PROTOCOL.md; records and leases in records.c; inbound dispatch in
+ * handler.c, outbound in send.c. */
 #include <errno.h>
 #include <unistd.h>
 #include <fcntl.h>

@@ -1,6 +1,7 @@
-/* MeshNode internals shared by node.c (lifecycle, peers, resources),
- * handler.c (MessageHandler: parse, verify, route, dispatch) and api.c
- * (local JSON-RPC API). */
+/* MeshNode internals shared by the files of src/core/ (and the local API
+ * above them): the node's state, grouped by the module that owns it, and
+ * each module's internal functions under its file's name. The order in
+ * which they may call each other: docs/ARCHITECTURE.md "Layers". */
 #ifndef MZ_NODE_INT_H
 #define MZ_NODE_INT_H
 
