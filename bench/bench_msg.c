@@ -23,7 +23,7 @@
 #include "meshzero/msg.h"
 
 
-/* The workload: params of about 200 bytes of JSON. */
+/* The workload: params of about 200 bytes of JSON. */
 static json_t *s_payload(int i)
 {
     return json_pack("{s:s,s:s,s:{s:s,s:i,s:[i,i,i],s:b},s:I,s:s}", "resource_id", "echo",

@@ -9,7 +9,7 @@ mkdir -p "$OUT"
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT INT TERM
 
-# Bench-only peers (issue 7): NATS server and C client. Installed here, not
+# Bench-only peers: NATS server and C client. Installed here, not
 # by `make deps`; bench_nats is built once libnats is found. Without them the
 # NATS rows are skipped, the rest still runs.
 if [ ! -x "$BUILD/bench_nats" ]; then
@@ -35,7 +35,7 @@ print(f"  query p99       {d['query_us_p99']:>12.2f} us")
 print(f"  memory          {d['bytes_per_record']:>12.0f} bytes/record")
 PY
 
-# ---- BEGIN issue 7 item 1: directory at 1M and SQLite beside it (bench_sqlite.c) ----
+# ---- directory at 1M and SQLite beside it (bench_sqlite.c) ----
 echo
 echo "== directory vs indexed SQLite (in memory): type + 2 capabilities =="
 "$BUILD/bench_directory" 1000000 --json > "$TMP/dir1m.json"
@@ -54,7 +54,7 @@ json.dump({"directory_1m": d1m, "sqlite_100k": s100, "sqlite_1m": s1m,
                                                    "1m": round(d1m["query_us_p50"] / s1m["query_us_p50"], 3)}},
           open(sys.argv[5], "w"))
 PY
-# ---- END issue 7 item 1: directory at 1M and SQLite ----
+# ---- end of directory at 1M and SQLite ----
 
 echo
 echo "== idle node memory =="
@@ -70,7 +70,7 @@ RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$NODE/status")
 kill -TERM $NODE; wait $NODE || true
 echo "  idle RSS        $(awk "BEGIN{printf \"%12.2f\", $RSS_KB/1024}") MiB"
 
-# ---- BEGIN issue 7 item 1: convergence and memory (bench_converge.py, bench_memory.py) ----
+# ---- convergence and memory (bench_converge.py, bench_memory.py) ----
 echo
 echo "== convergence: 50 nodes, random 4-regular mesh, 20 registrations =="
 if /usr/bin/python3 "$ROOT/bench/bench_converge.py" "$BUILD/meshzero" --json "$TMP/i7_conv.json" > /dev/null; then
@@ -105,7 +105,7 @@ if "rss_at_100k_records_kib_extrapolated" in m:
     print(f"  100,000 remote records: ~{m['rss_at_100k_records_kib_extrapolated'] / 1024:.1f} MiB EXTRAPOLATED from {m['remote_at_a']:,} (slope)")
 PY
 else echo "  (memory run failed)"; cat "$TMP/i7_mem.err"; echo '{}' > "$TMP/i7_mem.json"; fi
-# ---- END issue 7 item 1: convergence and memory ----
+# ---- end of convergence and memory ----
 
 echo
 echo "== execute round trip (200-byte params, echo handler in C, processes not pinned) =="
@@ -187,7 +187,7 @@ for name, path in (("1 hop", sys.argv[1]), ("2 hops", sys.argv[2]),
     print(f"  {name:18} p50 {row['p50_us']['median']:8.1f} us ({row['p50_us']['min']:.0f}-{row['p50_us']['max']:.0f})"
           f"   p99 {row['p99_us']['median']:8.1f} us"
           f"   64 in flight {row['calls_per_s']['median']:9.0f} calls/s ({row['calls_per_s']['min']:.0f}-{row['calls_per_s']['max']:.0f})")
-# Ratios of medians from this run (issue 7 targets: p50 <= 1.3x the floor;
+# Ratios of medians from this run (targets: p50 <= 1.3x the floor;
 # throughput >= 1.7x NATS and >= 0.7x the floor).
 ratios = {}
 mz = out.get("1 hop")
@@ -236,7 +236,7 @@ json.dump(res, open(sys.argv[3], "w"), indent=2)
 print(f"\nwritten {sys.argv[3]}")
 PY
 
-# ---- BEGIN issue 7 item 1: merge the 1M/SQLite, convergence and memory figures ----
+# ---- merge the 1M/SQLite, convergence and memory figures ----
 /usr/bin/python3 - "$OUT/latest.json" "$TMP/i7_dir.json" "$TMP/i7_conv.json" "$TMP/i7_mem.json" <<'PY'
 import json, sys
 res = json.load(open(sys.argv[1]))
@@ -245,7 +245,7 @@ res["convergence"] = json.load(open(sys.argv[3]))
 res["memory"] = json.load(open(sys.argv[4]))
 json.dump(res, open(sys.argv[1], "w"), indent=2)
 PY
-# ---- END issue 7 item 1: merge ----
+# ---- end of merge ----
 
 # ---- what one message costs (CPU time, one process: holds on a busy machine) ----
 echo
