@@ -4,19 +4,28 @@ A to B when A uses a symbol B defines (nm). Prints every strongly connected
 component of more than one file (a circle of files that need each other at
 link time) and exits 1 if there is any.
 
-Usage: scripts/linkgraph.py OBJECT_DIR_OR_FILES... [--edges]
-An OBJECT_DIR is searched for *.o (e.g. build/CMakeFiles/mzcore.dir)."""
+Usage: scripts/linkgraph.py OBJECT_DIR_OR_FILES... [--edges] [--root SOURCE_DIR]
+An OBJECT_DIR is searched for *.o (e.g. build/CMakeFiles/mzcore.dir). With
+--root, an object whose source file no longer exists under SOURCE_DIR (left
+behind in a build directory after a file moved) is skipped."""
 import os
 import subprocess
 import sys
 
 
-def objects(args):
+def objects(args, src_root=None):
     out = []
     for a in args:
         if os.path.isdir(a):
             for root, _, files in os.walk(a):
-                out += [os.path.join(root, f) for f in files if f.endswith(".o")]
+                for f in files:
+                    path = os.path.join(root, f)
+                    if not f.endswith(".o"):
+                        continue
+                    rel = os.path.relpath(path, a)[:-2]
+                    if src_root and not os.path.exists(os.path.join(src_root, rel)):
+                        continue
+                    out.append(path)
         else:
             out.append(a)
     return sorted(out)
@@ -92,10 +101,18 @@ def sccs(nodes, edges):
 def main(argv):
     show_edges = "--edges" in argv
     args = [a for a in argv if a != "--edges"]
+    src_root = None
+    if "--root" in args:
+        i = args.index("--root")
+        if i + 1 >= len(args):
+            print("linkgraph: --root needs a directory", file=sys.stderr)
+            return 2
+        src_root = args[i + 1]
+        del args[i:i + 2]
     if not args:
         print(__doc__, file=sys.stderr)
         return 2
-    objs = objects(args)
+    objs = objects(args, src_root)
     if not objs:
         print(f"linkgraph: no object files under {' '.join(args)}; build the library first",
               file=sys.stderr)
