@@ -382,13 +382,14 @@ mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const c
     return MZ_OK;
 }
 
-void mz__exec_on_result(mz_node *node, const json_t *env)
+void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env)
 {
     const json_t *pl = mz_msg_payload(env);
     const char *ref = json_string_value(json_object_get(pl, "ref"));
     const json_t *e = json_object_get(pl, "error");
     mz_call *c = ref ? mz_hmap_get(node->calls, ref) : NULL;
 
+    (void)p;
     if (c == NULL || c->early_code != NULL) {
         node->c.late_results++;   /* timed out already, or never ours */
         return;
@@ -914,7 +915,7 @@ static const char *s_host_refusal(mz_node *node, const mz_record *rec,
     if (s_requires_agreement(rec)) {
         const char *reason = NULL;
         mz_err ae;
-        mz_status st = mz_agreements_check(mz__node_agreements(node), agreement,
+        mz_status st = mz_agreements_check(node->agreements, agreement,
                                            mz_record_owner_key(rec), caller, resource_id, method,
                                            mz_now_ms(), &reason, &ae);
         if (st != MZ_OK) {
@@ -996,7 +997,7 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
     h->fn(node, x, h->ctx);
 }
 
-void mz__exec_on_request(mz_node *node, const json_t *env)
+void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
 {
     const json_t *pl = mz_msg_payload(env);
     const char *rid = json_string_value(json_object_get(pl, "resource_id"));
@@ -1005,6 +1006,7 @@ void mz__exec_on_request(mz_node *node, const json_t *env)
     json_int_t t = json_integer_value(json_object_get(pl, "timeout_ms"));
     mz_trace trace;
 
+    (void)p;
     /* A traceparent that is not valid is dropped: the host starts its own. */
     (void)mz__trace_from_json(&trace, pl);
     if (rid == NULL || method == NULL || method[0] == '\0' || strlen(method) > 128 ||
@@ -1126,4 +1128,20 @@ void mz__exec_sweep(mz_node *node, int64_t now)
                           "the handler did not answer within the timeout",
                           x->echo ? &x->trace : NULL);
         }
+}
+
+/* The "error" message type: an answer to one of our calls, or logged. */
+void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const json_t *env)
+{
+    const json_t *pl = mz_msg_payload(env);
+    const char *ref = json_string_value(json_object_get(pl, "ref"));
+    const char *code = json_string_value(json_object_get(pl, "code"));
+    const char *reason = json_string_value(json_object_get(pl, "reason"));
+
+    (void)p;
+    node->c.errors_received++;
+    if (mz__exec_on_error(node, mz_msg_sender(env), ref, code, reason))
+        return;
+    mz_log(MZ_LOG_INFO, "handler", "error from %.12s about %s: %s: %s", mz_msg_sender(env),
+           ref ? ref : "?", code ? code : "?", reason ? reason : "?");
 }

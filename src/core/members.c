@@ -143,7 +143,8 @@ json_t *mz_node_members(mz_node *node)
     void *val;
 
     mz__members_expire(node, now);
-    self = s_member(node, mz_node_id(node), mz_node_listen_url(node), "alive");
+    /* Not through mz_node_id & co: members.c stays below node.c. */
+    self = s_member(node, mz_identity_id(node->ident), mz_connmgr_listen_url(node->cm), "alive");
     json_object_set_new(self, "self", json_true());
     json_object_set_new(self, "lease_left_ms", json_integer(node->o.lease_ms));
     json_object_set_new(self, "peers", mz__members_links(node));

@@ -2,31 +2,30 @@
 #include <uv.h>
 #include <libwebsockets.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "bridge/bridge_int.h"
 #include "core/node_int.h"
 #include "svc/http.h"
 #include "util/log.h"
 
-/* Pages: a path (exact, or everything below one ending in '/') and the
- * function that answers a GET there. */
-static const struct s_route {
-    const char *path;
-    mz_http_page_fn page;
-} s_routes[] = {
-    { "/metrics", mz__page_metrics },
-    { "/health",  mz__page_health },
-    { "/status",  mz__page_status },
-};
-#define S_N_ROUTES (sizeof s_routes / sizeof s_routes[0])
-
-/* Handlers added at run time (the MCP endpoint). */
+/* Pages (a path, exact or everything below one ending in '/', and the
+ * function that answers a GET there) and handlers (the MCP endpoint), added
+ * by the services that serve them: the route table names none of them. */
+#define S_N_ROUTES 8
 #define S_MAX_HANDLERS 4
+
+struct s_route {
+    char path[64];
+    mz_http_page_fn page;       /* NULL: free slot */
+};
 
 typedef struct mz_router {
     mz_node *node;              /* borrowed */
+    struct s_route pages[S_N_ROUTES];
     struct {
         char path[64];
         mz_http_fn fn;          /* NULL: free slot */
@@ -53,6 +52,34 @@ typedef struct s_reply {
 _Static_assert(MZ_HTTP_ROUTE_PSS + sizeof(s_tail) <= MZ_HTTP_PSS_SIZE, "HTTP area too small");
 
 static int s_route_cb(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
+
+bool mz__origin_local(const char *o)
+{
+    static const char *const hosts[] = { "localhost", "127.0.0.1", "[::1]" };
+
+    if (o == NULL || o[0] == '\0')
+        return true;
+    if (strncasecmp(o, "http://", 7) == 0)
+        o += 7;
+    else if (strncasecmp(o, "https://", 8) == 0)
+        o += 8;
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+        size_t n = strlen(hosts[i]);
+        if (strncasecmp(o, hosts[i], n) != 0)
+            continue;
+        o += n;
+        if (*o == ':') {
+            o++;
+            if (*o == '\0')
+                return false;
+            while (*o >= '0' && *o <= '9')
+                o++;
+        }
+        return *o == '\0' || (o[0] == '/' && o[1] == '\0');
+    }
+    return false;
+}
+
 
 static mz_router *s_router(const mz_node *node)
 {
@@ -151,9 +178,9 @@ static int s_on_request(mz_router *r, struct lws *wsi, void *user, s_tail *t, co
     s_reply_free(t);
     t->route = 0;
     for (size_t i = 0; path && i < S_N_ROUTES; i++)
-        if (s_path_match(s_routes[i].path, path)) {
+        if (r->pages[i].page && s_path_match(r->pages[i].path, path)) {
             t->route = (uint8_t)(i + 1);
-            return s_on_page(r, wsi, t, &s_routes[i], path);
+            return s_on_page(r, wsi, t, &r->pages[i], path);
         }
     for (int i = 0; path && i < S_MAX_HANDLERS; i++)
         if (r->h[i].fn && s_path_match(r->h[i].path, path)) {
@@ -275,4 +302,21 @@ void *mz__http_handler_ctx(const mz_node *node, const char *path, mz_http_fn fn)
         if (r->h[i].fn == fn && strcmp(r->h[i].path, path) == 0)
             return r->h[i].ctx;
     return NULL;
+}
+
+mz_status mz__http_page(mz_node *node, const char *path, mz_http_page_fn fn, mz_err *err)
+{
+    mz_router *r = s_router(node);
+
+    if (r == NULL)
+        return mz_err_set(err, MZ_ESTATE, "http: the node has no route table");
+    if (strlen(path) >= sizeof r->pages[0].path)
+        return mz_err_set(err, MZ_EINVAL, "http: path '%.80s' too long", path);
+    for (int i = 0; i < S_N_ROUTES; i++)
+        if (r->pages[i].page == NULL || strcmp(r->pages[i].path, path) == 0) {
+            snprintf(r->pages[i].path, sizeof r->pages[i].path, "%s", path);
+            r->pages[i].page = fn;
+            return MZ_OK;
+        }
+    return mz_err_set(err, MZ_ELIMIT, "http: %d pages already (the limit)", S_N_ROUTES);
 }

@@ -33,6 +33,9 @@ void mz__http_stop(mz_node *node);
 mz_status mz__http_handle(mz_node *node, const char *path, mz_http_fn fn, void *ctx,
                           mz_err *err);
 void mz__http_unhandle(mz_node *node, const char *path);
+/* Adds the page answering GET path (exact; "/x/" also matches below it),
+ * replacing one there. */
+mz_status mz__http_page(mz_node *node, const char *path, mz_http_page_fn fn, mz_err *err);
 /* ctx of the handler at path, or NULL. */
 void *mz__http_handler_ctx(const mz_node *node, const char *path, mz_http_fn fn);
 
@@ -40,9 +43,7 @@ void *mz__http_handler_ctx(const mz_node *node, const char *path, mz_http_fn fn)
 json_t *mz__api_status(mz_node *node);
 uint64_t mz__api_calls(mz_node *node);
 
-/* The pages (metrics.c). */
-void mz__page_metrics(mz_node *node, void *wsi, const char *path, mz_http_page *out);
-void mz__page_health(mz_node *node, void *wsi, const char *path, mz_http_page *out);
-void mz__page_status(mz_node *node, void *wsi, const char *path, mz_http_page *out);
+/* Adds /metrics, /health and /status to node's route table (metrics.c). */
+mz_status mz__metrics_attach(mz_node *node, mz_err *err);
 
 #endif

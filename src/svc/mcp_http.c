@@ -24,7 +24,7 @@
 
 #include "bridge/bridge_int.h"
 #include "util/log.h"
-#include "core/node_int.h"
+#include "core/hooks.h"
 #include "svc/http.h"
 
 /* Largest POST body accepted (the mesh's own message limit is smaller). */
@@ -55,7 +55,6 @@ typedef struct mz_hconn {
 
 struct mz_mcphttp {
     mz_node *node;              /* borrowed */
-    mz_bridge *bridge;          /* borrowed (mz_bridge_of_node) */
     bool serve;                 /* answer /mcp */
     bool stopped;
     mz_mcpsrv *srv;
@@ -66,35 +65,6 @@ struct mz_mcphttp {
 };
 
 static int s_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
-
-/* ---- origin --------------------------------------------------------------- */
-
-bool mz__origin_local(const char *o)
-{
-    static const char *const hosts[] = { "localhost", "127.0.0.1", "[::1]" };
-
-    if (o == NULL || o[0] == '\0')
-        return true;
-    if (strncasecmp(o, "http://", 7) == 0)
-        o += 7;
-    else if (strncasecmp(o, "https://", 8) == 0)
-        o += 8;
-    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
-        size_t n = strlen(hosts[i]);
-        if (strncasecmp(o, hosts[i], n) != 0)
-            continue;
-        o += n;
-        if (*o == ':') {
-            o++;
-            if (*o == '\0')
-                return false;
-            while (*o >= '0' && *o <= '9')
-                o++;
-        }
-        return *o == '\0' || (o[0] == '/' && o[1] == '\0');
-    }
-    return false;
-}
 
 /* ---- connections ------------------------------------------------------------- */
 
@@ -461,7 +431,7 @@ static int s_http(void *vwsi, int reason, void *user, void *in, size_t len, void
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-mz_status mz__mcphttp_new(mz_node *node, mz_bridge *bridge, bool serve_mcp, mz_mcphttp **out,
+mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
                           mz_err *err)
 {
     mz_mcphttp *h = calloc(1, sizeof *h);
@@ -472,7 +442,6 @@ mz_status mz__mcphttp_new(mz_node *node, mz_bridge *bridge, bool serve_mcp, mz_m
     if (h == NULL)
         return mz_err_set(err, MZ_ENOMEM, "mcp http: allocating");
     h->node = node;
-    h->bridge = bridge;
     h->serve = serve_mcp;
     memset(&o, 0, sizeof o);
     o.resource_type = "tool";
@@ -524,22 +493,11 @@ void mz__mcphttp_free(mz_mcphttp *h)
     if (h == NULL)
         return;
     mz__mcphttp_stop(h);
-    if (h->node && h->node->http_fn == s_http && h->node->http_ctx == h)
+    if (h->node && mz__node_http_ctx(h->node) == h)
         mz_node_set_http_handler(h->node, NULL, NULL);
     else if (h->node && mz__http_handler_ctx(h->node, "/mcp/", s_http) == h)
         mz__http_unhandle(h->node, "/mcp/");
     while (h->conns)
         s_conn_free(h->conns);
     free(h);
-}
-
-mz_bridge *mz__mcphttp_bridge_of(const mz_node *node)
-{
-    const mz_mcphttp *h = NULL;
-
-    if (node != NULL && node->http_fn == s_http)
-        h = node->http_ctx;
-    else if (node != NULL)
-        h = mz__http_handler_ctx(node, "/mcp/", s_http);
-    return h ? h->bridge : NULL;
 }

@@ -161,7 +161,7 @@ static void s_gauges(FILE *f, mz_node *node)
     fprintf(f, P "directory_records{origin=\"local\"} %zu\n"
             P "directory_records{origin=\"remote\"} %zu\n", local, total - local);
     s_head(f, "subscriptions", "gauge", "Event subscriptions held (own and API clients')");
-    fprintf(f, P "subscriptions %zu\n", node->n_subs);
+    fprintf(f, P "subscriptions %zu\n", node->ev.n_subs);
     s_head(f, "calls_pending", "gauge", "Calls this node and its clients await");
     fprintf(f, P "calls_pending %zu\n", mz_hmap_count(node->calls));
 }
@@ -240,7 +240,7 @@ static void s_process(FILE *f, mz_node *node)
     fprintf(f, P "process_start_time_seconds %.3f\n", (double)node->started_ms / 1000.0);
 }
 
-void mz__page_metrics(mz_node *node, void *wsi, const char *path, mz_http_page *out)
+static void s_page_metrics(mz_node *node, void *wsi, const char *path, mz_http_page *out)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -278,7 +278,7 @@ void mz__page_metrics(mz_node *node, void *wsi, const char *path, mz_http_page *
     *out = (mz_http_page){ 200, "text/plain; version=0.0.4; charset=utf-8", buf, len };
 }
 
-void mz__page_health(mz_node *node, void *wsi, const char *path, mz_http_page *out)
+static void s_page_health(mz_node *node, void *wsi, const char *path, mz_http_page *out)
 {
     const char *why, *health = mz__node_health(node, &why);
     bool ok = strcmp(health, "serving") == 0;
@@ -295,7 +295,7 @@ void mz__page_health(mz_node *node, void *wsi, const char *path, mz_http_page *o
     *out = (mz_http_page){ ok ? 200 : 503, "application/json", text, 0 };
 }
 
-void mz__page_status(mz_node *node, void *wsi, const char *path, mz_http_page *out)
+static void s_page_status(mz_node *node, void *wsi, const char *path, mz_http_page *out)
 {
     json_t *j = mz__api_status(node);
 
@@ -303,4 +303,22 @@ void mz__page_status(mz_node *node, void *wsi, const char *path, mz_http_page *o
     (void)path;
     *out = (mz_http_page){ 200, "application/json", j ? json_dumps(j, JSON_COMPACT) : NULL, 0 };
     json_decref(j);
+}
+
+mz_status mz__metrics_attach(mz_node *node, mz_err *err)
+{
+    static const struct {
+        const char *path;
+        mz_http_page_fn fn;
+    } pages[] = {
+        { "/metrics", s_page_metrics },
+        { "/health",  s_page_health },
+        { "/status",  s_page_status },
+    };
+    mz_status rc;
+
+    for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
+        if ((rc = mz__http_page(node, pages[i].path, pages[i].fn, err)) != MZ_OK)
+            return rc;
+    return MZ_OK;
 }
