@@ -232,7 +232,7 @@
         v.y += (cy - q.y) * 0.05 * k / 10;
         const len = Math.max(Math.hypot(v.x, v.y), 0.01);
         q.x = Math.min(W - 40, Math.max(40, q.x + (v.x / len) * Math.min(len, temp)));
-        q.y = Math.min(H - 40, Math.max(34, q.y + (v.y / len) * Math.min(len, temp)));
+        q.y = Math.min(H - 44, Math.max(48, q.y + (v.y / len) * Math.min(len, temp)));
       }
       temp = Math.max(0.5, temp * 0.98);
     }
@@ -447,7 +447,7 @@
       max = Math.max(max, v);
     }
     rates.forEach((v, i) => {
-      pts.push(((300 * (i + RATE_SAMPLES - 1 - rates.length)) / (RATE_SAMPLES - 1)).toFixed(1) +
+      pts.push(((300 * (i + RATE_SAMPLES - rates.length)) / (RATE_SAMPLES - 1)).toFixed(1) +
         ',' + (56 - (52 * v) / max).toFixed(1));
     });
     const kids = [svg('line', { x1: 0, y1: 56, x2: 300, y2: 56 })];

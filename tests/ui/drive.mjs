@@ -5,7 +5,7 @@
 //   {"op":"eval","js":EXPR}                    answers EXPR's value
 //   {"op":"screenshot","path":P}               full page PNG
 //   {"op":"close"}
-// Every answer carries "problems": page errors, console errors and failed
+// The first answer, unasked, gives the browser's PID. Every answer carries "problems": page errors, console errors and failed
 // requests seen since the last answer, so the test can insist on none.
 //   node drive.mjs '{"chromium":PATH,"profile":DIR,"width":W,"height":H}'
 import { createInterface } from 'node:readline';
@@ -57,6 +57,10 @@ const ops = {
     return {};
   },
 };
+
+// The first line names the browser's PID: the test stops it by PID should
+// this driver die without closing it.
+answer({ ok: true, browser_pid: browser.process().pid });
 
 const rl = createInterface({ input: process.stdin });
 for await (const line of rl) {
