@@ -51,9 +51,9 @@ def link(x, y):
     return " ".join(sorted([x.id, y.id]))
 
 
-def allowed_problems(browser_problems, node):
+def allowed_problems(browser_problems, node, token=None):
     """Browser problems but a 404 from /health on a node that does not serve it."""
-    status, _, _ = get(http_base(node) + "/health")
+    status, _, _ = get(http_base(node) + "/health" + ("?token=" + token if token else ""))
     return [p for p in browser_problems
             if not (status == 404 and re.match(r"^http 404 http://[^/]+/health(\?|$)", p))]
 
@@ -113,7 +113,7 @@ def test_token_listener(mesh, browser, tmp_path):
     assert st["node_rows"] == [a.id]
     st = rpc(a.api + "/?token=" + token, "status")["result"]
     assert st["counters"]["api_refused"] == 2     # the two refused GETs only
-    assert allowed_problems(browser.problems, a) == []
+    assert allowed_problems(browser.problems, a, token) == []
 
 
 # ---- the square --------------------------------------------------------------------
