@@ -192,12 +192,29 @@
 
   /* ---- layout: a few hundred steps of a spring model from the last places -- */
 
+  /* Depth-first order from the connected node: neighbours end up next to
+   * each other on the starting circle, so a ring starts untangled. */
+  function ringOrder(ids, links) {
+    const adj = new Map(ids.map((id) => [id, []]));
+    for (const [a, b] of links) { adj.get(a).push(b); adj.get(b).push(a); }
+    const start = ids.filter((id) => S.nodes.get(id).self).concat(ids);
+    const seen = new Set(), out = [];
+    const visit = (id) => {
+      if (seen.has(id)) return;
+      seen.add(id);
+      out.push(id);
+      for (const nb of adj.get(id).sort()) visit(nb);
+    };
+    for (const id of start) visit(id);
+    return out;
+  }
+
   function layout(ids, links) {
     const W = 640, H = 400, cx = W / 2, cy = H / 2;
     const n = ids.length;
     const k = Math.max(60, Math.min(170, Math.sqrt((W * H) / Math.max(n, 1)) * 0.75));
     const p = new Map();
-    ids.forEach((id, i) => {
+    ringOrder(ids, links).forEach((id, i) => {
       const old = S.pos.get(id);
       const a = (2 * Math.PI * i) / Math.max(n, 1) - Math.PI / 2;
       p.set(id, old ? { x: old.x, y: old.y } : { x: cx + 150 * Math.cos(a), y: cy + 130 * Math.sin(a) });
@@ -228,11 +245,11 @@
       }
       for (const id of ids) {
         const q = p.get(id), v = d.get(id);
-        v.x += (cx - q.x) * 0.05 * k / 10;
-        v.y += (cy - q.y) * 0.05 * k / 10;
+        v.x += (cx - q.x) * 0.02 * k / 10;
+        v.y += (cy - q.y) * 0.02 * k / 10;
         const len = Math.max(Math.hypot(v.x, v.y), 0.01);
-        q.x = Math.min(W - 40, Math.max(40, q.x + (v.x / len) * Math.min(len, temp)));
-        q.y = Math.min(H - 44, Math.max(48, q.y + (v.y / len) * Math.min(len, temp)));
+        q.x = Math.min(W - 60, Math.max(60, q.x + (v.x / len) * Math.min(len, temp)));
+        q.y = Math.min(H - 52, Math.max(54, q.y + (v.y / len) * Math.min(len, temp)));
       }
       temp = Math.max(0.5, temp * 0.98);
     }
@@ -266,13 +283,13 @@
       g.dataset.id = id;
       const title = svg('title', {});
       title.textContent = id + (n.listen ? '\n' + n.listen : '') + '\n' + (n.state || '');
-      g.append(title, svg('circle', { r: 22 }));
+      g.append(title, svg('circle', { r: 30 }));
       const label = svg('text', { y: 4 });
       label.textContent = short(id);
-      const sub = svg('text', { y: 36, class: 'sub' });
+      const sub = svg('text', { y: 46, class: 'sub' });
       sub.textContent = (n.self ? 'this node ' : '') + hostOf(n.listen);
       const res = typeof n.resources === 'number' ? n.resources : (counts.get(id) || 0);
-      const cnt = svg('text', { y: -28, class: 'count' });
+      const cnt = svg('text', { y: -36, class: 'count' });
       cnt.textContent = res + (res === 1 ? ' resource' : ' resources');
       g.append(label, sub, cnt);
       g.addEventListener('click', () => pickNode(id));
