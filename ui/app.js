@@ -540,7 +540,7 @@
     S.status = st;
     const c = st.counters || {};
     S.samples.push({ t: performance.now(), calls: c.exec_calls || 0, served: c.exec_served || 0,
-      msgs: c.msgs_handled || 0 });
+      msgs: c.messages_handled || 0 });
     while (S.samples.length > RATE_SAMPLES) S.samples.shift();
     renderStatus();
   }

@@ -132,7 +132,7 @@ class Browser:
         return self.ask({"op": "open", "url": url, "timeout_ms": int(START_TIMEOUT * 1000)})
 
     def eval(self, js):
-        return self.ask({"op": "eval", "js": js}, timeout=10.0)["value"]
+        return self.ask({"op": "eval", "js": js}, timeout=10.0).get("value")
 
     def state(self):
         return self.eval(STATE_JS)
