@@ -13,6 +13,8 @@
   const RECONCILE_MS = 15000;    /* full directory re-query */
   const HEALTH_MS = 5000;
   const CALL_TIMEOUT_MS = 10000;
+  const RENDER_MS = 150;         /* directory renders coalesced */
+  const LAYOUT_WORK = 3e6;       /* pair steps one layout may take (large meshes: fewer steps) */
   const RATE_SAMPLES = 61;       /* one minute of status samples */
   const NO_METHOD = -32601;
   const SVG = 'http://www.w3.org/2000/svg';
@@ -25,6 +27,7 @@
     source: '',                  /* 'members' or 'peers' (a node without members) */
     hasMembers: true,
     hasHealth: true,
+    peers: [],                   /* the connected node's peers (without members) */
     nodes: new Map(),            /* id -> member-shaped object */
     links: [],                   /* [a, b, direct] with a < b */
     records: new Map(),          /* resource_id -> record */
@@ -220,7 +223,8 @@
       p.set(id, old ? { x: old.x, y: old.y } : { x: cx + 150 * Math.cos(a), y: cy + 130 * Math.sin(a) });
     });
     let temp = 40;
-    for (let step = 0; step < 300; step++) {
+    const steps = Math.max(20, Math.min(300, Math.floor(LAYOUT_WORK / Math.max(n * n, 1))));
+    for (let step = 0; step < steps; step++) {
       const d = new Map(ids.map((id) => [id, { x: 0, y: 0 }]));
       for (let i = 0; i < n; i++) {
         for (let j = i + 1; j < n; j++) {
@@ -432,15 +436,23 @@
     $('record').textContent = JSON.stringify(r, null, 2);
   }
 
+  /* Directory events come in bursts (a node joining brings all its
+   * records): one render per RENDER_MS however many arrived. */
+  let renderTimer = null;
+
   function directoryChanged() {
-    renderFilters();
-    renderDirectory();
-    if (S.source === 'peers' && S.status) {
-      guard(refreshTopology());   /* record hosts are nodes too */
-    } else {
-      renderTopology();
-      renderNodes();
-    }
+    if (renderTimer !== null) return;
+    renderTimer = setTimeout(() => {
+      renderTimer = null;
+      renderFilters();
+      renderDirectory();
+      if (S.source === 'peers' && S.status) {
+        setTopology(fromPeers(S.status, S.peers), 'peers');   /* record hosts are nodes too */
+      } else {
+        renderTopology();
+        renderNodes();
+      }
+    }, RENDER_MS);
   }
 
   /* ---- this node: status, counters, calls per second ------------------------- */
@@ -556,8 +568,8 @@
         S.hasMembers = false;
       }
     }
-    const peers = await ctl.call('peers');
-    setTopology(fromPeers(S.status, peers), 'peers');
+    S.peers = await ctl.call('peers');
+    setTopology(fromPeers(S.status, S.peers), 'peers');
   }
 
   async function refreshRecords() {
