@@ -218,5 +218,10 @@ def test_square_live(mesh, procs, browser, tmp_path):  # noqa: F811
     c.unregister("live-tool")
     browser.wait_state(lambda s: all(r["rid"] != "live-tool" for r in s["rows"]), 10.0,
                        "live-tool gone")
+    # A node leaving: E stops (its records go with its bye); the page drops
+    # e-res, and E is gone from the graph or shown as no longer alive.
+    assert e.terminate() == 0
+    browser.wait_state(lambda s: all(r["rid"] != "e-res" for r in s["rows"]) and
+                       s["node_states"].get(e.id, "gone") != "alive", 15.0, "node E gone")
     assert browser.eval("window.mzOpened") == 1, "the page reloaded"
     assert allowed_problems(browser.problems, a) == []

@@ -39,6 +39,8 @@ STATE_JS = r"""(() => {
     conn: document.getElementById('conn').dataset.state,
     source: topo.dataset.source || '',
     nodes: q('#topo g.node').map((g) => g.dataset.id).sort(),
+    node_states: Object.fromEntries(q('#topo g.node').map(
+      (g) => [g.dataset.id, ['alive', 'suspect', 'left'].find((c) => g.classList.contains(c))])),
     links: q('#topo line.link').map((l) => [l.dataset.a, l.dataset.b].sort().join(' ')).sort(),
     node_rows: q('#nodes tbody tr').map((r) => r.dataset.id).sort(),
     rows: q('#resources tbody tr').map((r) => ({
