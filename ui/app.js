@@ -578,6 +578,7 @@
     S.truncated = rs.length >= QUERY_LIMIT;
     renderFilters();
     renderDirectory();
+    if (S.source) directoryChanged();   /* counts per host, the peers view's hosts */
   }
 
   async function refreshHealth() {
@@ -620,8 +621,14 @@
     });
   }
 
+  /* A poll that is still waiting for its answer is not asked again. */
   function every(ms, fn) {
-    timers.push(setInterval(() => guard(fn()), ms));
+    let busy = false;
+    timers.push(setInterval(() => {
+      if (busy) return;
+      busy = true;
+      guard(fn().finally(() => { busy = false; }));
+    }, ms));
   }
 
   function stop() {
