@@ -224,6 +224,7 @@ static void s_on_call_timer(uv_timer_t *t)
         /* Silence: the request or its answer may be lost on a path that broke
          * without a word. A repeat costs the host a lookup, not a run. */
         node->c.exec_retransmits++;
+        mz__evidence_silent(node, c->host, c->link_id);
         c->rto_ms *= 2;
         s_call_send(c, now);
         return;

@@ -343,6 +343,7 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
     if (strcmp(to, "*") == 0 && (t->flags & MZ_T_BROADCAST)) {
         if (mz_seen_contains(node->seen, id)) {
             node->c.duplicates++;
+            mz__evidence_duplicate(node, p, env);
             goto done;
         }
         /* Remember the id only once it verified: a forged copy arriving first
@@ -662,6 +663,8 @@ static void s_on_query(mz_node *node, mz_peer *p, const json_t *env)
     }
     q.capabilities = capv;
     res = mz_directory_query_json(node->dir, &q);
+    if (!mz__guard_query(node, mz_msg_sender(env), mz_msg_id(env), res))
+        return;
     mz__send(node, mz_msg_new("query_result", s_me(node), mz_msg_sender(env),
                               json_pack("{s:s,s:o}", "ref", mz_msg_id(env), "records",
                                         res ? res : json_array())),
