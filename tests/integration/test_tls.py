@@ -201,12 +201,12 @@ def test_bad_tls_options(tmp_path):
     p = node("--tls-cert", str(good_cert))
     assert p.returncode == 2 and "give both files" in p.stderr
     p = node("--tls-cert", str(good_cert), "--tls-key", str(other_key))
-    assert p.returncode == 1 and "does not belong to certificate" in p.stderr
+    assert p.returncode == 2 and "does not belong to certificate" in p.stderr
     p = node("--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(good_key))
-    assert p.returncode == 1 and "missing.pem" in p.stderr
+    assert p.returncode == 2 and "missing.pem" in p.stderr
     p = node("--tls-cert", str(good_cert), "--tls-key", str(good_key), "--tls-ca",
              str(good_key))
-    assert p.returncode == 1 and "holds no PEM certificate" in p.stderr
+    assert p.returncode == 2 and "holds no PEM certificate" in p.stderr
     p = node("--peer", "wss://127.0.0.1:1/#1234")
     assert p.returncode == 2 and "node id" in p.stderr
     p = subprocess.run([BIN, "node", "--api", "wss://127.0.0.1:0", "--data",
