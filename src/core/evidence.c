@@ -19,12 +19,17 @@
  * burst is at least twice a message so one chunk always fits. */
 #define MZ_REPLY_RATE   (4.0 * 1024 * 1024)
 #define MZ_REPLY_BURST  (8.0 * 1024 * 1024)
+/* All askers together: new keys cost nothing, so many of them must not
+ * multiply the bound. */
+#define MZ_REPLY_ALL_RATE  (32.0 * 1024 * 1024)
+#define MZ_REPLY_ALL_BURST (64.0 * 1024 * 1024)
 /* Askers tracked at once (buckets that refilled are forgotten first). */
 #define MZ_GUARD_KEYS   4096
 
 struct mz_guard {
     mz_ratelimit *fetches;      /* asker id -> fetch bucket */
     mz_ratelimit *reply_bytes;  /* asker id -> reply byte bucket */
+    mz_ratelimit *reply_all;    /* one bucket ("") for every asker */
 };
 
 static struct mz_guard *s_guard(mz_node *node)
@@ -40,8 +45,11 @@ static struct mz_guard *s_guard(mz_node *node)
         return NULL;
     if (mz_ratelimit_new(&g->fetches, MZ_FETCH_RATE, MZ_FETCH_BURST, MZ_GUARD_KEYS, NULL) !=
             MZ_OK ||
-        mz_ratelimit_new(&g->reply_bytes, MZ_REPLY_RATE, burst, MZ_GUARD_KEYS, NULL) != MZ_OK) {
+        mz_ratelimit_new(&g->reply_bytes, MZ_REPLY_RATE, burst, MZ_GUARD_KEYS, NULL) != MZ_OK ||
+        mz_ratelimit_new(&g->reply_all, MZ_REPLY_ALL_RATE,
+                         burst > MZ_REPLY_ALL_BURST ? burst : MZ_REPLY_ALL_BURST, 1, NULL) != MZ_OK) {
         mz_ratelimit_free(g->fetches);
+        mz_ratelimit_free(g->reply_bytes);
         free(g);
         return NULL;
     }
@@ -57,6 +65,7 @@ void mz__guard_free(mz_node *node)
         return;
     mz_ratelimit_free(g->fetches);
     mz_ratelimit_free(g->reply_bytes);
+    mz_ratelimit_free(g->reply_all);
     free(g);
     node->guard = NULL;
 }
@@ -77,9 +86,14 @@ bool mz__guard_fetch(mz_node *node, const char *asker)
 bool mz__guard_reply(mz_node *node, const char *asker, size_t bytes)
 {
     struct mz_guard *g = s_guard(node);
+    int64_t now = mz_now_ms();
 
-    if (g != NULL && mz_ratelimit_take(g->reply_bytes, asker, (double)bytes, mz_now_ms()))
+    /* Both budgets or neither: look at the shared one before taking. */
+    if (g != NULL && mz_ratelimit_left(g->reply_all, "", now) >= (double)bytes &&
+        mz_ratelimit_take(g->reply_bytes, asker, (double)bytes, now)) {
+        (void)mz_ratelimit_take(g->reply_all, "", (double)bytes, now);
         return true;
+    }
     node->c.replies_paced++;
     return false;
 }

@@ -1,6 +1,6 @@
 /* Host names a local listener answers to (internal): the defence against
  * DNS rebinding, where a web page reaches a loopback port under a name of
- * its own (docs/SECURITY.md "Local API"). */
+ * its own (PROTOCOL.md §8). */
 #ifndef MZ_HOSTCHECK_H
 #define MZ_HOSTCHECK_H
 
