@@ -133,6 +133,19 @@ void mz__evidence_silent(mz_node *node, const char *host, uint64_t link)
     }
 }
 
+mz_peer *mz__next_hop_except(mz_node *node, const char *dest, const mz_peer *from)
+{
+    uint64_t link;
+
+    if (!mz_routes_lookup_except(node->routes, dest, mz_now_ms(),
+                                 from->link ? mz_link_id(from->link) : 0, &link))
+        return NULL;
+    for (mz_peer *q = node->peers; q; q = q->next)
+        if (q->up && q->link && mz_link_id(q->link) == link)
+            return q;
+    return NULL;
+}
+
 /* ---- host binding --------------------------------------------------------------- */
 
 bool mz__record_bound(const json_t *rec, const char *from)

@@ -238,8 +238,14 @@ void mz__send_error_link(mz_node *node, mz_peer *p, const char *ref, const char 
 static void s_send_error_to(mz_node *node, const char *to, const char *ref, const char *code,
                             const char *reason)
 {
-    json_t *payload = json_pack("{s:s,s:s,s:s}", "ref", ref, "code", code, "reason", reason);
+    json_t *payload;
 
+    if (strcmp(to, s_me(node)) == 0) {
+        /* Our own message died here (a loop came back): no route to ourselves. */
+        (void)mz__exec_on_error(node, to, ref, code, reason);
+        return;
+    }
+    payload = json_pack("{s:s,s:s,s:s}", "ref", ref, "code", code, "reason", reason);
     mz__send(node, mz_msg_new("error", s_me(node), to, payload), NULL, NULL);
 }
 
@@ -405,7 +411,7 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
         node->c.msgs_handled++;
         t->fn(node, p, env);
     } else if (t->flags & MZ_T_UNICAST) {
-        mz_peer *hop = s_next_hop(node, to);
+        mz_peer *hop = mz__next_hop_except(node, to, p);
         if (hop == NULL) {
             char why[160];
             node->c.unroutable++;

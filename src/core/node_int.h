@@ -231,6 +231,9 @@ void mz__guard_free(mz_node *node);
 bool mz__guard_query(mz_node *node, const char *asker, const char *ref, json_t *res);
 /* A duplicate broadcast that arrived on p: a possible second path. */
 void mz__evidence_duplicate(mz_node *node, mz_peer *p, const json_t *env);
+/* The next hop towards dest for a message that came from `from`: never
+ * back on from's link (split horizon). NULL: no such route. */
+mz_peer *mz__next_hop_except(mz_node *node, const char *dest, const mz_peer *from);
 /* A call to host that left on link went unanswered. */
 void mz__evidence_silent(mz_node *node, const char *host, uint64_t link);
 /* True when rec, received from node `from`, is bound to its host: it came

@@ -165,6 +165,25 @@ bool mz_routes_lookup(const mz_routes *r, const char *dest, int64_t now_ms,
     return true;
 }
 
+bool mz_routes_lookup_except(const mz_routes *r, const char *dest, int64_t now_ms,
+                             uint64_t except, uint64_t *link)
+{
+    const struct mz_route *rt = mz_hmap_get(r->by_dest, dest);
+    const struct mz_path *best = NULL;
+
+    if (rt == NULL)
+        return false;
+    for (int i = 0; i < MZ_PATHS; i++) {
+        const struct mz_path *p = &rt->p[i];
+        if (s_usable(p, now_ms) && p->link != except && (best == NULL || s_better(p, best, now_ms)))
+            best = p;
+    }
+    if (best == NULL)
+        return false;
+    *link = best->link;
+    return true;
+}
+
 bool mz_routes_demote(mz_routes *r, const char *dest, uint64_t link, int64_t until_ms,
                       int64_t now_ms)
 {

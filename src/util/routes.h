@@ -25,6 +25,10 @@ bool mz_routes_offer(mz_routes *r, const char *dest, uint64_t link, int hops,
 /* Finds the best unexpired path; false when none. link/hops may be NULL. */
 bool mz_routes_lookup(const mz_routes *r, const char *dest, int64_t now_ms,
                       uint64_t *link, int *hops);
+/* The best unexpired path to dest whose link is not `except` (split
+ * horizon: a relay never sends a message back where it came from). */
+bool mz_routes_lookup_except(const mz_routes *r, const char *dest, int64_t now_ms,
+                             uint64_t except, uint64_t *link);
 /* Ranks the path to dest through link below any path not demoted, until
  * until_ms (the path stopped delivering). False when there is no such path. */
 bool mz_routes_demote(mz_routes *r, const char *dest, uint64_t link, int64_t until_ms,
