@@ -142,21 +142,22 @@ def sync_bytes(peer, since):
     return sum(len(m.raw) for m in peer.log[since:] if m["type"] == "sync")
 
 
-def fill(node, n, prefix):
+def pair_with_records(mesh, prefix, n=30):
+    """A - B, with B hosting N records of ~900 bytes that A lists."""
+    a = mesh.node("A")
+    b = mesh.node("B", peers=[a])
+    wait_linked([(a, b)])
     for i in range(n):
-        node.register("%s-%03d" % (prefix, i), "tool", caps=["x"],
-                      meta={"pad": "p" * 400})
+        b.register("%s-%03d" % (prefix, i), "tool", caps=["x"], meta={"pad": "p" * 400})
+    wait_for(lambda: sum(1 for r in ids(a) if r.startswith(prefix + "-")) == n, 10.0,
+             what="B's records on A")
+    return a, b
 
 
 def test_fetch_of_duplicate_ids_yields_one_answer(mesh):
     """A fetch naming B 500 times is answered like a fetch naming B once:
     duplicates are collapsed (counted fetch_dups)."""
-    a = mesh.node("A")
-    b = mesh.node("B", peers=[a])
-    wait_linked([(a, b)])
-    fill(b, 30, "dup")
-    wait_for(lambda: sum(1 for r in ids(a) if r.startswith("dup-")) == 30, 10.0,
-             what="B's records on A")
+    a, b = pair_with_records(mesh, "dup")
     c0 = counters(a)
 
     async def go():
@@ -191,12 +192,7 @@ def test_fetch_flood_is_throttled_and_honest_calls_still_served(mesh):
     """A peer sends 1,000 fetches of everything as fast as it can. A answers
     at most its per-asker budget (the rest refused, counted fetch_refused,
     told `busy`), and honest calls through A keep being answered in < 1 s."""
-    a = mesh.node("A")
-    b = mesh.node("B", peers=[a])
-    wait_linked([(a, b)])
-    fill(b, 30, "fl")
-    wait_for(lambda: sum(1 for r in ids(a) if r.startswith("fl-")) == 30, 10.0,
-             what="B's records on A")
+    a, b = pair_with_records(mesh, "fl")
     c0 = counters(a)
 
     async def go():
