@@ -323,7 +323,7 @@ void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env)
         return;
     }
     if (!mz__guard_fetch(node, from)) {
-        if (!routed)            /* a routed asker is not told: its id is not proven to relays */
+        if (!routed)            /* an error on this link would reach the relay, not the asker */
             mz__send_error_link(node, p, mz_msg_id(env), "busy",
                                 "fetch: more than the allowed fetches a second; ask again later");
         return;
