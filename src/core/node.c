@@ -1276,12 +1276,7 @@ json_t *mz_node_status(mz_node *node)
         (json_int_t)(node->kept ? mz_hmap_count(node->kept) : 0), "kept_evicted",
         (json_int_t)node->c.kept_evicted));
     json_object_set_new(counters, "relay_drops", json_integer((json_int_t)node->c.relay_drops));
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I}", "routes_demoted", (json_int_t)node->c.routes_demoted,
-        "fetch_refused", (json_int_t)node->c.fetch_refused, "fetch_dups",
-        (json_int_t)node->c.fetch_dups, "replies_paced", (json_int_t)node->c.replies_paced,
-        "unbound_records", (json_int_t)node->c.unbound_records, "api_host_refused",
-        (json_int_t)cs->api_host_refused));
+    mz__guard_counters(node, counters, cs->api_host_refused);
     json_object_set_new(counters, "preauth_refused",
                         json_integer((json_int_t)node->c.preauth_refused));
     json_object_set_new(counters, "links_dialed_auto",

@@ -278,6 +278,9 @@ bool mz__guard_fetch(mz_node *node, const char *asker);
 /* Takes bytes from asker's reply budget; false (counted): send later. */
 bool mz__guard_reply(mz_node *node, const char *asker, size_t bytes);
 void mz__guard_free(mz_node *node);
+/* Adds this file's counters (and the connmgr's api_host_refused) to a
+ * status counters object. */
+void mz__guard_counters(mz_node *node, json_t *counters, uint64_t api_host_refused);
 /* Fits a query result (taken) in one message and charges it to asker's
  * budget; false: refused, res freed and the asker told `busy`. */
 bool mz__guard_query(mz_node *node, const char *asker, const char *ref, json_t *res);
