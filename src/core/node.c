@@ -1278,6 +1278,7 @@ json_t *mz_node_status(mz_node *node)
         (json_int_t)(node->kept ? mz_hmap_count(node->kept) : 0), "kept_evicted",
         (json_int_t)node->c.kept_evicted));
     json_object_set_new(counters, "relay_drops", json_integer((json_int_t)node->c.relay_drops));
+    mz__guard_counters(node, counters, cs->api_host_refused);
     json_object_set_new(counters, "preauth_refused",
                         json_integer((json_int_t)node->c.preauth_refused));
     json_object_set_new(counters, "links_dialed_auto",
