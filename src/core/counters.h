@@ -62,7 +62,14 @@
     X(events_delivered, events_delivered, events_delivered, "Events delivered to subscribers")  \
     X(subs_refused, subs_refused, subscriptions_refused, "Subscriptions refused (limit)")      \
     X(sync_fetches, sync_fetches, sync_fetches, "Record fetches sent to other nodes")           \
-    X(sync_busy, sync_busy, sync_busy, "Sync requests refused: too many replies in progress")
+    X(sync_busy, sync_busy, sync_busy, "Sync requests refused: too many replies in progress") \
+    X(routes_demoted, routes_demoted, routes_demoted,                                          \
+      "Routes replaced by a second path the sender's own alive proved")                        \
+    X(fetch_refused, fetch_refused, sync_refused, "Sync requests refused, by reason")          \
+    X(fetch_dups, fetch_dups, sync_refused, "")                                                \
+    X(replies_paced, replies_paced, sync_replies_paced,                                        \
+      "Replies held back by an asker's reply budget")                                          \
+    X(unbound_records, unbound_records, records_refused, "")
 
 /* The link layer's counters (struct mz_connmgr_stats), same columns. */
 #define MZ_LINK_COUNTERS(X)                                                                     \
@@ -73,6 +80,8 @@
     X(slow_link_closes, slow_link_closes, links_closed, "")                                     \
     X(oversize_closes, oversize_closes, links_closed, "")                                       \
     X(dial_failures, dial_failures, dial_failures, "Dials that failed")                         \
+    X(api_host_refused, api_host_refused, api_host_refused,                                    \
+      "API requests refused: their Host names another host")                                   \
     X(msgs_in, messages_in, link_messages_received, "Messages received on all links")          \
     X(msgs_out, messages_out, link_messages_sent, "Messages sent on all links")                \
     X(bytes_in, bytes_in, link_received_bytes, "Bytes received on all links")                  \

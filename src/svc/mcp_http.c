@@ -26,6 +26,7 @@
 #include "util/log.h"
 #include "core/hooks.h"
 #include "svc/http.h"
+#include "svc/ui.h"
 
 /* Largest POST body accepted (the mesh's own message limit is smaller). */
 #define MZ_MCPHTTP_MAX_BODY (4u * 1024 * 1024)
@@ -228,6 +229,25 @@ static void s_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int l
         buf[0] = '\0';
 }
 
+/* A page this listener served (the dashboard) opening the API WebSocket on
+ * a non-loopback address: its Origin is the Host it was loaded from. Only
+ * with the token required, which no rebinding page knows. */
+static bool s_own_page(mz_mcphttp *h, struct lws *wsi, const char *origin)
+{
+    char host[256];
+
+    if (!mz__node_api_token_required(h->node))
+        return false;
+    s_header(wsi, WSI_TOKEN_HOST, host, sizeof host);
+    if (strncasecmp(origin, "http://", 7) == 0)
+        origin += 7;
+    else if (strncasecmp(origin, "https://", 8) == 0)
+        origin += 8;
+    else
+        return false;
+    return host[0] != '\0' && strcasecmp(origin, host) == 0;
+}
+
 static int s_on_request(mz_mcphttp *h, struct lws *wsi, mz_hconn **slot, const char *uri)
 {
     char origin[256], accept[256], ctype[128], ver[32];
@@ -381,17 +401,19 @@ static int s_http(void *vwsi, int reason, void *user, void *in, size_t len, void
         /* A WebSocket upgrade to the API: the headers are still there. */
         char origin[256];
         s_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
-        if (!mz__origin_local(origin)) {
+        if (!mz__origin_local(origin) && !s_own_page(h, wsi, origin)) {
             mz_log(MZ_LOG_WARN, "mcp-http", "refusing an API WebSocket from origin '%.100s'",
                    origin);
             return -1;
         }
         return 1;
     }
-    case LWS_CALLBACK_HTTP:
-        if (slot == NULL)
-            return 1;
+    case LWS_CALLBACK_HTTP: {
+        int r = mz__ui_http(wsi, in);    /* the dashboard, /ui/ */
+        if (r != 1 || slot == NULL)
+            return r;
         return s_on_request(h, wsi, slot, in);
+    }
     case LWS_CALLBACK_HTTP_BODY:
         if (c == NULL)
             return 1;
@@ -464,7 +486,10 @@ mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
     }
     h->subscribed = serve_mcp;
     /* Our row of the API listener's route table; alone without one. */
-    if (mz__http_handle(node, "/mcp/", s_http, h, NULL) != MZ_OK)
+    /* Our rows of the API listener's route table (/ui/: the dashboard, which
+     * s_http hands to ui.c); alone without one. */
+    if (mz__http_handle(node, "/mcp/", s_http, h, NULL) != MZ_OK ||
+        mz__http_handle(node, "/ui/", s_http, h, NULL) != MZ_OK)
         mz_node_set_http_handler(node, s_http, h);
     *out = h;
     return MZ_OK;
@@ -495,8 +520,10 @@ void mz__mcphttp_free(mz_mcphttp *h)
     mz__mcphttp_stop(h);
     if (h->node && mz__node_http_ctx(h->node) == h)
         mz_node_set_http_handler(h->node, NULL, NULL);
-    else if (h->node && mz__http_handler_ctx(h->node, "/mcp/", s_http) == h)
+    else if (h->node && mz__http_handler_ctx(h->node, "/mcp/", s_http) == h) {
         mz__http_unhandle(h->node, "/mcp/");
+        mz__http_unhandle(h->node, "/ui/");
+    }
     while (h->conns)
         s_conn_free(h->conns);
     free(h);
