@@ -32,6 +32,26 @@ void mz__link_init(mz_link *l, mz_connmgr *cm, mz_link_kind kind, bool outbound)
     l->id = cm->next_id++;
 }
 
+mz_status mz__connmgr_dial_check(const mz_connmgr *cm, const char *url, mz_link_kind kind,
+                                 mz_url *u, mz_err *err)
+{
+    mz_status rc;
+
+    if ((rc = mz_url_parse2(url, u, err)) != MZ_OK)
+        return rc;
+    if (u->port == 0)
+        return mz_err_set(err, MZ_EINVAL, "url '%s': a port is required to dial", url);
+    if (cm->closing)
+        return mz_err_set(err, MZ_ESTATE, "dial %s: node is shutting down", url);
+    if (kind == MZ_LINK_PEER && cm->n_out >= cm->o.max_peers_out)
+        return mz_err_set(err, MZ_ELIMIT, "dial %s: already %zu outbound links (the limit)", url,
+                          cm->n_out);
+    if (cm->n_peer >= cm->o.max_peers)
+        return mz_err_set(err, MZ_ELIMIT, "dial %s: already at the peer limit (%zu)", url,
+                          cm->o.max_peers);
+    return MZ_OK;
+}
+
 mz_status mz_connmgr_new(const mz_connmgr_opts *opts, mz_connmgr **out, mz_err *err)
 {
     const mz_transport *t = opts->transport ? opts->transport : mz_transport_ws();

@@ -42,7 +42,6 @@ struct mn_mgr {
     int peer_port, api_port;    /* bound ports; 0 none */
     char peer_host[128], api_host[128];
     mn_link *links;
-    size_t n_out;               /* outbound peer links, dialing or open */
     mn_mgr *next;               /* managers of the network */
 };
 
@@ -160,7 +159,7 @@ static void s_detach(mn_link *l)
         else cm->b.n_api--;
     }
     if (l->b.kind == MZ_LINK_PEER && l->b.outbound)
-        cm->n_out--;
+        cm->b.n_out--;
     if (l->peer != NULL) {
         if (!l->peer->closing && !l->peer->hangup[0]) {
             snprintf(l->peer->hangup, sizeof l->peer->hangup, "connection closed");
@@ -458,18 +457,8 @@ static mz_status s_mn_dial(mz_connmgr *base, const char *url, mz_link_kind kind,
 
     if (out)
         *out = NULL;
-    if ((rc = mz_url_parse2(url, &u, err)) != MZ_OK)
+    if ((rc = mz__connmgr_dial_check(&cm->b, url, kind, &u, err)) != MZ_OK)
         return rc;
-    if (u.port == 0)
-        return mz_err_set(err, MZ_EINVAL, "url '%s': a port is required to dial", url);
-    if (cm->b.closing)
-        return mz_err_set(err, MZ_ESTATE, "dial %s: node is shutting down", url);
-    if (kind == MZ_LINK_PEER && cm->n_out >= cm->b.o.max_peers_out)
-        return mz_err_set(err, MZ_ELIMIT, "dial %s: already %zu outbound links (the limit)", url,
-                          cm->n_out);
-    if (cm->b.n_peer >= cm->b.o.max_peers)
-        return mz_err_set(err, MZ_ELIMIT, "dial %s: already at the peer limit (%zu)", url,
-                          cm->b.o.max_peers);
     if ((l = s_link_new(cm, kind, true)) == NULL)
         return mz_err_set(err, MZ_ENOMEM, "dial %s: allocating", url);
     snprintf(l->b.url, sizeof l->b.url, "%s", url);
@@ -478,7 +467,7 @@ static mz_status s_mn_dial(mz_connmgr *base, const char *url, mz_link_kind kind,
     l->b.user = user;
     l->connecting = true;
     if (kind == MZ_LINK_PEER)
-        cm->n_out++;
+        cm->b.n_out++;
     s_ready(l);
     if (out)
         *out = &l->b;

@@ -30,6 +30,7 @@ struct mz_connmgr {
     char api_url[256];          /* bound API URL; "" none */
     uint64_t next_id;           /* next link id: unique per manager, never reused */
     size_t n_peer, n_api;       /* open links (on_open reported) of each kind */
+    size_t n_out;               /* outbound peer links, dialing or open */
     bool closing;               /* mz_connmgr_close was called */
     mz_connmgr_stats stats;
 };
@@ -72,6 +73,10 @@ struct mz_transport {
 /* Fills the base of a new manager: the options copied with their limits
  * defaulted, the first link id. */
 void mz__connmgr_init(mz_connmgr *cm, const mz_transport *t, const mz_connmgr_opts *opts);
+/* Parses a URL to dial (into u) and refuses the dial when cm is closing or
+ * at its peer or outbound limit: the checks every transport makes first. */
+mz_status mz__connmgr_dial_check(const mz_connmgr *cm, const char *url, mz_link_kind kind,
+                                 mz_url *u, mz_err *err);
 /* Fills the base of a new link of cm (next id, kind, direction). */
 void mz__link_init(mz_link *l, mz_connmgr *cm, mz_link_kind kind, bool outbound);
 

@@ -82,7 +82,6 @@ struct ws_mgr {
     char tls_cert[1024];        /* wss:// listener certificate file; "" ws:// */
     char tls_key[1024];         /* its key file */
     ws_link *links;             /* list head */
-    size_t n_out;               /* outbound peer links, dialing or open */
 };
 
 static ws_mgr *s_cm(const ws_link *l)
@@ -481,7 +480,7 @@ static void s_link_finish(ws_link *l, const char *reason)
         else cm->b.n_api--;
     }
     if (l->b.kind == MZ_LINK_PEER && l->b.outbound)
-        cm->n_out--;
+        cm->b.n_out--;
     s_link_unlink(l);
     if (l->tls_error[0]) {
         cm->b.stats.tls_refusals++;
@@ -1008,18 +1007,8 @@ static mz_status s_ws_dial(mz_connmgr *base, const char *url, mz_link_kind kind,
         *out = NULL;
     if (strncmp(url, "unix:", 5) == 0 && kind == MZ_LINK_API)
         return s_dial_unix(cm, url, user, out, err);
-    if ((rc = mz_url_parse2(url, &u, err)) != MZ_OK)
+    if ((rc = mz__connmgr_dial_check(&cm->b, url, kind, &u, err)) != MZ_OK)
         return rc;
-    if (u.port == 0)
-        return mz_err_set(err, MZ_EINVAL, "url '%s': a port is required to dial", url);
-    if (cm->b.closing)
-        return mz_err_set(err, MZ_ESTATE, "dial %s: node is shutting down", url);
-    if (kind == MZ_LINK_PEER && cm->n_out >= cm->b.o.max_peers_out)
-        return mz_err_set(err, MZ_ELIMIT, "dial %s: already %zu outbound links (the limit)", url,
-                          cm->n_out);
-    if (cm->b.n_peer >= cm->b.o.max_peers)
-        return mz_err_set(err, MZ_ELIMIT, "dial %s: already at the peer limit (%zu)", url,
-                          cm->b.o.max_peers);
     if (u.tls && (rc = s_tls_client_on(cm, err)) != MZ_OK)
         return rc;
     /* CAs are loaded on the first dial that needs them (mz_tls_client_load_ca). */
@@ -1056,7 +1045,7 @@ static mz_status s_ws_dial(mz_connmgr *base, const char *url, mz_link_kind kind,
         return mz_err_set(err, MZ_EIO, "dial %s: %s", url, uv_strerror(r));
     }
     if (kind == MZ_LINK_PEER)
-        cm->n_out++;            /* from here the link ends through s_link_finish */
+        cm->b.n_out++;            /* from here the link ends through s_link_finish */
     l->gai = &dr->req;
     if (out)
         *out = &l->b;

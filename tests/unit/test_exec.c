@@ -94,6 +94,19 @@ static void s_chain(mt_mesh *m, mz_node **a, mz_node **b, mz_node **c)
     assert_true(mt_link(m, *b, *c));
 }
 
+/* A fresh mesh A - B - C where C hosts id (handler h) and A has seen it. */
+static void s_chain_hosting(mt_mesh *m, mz_node **a, mz_node **b, mz_node **c, const char *id,
+                            host *h)
+{
+    seen s;
+
+    mt_init(m);
+    s_chain(m, a, b, c);
+    s_host(*c, id, h);
+    s = (seen){ *a, id };
+    assert_true(mt_run_until(m, s_has, &s, MT_DEADLINE_MS));
+}
+
 /* ---- tests ------------------------------------------------------------- */
 
 /* A call from A to a resource on C goes through B and back with the
@@ -104,16 +117,11 @@ static void test_execute_over_a_relay(void **state)
     mz_node *a, *b, *c;
     host h = { 0 };
     outcome o = { 0 };
-    seen s;
     mz_err e;
     json_t *params = json_pack("{s:i}", "x", 42);
 
     (void)state;
-    mt_init(&m);
-    s_chain(&m, &a, &b, &c);
-    s_host(c, "calc", &h);
-    s = (seen){ a, "calc" };
-    assert_true(mt_run_until(&m, s_has, &s, MT_DEADLINE_MS));
+    s_chain_hosting(&m, &a, &b, &c, "calc", &h);
     assert_int_equal(mz_node_execute_remote(a, "calc", "echo", params, 5000, s_done, &o, &e),
                      MZ_OK);
     assert_true(mt_run_until(&m, s_is_done, &o, MT_DEADLINE_MS));
@@ -138,15 +146,10 @@ static void test_execute_vanished_resource_is_not_found(void **state)
     mz_node *a, *b, *c;
     host h = { 0 };
     outcome o = { 0 };
-    seen s;
     mz_err e;
 
     (void)state;
-    mt_init(&m);
-    s_chain(&m, &a, &b, &c);
-    s_host(c, "gone", &h);
-    s = (seen){ a, "gone" };
-    assert_true(mt_run_until(&m, s_has, &s, MT_DEADLINE_MS));
+    s_chain_hosting(&m, &a, &b, &c, "gone", &h);
     /* Same loop turn: the removal has not reached A yet, the call goes out. */
     assert_int_equal(mz_node_unregister_resource(c, "gone", &e), MZ_OK);
     assert_true(mt_has(a, "gone"));
@@ -189,15 +192,10 @@ static void test_retry_after_cut_runs_the_call_once(void **state)
     mz_node *a, *b, *c;
     host h = { 0 };
     outcome o = { 0 };
-    seen s;
     mz_err e;
 
     (void)state;
-    mt_init(&m);
-    s_chain(&m, &a, &b, &c);
-    s_host(c, "once", &h);
-    s = (seen){ a, "once" };
-    assert_true(mt_run_until(&m, s_has, &s, MT_DEADLINE_MS));
+    s_chain_hosting(&m, &a, &b, &c, "once", &h);
     h.cut_from = a;             /* A drops B (and re-dials it) when C starts the call */
     h.cut_to = b;
     assert_int_equal(mz_node_execute_remote(a, "once", "echo", NULL, 20000, s_done, &o, &e),
