@@ -77,62 +77,66 @@ static void s_hand_send_env(hand *h, const char *type, const char *recipient)
     mz_identity_free(key);
 }
 
-/* Bytes that are not an envelope: answered with bad_message, counted, and a
- * link that has not said hello is closed. */
-static void test_malformed_is_refused_and_counted(void **state)
+/* One refusal: what a stranger sends before any hello (raw text, or a
+ * signed envelope of a type to a recipient: "@node" is the node), the error
+ * code it gets back, and the counter that counts it. The link is closed. */
+typedef struct refusal {
+    const char *raw;
+    const char *type, *recipient;
+    const char *code;
+    const char *counter;
+} refusal;
+
+static void s_check_refusal(const refusal *r)
 {
     mt_mesh m;
     mz_node *a;
     hand h;
 
-    (void)state;
     mt_init(&m);
     a = mt_node(&m, NULL);
     s_hand_open(&h, &m, a);
-    s_hand_send(&h, "{\"this is\": not json");
-    assert_int_equal(mt_counter(a, "malformed"), 1);
+    if (r->raw != NULL)
+        s_hand_send(&h, r->raw);
+    else
+        s_hand_send_env(&h, r->type, strcmp(r->recipient, "@node") == 0 ? mz_node_id(a)
+                                                                         : r->recipient);
     assert_int_equal(h.errors, 1);
-    assert_string_equal(h.last_error, "bad_message");
+    assert_string_equal(h.last_error, r->code);
+    assert_int_equal(mt_counter(a, r->counter), 1);
+    assert_int_equal(mt_counter(a, "messages_handled"), 0);
+    assert_int_equal(mt_counter(a, "exec_served"), 0);
     assert_null(mz_memnet_find(h.cm, h.id));
     mt_free(&m);
+}
+
+/* Bytes that are not an envelope: bad_message, counted as malformed. */
+static void test_malformed_is_refused_and_counted(void **state)
+{
+    static const refusal r = { "{\"this is\": not json", NULL, NULL, "bad_message",
+                               "malformed" };
+
+    (void)state;
+    s_check_refusal(&r);
 }
 
 /* A valid envelope of a type nobody knows: unknown_type, counted. */
 static void test_unknown_type_is_refused_and_counted(void **state)
 {
-    mt_mesh m;
-    mz_node *a;
-    hand h;
+    static const refusal r = { NULL, "frobnicate", "*", "unknown_type", "unknown_type" };
 
     (void)state;
-    mt_init(&m);
-    a = mt_node(&m, NULL);
-    s_hand_open(&h, &m, a);
-    s_hand_send_env(&h, "frobnicate", "*");
-    assert_int_equal(mt_counter(a, "unknown_type"), 1);
-    assert_int_equal(mt_counter(a, "malformed"), 0);
-    assert_string_equal(h.last_error, "unknown_type");
-    assert_null(mz_memnet_find(h.cm, h.id));
-    mt_free(&m);
+    s_check_refusal(&r);
 }
 
-/* A call before the hello exchange: not_authenticated, and closed. */
+/* A call before the hello exchange: not_authenticated (counted as
+ * malformed), and the call never runs. */
 static void test_call_before_hello_is_refused(void **state)
 {
-    mt_mesh m;
-    mz_node *a;
-    hand h;
+    static const refusal r = { NULL, "execute", "@node", "not_authenticated", "malformed" };
 
     (void)state;
-    mt_init(&m);
-    a = mt_node(&m, NULL);
-    s_hand_open(&h, &m, a);
-    s_hand_send_env(&h, "execute", mz_node_id(a));
-    assert_string_equal(h.last_error, "not_authenticated");
-    assert_int_equal(mt_counter(a, "malformed"), 1);
-    assert_int_equal(mt_counter(a, "exec_served"), 0);
-    assert_null(mz_memnet_find(h.cm, h.id));
-    mt_free(&m);
+    s_check_refusal(&r);
 }
 
 /* ---- broadcasts between real nodes -------------------------------------------- */
