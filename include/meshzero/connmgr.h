@@ -1,8 +1,8 @@
 /* ConnectionManager: the peer listener and the local API listener, and
  * outgoing peer links, on the caller's libuv loop; by default one
  * libwebsockets context (mz_transport_ws), or another transport
- * (mz_connmgr_opts.transport). It moves whole text messages; what they mean is the owner's
- * business (node.c, api.c). Loop-thread only. */
+ * (mz_connmgr_opts.transport). It moves whole text messages; what they
+ * mean is the owner's business (node.c, api.c). Loop-thread only. */
 #ifndef MESHZERO_CONNMGR_H
 #define MESHZERO_CONNMGR_H
 
