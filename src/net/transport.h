@@ -9,7 +9,8 @@
  * each implementation embeds as the FIRST member of its own manager and link
  * structs (so a base pointer is also a pointer to the whole); the accessors
  * of connmgr.h that only read these fields are implemented once, in
- * connmgr.c. Behaviour (dialing, queues, closing) is the transport's. */
+ * connmgr.c, and the helpers below in transport.c. Behaviour (dialing,
+ * queues, closing) is the transport's. */
 #ifndef MZ_NET_TRANSPORT_H
 #define MZ_NET_TRANSPORT_H
 
