@@ -107,6 +107,19 @@ static void s_chain_hosting(mt_mesh *m, mz_node **a, mz_node **b, mz_node **c, c
     assert_true(mt_run_until(m, s_has, &s, MT_DEADLINE_MS));
 }
 
+/* Calls method "echo" of id from `from` and runs the loop until the
+ * outcome is in (never from inside the call itself). */
+static void s_call(mt_mesh *m, mz_node *from, const char *id, const json_t *params,
+                   int64_t timeout_ms, outcome *o)
+{
+    mz_err e;
+
+    assert_int_equal(mz_node_execute_remote(from, id, "echo", params, timeout_ms, s_done, o, &e),
+                     MZ_OK);
+    assert_false(o->done);
+    assert_true(mt_run_until(m, s_is_done, o, timeout_ms));
+}
+
 /* ---- tests ------------------------------------------------------------- */
 
 /* A call from A to a resource on C goes through B and back with the
@@ -117,14 +130,11 @@ static void test_execute_over_a_relay(void **state)
     mz_node *a, *b, *c;
     host h = { 0 };
     outcome o = { 0 };
-    mz_err e;
     json_t *params = json_pack("{s:i}", "x", 42);
 
     (void)state;
     s_chain_hosting(&m, &a, &b, &c, "calc", &h);
-    assert_int_equal(mz_node_execute_remote(a, "calc", "echo", params, 5000, s_done, &o, &e),
-                     MZ_OK);
-    assert_true(mt_run_until(&m, s_is_done, &o, MT_DEADLINE_MS));
+    s_call(&m, a, "calc", params, MT_DEADLINE_MS, &o);
     assert_string_equal(o.code, "");
     assert_non_null(o.result);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(o.result, "params"), "x")),
@@ -153,8 +163,7 @@ static void test_execute_vanished_resource_is_not_found(void **state)
     /* Same loop turn: the removal has not reached A yet, the call goes out. */
     assert_int_equal(mz_node_unregister_resource(c, "gone", &e), MZ_OK);
     assert_true(mt_has(a, "gone"));
-    assert_int_equal(mz_node_execute_remote(a, "gone", "echo", NULL, 5000, s_done, &o, &e), MZ_OK);
-    assert_true(mt_run_until(&m, s_is_done, &o, MT_DEADLINE_MS));
+    s_call(&m, a, "gone", NULL, MT_DEADLINE_MS, &o);
     assert_string_equal(o.code, MZ_EXEC_NOT_FOUND);
     assert_null(o.result);
     assert_int_equal(h.runs, 0);
@@ -167,17 +176,13 @@ static void test_execute_unknown_resource_is_not_found(void **state)
     mt_mesh m;
     mz_node *a, *b;
     outcome o = { 0 };
-    mz_err e;
 
     (void)state;
     mt_init(&m);
     a = mt_node(&m, NULL);
     b = mt_node(&m, NULL);
     assert_true(mt_link(&m, a, b));
-    assert_int_equal(mz_node_execute_remote(a, "nowhere", "echo", NULL, 5000, s_done, &o, &e),
-                     MZ_OK);
-    assert_false(o.done);      /* never from inside the call */
-    assert_true(mt_run_until(&m, s_is_done, &o, MT_DEADLINE_MS));
+    s_call(&m, a, "nowhere", NULL, MT_DEADLINE_MS, &o);
     assert_string_equal(o.code, MZ_EXEC_NOT_FOUND);
     mt_free(&m);
 }
@@ -192,15 +197,12 @@ static void test_retry_after_cut_runs_the_call_once(void **state)
     mz_node *a, *b, *c;
     host h = { 0 };
     outcome o = { 0 };
-    mz_err e;
 
     (void)state;
     s_chain_hosting(&m, &a, &b, &c, "once", &h);
     h.cut_from = a;             /* A drops B (and re-dials it) when C starts the call */
     h.cut_to = b;
-    assert_int_equal(mz_node_execute_remote(a, "once", "echo", NULL, 20000, s_done, &o, &e),
-                     MZ_OK);
-    assert_true(mt_run_until(&m, s_is_done, &o, 20000));
+    s_call(&m, a, "once", NULL, 20000, &o);
     assert_string_equal(o.code, "");
     assert_non_null(o.result);
     assert_int_equal(h.runs, 1);
