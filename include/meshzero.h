@@ -14,5 +14,6 @@
 #include "meshzero/connmgr.h"
 #include "meshzero/node.h"
 #include "meshzero/agreement.h"
+#include "meshzero/version.h"
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cliopt.h"
 #include "meshzero/connmgr.h"
 #include "meshzero/node.h"
 
@@ -194,17 +195,18 @@ void mz_apiclient_free(mz_apiclient *c)
 
 json_t *mz_cli_call(const char *url, const char *method, json_t *params, int timeout_ms)
 {
+    const mz_cli *cli = mz_cli_current();
     mz_apiclient *c;
     json_t *res = NULL;
     mz_err e;
 
     if (mz_apiclient_open(url, timeout_ms, &c, &e) != MZ_OK) {
         json_decref(params);
-        fprintf(stderr, "meshzero: %s\n", e.msg);
+        mz_cli_fail_err(cli, &e);
         return NULL;
     }
     if (mz_apiclient_call(c, method, params, timeout_ms, &res, &e) != MZ_OK)
-        fprintf(stderr, "meshzero: %s\n", e.msg);
+        mz_cli_fail_err(cli, &e);
     mz_apiclient_free(c);
     return res;
 }
