@@ -137,8 +137,14 @@ void mz_cli_help(const mz_cli_cmd *cmd, FILE *f)
         int n = (int)strcspn(s, "\n");
         fprintf(f, " %.*s\n", n, s);
         s += n;
-        if (*s == '\n' && *++s)
-            fprintf(f, "       meshzero %s", cmd->name);
+        /* A line starting with a space continues the one before; others are
+         * another form of the command. */
+        if (*s == '\n' && *++s) {
+            if (*s == ' ')
+                fprintf(f, "%*s", (int)strlen(cmd->name) + 15, "");
+            else
+                fprintf(f, "       meshzero %s", cmd->name);
+        }
     }
     if (cmd->synopsis == NULL || cmd->synopsis[0] == '\0')
         fputc('\n', f);
@@ -240,6 +246,9 @@ int mz_cli_parse(mz_cli *cli, const mz_cli_cmd *cmd, int argc, char **argv, mz_c
     }
     cli->argc = argc - optind;
     cli->argv = argv + optind;
+    if (cli->node != NULL && !mz_cli_url_ok(cli->node, true))
+        return mz_cli_usage(cli, "--node '%s' is not a node API URL: use ws://HOST:PORT, "
+                            "wss://HOST:PORT or unix:/PATH", cli->node);
     return MZ_CLI_GO;
 }
 
@@ -318,4 +327,10 @@ int mz_cli_subcommand(const char *cmd, const char *about, const mz_cli_sub *subs
     fprintf(stderr, "usage: meshzero %s SUBCOMMAND [OPTIONS]\n"
             "Try 'meshzero %s --help' for the list of subcommands.\n", cmd, cmd);
     return MZ_EXIT_USAGE;
+}
+
+bool mz_cli_url_ok(const char *url, bool unix_ok)
+{
+    return strncmp(url, "ws://", 5) == 0 || strncmp(url, "wss://", 6) == 0 ||
+           (unix_ok && strncmp(url, "unix:", 5) == 0);
 }

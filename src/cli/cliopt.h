@@ -103,6 +103,10 @@ void mz_cli_print_json(const json_t *v);
  * quoted string, true, false or null). false when arg is not K=V. */
 bool mz_cli_meta_arg(json_t *obj, char *arg);
 
+/* True if url has a scheme the CLI can dial: ws://, wss:// (and unix: when
+ * unix_ok). */
+bool mz_cli_url_ok(const char *url, bool unix_ok);
+
 /* A non-negative decimal integer at most max; false otherwise. */
 bool mz_cli_uint_arg(const char *s, long long max, long long *out);
 

@@ -284,8 +284,8 @@ static int s_create(int argc, char **argv)
         { NULL, 0, NULL, NULL } };
     static const mz_cli_cmd cmd = {
         "agreement create", "--provider-key FILE --consumer NODE_ID --resource ID\n"
-        "--method M [--method M]... [--per-day N] [--total N] [--not-before T]\n"
-        "[--expires T | --days N] [--id ID] --out FILE [--force]",
+        " --method M [--method M]... [--per-day N] [--total N] [--not-before T]\n"
+        " [--expires T | --days N] [--id ID] --out FILE [--force]",
         "Writes a new agreement signed by the provider: the owner key of resource ID lets\n"
         "node NODE_ID call the given methods. The consumer then counter-signs it with\n"
         "'meshzero agreement sign'. With --json prints {\"agreement_id\", \"out\"}.",

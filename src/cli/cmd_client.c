@@ -253,7 +253,7 @@ int cmd_query_main(int argc, char **argv)
         { NULL, 0, NULL, NULL } };
     static const mz_cli_cmd cmd = {
         "query", "[--type T] [--cap C]... [--owner O] [--host NODE_ID] [--location local|remote]\n"
-        "[--limit N]",
+        " [--limit N]",
         "Lists the resources the node knows, local and remote, that match every filter\n"
         "given; without filters, all of them. Text output: one line per record; --json\n"
         "prints one array of the full signed records.",
@@ -297,6 +297,9 @@ static int s_simple(int argc, char **argv, const mz_cli_cmd *cmd, const char *me
     if (cli.argc != (arg_key ? 1 : 0))
         return arg_key ? mz_cli_usage(&cli, "need exactly one argument")
                        : mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
+    if (arg_key && strcmp(arg_key, "url") == 0 && !mz_cli_url_ok(cli.argv[0], false))
+        return mz_cli_usage(&cli, "'%s' is not a peer URL: use ws://HOST:PORT or "
+                            "wss://HOST:PORT", cli.argv[0]);
     params = arg_key ? json_pack("{s:s}", arg_key, cli.argv[0]) : json_object();
     res = mz_cli_call(cli.node, method, params, CALL_TIMEOUT_MS + 5000);
     if (res == NULL)

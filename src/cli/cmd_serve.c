@@ -426,7 +426,7 @@ int cmd_serve_main(int argc, char **argv)
         { NULL, 0, NULL, NULL } };
     static const mz_cli_cmd cmd = {
         "serve", "ID --type T [--cap C]... [--meta K=V]... [--owner O] [--method M]...\n"
-        "[--max-concurrent N] [--replace] -- CMD [ARGS...]",
+        " [--max-concurrent N] [--replace] -- CMD [ARGS...]",
         "Registers resource ID on the node and serves its calls: each call runs CMD (no\n"
         "shell) with {\"method\",\"params\",\"caller\"} as JSON on stdin; its stdout (JSON)\n"
         "is the result; a non-zero exit is a handler_error with stderr's text. A call past\n"
