@@ -106,7 +106,10 @@ int mz_cli_fail(const mz_cli *cli, const char *code, const char *fmt, ...)
 
 int mz_cli_fail_err(const mz_cli *cli, const mz_err *e)
 {
-    return mz_cli_fail(cli, mz_cli_status_code(e->code), "%s", e->msg);
+    /* A link refused for policy comes back as ESTATE with "refused" in it. */
+    const char *code = e->code == MZ_ESTATE && strstr(e->msg, "refused") ? "refused"
+                                                                          : mz_cli_status_code(e->code);
+    return mz_cli_fail(cli, code, "%s", e->msg);
 }
 
 /* "  --name ARG   help" with help's continuation lines indented. */

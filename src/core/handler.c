@@ -439,6 +439,8 @@ static void s_refuse(mz_node *node, mz_peer *p, uint64_t *counter, const char *w
 {
     (void)node;
     (*counter)++;
+    if (p->stat)                /* our dial: the connect_to_peer caller hears why */
+        snprintf(p->stat->refusal, sizeof p->stat->refusal, "%s", why);
     mz_log(MZ_LOG_WARN, "handler", "refusing %s (%s): %s",
            p->got_hello ? p->peer_id : "peer", mz_link_peer_addr(p->link), why);
     mz_link_close(p->link, 1008, "refused");
@@ -514,7 +516,8 @@ static void s_on_hello(mz_node *node, mz_peer *p, const json_t *env)
             return;
         }
         if (!mz__trusted(node, from)) {
-            s_refuse(node, p, &node->c.refused_trust, "node id not in the trust file");
+            s_refuse(node, p, &node->c.refused_trust, "the peer's node id is not in this node's "
+                     "trust file");
             return;
         }
     }
@@ -548,12 +551,20 @@ static void s_on_welcome(mz_node *node, mz_peer *p, const json_t *env)
                  true);
         return;
     }
+    if (!node->has_netkey && s_str(mz_msg_payload(env), "network") != NULL) {
+        /* The peer proves a network key: it will refuse us, who have none.
+         * Saying so here is what lets the dialer's user learn why. */
+        s_refuse(node, p, &node->c.refused_network, "the peer requires a network key "
+                 "(--network-key)");
+        return;
+    }
     if (node->has_netkey) {
         const char *got = s_str(mz_msg_payload(env), "network");
         char want[65];
         s_net_proof(node, p->challenge, p->peer_id, want);
         if (got == NULL || strlen(got) != 64 || sodium_memcmp(got, want, 64) != 0) {
-            s_refuse(node, p, &node->c.refused_network, "no proof of the network key");
+            s_refuse(node, p, &node->c.refused_network, "the peer gave no proof of this node's "
+                     "network key (another --network-key, or none)");
             return;
         }
     }

@@ -13,6 +13,7 @@
 #include "util/log.h"
 #include "state/agreement.h"
 #include "core/node_int.h"
+#include "net/dialhint.h"
 
 const char *const mz__record_unsigned_keys[] = { "signature", "location", NULL };
 
@@ -275,6 +276,33 @@ static void s_static_remove(mz_node *node, mz_static *s)
         }
 }
 
+/* Why a link dialed for static s ended, for the connect_to_peer caller:
+ * our own refusal's reason, the likely reason of the peer's (a peer that
+ * refuses before its welcome does so by its trust file; network-key
+ * refusals the dialer detects itself, handler.c), else the dial's
+ * failure explained. Returns true for a refusal (policy, not network). */
+static bool s_link_refused(const mz_static *s, const mz_peer *p, const char *reason, char *out,
+                           size_t len)
+{
+    char shown[300];
+
+    mz__url_shown(s->url, shown, sizeof shown);
+    if (s->refusal[0]) {
+        snprintf(out, len, "%s: refused: %s", shown, s->refusal);
+        return true;
+    }
+    if (strstr(reason, "(1008): refused") != NULL) {
+        if (p->got_hello && p->challenge[0] != '\0')
+            snprintf(out, len, "%s: refused by the peer %.16s: its trust file (--trust) does "
+                     "not list this node's id", shown, p->peer_id);
+        else
+            snprintf(out, len, "%s: refused by the peer", shown);
+        return true;
+    }
+    mz__dial_explain(s->url, reason, 0, out, len);
+    return false;
+}
+
 static void s_on_close(mz_link *link, const char *reason, void *ctx)
 {
     mz_node *node = ctx;
@@ -298,14 +326,19 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
                mz_link_url(link)[0] ? mz_link_url(link) : mz_link_peer_addr(link), reason);
     if (p->stat) {
         mz_static *s = p->stat;
+        char why[512];
+        bool refused = s_link_refused(s, p, reason, why, sizeof why);
         s->peer = NULL;
         if (p->up && mz_now_ms() - p->since_ms > 10000)
             s->backoff_ms = 1000;
         s->next_dial_ms = mz_now_ms() + s->backoff_ms + (int64_t)randombytes_uniform(250);
         s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
-        s_static_done(node, s, MZ_EUNREACHABLE, NULL, reason);
-        if (!s->persistent && !s->ever_up)
-            s_static_remove(node, s);   /* a connect that never worked is not retried */
+        s_static_done(node, s, refused ? MZ_ESTATE : MZ_EUNREACHABLE, NULL, why);
+        s->refusal[0] = '\0';
+        /* A connect that never worked, or was refused for policy, is not
+         * retried (a --peer is: its node may change its mind). */
+        if (!s->persistent && (!s->ever_up || refused))
+            s_static_remove(node, s);
     }
     p->link = NULL;
     s_peer_free(node, p);
@@ -315,6 +348,7 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
 
 static void s_dial_static(mz_node *node, mz_static *s)
 {
+    char why[512];
     mz_err e;
     mz_peer *p;
     mz_link *link;
@@ -332,7 +366,8 @@ static void s_dial_static(mz_node *node, mz_static *s)
         s_peer_free(node, p);
         s->next_dial_ms = mz_now_ms() + s->backoff_ms;
         s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
-        s_static_done(node, s, e.code, NULL, e.msg);
+        s_static_done(node, s, e.code, NULL, mz__dial_explain(s->url, e.msg, 0, why,
+                                                               sizeof why));
         if (!s->persistent && !s->ever_up)
             s_static_remove(node, s);
         return;
