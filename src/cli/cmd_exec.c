@@ -46,8 +46,8 @@ static int s_exec_opt(mz_cli *cli, int key, const char *arg, void *ctx)
     return 0;
 }
 
-/* The call's failure: "CODE: MESSAGE" from the node. With --json the
- * {"error"} object goes to stdout (the call's outcome) and stderr. */
+/* The call's failure: "CODE: MESSAGE" from the node on stderr; with --json
+ * also the {"error"} object on stdout (the call's outcome). */
 static int s_exec_failed(const mz_cli *cli, const mz_err *e)
 {
     const char *sep = strstr(e->msg, ": ");
@@ -64,7 +64,13 @@ static int s_exec_failed(const mz_cli *cli, const mz_err *e)
         json_decref(o);
         fflush(stdout);
     }
-    return mz_cli_fail(cli, code, "%s", cli->json && sep ? sep + 2 : e->msg);
+    {
+        /* exec's --json outcome is on stdout; stderr keeps "CODE: MESSAGE"
+         * for people and for scripts that read it. */
+        mz_cli text = *cli;
+        text.json = false;
+        return mz_cli_fail(&text, code, "%s", e->msg);
+    }
 }
 
 /* Reads --agreement FILE; the node checks nothing in it: the host does
@@ -94,9 +100,11 @@ static int s_exec_result(const mz_cli *cli, json_t *res)
     if (is_error) {
         const json_t *c0 = json_array_get(json_object_get(res, "content"), 0);
         const char *t = json_string_value(json_object_get(c0, "text"));
+        mz_cli text = *cli;     /* the result is on stdout already */
+        text.json = false;
         fflush(stdout);
-        return mz_cli_fail(cli, "tool_error", "the tool reported an error (isError)%s%.300s",
-                           t ? ": " : "", t ? t : "");
+        return mz_cli_fail(&text, "tool_error", "tool_error: the tool reported an error "
+                           "(isError)%s%.300s", t ? ": " : "", t ? t : "");
     }
     return MZ_EXIT_OK;
 }
@@ -115,7 +123,8 @@ int cmd_exec_main(int argc, char **argv)
         "PARAMS_JSON is a JSON object (default {}). On failure prints CODE: MESSAGE on\n"
         "stderr (codes: not_found, unreachable, timeout, bad_request, handler_error, busy,\n"
         "denied, too_large) and exits 1; an MCP tool result with isError true also exits 1.\n"
-        "With --json prints {\"result\": ...} or {\"error\": {\"code\", \"message\"}} on stdout.",
+        "With --json prints {\"result\": ...} or {\"error\": {\"code\", \"message\"}} on stdout\n"
+        "(stderr keeps CODE: MESSAGE).",
         opts, MZ_CLI_NODE | MZ_CLI_JSON,
         "exec agent123 process_image '{\"image_url\":\"https://example.com/a.jpg\"}'\n"
         "exec everything/echo call '{\"message\":\"hi\"}' --timeout 5 --json", false };
