@@ -110,6 +110,7 @@ struct mz_bridge {
     bool tick_closed;
     mz_mcphttp *http;           /* the node's HTTP handler */
     bool stopping;
+    bool adding_until_up;       /* mz_bridge_api_add in progress (mz_bsrv.until_up) */
 };
 
 static void s_start(mz_bsrv *s);
@@ -1267,6 +1268,7 @@ static mz_status s_add(mz_bridge *b, const mz_bridge_spec *spec, mz_bridge_tap_f
     if (s == NULL)
         return mz_err_set(err, MZ_ENOMEM, "bridge: allocating");
     s->b = b;
+    s->until_up = b->adding_until_up;
     snprintf(s->name, sizeof s->name, "%s", spec->name);
     s->backoff_ms = MZ_BRIDGE_BACKOFF_MIN_MS;
     s->calls = mz_hmap_new();
@@ -1467,12 +1469,16 @@ mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result,
         spec.tags = tagv;
         spec.n_tags = json_array_size(tags);
     }
-    if ((rc = s_forget_stopped(b, spec.name, err)) != MZ_OK ||
-        (rc = mz_bridge_add(b, &spec, err)) != MZ_OK)
+    if ((rc = s_forget_stopped(b, spec.name, err)) != MZ_OK)
         return rc;
     /* The caller waits for it (bridge add): a server that never comes up is
-     * reported, not retried for ever. */
-    b->servers->until_up = true;
+     * reported, not retried for ever. Set around the add: a spawn failure
+     * happens within it. */
+    b->adding_until_up = true;
+    rc = mz_bridge_add(b, &spec, err);
+    b->adding_until_up = false;
+    if (rc != MZ_OK)
+        return rc;
     *result = s_entry(b->servers);
     return *result ? MZ_OK : mz_err_set(err, MZ_ENOMEM, "bridge_add: allocating");
 }

@@ -620,11 +620,14 @@ static mz_status s_load_trust(const char *path, mz_hmap **out, mz_err *err)
         if (*p == '#' || p == e)
             continue;
         *e = '\0';
+        for (char *q = p; *q; q++)      /* either case, as in a URL's pin */
+            if (*q >= 'A' && *q <= 'F')
+                *q = (char)(*q - 'A' + 'a');
         if (!mz_id_valid(p)) {
             fclose(f);
             mz_hmap_free(h, NULL);
             return mz_err_set(err, MZ_EINVAL, "trust file %s line %d: '%.70s' is not a node id "
-                              "(64 lowercase hex characters)", path, lineno, p);
+                              "(64 hex characters)", path, lineno, p);
         }
         if (mz_hmap_put(h, p, h, NULL) != MZ_OK) {
             fclose(f);
