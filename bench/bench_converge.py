@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Convergence benchmark (issue 7): N meshzero nodes on loopback in a random
+"""Convergence benchmark: N meshzero nodes on loopback in a random
 4-regular mesh; R times a resource is registered on a random node and the
 time until every node reports resource.added is measured.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Memory benchmark (issue 7): a node's resident set idle, with 1,000 idle
+"""Memory benchmark: a node's resident set idle, with 1,000 idle
 API client links, and with many remote records.
 
   bench_memory.py MESHZERO [--clients 1000] [--records 100000] [--json OUT]

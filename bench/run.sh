@@ -9,7 +9,7 @@ mkdir -p "$OUT"
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT INT TERM
 
-# Bench-only peers (issue 7): NATS server and C client. Installed here, not
+# Bench-only peers: NATS server and C client. Installed here, not
 # by `make deps`; bench_nats is built once libnats is found. Without them the
 # NATS rows are skipped, the rest still runs.
 if [ ! -x "$BUILD/bench_nats" ]; then
@@ -35,7 +35,7 @@ print(f"  query p99       {d['query_us_p99']:>12.2f} us")
 print(f"  memory          {d['bytes_per_record']:>12.0f} bytes/record")
 PY
 
-# ---- BEGIN issue 7 item 1: directory at 1M and SQLite beside it (bench_sqlite.c) ----
+# ---- directory at 1M and SQLite beside it (bench_sqlite.c) ----
 echo
 echo "== directory vs indexed SQLite (in memory): type + 2 capabilities =="
 "$BUILD/bench_directory" 1000000 --json > "$TMP/dir1m.json"
@@ -54,7 +54,7 @@ json.dump({"directory_1m": d1m, "sqlite_100k": s100, "sqlite_1m": s1m,
                                                    "1m": round(d1m["query_us_p50"] / s1m["query_us_p50"], 3)}},
           open(sys.argv[5], "w"))
 PY
-# ---- END issue 7 item 1: directory at 1M and SQLite ----
+# ---- end of directory at 1M and SQLite ----
 
 echo
 echo "== idle node memory =="
@@ -70,7 +70,7 @@ RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$NODE/status")
 kill -TERM $NODE; wait $NODE || true
 echo "  idle RSS        $(awk "BEGIN{printf \"%12.2f\", $RSS_KB/1024}") MiB"
 
-# ---- BEGIN issue 7 item 1: convergence and memory (bench_converge.py, bench_memory.py) ----
+# ---- convergence and memory (bench_converge.py, bench_memory.py) ----
 echo
 echo "== convergence: 50 nodes, random 4-regular mesh, 20 registrations =="
 if /usr/bin/python3 "$ROOT/bench/bench_converge.py" "$BUILD/meshzero" --json "$TMP/i7_conv.json" > /dev/null; then
@@ -105,7 +105,7 @@ if "rss_at_100k_records_kib_extrapolated" in m:
     print(f"  100,000 remote records: ~{m['rss_at_100k_records_kib_extrapolated'] / 1024:.1f} MiB EXTRAPOLATED from {m['remote_at_a']:,} (slope)")
 PY
 else echo "  (memory run failed)"; cat "$TMP/i7_mem.err"; echo '{}' > "$TMP/i7_mem.json"; fi
-# ---- END issue 7 item 1: convergence and memory ----
+# ---- end of convergence and memory ----
 
 echo
 echo "== execute round trip (200-byte params, echo handler in C, processes not pinned) =="
@@ -123,6 +123,10 @@ RELAY_URL=$(awk '{print $4}' "$TMP/relay.out")
 for run in 1 2 3; do
     "$BUILD/bench_exec" drive "$HOST_URL" --json >> "$TMP/hop1.json"
     "$BUILD/bench_exec" drive "$RELAY_URL" --json >> "$TMP/hop2.json"
+    # The same call from the Python client, through a node's local API.
+    /usr/bin/python3 "$ROOT/bench/bench_python.py" "$BUILD/meshzero" "$HOST_URL" --json \
+        >> "$TMP/python.json" 2>> "$TMP/python.err" ||
+        echo "  (Python client run $run failed: $(tail -1 "$TMP/python.err"))"
 done
 kill -TERM $HOST $RELAY; wait $HOST $RELAY 2>/dev/null || true
 # The same 1-hop workload with sealing off (unicasts signed instead): its cost.
@@ -163,8 +167,9 @@ if [ -x "$BUILD/bench_nats" ] && command -v nats-server >/dev/null 2>&1; then
 else
     echo "  (NATS skipped: bench_nats or nats-server missing)"
 fi
+touch "$TMP/python.json"
 /usr/bin/python3 - "$TMP/hop1.json" "$TMP/hop2.json" "$TMP/exec.json" "$TMP/hop1ns.json" \
-    "$TMP/echo.json" "$TMP/nats.json" <<'PY'
+    "$TMP/echo.json" "$TMP/nats.json" "$TMP/python.json" <<'PY'
 import json, statistics, sys
 out = {}
 for name, path in (("1 hop", sys.argv[1]), ("2 hops", sys.argv[2]),
@@ -182,7 +187,7 @@ for name, path in (("1 hop", sys.argv[1]), ("2 hops", sys.argv[2]),
     print(f"  {name:18} p50 {row['p50_us']['median']:8.1f} us ({row['p50_us']['min']:.0f}-{row['p50_us']['max']:.0f})"
           f"   p99 {row['p99_us']['median']:8.1f} us"
           f"   64 in flight {row['calls_per_s']['median']:9.0f} calls/s ({row['calls_per_s']['min']:.0f}-{row['calls_per_s']['max']:.0f})")
-# Ratios of medians from this run (issue 7 targets: p50 <= 1.3x the floor;
+# Ratios of medians from this run (targets: p50 <= 1.3x the floor;
 # throughput >= 1.7x NATS and >= 0.7x the floor).
 ratios = {}
 mz = out.get("1 hop")
@@ -197,6 +202,26 @@ for peer, key in (("NATS req/reply", "nats"), ("plain lws echo", "floor")):
     ratios[f"meshzero/{key}"] = r
     print(f"    meshzero/{key:5}  p50 {r['p50']:5.2f}x   64 in flight {r['calls_per_s']:5.2f}x")
 out["ratios"] = ratios
+# The Python client (bench_python.py): the same 1-hop call, made through the
+# local API of a node linked to the host, beside the C caller's figures above.
+py = [json.loads(l) for l in open(sys.argv[7]) if l.strip()]
+if py:
+    def med(k, sub="async"):
+        return statistics.median(r[sub][k] for r in py)
+    row = {"p50_us": med("p50_us"), "p99_us": med("p99_us"), "calls_per_s": med("calls_per_s"),
+           "blocking_p50_us": med("p50_us", "blocking"), "runs": len(py)}
+    out["python"] = row
+    print(f"  {'Python asyncio':18} p50 {row['p50_us']:8.1f} us ({min(r['async']['p50_us'] for r in py):.0f}-"
+          f"{max(r['async']['p50_us'] for r in py):.0f})   p99 {row['p99_us']:8.1f} us"
+          f"   64 in flight {row['calls_per_s']:9.0f} calls/s"
+          f" ({min(r['async']['calls_per_s'] for r in py):.0f}-{max(r['async']['calls_per_s'] for r in py):.0f})")
+    print(f"  {'Python blocking':18} p50 {row['blocking_p50_us']:8.1f} us")
+    if mz is not None:
+        print(f"  Python/C, 1 hop, this run: p50 {row['p50_us'] / mz['p50_us']['median']:5.2f}x"
+              f"   64 in flight {row['calls_per_s'] / mz['calls_per_s']['median']:5.2f}x"
+              "   (Python -> local API -> node -> host; C calls from inside its node)")
+else:
+    print(f"  {'Python asyncio':18} (no result)")
 json.dump(out, open(sys.argv[3], "w"))
 PY
 
@@ -211,7 +236,7 @@ json.dump(res, open(sys.argv[3], "w"), indent=2)
 print(f"\nwritten {sys.argv[3]}")
 PY
 
-# ---- BEGIN issue 7 item 1: merge the 1M/SQLite, convergence and memory figures ----
+# ---- merge the 1M/SQLite, convergence and memory figures ----
 /usr/bin/python3 - "$OUT/latest.json" "$TMP/i7_dir.json" "$TMP/i7_conv.json" "$TMP/i7_mem.json" <<'PY'
 import json, sys
 res = json.load(open(sys.argv[1]))
@@ -220,7 +245,7 @@ res["convergence"] = json.load(open(sys.argv[3]))
 res["memory"] = json.load(open(sys.argv[4]))
 json.dump(res, open(sys.argv[1], "w"), indent=2)
 PY
-# ---- END issue 7 item 1: merge ----
+# ---- end of merge ----
 
 # ---- what one message costs (CPU time, one process: holds on a busy machine) ----
 echo
@@ -239,5 +264,23 @@ print("  of which jansson alone: parse %.1f, serialise %.1f; AEAD alone %.1f; "
                                                       c["aead_only"], c["sign_verify"]))
 res = json.load(open(sys.argv[2]))
 res["message_cpu"] = m
+json.dump(res, open(sys.argv[2], "w"), indent=2)
+PY
+
+# ---- wire v2: relay and seal/open of a binary frame against the JSON envelope ----
+echo
+echo "wire v2 frame, CPU us per sealed execute (bench_frame; docs/PERFORMANCE.md 'Wire v2')"
+"$BUILD/bench_frame" --json > "$TMP/frame.json"
+/usr/bin/python3 - "$TMP/frame.json" "$OUT/latest.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+c = m["cpu_us"]
+print("  relay: JSON envelope (%d B) %.2f, v2 frame (%d B) %.3f" % (
+    m["envelope_bytes"], c["relay_json"], m["frame_bytes"], c["relay_frame"]))
+print("  seal/open: JSON %.1f / %.1f, v2 frame %.2f / %.2f, 16 KiB chunk %.1f / %.1f" % (
+    c["seal_json"], c["open_json"], c["seal_frame"], c["open_frame"], c["seal_16k"],
+    c["open_16k"]))
+res = json.load(open(sys.argv[2]))
+res["frame_cpu"] = m
 json.dump(res, open(sys.argv[2], "w"), indent=2)
 PY
