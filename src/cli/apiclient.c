@@ -127,7 +127,7 @@ static mz_status s_open_failed(mz_apiclient *c, const char *url, const char *sho
     if (c->closed && strstr(reason, "read failed") != NULL) {
         char shown[300];
         const char *cause = s_refusal_cause(c, url);
-        return mz_err_set(err, MZ_EUNREACHABLE, "cannot use the node API at %s: %s",
+        return mz_err_set(err, MZ_EUNREACHABLE, "cannot reach the node API at %s: %s",
                           mz__url_shown(shown_url, shown, sizeof shown), cause);
     }
     mz__dial_explain(shown_url, reason, 1, why, sizeof why);
