@@ -85,6 +85,7 @@ typedef struct mz_connmgr_stats {
     uint64_t links_opened, links_refused_full, slow_link_closes, oversize_closes;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dial_failures;
     uint64_t api_refused;
+    uint64_t api_host_refused;  /* API requests whose Host header names another host */
     uint64_t tls_refusals;      /* wss:// dials refused: certificate not the pinned
                                    key, or untrusted without a pin */
 } mz_connmgr_stats;

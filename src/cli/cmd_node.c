@@ -511,7 +511,9 @@ static int s_node_run(node_args *a)
         fprintf(stderr, "meshzero node: %s\n", e.msg);
         uv_run(&loop, UV_RUN_NOWAIT);
         uv_loop_close(&loop);
-        return MZ_EXIT_FAIL;
+        /* An invalid option value (a URL, a pin, a short network key) is a
+         * usage error; anything else is a failure to start. */
+        return e.code == MZ_EINVAL ? MZ_EXIT_USAGE : MZ_EXIT_FAIL;
     }
     if (!s_start_bridge(node, &loop, a->mcp_http, a->l_mcp.v, a->l_mcp.n, a->l_tags.v,
                         a->l_tags.n)) {

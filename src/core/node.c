@@ -950,6 +950,8 @@ void mz_node_set_http_handler(mz_node *node, mz_http_fn fn, void *ctx)
 
 void *mz__node_http_ctx(const mz_node *node) { return node->http_fn ? node->http_ctx : NULL; }
 
+bool mz__node_api_token_required(const mz_node *node) { return node->api_token[0] != '\0'; }
+
 void mz__node_set_api_service(mz_node *node, const mz__link_service *svc, void *ctx)
 {
     node->api_svc = svc;
@@ -1325,6 +1327,7 @@ json_t *mz_node_status(mz_node *node)
         (json_int_t)(node->kept ? mz_hmap_count(node->kept) : 0), "kept_evicted",
         (json_int_t)node->c.kept_evicted));
     json_object_set_new(counters, "relay_drops", json_integer((json_int_t)node->c.relay_drops));
+    mz__guard_counters(node, counters, cs->api_host_refused);
     json_object_set_new(counters, "preauth_refused",
                         json_integer((json_int_t)node->c.preauth_refused));
     json_object_set_new(counters, "links_dialed_auto",

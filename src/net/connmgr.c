@@ -31,6 +31,7 @@
 #include "meshzero/connmgr.h"
 #include "meshzero/msg.h"
 #include "util/log.h"
+#include "util/hostcheck.h"
 #include "net/tls.h"
 
 const size_t MZ_LINK_PRE = LWS_PRE;
@@ -876,6 +877,32 @@ static bool s_api_auth(struct lws *wsi)
     return false;
 }
 
+/* The Host header of an API request (WebSocket upgrade or HTTP) must name
+ * loopback or the configured listen host: a web page that rebinds its own
+ * name to 127.0.0.1 is refused. A wildcard listener needs the API token,
+ * which no page has, so there any name is accepted. */
+static bool s_api_host_ok(struct lws *wsi)
+{
+    mz_connmgr *cm = lws_context_user(lws_get_context(wsi));
+    char host[256], listen_host[200];
+    int n;
+
+    if (cm == NULL || cm->api_vh == NULL || lws_get_vhost(wsi) != cm->api_vh ||
+        strncmp(cm->api_url, "unix:", 5) == 0)
+        return true;
+    if (!mz_url_host(cm->api_url, listen_host, sizeof listen_host))
+        listen_host[0] = '\0';
+    if (mz_host_wildcard(listen_host))
+        return true;
+    n = lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST);
+    if (n > 0 && mz_host_allowed(host, (size_t)n, listen_host))
+        return true;
+    cm->stats.api_host_refused++;
+    mz_log_raw(MZ_LOG_WARN, "connmgr", "API request for Host '%.100s' refused (not loopback "
+               "or %s)", n > 0 ? host : "", listen_host);
+    return false;
+}
+
 static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                       void *in, size_t len)
 {
@@ -884,8 +911,12 @@ static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     (void)user;
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return s_api_auth(wsi) ? 0 : -1;
+        return s_api_host_ok(wsi) && s_api_auth(wsi) ? 0 : -1;
     case LWS_CALLBACK_HTTP:
+        if (!s_api_host_ok(wsi)) {
+            lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "forbidden Host");
+            return -1;
+        }
         if (!s_api_auth(wsi)) {
             lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, "API token required");
             return -1;
