@@ -1025,6 +1025,7 @@ static mz_status s_connmgr_opts(mz_node *node, const mz_node_opts *opts, mz_conn
     co->tls_key = opts->tls_key;
     co->tls_ca = opts->tls_ca;
     co->tls_dir = opts->data_dir;    /* identity.key: the self-signed certificate's key */
+    co->transport = opts->transport;
     co->cb.on_open = s_on_open;
     co->cb.on_message = s_on_message;
     co->cb.on_close = s_on_close;
