@@ -21,7 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Exposes jansson: tool listings and MCP messages are JSON values (json_t) handed over as they are. */
 #include <jansson.h>
+/* Exposes libuv: the bridge runs child processes and timers on the embedder's loop (uv_loop_t). */
 #include <uv.h>
 
 #include "meshzero/err.h"

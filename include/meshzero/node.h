@@ -9,7 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Exposes jansson: records, query results, call params and results are JSON values (json_t),
+ * as on the wire; the caller owns the references the comments say it gets. */
 #include <jansson.h>
+/* Exposes libuv: the node runs on the embedder's event loop (mz_node_opts.loop, uv_loop_t). */
 #include <uv.h>
 
 #include "meshzero/connmgr.h"

@@ -59,6 +59,8 @@ typedef struct mz_bsrv {
     size_t n_tags;
     mz_bstate state;
     bool removed;               /* mz_bridge_remove / stop: never restart */
+    bool until_up;              /* added at run time: not retried before it was once up */
+    bool was_up;
     char last_error[256];
     unsigned restarts;
     int64_t backoff_ms;
@@ -144,6 +146,7 @@ struct mz_bridge {
     bool tick_closed;
     mz_mcphttp *http;           /* the node's HTTP handler */
     bool stopping;
+    bool adding_until_up;       /* mz_bridge_api_add in progress (mz_bsrv.until_up) */
 };
 
 static void s_start(mz_bsrv *s);
@@ -372,7 +375,10 @@ static void s_down(mz_bsrv *s, const char *why)
         s->sse_req = 0;
         s->sse_retry_ms = 0;
     }
-    if (s->removed || s->b->stopping) {
+    if (s->removed || s->b->stopping || (s->until_up && !s->was_up)) {
+        if (!s->removed && !s->b->stopping)
+            mz_log(MZ_LOG_WARN, "bridge", "mcp %s: %s; never came up, not retried", s->name,
+                   s->last_error);
         s_set_state(s, MZ_BS_STOPPED);
         return;
     }
@@ -598,6 +604,7 @@ static void s_apply_listing(mz_bsrv *s)
     s->listing_now = false;
     if (s->state != MZ_BS_UP) {
         s_set_state(s, MZ_BS_UP);
+        s->was_up = true;
         s->up_since_ms = mz_now_ms();
         s->last_error[0] = '\0';
     }
@@ -1302,6 +1309,7 @@ static mz_status s_add(mz_bridge *b, const mz_bridge_spec *spec, mz_bridge_tap_f
     if (s == NULL)
         return mz_err_set(err, MZ_ENOMEM, "bridge: allocating");
     s->b = b;
+    s->until_up = b->adding_until_up;
     snprintf(s->name, sizeof s->name, "%s", spec->name);
     s->backoff_ms = MZ_BRIDGE_BACKOFF_MIN_MS;
     s->calls = mz_hmap_new();
@@ -1453,6 +1461,17 @@ json_t *mz_bridge_list(mz_bridge *b)
     return arr;
 }
 
+/* A server that stopped for good (never came up) may be added again under
+ * its name: the old entry goes. */
+static mz_status s_forget_stopped(mz_bridge *b, const char *name, mz_err *err)
+{
+    mz_bsrv *s = name ? s_find(b, name) : NULL;
+
+    if (s == NULL || s->state != MZ_BS_STOPPED)
+        return MZ_OK;
+    return mz_bridge_remove(b, name, err);
+}
+
 mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result, mz_err *err)
 {
     const json_t *cmd = json_object_get(params, "command"), *tags = json_object_get(params, "tags");
@@ -1493,7 +1512,15 @@ mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result,
         spec.tags = tagv;
         spec.n_tags = json_array_size(tags);
     }
-    if ((rc = mz_bridge_add(b, &spec, err)) != MZ_OK)
+    if ((rc = s_forget_stopped(b, spec.name, err)) != MZ_OK)
+        return rc;
+    /* The caller waits for it (bridge add): a server that never comes up is
+     * reported, not retried for ever. Set around the add: a spawn failure
+     * happens within it. */
+    b->adding_until_up = true;
+    rc = mz_bridge_add(b, &spec, err);
+    b->adding_until_up = false;
+    if (rc != MZ_OK)
         return rc;
     *result = s_entry(b->servers);
     return *result ? MZ_OK : mz_err_set(err, MZ_ENOMEM, "bridge_add: allocating");

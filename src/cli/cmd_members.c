@@ -1,23 +1,10 @@
 /* meshzero members: every node the node knows of, like `consul members`. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-
-static const char s_help[] =
-    "usage: meshzero members [--json] [--node URL]\n\n"
-    "Lists every node of the mesh the node knows of, itself first: its id, state\n"
-    "(alive, suspect: not heard for two alive periods or no route; left: gone, shown\n"
-    "for a lease), hops and next hop from here, when it was last heard, its lease\n"
-    "left, the resources it hosts and its direct links.\n"
-    "  --json         print the API's answer: {\"members\": [...]}\n"
-    "  --node URL     the node's local API (default $MESHZERO_API or ws://127.0.0.1:8766)\n"
-    "  -h, --help     this text\n\n"
-    "examples:\n"
-    "  meshzero members\n"
-    "  meshzero members --json --node ws://127.0.0.1:8766\n";
+#include "cliopt.h"
 
 static void s_print(const json_t *res)
 {
@@ -43,30 +30,27 @@ static void s_print(const json_t *res)
 
 int cmd_members_main(int argc, char **argv)
 {
-    static const struct option longs[] = {
-        { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-    const char *node = NULL;
-    bool json = false;
+    static const mz_cli_cmd cmd = {
+        "members", "",
+        "Lists every node of the mesh the node knows of, itself first: its id, state\n"
+        "(alive; suspect: no direct link, and no route or not heard for two alive\n"
+        "periods; left: gone, shown for a lease), hops and next hop from here, when it\n"
+        "was last heard, its lease left, the resources it hosts and its direct links.\n"
+        "--json prints the API's answer: {\"members\": [...]}.",
+        NULL, MZ_CLI_NODE | MZ_CLI_JSON, "members\nmembers --json --node ws://127.0.0.1:8766",
+        false };
+    mz_cli cli;
     json_t *res;
-    int c;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, NULL, NULL);
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        if (c == 'n') node = optarg;
-        else if (c == 'j') json = true;
-        else if (c == 'h') { fputs(s_help, stdout); return MZ_EXIT_OK; }
-        else { fputs(s_help, stderr); return MZ_EXIT_USAGE; }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "meshzero members: takes no arguments, got '%s'\n%s", argv[optind],
-                s_help);
-        return MZ_EXIT_USAGE;
-    }
-    res = mz_cli_call(node, "members", json_object(), 15000);
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc > 0)
+        return mz_cli_usage(&cli, "takes no arguments, got '%s'", cli.argv[0]);
+    res = mz_cli_call(cli.node, "members", json_object(), 15000);
     if (res == NULL)
         return MZ_EXIT_FAIL;
-    if (json) {
+    if (cli.json) {
         char *text = json_dumps(res, JSON_COMPACT);
         puts(text ? text : "null");
         free(text);

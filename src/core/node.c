@@ -16,6 +16,7 @@
 #include "util/log.h"
 #include "state/agreement.h"
 #include "core/node_int.h"
+#include "net/dialhint.h"
 #include "state/store.h"
 
 static const char *s_me(mz_node *node) { return mz_identity_id(node->ident); }
@@ -151,6 +152,8 @@ static const char *s_str(const json_t *obj, const char *key)
 static void s_refuse(mz_node *node, mz_peer *p, uint64_t *counter, const char *why)
 {
     (*counter)++;
+    if (p->stat)                /* our dial: the connect_to_peer caller hears why */
+        snprintf(p->stat->refusal, sizeof p->stat->refusal, "%s", why);
     mz__obs_link_event(node, "peer.refused", p->got_hello ? p->peer_id : NULL,
                        mz_link_peer_addr(p->link), mz_link_outbound(p->link) ? "out" : "in", why);
     mz_link_close(p->link, 1008, "refused");
@@ -226,7 +229,8 @@ static void s_on_hello(mz_node *node, mz_peer *p, const json_t *env)
             return;
         }
         if (!mz__trusted(node, from)) {
-            s_refuse(node, p, &node->c.refused_trust, "node id not in the trust file");
+            s_refuse(node, p, &node->c.refused_trust, "the peer's node id is not in this node's "
+                     "trust file");
             return;
         }
     }
@@ -260,12 +264,20 @@ static void s_on_welcome(mz_node *node, mz_peer *p, const json_t *env)
                  true);
         return;
     }
+    if (!node->has_netkey && s_str(mz_msg_payload(env), "network") != NULL) {
+        /* The peer proves a network key: it will refuse us, who have none.
+         * Saying so here is what lets the dialer's user learn why. */
+        s_refuse(node, p, &node->c.refused_network, "the peer requires a network key "
+                 "(--network-key)");
+        return;
+    }
     if (node->has_netkey) {
         const char *got = s_str(mz_msg_payload(env), "network");
         char want[65];
         s_net_proof(node, p->challenge, p->peer_id, want);
         if (got == NULL || strlen(got) != 64 || sodium_memcmp(got, want, 64) != 0) {
-            s_refuse(node, p, &node->c.refused_network, "no proof of the network key");
+            s_refuse(node, p, &node->c.refused_network, "the peer gave no proof of this node's "
+                     "network key (another --network-key, or none)");
             return;
         }
     }
@@ -340,6 +352,33 @@ static void s_static_remove(mz_node *node, mz_static *s)
         }
 }
 
+/* Why a link dialed for static s ended, for the connect_to_peer caller:
+ * our own refusal's reason, the likely reason of the peer's (a peer that
+ * refuses before its welcome does so by its trust file; network-key
+ * refusals the dialer detects itself, s_on_welcome), else the dial's
+ * failure explained. Returns true for a refusal (policy, not network). */
+static bool s_link_refused(const mz_static *s, const mz_peer *p, const char *reason, char *out,
+                           size_t len)
+{
+    char shown[300];
+
+    mz__url_shown(s->url, shown, sizeof shown);
+    if (s->refusal[0]) {
+        snprintf(out, len, "%s: refused: %s", shown, s->refusal);
+        return true;
+    }
+    if (strstr(reason, "(1008): refused") != NULL) {
+        if (p->got_hello && p->challenge[0] != '\0')
+            snprintf(out, len, "%s: refused by the peer %.16s: its trust file (--trust) does "
+                     "not list this node's id", shown, p->peer_id);
+        else
+            snprintf(out, len, "%s: refused by the peer", shown);
+        return true;
+    }
+    mz__dial_explain(s->url, reason, 0, out, len);
+    return false;
+}
+
 static void s_on_close(mz_link *link, const char *reason, void *ctx)
 {
     mz_node *node = ctx;
@@ -366,14 +405,19 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
                            mz_link_outbound(link) ? "out" : "in", reason);
     if (p->stat) {
         mz_static *s = p->stat;
+        char why[512];
+        bool refused = s_link_refused(s, p, reason, why, sizeof why);
         s->peer = NULL;
         if (p->up && mz_now_ms() - p->since_ms > 10000)
             s->backoff_ms = 1000;
         s->next_dial_ms = mz_now_ms() + s->backoff_ms + (int64_t)randombytes_uniform(250);
         s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
-        s_static_done(node, s, MZ_EUNREACHABLE, NULL, reason);
-        if (!s->persistent && !s->ever_up)
-            s_static_remove(node, s);   /* a connect that never worked is not retried */
+        s_static_done(node, s, refused ? MZ_ESTATE : MZ_EUNREACHABLE, NULL, why);
+        s->refusal[0] = '\0';
+        /* A connect that never worked, or was refused for policy, is not
+         * retried (a --peer is: its node may change its mind). */
+        if (!s->persistent && (!s->ever_up || refused))
+            s_static_remove(node, s);
     }
     p->link = NULL;
     s_peer_free(node, p);
@@ -383,6 +427,7 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
 
 static void s_dial_static(mz_node *node, mz_static *s)
 {
+    char why[512];
     mz_err e;
     mz_peer *p;
     mz_link *link;
@@ -400,7 +445,8 @@ static void s_dial_static(mz_node *node, mz_static *s)
         s_peer_free(node, p);
         s->next_dial_ms = mz_now_ms() + s->backoff_ms;
         s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
-        s_static_done(node, s, e.code, NULL, e.msg);
+        s_static_done(node, s, e.code, NULL, mz__dial_explain(s->url, e.msg, 0, why,
+                                                               sizeof why));
         if (!s->persistent && !s->ever_up)
             s_static_remove(node, s);
         return;
@@ -626,11 +672,14 @@ static mz_status s_load_trust(const char *path, mz_hmap **out, mz_err *err)
         if (*p == '#' || p == e)
             continue;
         *e = '\0';
+        for (char *q = p; *q; q++)      /* either case, as in a URL's pin */
+            if (*q >= 'A' && *q <= 'F')
+                *q = (char)(*q - 'A' + 'a');
         if (!mz_id_valid(p)) {
             fclose(f);
             mz_hmap_free(h, NULL);
             return mz_err_set(err, MZ_EINVAL, "trust file %s line %d: '%.70s' is not a node id "
-                              "(64 lowercase hex characters)", path, lineno, p);
+                              "(64 hex characters)", path, lineno, p);
         }
         if (mz_hmap_put(h, p, h, NULL) != MZ_OK) {
             fclose(f);

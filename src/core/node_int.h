@@ -48,6 +48,7 @@ typedef struct mz_static {
     char known_id[MZ_ID_HEX_LEN + 1]; /* node id last seen at this URL, "" if none */
     bool persistent;            /* re-dial even if it never came up (--peer) */
     bool ever_up;               /* came up once: re-dial when lost */
+    char refusal[200];          /* why this node refused the peer, "" if it did not */
     mz_connect_cb cb;           /* pending connect_to_peer callback, fired once */
     void *cb_ctx;
     struct mz_static *next;

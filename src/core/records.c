@@ -344,9 +344,10 @@ static json_t *s_build_record(mz_node *node, const mz_resource_spec *spec, int64
         if (json_array_append_new(caps, json_string(spec->capabilities[i])) != 0)
             goto nomem;
     mz_time_format(mz_now_ms(), ts);
-    if (json_object_get(meta, "version") == NULL)
-        json_object_set_new(meta, "version", json_string("1.0"));
-    json_object_set_new(meta, "last_updated", json_string(ts));
+    /* The user's metadata is kept as given; only a missing last_updated is
+     * filled in (docs/PROTOCOL.md, the record's fields). */
+    if (json_object_get(meta, "last_updated") == NULL)
+        json_object_set_new(meta, "last_updated", json_string(ts));
     rec = json_pack("{s:s?,s:s?,s:s,s:o,s:o,s:s,s:I,s:s}", "resource_id", spec->resource_id,
                     "resource_type", spec->resource_type, "owner",
                     spec->owner ? spec->owner : "", "capabilities", caps, "metadata", meta,
