@@ -46,8 +46,9 @@ static int s_exec_opt(mz_cli *cli, int key, const char *arg, void *ctx)
     return 0;
 }
 
-/* The call's failure: "CODE: MESSAGE" from the node on stderr; with --json
- * also the {"error"} object on stdout (the call's outcome). */
+/* The call's failure: "meshzero exec: CODE: MESSAGE" on stderr; with --json
+ * the {"error"} object on stderr like every command, and on stdout as well,
+ * where scripts read the call's outcome. */
 static int s_exec_failed(const mz_cli *cli, const mz_err *e)
 {
     const char *sep = strstr(e->msg, ": ");
@@ -55,22 +56,19 @@ static int s_exec_failed(const mz_cli *cli, const mz_err *e)
     char code[64];
 
     snprintf(code, sizeof code, "%.*s", (int)(n < sizeof code ? n : sizeof code - 1), e->msg);
-    if (sep == NULL || strspn(code, "abcdefghijklmnopqrstuvwxyz_") != strlen(code))
+    if (sep == NULL || strspn(code, "abcdefghijklmnopqrstuvwxyz_") != strlen(code)) {
         snprintf(code, sizeof code, "%s", mz_cli_status_code(e->code));
+        sep = NULL;
+    }
     if (cli->json) {
         json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
                               sep ? sep + 2 : e->msg);
         mz_cli_print_json(o);
         json_decref(o);
         fflush(stdout);
+        return mz_cli_fail(cli, code, "%s", sep ? sep + 2 : e->msg);
     }
-    {
-        /* exec's --json outcome is on stdout; stderr keeps "CODE: MESSAGE"
-         * for people and for scripts that read it. */
-        mz_cli text = *cli;
-        text.json = false;
-        return mz_cli_fail(&text, code, "%s", e->msg);
-    }
+    return mz_cli_fail(cli, code, "%s", e->msg);
 }
 
 /* Reads --agreement FILE; the node checks nothing in it: the host does
@@ -124,7 +122,7 @@ int cmd_exec_main(int argc, char **argv)
         "stderr (codes: not_found, unreachable, timeout, bad_request, handler_error, busy,\n"
         "denied, too_large) and exits 1; an MCP tool result with isError true also exits 1.\n"
         "With --json prints {\"result\": ...} or {\"error\": {\"code\", \"message\"}} on stdout\n"
-        "(stderr keeps CODE: MESSAGE).",
+        "and the same {\"error\"} object on stderr.",
         opts, MZ_CLI_NODE | MZ_CLI_JSON,
         "exec agent123 process_image '{\"image_url\":\"https://example.com/a.jpg\"}'\n"
         "exec everything/echo call '{\"message\":\"hi\"}' --timeout 5 --json", false };
