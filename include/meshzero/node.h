@@ -89,6 +89,11 @@ typedef struct mz_node_opts {
      * WebSocket (mz_transport_ws). Tests run several nodes in one process
      * on the in-memory one (src/net/memnet.h). */
     const mz_transport *transport;
+    /* What one linked peer's requests may make this node send
+     * (docs/SECURITY.md "Amplification"); 0: the defaults below. */
+    double fetch_rate;          /* fetches/s one asker may send (burst: 5 s of it) */
+    double reply_rate;          /* sync/query reply bytes/s to one asker (burst: 2 s) */
+    double reply_rate_all;      /* the same to all askers together (burst: 2 s) */
 } mz_node_opts;
 
 /* Remote records one node may host in our directory; more are refused. */
@@ -107,6 +112,11 @@ typedef struct mz_node_opts {
 #define MZ_DEFAULT_RATE_MSGS  20000.0
 #define MZ_DEFAULT_RATE_BURST 40000.0
 #define MZ_RATE_MAX_THROTTLES 20
+/* Reply budgets: fetches per second per asker, reply bytes per second per
+ * asker and for all askers together. */
+#define MZ_DEFAULT_FETCH_RATE     2.0
+#define MZ_DEFAULT_REPLY_RATE     (4.0 * 1024 * 1024)
+#define MZ_DEFAULT_REPLY_RATE_ALL (32.0 * 1024 * 1024)
 
 /* Below this many links a node dials known nodes it has no link to. One by
  * default, so a node never stays cut off yet explicit topologies stay as

@@ -68,6 +68,10 @@ static const char s_help[] =
     "  --rate-msgs N       messages/s a peer may send (default 20000; over it reading\n"
     "                      pauses; paused over 20 times in 10 s: disconnected)\n"
     "  --rate-burst N      burst allowance of that rate (default 40000)\n"
+    "  --fetch-rate N      fetches/s one peer may ask of this node, burst 5 s of it\n"
+    "                      (default 2; over it: refused busy, counted fetch_refused)\n"
+    "  --reply-rate N      sync and query reply bytes/s to one asker (default 4194304)\n"
+    "  --reply-rate-all N  the same to all askers together (default 33554432)\n"
     "  --max-links N       above N links, shed the newest inbound link (default 8)\n"
     "  --replay-window-ms N refuse messages whose timestamp is further off (default 60000)\n"
     "  --mcp NAME=CMD      import an MCP server: run CMD (no shell; quotes group words)\n"
@@ -322,6 +326,9 @@ static bool s_numeric_opt(node_args *a, int c, const char *where, const char *ar
     case MZ_OPT_HANGUP_SECS: a->o.hangup_secs = v > UINT_MAX ? UINT_MAX : (unsigned)v; break;
     case MZ_OPT_RATE_MSGS: a->o.rate_msgs = (double)v; break;
     case MZ_OPT_RATE_BURST: a->o.rate_burst = (double)v; break;
+    case MZ_OPT_FETCH_RATE: a->o.fetch_rate = (double)v; break;
+    case MZ_OPT_REPLY_RATE: a->o.reply_rate = (double)v; break;
+    case MZ_OPT_REPLY_RATE_ALL: a->o.reply_rate_all = (double)v; break;
     case MZ_OPT_REPLAY_WINDOW_MS:
         a->o.replay_window_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
         break;
@@ -370,7 +377,8 @@ static bool s_node_opt(node_args *a, int c, const char *arg, bool from_file, con
     case MZ_OPT_PEER: return s_list_add(&a->l_peers, from_file, where, name, arg);
     case MZ_OPT_LEASE_MS: case MZ_OPT_MAX_HOPS: case MZ_OPT_PING_SECS:
     case MZ_OPT_HANGUP_SECS: case MZ_OPT_RATE_MSGS: case MZ_OPT_RATE_BURST:
-    case MZ_OPT_REPLAY_WINDOW_MS:
+    case MZ_OPT_REPLAY_WINDOW_MS: case MZ_OPT_FETCH_RATE: case MZ_OPT_REPLY_RATE:
+    case MZ_OPT_REPLY_RATE_ALL:
         return s_numeric_opt(a, c, where, arg);
     case MZ_OPT_LOG: return s_log_opt(where, arg);
     case MZ_OPT_JSON: a->json = true; break;

@@ -12,17 +12,13 @@
 #include "util/ratelimit.h"
 #include "core/node_int.h"
 
-/* Fetches a node may send us: sustained per second, and in a burst. */
-#define MZ_FETCH_RATE   2.0
-#define MZ_FETCH_BURST  10.0
-/* Bytes of sync and query replies one asker may cause per second; the
- * burst is at least twice a message so one chunk always fits. */
-#define MZ_REPLY_RATE   (4.0 * 1024 * 1024)
-#define MZ_REPLY_BURST  (8.0 * 1024 * 1024)
-/* All askers together: new keys cost nothing, so many of them must not
- * multiply the bound. */
-#define MZ_REPLY_ALL_RATE  (32.0 * 1024 * 1024)
-#define MZ_REPLY_ALL_BURST (64.0 * 1024 * 1024)
+/* The rates come from the node's options (fetch_rate, reply_rate,
+ * reply_rate_all); a burst is a few seconds of its rate, and a reply burst
+ * at least two messages so one chunk always fits. All askers share one
+ * bucket too: new keys cost nothing, so many of them must not multiply the
+ * bound. */
+#define MZ_FETCH_BURST_S 5.0
+#define MZ_REPLY_BURST_S 2.0
 /* Askers tracked at once (buckets that refilled are forgotten first). */
 #define MZ_GUARD_KEYS   4096
 
@@ -35,19 +31,22 @@ struct mz_guard {
 static struct mz_guard *s_guard(mz_node *node)
 {
     struct mz_guard *g = node->guard;
-    double burst = MZ_REPLY_BURST;
+    const mz_node_opts *o = &node->o;
+    double floor = 2.0 * (double)o->max_message;
+    double burst = MZ_REPLY_BURST_S * o->reply_rate, burst_all = MZ_REPLY_BURST_S * o->reply_rate_all;
 
     if (g != NULL)
         return g;
-    if (burst < 2.0 * (double)node->o.max_message)
-        burst = 2.0 * (double)node->o.max_message;
+    if (burst < floor)
+        burst = floor;
+    if (burst_all < burst)
+        burst_all = burst;
     if ((g = calloc(1, sizeof *g)) == NULL)
         return NULL;
-    if (mz_ratelimit_new(&g->fetches, MZ_FETCH_RATE, MZ_FETCH_BURST, MZ_GUARD_KEYS, NULL) !=
-            MZ_OK ||
-        mz_ratelimit_new(&g->reply_bytes, MZ_REPLY_RATE, burst, MZ_GUARD_KEYS, NULL) != MZ_OK ||
-        mz_ratelimit_new(&g->reply_all, MZ_REPLY_ALL_RATE,
-                         burst > MZ_REPLY_ALL_BURST ? burst : MZ_REPLY_ALL_BURST, 1, NULL) != MZ_OK) {
+    if (mz_ratelimit_new(&g->fetches, o->fetch_rate, MZ_FETCH_BURST_S * o->fetch_rate,
+                         MZ_GUARD_KEYS, NULL) != MZ_OK ||
+        mz_ratelimit_new(&g->reply_bytes, o->reply_rate, burst, MZ_GUARD_KEYS, NULL) != MZ_OK ||
+        mz_ratelimit_new(&g->reply_all, o->reply_rate_all, burst_all, 1, NULL) != MZ_OK) {
         mz_ratelimit_free(g->fetches);
         mz_ratelimit_free(g->reply_bytes);
         free(g);
@@ -78,7 +77,7 @@ bool mz__guard_fetch(mz_node *node, const char *asker)
         return true;
     if (node->c.fetch_refused++ % 1000 == 0)
         mz_log(MZ_LOG_WARN, "guard", "node %.12s fetches more than %.0f times a second: "
-               "refusing (%llu so far)", asker, MZ_FETCH_RATE,
+               "refusing (--fetch-rate; %llu so far)", asker, node->o.fetch_rate,
                (unsigned long long)node->c.fetch_refused);
     return false;
 }

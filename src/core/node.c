@@ -1001,6 +1001,9 @@ static void s_apply_defaults(mz_node_opts *o)
     if (!o->max_kept_bytes) o->max_kept_bytes = MZ_DEFAULT_MAX_KEPT_BYTES;
     if (o->rate_msgs <= 0) o->rate_msgs = MZ_DEFAULT_RATE_MSGS;
     if (o->rate_burst <= 0) o->rate_burst = MZ_DEFAULT_RATE_BURST;
+    if (o->fetch_rate <= 0) o->fetch_rate = MZ_DEFAULT_FETCH_RATE;
+    if (o->reply_rate <= 0) o->reply_rate = MZ_DEFAULT_REPLY_RATE;
+    if (o->reply_rate_all <= 0) o->reply_rate_all = MZ_DEFAULT_REPLY_RATE_ALL;
     if (!o->max_links) o->max_links = MZ_DEFAULT_MAX_LINKS;
     if (o->max_links < o->min_links) o->max_links = o->min_links;
 }

@@ -142,9 +142,9 @@ def sync_bytes(peer, since):
     return sum(len(m.raw) for m in peer.log[since:] if m["type"] == "sync")
 
 
-def pair_with_records(mesh, prefix, n=30):
+def pair_with_records(mesh, prefix, n=30, a_args=()):
     """A - B, with B hosting N records of ~900 bytes that A lists."""
-    a = mesh.node("A")
+    a = mesh.node("A", extra=list(a_args))
     b = mesh.node("B", peers=[a])
     wait_linked([(a, b)])
     for i in range(n):
@@ -242,6 +242,36 @@ def test_fetch_flood_is_throttled_and_honest_calls_still_served(mesh):
     assert answers <= 10 + 2 * (took + 1), answers
     assert c1["fetch_refused"] - c0["fetch_refused"] >= FLOOD - answers - 2
     assert busy > 0
+
+
+def test_fetch_rate_is_configurable(mesh):
+    """--fetch-rate 1 gives a burst of 5 fetches and 1 a second after it:
+    of 40 fetches sent at once, about 5 are answered and the rest refused."""
+    a, b = pair_with_records(mesh, "fr", n=3, a_args=["--fetch-rate", "1"])
+    c0 = counters(a)
+
+    async def go():
+        p, _, _ = await linked_peer(a, fetch=False)
+        pump = asyncio.ensure_future(reader(p))
+        try:
+            start = len(p.log)
+            t0 = time.monotonic()
+            for _ in range(40):
+                await p.send(mp.envelope(p.key, "fetch", {"nodes": [b.id]}, recipient=a.id))
+            await wait_until(lambda: counters(a)["fetch_refused"] - c0["fetch_refused"] +
+                             sum(1 for m in p.log[start:] if m["type"] == "sync" and
+                                 not m["payload"].get("more")) >= 40, 10.0, "40 fetches handled")
+            return p.log[start:], time.monotonic() - t0
+        finally:
+            pump.cancel()
+            await p.close()
+    log, took = arun(go(), 30)
+    answers = sum(1 for m in log if m["type"] == "sync" and not m["payload"].get("more"))
+    refused = counters(a)["fetch_refused"] - c0["fetch_refused"]
+    print("40 fetches at --fetch-rate 1: %d answered, %d refused in %.2f s" % (answers, refused,
+                                                                              took))
+    assert 1 <= answers <= 5 + 1 * (took + 1), answers
+    assert refused >= 40 - answers
 
 
 # ---- host binding ------------------------------------------------------------------------
