@@ -1,4 +1,4 @@
-/* The floor for a WebSocket design (issue 7): a plain libwebsockets echo on
+/* The floor for a WebSocket design: a plain libwebsockets echo on
  * the same libuv foreign loop set-up meshzero uses (docs: LWS-NOTES), the
  * same 200-byte payload and the same measurement as bench_exec.
  *

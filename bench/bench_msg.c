@@ -28,7 +28,7 @@ static double s_cpu_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-/* The workload: params of about 200 bytes of JSON. */
+/* The reference workload: params of about 200 bytes of JSON. */
 static json_t *s_payload(int i)
 {
     return json_pack("{s:s,s:s,s:{s:s,s:i,s:[i,i,i],s:b},s:I,s:s}", "resource_id", "echo",

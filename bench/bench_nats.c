@@ -1,5 +1,5 @@
 /* NATS request/reply through nats-server with the C client (libnats, Debian
- * libnats-dev), SendAsap on: the same workload as bench_exec (issue 7).
+ * libnats-dev), SendAsap on: the same workload as bench_exec.
  *
  *   bench_nats respond URL       answers every request on "mzbench.echo"
  *                                with its payload; prints "ready"
