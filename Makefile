@@ -29,8 +29,12 @@ test: build-san
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  ctest --output-on-failure -j $(JOBS)
 
+# make bench [ONLY=section,...] [NODES=N]: all sections by default;
+# ONLY=list prints them. NODES: node processes of the scale section.
+ONLY  ?= all
+NODES ?= 30
 bench: build
-	@./bench/run.sh $(BUILD)
+	@ONLY=$(ONLY) NODES=$(NODES) ./bench/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)
