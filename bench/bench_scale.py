@@ -14,7 +14,8 @@ Measured:
   call until `resource.added` has arrived at every node of a sample (p50 and
   p99 over the registrations) and the messages it cost mesh-wide: the sum of
   messages_out over all nodes across the registrations minus each node's idle
-  rate over the same span, over R;
+  rate over the same span, over R (both spans a whole number of alive
+  periods, lease/3: see until_periods);
 - the median resident set of the nodes at the end.
 
 Built to keep up at 1,000 nodes: nodes start in batches, each with a bounded
@@ -28,7 +29,7 @@ By default the nodes run with --max-links 64 so that the topology stays the
 one dialed (above the default high watermark of 8 a node sheds its newest
 inbound link, and its dialer redials: churn, not idle cost).
 asyncio, websockets (python3-websockets), and meshbench.py."""
-import argparse, asyncio, ctypes, json, os, random, resource, shutil, signal
+import argparse, asyncio, ctypes, json, math, os, random, resource, shutil, signal
 import statistics, subprocess, sys, tempfile, time
 
 import websockets
@@ -167,13 +168,25 @@ def idle_rates(s0, s1, key):
     return {i: (counter(s1, i, key) - counter(s0, i, key)) / (s1[i][0] - s0[i][0]) for i in s0}
 
 
-async def measure_idle(a, nodes):
+async def until_periods(t_start, period, busy_until=None):
+    """Sleeps until a whole number of alive periods has passed since
+    t_start, at least up to busy_until. Nodes started together send their
+    `alive`s in bursts, one a period: a count over a window that is not a
+    whole number of periods would hold 0 or 1 burst by chance."""
+    end = t_start + period * max(1, math.ceil(((busy_until or t_start) - t_start) / period))
+    await asyncio.sleep(max(0.0, end - time.monotonic()))
+
+
+async def measure_idle(a, nodes, period):
     """CPU over exactly --idle-s (read from /proc, no API traffic inside the
-    window); message rates from status snapshots around it."""
+    window); message rates from status snapshots around it, a whole number
+    of alive periods apart."""
+    t_s0 = time.monotonic()
     s0 = await snapshot(a, nodes)
     c0, t0 = {n.i: cpu_ticks(n.proc.pid) for n in nodes}, time.monotonic()
     await asyncio.sleep(a.idle_s)
     c1, t1 = {n.i: cpu_ticks(n.proc.pid) for n in nodes}, time.monotonic()
+    await until_periods(t_s0, period, t1)
     s1 = await snapshot(a, nodes)
     cpu = [(c1[i] - c0[i]) / CLK_TCK / (t1 - t0) * 100 for i in c0]
     return {"cpu": cpu, "out": idle_rates(s0, s1, "messages_out"),
@@ -209,11 +222,12 @@ class Watcher:
         await self.ws.close()
 
 
-async def registrations(a, nodes, sample, idle, rng):
+async def registrations(a, nodes, sample, idle, period, rng):
     seen = {}
     watchers = [Watcher(n, seen) for n in sample]
     await asyncio.gather(*(w.start() for w in watchers))
     regs = []
+    t_r0 = time.monotonic()
     r0 = await snapshot(a, nodes)
     for r in range(a.regs):
         origin = rng.choice(nodes)
@@ -235,8 +249,9 @@ async def registrations(a, nodes, sample, idle, rng):
         missing = want - got.keys()
         regs.append({"origin": origin.i, "missing": len(missing),
                      "ms": (max((got[i] for i in want if i in got), default=t0) - t0) * 1e3})
-    # Messages still travelling to nodes outside the sample are counted too.
-    await asyncio.sleep(a.settle_s)
+    # Messages still travelling to nodes outside the sample are counted too;
+    # the idle traffic subtracted is then that of whole alive periods.
+    await until_periods(t_r0, period, time.monotonic() + a.settle_s)
     r1 = await snapshot(a, nodes)
     await asyncio.gather(*(w.close() for w in watchers))
     raw = sum(counter(r1, i, "messages_out") - counter(r0, i, "messages_out") for i in r0)
@@ -279,9 +294,10 @@ async def run(a, tmp):
         degree[y] += 1
     link_s, snap = await wait_linked(a, nodes, degree)
     lease = snap[0][1]["limits"]["lease_ms"]
-    idle = await measure_idle(a, nodes)
+    period = lease / 3000.0           # a node sends its `alive` every lease/3
+    idle = await measure_idle(a, nodes, period)
     sample = rng.sample(nodes, min(a.sample, a.nodes))
-    regs, raw, idle_est = await registrations(a, nodes, sample, idle, rng)
+    regs, raw, idle_est = await registrations(a, nodes, sample, idle, period, rng)
     rss = [rss_kib(n.proc.pid) for n in nodes]
     conv = [r["ms"] for r in regs if r["missing"] == 0]
     n = a.nodes

@@ -4,7 +4,8 @@
 # Usage: bench/run.sh BUILD_DIR [SECTIONS]
 #   SECTIONS  comma list of section names, or `all` (default; also $ONLY),
 #             or `list` to print the sections and what each measures.
-#   NODES     node processes of the scale section (default 30).
+#   NODES     node processes of the scale section (default 30); IDLE_S its
+#             idle measurement in seconds (default 20).
 # Each section writes its figures to a fragment; at the end the fragments are
 # merged into the previous latest.json, so running one section updates its
 # keys and keeps the others. `execute` is shared by two sections (exec and
@@ -14,6 +15,7 @@ set -eu
 BUILD=${1:-build}
 ONLY=${2:-${ONLY:-all}}
 NODES=${NODES:-30}
+IDLE_S=${IDLE_S:-20}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT="$ROOT/bench/results"
 TMP=$(mktemp -d)
@@ -333,7 +335,7 @@ PY
 
 sec_scale() {
     echo "== scale: $NODES node processes, each dialing 2 earlier ones, idle then 20 registrations =="
-    if ! /usr/bin/python3 "$ROOT/bench/bench_scale.py" "$BUILD/meshzero" --nodes "$NODES" \
+    if ! /usr/bin/python3 "$ROOT/bench/bench_scale.py" "$BUILD/meshzero" --nodes "$NODES" --idle-s "$IDLE_S" \
             --json "$TMP/scale.json"; then
         echo "  (scale run failed)"
         return 0
