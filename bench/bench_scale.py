@@ -348,6 +348,7 @@ def main():
         a.node_arg = ["--max-links=64"]
     raise_nofile(a.sample + a.poll_batch + a.batch * 3 + 256)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if inherited ignored
     tmp = tempfile.mkdtemp(prefix="mzscale")
     try:
         res = asyncio.run(run(a, tmp))
