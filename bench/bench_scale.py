@@ -35,7 +35,7 @@ import statistics, subprocess, sys, tempfile, time
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from meshbench import CLK_TCK, cpu_ticks, node_argv, parse_ready, pct, rss_kib  # noqa: E402
+from meshbench import CLK_TCK, bfs, cpu_ticks, node_argv, parse_ready, pct, rss_kib  # noqa: E402
 
 PROCS = []   # every node process started, killed by PID in stop_all()
 
@@ -222,7 +222,7 @@ class Watcher:
         await self.ws.close()
 
 
-async def registrations(a, nodes, sample, idle, period, rng):
+async def registrations(a, nodes, sample, adj, idle, period, rng):
     seen = {}
     watchers = [Watcher(n, seen) for n in sample]
     await asyncio.gather(*(w.start() for w in watchers))
@@ -247,7 +247,9 @@ async def registrations(a, nodes, sample, idle, period, rng):
             await asyncio.sleep(0.001)
         got = seen.get(rid, {})
         missing = want - got.keys()
+        dist = bfs(adj, origin.i)
         regs.append({"origin": origin.i, "missing": len(missing),
+                     "hops": max(dist[i] for i in want) if want else 0,
                      "ms": (max((got[i] for i in want if i in got), default=t0) - t0) * 1e3})
     # Messages still travelling to nodes outside the sample are counted too;
     # the idle traffic subtracted is then that of whole alive periods.
@@ -268,6 +270,8 @@ def report(a, res):
             ("idle_bytes_per_s_per_node", "idle bytes sent/s per node", "{:.0f}"),
             ("converge_ms_p50", "registration visible at sample, p50", "{:.1f} ms"),
             ("converge_ms_p99", "registration visible at sample, p99", "{:.1f} ms"),
+            ("sample_hops_max_median", "  farthest sampled node, median", "{:.0f} hops"),
+            ("converge_ms_per_hop_median", "  visible at the farthest, per hop", "{:.2f} ms"),
             ("messages_per_registration", "messages per registration", "{:.0f}"),
             ("rss_kib_median", "node RSS median", "{:.0f} KiB"))
     print(f"  ({res['sample']} nodes watched, {res['complete']}/{res['registrations']} registrations complete,"
@@ -289,15 +293,18 @@ async def run(a, tmp):
         count = min(a.batch, len(nodes), a.nodes - len(nodes))
         edges += await start_batch(a, tmp, nodes, len(nodes), count, rng)
     degree = [0] * a.nodes
+    adj = {i: set() for i in range(a.nodes)}
     for x, y in edges:
         degree[x] += 1
         degree[y] += 1
+        adj[x].add(y)
+        adj[y].add(x)
     link_s, snap = await wait_linked(a, nodes, degree)
     lease = snap[0][1]["limits"]["lease_ms"]
     period = lease / 3000.0           # a node sends its `alive` every lease/3
     idle = await measure_idle(a, nodes, period)
     sample = rng.sample(nodes, min(a.sample, a.nodes))
-    regs, raw, idle_est = await registrations(a, nodes, sample, idle, period, rng)
+    regs, raw, idle_est = await registrations(a, nodes, sample, adj, idle, period, rng)
     rss = [rss_kib(n.proc.pid) for n in nodes]
     conv = [r["ms"] for r in regs if r["missing"] == 0]
     n = a.nodes
@@ -307,6 +314,9 @@ async def run(a, tmp):
         "link_s": round(link_s, 2),
         "converge_ms_p50": round(pct(conv, 50), 2) if conv else None,
         "converge_ms_p99": round(pct(conv, 99), 2) if conv else None,
+        "sample_hops_max_median": statistics.median(r["hops"] for r in regs),
+        "converge_ms_per_hop_median": round(statistics.median(
+            r["ms"] / r["hops"] for r in regs if r["missing"] == 0 and r["hops"]), 2) if conv else None,
         "messages_per_registration": round((raw - idle_est) / a.regs, 1),
         "messages_per_registration_raw": round(raw / a.regs, 1),
         "idle_messages_same_span_per_registration": round(idle_est / a.regs, 1),
