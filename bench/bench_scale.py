@@ -154,9 +154,16 @@ async def wait_linked(a, nodes, degree):
         if not short and not unknown:
             return time.monotonic() - t0, snap
         if time.monotonic() > deadline:
-            raise RuntimeError(f"after {a.link_timeout} s: {len(short)} nodes short of their links,"
-                               f" {len(unknown)} not knowing all {len(nodes) - 1} others"
-                               f" (known: min {min(st['nodes_known'] for _, st in snap.values())})")
+            known = min(st["nodes_known"] for _, st in snap.values())
+            if short:
+                raise RuntimeError(f"after {a.link_timeout} s: {len(short)} nodes short of their"
+                                   f" links, {len(unknown)} not knowing all {len(nodes) - 1} others"
+                                   f" (known: min {known})")
+            # Linked, but the mesh does not know itself yet: measured anyway,
+            # and said so (nodes_known_min in the result).
+            print(f"bench_scale: after {a.link_timeout} s, {len(unknown)} nodes know only"
+                  f" {known} of the {len(nodes) - 1} others; measuring anyway", file=sys.stderr)
+            return time.monotonic() - t0, snap
         await asyncio.sleep(0.5)
 
 
@@ -312,6 +319,7 @@ async def run(a, tmp):
         "nodes": n, "links": len(edges), "sample": len(sample), "lease_ms": lease,
         "idle_s": a.idle_s, "registrations": a.regs, "complete": len(conv),
         "link_s": round(link_s, 2),
+        "nodes_known_min": min(st["nodes_known"] for _, st in snap.values()),
         "converge_ms_p50": round(pct(conv, 50), 2) if conv else None,
         "converge_ms_p99": round(pct(conv, 99), 2) if conv else None,
         "sample_hops_max_median": statistics.median(r["hops"] for r in regs),
