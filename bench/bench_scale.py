@@ -99,7 +99,8 @@ async def start_batch(a, tmp, nodes, first, count, rng):
     while waiting:
         for n in list(waiting):
             with open(n.out) as f:
-                ready = parse_ready(f.readline())
+                line = f.readline()
+            ready = parse_ready(line) if line.endswith("\n") else None   # whole lines only
             if ready:
                 n.id, n.listen, n.api = ready
                 waiting.remove(n)
