@@ -181,7 +181,7 @@ static int s_drive(int argc, char **argv)
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) d.seconds = atof(argv[++i]);
     }
     d.lat = calloc((size_t)d.calls, sizeof *d.lat);
-    /* A 200-byte JSON payload, the reference workload of docs/PERFORMANCE.md. */
+    /* A 200-byte JSON payload, as in the reference figures. */
     d.params = json_loads(BENCH_PAYLOAD, 0, NULL);
     uv_loop_init(&d.loop);
     memset(&o, 0, sizeof o);

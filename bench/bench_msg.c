@@ -19,16 +19,11 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "benchlib.h"
 #include "meshzero/msg.h"
 
-static double s_cpu_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
-/* The reference workload: params of about 200 bytes of JSON. */
+/* The workload: params of about 200 bytes of JSON. */
 static json_t *s_payload(int i)
 {
     return json_pack("{s:s,s:s,s:{s:s,s:i,s:[i,i,i],s:b},s:I,s:s}", "resource_id", "echo",
@@ -49,7 +44,7 @@ static const char *const s_names[B_NSTEPS] = {
 int main(int argc, char **argv)
 {
     bool json_out = false;
-    int n = 20000;
+    int n = 20000, rc;
     double t[B_NSTEPS] = { 0 };
     unsigned char key[32];
     mz_identity *ida = NULL;
@@ -57,17 +52,9 @@ int main(int argc, char **argv)
     size_t env_len = 0, pl_len = 0;
     mz_err e;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json_out = true;
-        else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc)
-            n = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: bench_msg [--json] [--n N]\n");
-            return 2;
-        }
-    }
-    if (n <= 0 || sodium_init() < 0 || mz_identity_generate(&ida, &e) != MZ_OK) {
+    if ((rc = bench_cpu_args(argc, argv, &n, &json_out)) >= 0)
+        return rc;
+    if (sodium_init() < 0 || mz_identity_generate(&ida, &e) != MZ_OK) {
         fprintf(stderr, "bench_msg: set-up failed\n");
         return 1;
     }
@@ -83,30 +70,30 @@ int main(int argc, char **argv)
         unsigned char nonce[24], box[512 + 16];
         unsigned long long blen;
 
-        t0 = s_cpu_us();
+        t0 = bench_cpu_us();
         pl = s_payload(i);
         env = mz_msg_new("execute", a, b, pl);
-        t1 = s_cpu_us(); t[B_BUILD] += t1 - t0; t0 = t1;
+        t1 = bench_cpu_us(); t[B_BUILD] += t1 - t0; t0 = t1;
         if (env == NULL || mz_msg_seal(env, key, &e) != MZ_OK)
             return 1;
-        t1 = s_cpu_us(); t[B_SEAL] += t1 - t0; t0 = t1;
+        t1 = bench_cpu_us(); t[B_SEAL] += t1 - t0; t0 = t1;
         buf = mz_msg_dump(env, &len);
-        t1 = s_cpu_us(); t[B_DUMP] += t1 - t0; t0 = t1;
+        t1 = bench_cpu_us(); t[B_DUMP] += t1 - t0; t0 = t1;
         json_decref(env);
         if (buf == NULL || mz_msg_parse(buf, len, NULL, &got, NULL, &e) != MZ_OK)
             return 1;
-        t1 = s_cpu_us(); t[B_PARSE] += t1 - t0; t0 = t1;
+        t1 = bench_cpu_us(); t[B_PARSE] += t1 - t0; t0 = t1;
         if (mz_msg_open(got, key, MZ_DEFAULT_MAX_JSON_DEPTH, &e) != MZ_OK)
             return 1;
-        t1 = s_cpu_us(); t[B_OPEN] += t1 - t0; t0 = t1;
+        t1 = bench_cpu_us(); t[B_OPEN] += t1 - t0; t0 = t1;
         env_len = len;
         json_decref(got);
 
         /* The library alone on the same bytes. */
         j = json_loadb(buf, len, 0, &je);
-        t1 = s_cpu_us(); t[B_JLOAD] += t1 - t0; t0 = t1;
+        t1 = bench_cpu_us(); t[B_JLOAD] += t1 - t0; t0 = t1;
         d = json_dumps(j, JSON_COMPACT);
-        t1 = s_cpu_us(); t[B_JDUMP] += t1 - t0;
+        t1 = bench_cpu_us(); t[B_JDUMP] += t1 - t0;
         free(d);
         json_decref(j);
         free(buf);
@@ -118,18 +105,18 @@ int main(int argc, char **argv)
             return 1;
         pl_len = strlen(d);
         randombytes_buf(nonce, sizeof nonce);
-        t0 = s_cpu_us();
+        t0 = bench_cpu_us();
         crypto_aead_xchacha20poly1305_ietf_encrypt(box, &blen, (unsigned char *)d,
                                                    pl_len < 512 ? pl_len : 512, NULL, 0,
                                                    NULL, nonce, key);
-        t1 = s_cpu_us(); t[B_AEAD] += t1 - t0;
+        t1 = bench_cpu_us(); t[B_AEAD] += t1 - t0;
         free(d);
 
         env = mz_msg_new("execute", a, b, s_payload(i));
-        t0 = s_cpu_us();
+        t0 = bench_cpu_us();
         if (env == NULL || mz_msg_sign(env, ida, &e) != MZ_OK || mz_msg_verify(env, &e) != MZ_OK)
             return 1;
-        t1 = s_cpu_us(); t[B_SIGN] += t1 - t0;
+        t1 = bench_cpu_us(); t[B_SIGN] += t1 - t0;
         json_decref(env);
     }
     if (json_out) {

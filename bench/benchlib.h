@@ -120,4 +120,37 @@ static inline int bench_args(int argc, char **argv, long *n, bool *json_out)
     return -1;
 }
 
+/* The CPU-time benchmarks' command line, `[--json] [--n N]` (bench_msg,
+ * bench_frame): -1 to go on with *n and *json_out set, else the exit
+ * status (0 after --help, 2 on misuse). */
+static inline int bench_cpu_args(int argc, char **argv, int *n, bool *json_out)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            *json_out = true;
+        } else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) {
+            *n = atoi(argv[++i]);
+        } else {
+            bool help = strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0;
+
+            fprintf(help ? stdout : stderr, "usage: %s [--json] [--n N]\n", argv[0]);
+            return help ? 0 : 2;
+        }
+    }
+    if (*n <= 0) {
+        fprintf(stderr, "%s: --n must be a positive number\n", argv[0]);
+        return 2;
+    }
+    return -1;
+}
+
+/* CPU time of this process: holds on a busy machine, unlike wall time. */
+static inline double bench_cpu_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
 #endif

@@ -31,6 +31,7 @@ exec|execute round trip 1 and 2 hops, sealing off, plain lws echo, NATS req/repl
 python|the 1-hop execute from the Python client
 mcp|MCP tools/call round trip, direct and through the mesh
 msg|CPU time of each step of one sealed message
+frame|CPU time of relaying and sealing a wire v2 frame against the JSON envelope
 scale|NODES node processes: idle CPU and messages per node, convergence, RSS'
 NAMES=$(printf '%s\n' "$SECTIONS" | cut -d'|' -f1 | tr '\n' ' ')
 
@@ -330,6 +331,22 @@ print("  of which jansson alone: parse %.1f, serialise %.1f; AEAD alone %.1f; "
       "Ed25519 sign+verify (not on unicasts) %.1f" % (c["jansson_load"], c["jansson_dump"],
                                                       c["aead_only"], c["sign_verify"]))
 json.dump({"message_cpu": m}, open(sys.argv[2], "w"))
+PY
+}
+
+sec_frame() {
+    echo "wire v2 frame, CPU us per sealed execute (bench_frame; docs/PERFORMANCE.md 'Wire v2')"
+    "$BUILD/bench_frame" --json > "$TMP/frame.json"
+    /usr/bin/python3 - "$TMP/frame.json" "$TMP/frag_frame.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+c = m["cpu_us"]
+print("  relay: JSON envelope (%d B) %.2f, v2 frame (%d B) %.3f" % (
+    m["envelope_bytes"], c["relay_json"], m["frame_bytes"], c["relay_frame"]))
+print("  seal/open: JSON %.1f / %.1f, v2 frame %.2f / %.2f, 16 KiB chunk %.1f / %.1f" % (
+    c["seal_json"], c["open_json"], c["seal_frame"], c["open_frame"], c["seal_16k"],
+    c["open_16k"]))
+json.dump({"frame_cpu": m}, open(sys.argv[2], "w"))
 PY
 }
 

@@ -21,7 +21,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=${MZ_FUZZ_BUILD:-$ROOT/build-fuzz}
 F=$ROOT/fuzz
-NAMES="envelope canonical time directory agreement peer api cli mcp config mcp_import"
+NAMES="envelope canonical time directory agreement peer api cli mcp config mcp_import frame stream"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 # Largest input per harness: enough for a few records or a short script.

@@ -143,6 +143,10 @@ const char *mz_msg_sender(const json_t *env);
 const char *mz_msg_recipient(const json_t *env);
 json_t *mz_msg_payload(const json_t *env);
 int mz_msg_hops(const json_t *env);
+/* Sets the hop count (relays change nothing else of an envelope). */
+void mz_msg_set_hops(json_t *env, int hops);
+/* The envelope's timestamp text, or NULL. */
+const char *mz_msg_timestamp(const json_t *env);
 
 /* Serialises env for the wire (compact, any key order). Returns new malloc'd
  * buffer with its length in *len; NULL when out of memory. */

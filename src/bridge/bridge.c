@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bridge/bridge_int.h"
+#include "core/hooks.h"
 #include "util/spawn.h"
 #include "util/hmap.h"
 #include "util/log.h"
@@ -1197,11 +1198,12 @@ mz_status mz_bridge_new(const mz_bridge_opts *opts, mz_bridge **out, mz_err *err
     uv_timer_start(&b->tick, s_on_tick, MZ_BRIDGE_TICK_MS, MZ_BRIDGE_TICK_MS);
     /* The tick never keeps the loop alive by itself; child processes do. */
     uv_unref((uv_handle_t *)&b->tick);
-    if ((rc = mz__mcphttp_new(b->node, b, opts->http_endpoint, &b->http, err)) != MZ_OK) {
+    if ((rc = mz__mcphttp_new(b->node, opts->http_endpoint, &b->http, err)) != MZ_OK) {
         b->stopping = true;
         mz_bridge_free(b);
         return rc;
     }
+    mz__node_set_bridge(b->node, b);    /* what mz_bridge_of_node answers */
     *out = b;
     return MZ_OK;
 }
@@ -1458,7 +1460,7 @@ mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result,
 
 mz_bridge *mz_bridge_of_node(const mz_node *node)
 {
-    return mz__mcphttp_bridge_of(node);
+    return node ? mz__node_bridge(node) : NULL;
 }
 
 void mz_bridge_stop(mz_bridge *b)
@@ -1500,6 +1502,8 @@ void mz_bridge_free(mz_bridge *b)
     while (!b->tick_closed)
         uv_run(b->loop, UV_RUN_ONCE);
     mz__mcphttp_free(b->http);
+    if (b->node != NULL && mz__node_bridge(b->node) == b)
+        mz__node_set_bridge(b->node, NULL);
     free(b);
 }
 

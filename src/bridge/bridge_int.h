@@ -38,14 +38,12 @@ json_t *mz__rpc_result(const json_t *id, json_t *result);   /* takes result */
 
 typedef struct mz_mcphttp mz_mcphttp;
 /* Installs the node's HTTP handler: MCP at /mcp when serve_mcp, and the
- * Origin check on API WebSocket upgrades. bridge is what
- * mz_bridge_of_node returns for the node. */
-mz_status mz__mcphttp_new(mz_node *node, mz_bridge *bridge, bool serve_mcp, mz_mcphttp **out,
+ * Origin check on API WebSocket upgrades. */
+mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
                           mz_err *err);
 /* Ends SSE streams and detaches the handler. */
 void mz__mcphttp_stop(mz_mcphttp *h);
 void mz__mcphttp_free(mz_mcphttp *h);
-mz_bridge *mz__mcphttp_bridge_of(const mz_node *node);
 
 /* True when an Origin header value names this machine (http(s)://localhost,
  * 127.0.0.1, [::1], any port) or is absent (NULL/""): browsers on other

@@ -74,19 +74,19 @@ mz_status mz_node_subscribe(mz_node *node, const char *pattern, mz_event_cb cb, 
         return mz_err_set(err, MZ_EINVAL, "subscribe: '%.140s' is not a topic (1-128 of "
                           "A-Z a-z 0-9 . _ - : /), a prefix ending in '.*', or '*'",
                           pattern ? pattern : "(null)");
-    if (node->n_subs >= node->o.max_subscriptions)
+    if (node->ev.n_subs >= node->o.max_subscriptions)
         return mz_err_set(err, MZ_ELIMIT, "subscribe: %zu subscriptions already (the limit)",
-                          node->n_subs);
+                          node->ev.n_subs);
     s = calloc(1, sizeof *s);
     if (s == NULL)
         return mz_err_set(err, MZ_ENOMEM, "subscribe: allocating");
-    s->id = ++node->next_sub_id;
+    s->id = ++node->ev.next_sub_id;
     snprintf(s->pattern, sizeof s->pattern, "%s", pattern);
     s->cb = cb;
     s->ctx = ctx;
-    s->next = node->subs;
-    node->subs = s;
-    node->n_subs++;
+    s->next = node->ev.subs;
+    node->ev.subs = s;
+    node->ev.n_subs++;
     if (id)
         *id = s->id;
     return MZ_OK;
@@ -94,7 +94,7 @@ mz_status mz_node_subscribe(mz_node *node, const char *pattern, mz_event_cb cb, 
 
 static void s_reap(mz_node *node)
 {
-    for (mz_sub **pp = &node->subs; *pp;) {
+    for (mz_sub **pp = &node->ev.subs; *pp;) {
         mz_sub *s = *pp;
         if (s->dead) {
             *pp = s->next;
@@ -107,11 +107,11 @@ static void s_reap(mz_node *node)
 
 mz_status mz_node_unsubscribe(mz_node *node, uint64_t id, mz_err *err)
 {
-    for (mz_sub *s = node->subs; s; s = s->next)
+    for (mz_sub *s = node->ev.subs; s; s = s->next)
         if (s->id == id && !s->dead) {
             s->dead = true;
-            node->n_subs--;
-            if (node->delivering == 0)
+            node->ev.n_subs--;
+            if (node->ev.delivering == 0)
                 s_reap(node);
             return MZ_OK;
         }
@@ -121,24 +121,24 @@ mz_status mz_node_unsubscribe(mz_node *node, uint64_t id, mz_err *err)
 
 void mz__events_free(mz_node *node)
 {
-    while (node->subs) {
-        mz_sub *s = node->subs;
-        node->subs = s->next;
+    while (node->ev.subs) {
+        mz_sub *s = node->ev.subs;
+        node->ev.subs = s->next;
         free(s);
     }
-    node->n_subs = 0;
+    node->ev.n_subs = 0;
 }
 
 void mz__emit(mz_node *node, const char *topic, const json_t *data, const char *source)
 {
-    if (node->subs == NULL)
+    if (node->ev.subs == NULL)
         return;
-    node->delivering++;
+    node->ev.delivering++;
     /* New subscriptions land at the head, so they see only later events. */
-    for (mz_sub *s = node->subs; s; s = s->next)
+    for (mz_sub *s = node->ev.subs; s; s = s->next)
         if (!s->dead && mz_topic_match(s->pattern, topic))
             s->cb(node, topic, data ? data : json_null(), source, s->ctx);
-    if (--node->delivering == 0)
+    if (--node->ev.delivering == 0)
         s_reap(node);
     node->c.events_delivered++;
 }
@@ -147,7 +147,7 @@ void mz__emit_record(mz_node *node, const char *topic, const mz_record *rec)
 {
     json_t *j;
 
-    if (node->subs == NULL)
+    if (node->ev.subs == NULL)
         return;
     j = mz_record_to_json(rec);
     if (j != NULL)
@@ -180,11 +180,12 @@ mz_status mz_node_publish(mz_node *node, const char *topic, const json_t *data, 
     return mz__send(node, mz_msg_new("event", mz_identity_id(node->ident), "*", pl), NULL, err);
 }
 
-void mz__events_on_message(mz_node *node, const json_t *env)
+void mz__events_on_message(mz_node *node, mz_peer *p, const json_t *env)
 {
     const json_t *pl = mz_msg_payload(env);
     const char *topic = json_string_value(json_object_get(pl, "topic"));
 
+    (void)p;
     if (!mz_topic_valid(topic) || mz_topic_reserved(topic)) {
         node->c.malformed++;
         mz_log(MZ_LOG_WARN, "events", "event %s from %.12s: bad topic", mz_msg_id(env),

@@ -334,13 +334,14 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
     return MZ_OK;
 }
 
-void mz__exec_on_result(mz_node *node, const json_t *env)
+void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env)
 {
     const json_t *pl = mz_msg_payload(env);
     const char *ref = json_string_value(json_object_get(pl, "ref"));
     const json_t *e = json_object_get(pl, "error");
     mz_call *c = ref ? mz_hmap_get(node->calls, ref) : NULL;
 
+    (void)p;
     if (c == NULL || c->early_code != NULL) {
         node->c.late_results++;   /* timed out already, or never ours */
         return;
@@ -806,6 +807,24 @@ static bool s_requires_agreement(const mz_record *rec)
     return yes;      /* unparseable: fail closed */
 }
 
+/* Remembers the call under call_key ("caller/call"), so a repeat of it is
+ * answered from here instead of run twice. Best effort: out of memory, the
+ * call just is not remembered. */
+static void s_keep(mz_node *node, mz_exec *x, const char *call_key)
+{
+    if ((node->kept != NULL || (node->kept = mz_hmap_new()) != NULL)) {
+        mz_kept *k = calloc(1, sizeof *k);
+        if (k != NULL) {
+            snprintf(k->key, sizeof k->key, "%s", call_key);
+            k->x = x;
+            if (mz_hmap_put(node->kept, k->key, k, NULL) == MZ_OK)
+                x->kept = k;
+            else
+                free(k);
+        }
+    }
+}
+
 static void s_host_run(mz_node *node, const char *req_id, const char *caller,
                        const char *resource_id, const char *method, const json_t *params,
                        const json_t *agreement, int64_t timeout_ms, bool local,
@@ -863,7 +882,7 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
     if (s_requires_agreement(rec)) {
         const char *reason = NULL;
         mz_err ae;
-        mz_status st = mz_agreements_check(mz__node_agreements(node), agreement,
+        mz_status st = mz_agreements_check(node->agreements, agreement,
                                            mz_record_owner_key(rec), caller, resource_id, method,
                                            mz_now_ms(), &reason, &ae);
         if (st != MZ_OK) {
@@ -894,21 +913,12 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
         node->execs->prev = x;
     node->execs = x;
     node->running++;
-    if (call_key != NULL && (node->kept != NULL || (node->kept = mz_hmap_new()) != NULL)) {
-        mz_kept *k = calloc(1, sizeof *k);
-        if (k != NULL) {
-            snprintf(k->key, sizeof k->key, "%s", call_key);
-            k->x = x;
-            if (mz_hmap_put(node->kept, k->key, k, NULL) == MZ_OK)
-                x->kept = k;
-            else
-                free(k);
-        }
-    }
+    if (call_key != NULL)
+        s_keep(node, x, call_key);
     h->fn(node, x, h->ctx);
 }
 
-void mz__exec_on_request(mz_node *node, const json_t *env)
+void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
 {
     const json_t *pl = mz_msg_payload(env);
     const char *rid = json_string_value(json_object_get(pl, "resource_id"));
@@ -916,6 +926,7 @@ void mz__exec_on_request(mz_node *node, const json_t *env)
     const json_t *params = json_object_get(pl, "params");
     json_int_t t = json_integer_value(json_object_get(pl, "timeout_ms"));
 
+    (void)p;
     if (rid == NULL || method == NULL || method[0] == '\0' || strlen(method) > 128 ||
         strlen(rid) > MZ_RESOURCE_ID_MAX) {
         s_host_answer(node, mz_msg_id(env), mz_msg_sender(env), false, NULL,
@@ -1017,4 +1028,20 @@ void mz__exec_sweep(mz_node *node, int64_t now)
             s_host_answer(node, x->req_id, x->caller, x->local, NULL, MZ_EXEC_TIMEOUT,
                           "the handler did not answer within the timeout");
         }
+}
+
+/* The "error" message type: an answer to one of our calls, or logged. */
+void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const json_t *env)
+{
+    const json_t *pl = mz_msg_payload(env);
+    const char *ref = json_string_value(json_object_get(pl, "ref"));
+    const char *code = json_string_value(json_object_get(pl, "code"));
+    const char *reason = json_string_value(json_object_get(pl, "reason"));
+
+    (void)p;
+    node->c.errors_received++;
+    if (mz__exec_on_error(node, mz_msg_sender(env), ref, code, reason))
+        return;
+    mz_log(MZ_LOG_INFO, "handler", "error from %.12s about %s: %s: %s", mz_msg_sender(env),
+           ref ? ref : "?", code ? code : "?", reason ? reason : "?");
 }

@@ -1,6 +1,9 @@
-/* MeshNode: lifecycle, peer links and the hello outcome, static peers,
- * leases, local resources and the seed's calls. Wire formats in
- * docs/PROTOCOL.md; message handling in handler.c. */
+/* MeshNode's composition root: lifecycle, the tick, peer links and the
+ * hello exchange, static peers and the link policy, the restore from the
+ * store, the table of message types, status. The only file of the core
+ * that names every other one (docs/ARCHITECTURE.md "Layers"). Wire formats
+ * in docs/PROTOCOL.md; records and leases in records.c; inbound dispatch in
+ * handler.c, outbound in send.c. */
 #include <errno.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -13,93 +16,16 @@
 #include "util/log.h"
 #include "state/agreement.h"
 #include "core/node_int.h"
+#include "state/store.h"
 
-const char *const mz__record_unsigned_keys[] = { "signature", "location", NULL };
+static const char *s_me(mz_node *node) { return mz_identity_id(node->ident); }
 
 static int64_t s_clamp(int64_t v, int64_t lo, int64_t hi)
 {
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* ---- nodes and leases --------------------------------------------------- */
-
-void mz__node_touch(mz_node *node, const char *id, const char *listen, int64_t lease_ms)
-{
-    mz_nodeinfo *ni;
-    int64_t until = mz_now_ms() + lease_ms;
-
-    if (strcmp(id, mz_identity_id(node->ident)) == 0)
-        return;
-    ni = mz_hmap_get(node->nodes, id);
-    if (ni == NULL) {
-        ni = calloc(1, sizeof *ni);
-        if (ni == NULL || mz_hmap_put(node->nodes, id, ni, NULL) != MZ_OK) {
-            free(ni);
-            return;
-        }
-    }
-    if (listen != NULL && listen[0])
-        snprintf(ni->listen, sizeof ni->listen, "%s", listen);
-    if (until > ni->lease_until_ms)
-        ni->lease_until_ms = until;
-}
-
-static void s_on_record_removed(const mz_record *rec, void *ctx)
-{
-    mz__emit_record(ctx, "resource.removed", rec);
-    mz_log(MZ_LOG_DEBUG, "node", "resource %s of %.12s removed", mz_record_id(rec),
-           mz_record_node(rec));
-}
-
-/* Forgets a node: its records, route and lease. */
-static void s_forget_node(mz_node *node, const char *id, const char *why)
-{
-    size_t n = mz_directory_remove_node(node->dir, id, s_on_record_removed, node);
-    mz_nodeinfo *ni;
-
-    mz_routes_drop(node->routes, id);
-    ni = mz_hmap_remove(node->nodes, id);
-    free(ni);
-    mz__exec_node_gone(node, id);
-    mz__persist_node_gone(node, id);
-    mz_log(MZ_LOG_INFO, "node", "node %.12s %s: %zu resources removed", id, why, n);
-}
-
-void mz__forget_node(mz_node *node, const char *id, const char *why);
-void mz__forget_node(mz_node *node, const char *id, const char *why)
-{
-    s_forget_node(node, id, why);
-}
-
-static void s_expire_leases(mz_node *node, int64_t now)
-{
-    size_t pos = 0;
-    const char *key;
-    void *val;
-    char expired[16][MZ_ID_HEX_LEN + 1];
-    size_t n = 0;
-
-    /* Collect first: forgetting modifies the map being iterated. */
-    while (n < 16 && mz_hmap_next(node->nodes, &pos, &key, &val)) {
-        mz_nodeinfo *ni = val;
-        if (ni->lease_until_ms < now && mz__peer_by_id(node, key) == NULL)
-            snprintf(expired[n++], sizeof expired[0], "%s", key);
-    }
-    for (size_t i = 0; i < n; i++) {
-        node->c.leases_expired++;
-        s_forget_node(node, expired[i], "lease expired");
-    }
-}
-
 /* ---- peers -------------------------------------------------------------- */
-
-mz_peer *mz__peer_by_id(mz_node *node, const char *id)
-{
-    for (mz_peer *p = node->peers; p; p = p->next)
-        if (p->up && p->link && strcmp(p->peer_id, id) == 0)
-            return p;
-    return NULL;
-}
 
 static mz_peer *s_peer_new(mz_node *node, mz_link *link)
 {
@@ -146,7 +72,7 @@ static void s_emit_peer(mz_node *node, const char *topic, mz_peer *p)
 {
     json_t *d;
 
-    if (node->subs == NULL)
+    if (node->ev.subs == NULL)
         return;
     d = json_pack("{s:s,s:s}", "id", p->peer_id, "listen", p->listen);
     mz__emit(node, topic, d, p->peer_id);
@@ -213,6 +139,141 @@ static void s_send_hello(mz_node *node, mz_peer *p)
     mz__send_link(node, p, mz_msg_new("hello", mz_identity_id(node->ident), "*", payload));
 }
 
+/* ---- the hello exchange ---------------------------------------------- */
+
+static const char *s_str(const json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key));
+}
+
+/* Refuses a peer: the reason goes to our log and counters, the stranger
+ * learns only "refused" (PROTOCOL.md "Admission"). */
+static void s_refuse(mz_node *node, mz_peer *p, uint64_t *counter, const char *why)
+{
+    (void)node;
+    (*counter)++;
+    mz_log(MZ_LOG_WARN, "handler", "refusing %s (%s): %s",
+           p->got_hello ? p->peer_id : "peer", mz_link_peer_addr(p->link), why);
+    mz_link_close(p->link, 1008, "refused");
+}
+
+/* The id pinned in the dialed URL's fragment (ws://h:p/#<id>), or NULL. */
+static const char *s_pin(mz_peer *p)
+{
+    const char *pin = mz_link_pin(p->link);
+
+    return (pin != NULL && pin[0] != '\0') ? pin : NULL;
+}
+
+/* HMAC proving knowledge of the mesh secret for (challenge, sender). */
+static void s_net_proof(mz_node *node, const char *challenge, const char *sender,
+                        char out[65])
+{
+    crypto_auth_hmacsha256_state st;
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+
+    crypto_auth_hmacsha256_init(&st, node->netkey, sizeof node->netkey);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)"meshzero/1 network", 18);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)challenge, 64);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)sender, 64);
+    crypto_auth_hmacsha256_final(&st, mac);
+    sodium_bin2hex(out, 65, mac, sizeof mac);
+}
+
+static void s_check_up(mz_node *node, mz_peer *p)
+{
+    if (p->got_hello && p->sent_welcome && p->challenge[0] == '\0' && !p->up)
+        mz__peer_up(node, p);
+}
+
+static void s_on_hello(mz_node *node, mz_peer *p, const json_t *env)
+{
+    const json_t *pl = mz_msg_payload(env);
+    const char *proto = s_str(pl, "protocol"), *listen = s_str(pl, "listen");
+    const char *chal = s_str(pl, "challenge"), *from = mz_msg_sender(env);
+
+    if (p->got_hello) {
+        mz__reject(node, p, mz_msg_id(env), "bad_hello", "second hello on one link", true);
+        return;
+    }
+    if (proto == NULL || strcmp(proto, "meshzero/1") != 0) {
+        node->c.hello_failures++;
+        mz__reject(node, p, mz_msg_id(env), "bad_hello", "unsupported protocol (want meshzero/1)",
+                 true);
+        return;
+    }
+    if (chal == NULL || strlen(chal) != 64 || listen == NULL || strlen(listen) > 255) {
+        node->c.hello_failures++;
+        mz__reject(node, p, mz_msg_id(env), "bad_hello",
+                 "hello payload needs challenge (64 hex) and listen (string)", true);
+        return;
+    }
+    if (strcmp(from, s_me(node)) == 0) {
+        node->c.hello_failures++;
+        if (p->stat)
+            p->stat->backoff_ms = 30000;   /* dialing ourselves: do not hurry back */
+        mz_link_close(p->link, 1008, "connected to self");
+        return;
+    }
+    snprintf(p->peer_id, sizeof p->peer_id, "%s", from);
+    snprintf(p->listen, sizeof p->listen, "%s", listen);
+    p->got_hello = true;
+    {
+        const char *pin = s_pin(p);
+        char why[200];
+        if (pin != NULL && strcmp(pin, from) != 0) {
+            snprintf(why, sizeof why, "URL pins node %.16s but the peer is %.16s", pin, from);
+            s_refuse(node, p, &node->c.refused_pin, why);
+            return;
+        }
+        if (!mz__trusted(node, from)) {
+            s_refuse(node, p, &node->c.refused_trust, "node id not in the trust file");
+            return;
+        }
+    }
+    {
+        json_t *wpl = json_pack("{s:s}", "challenge", chal);
+        if (node->has_netkey && wpl != NULL) {
+            char proof[65];
+            s_net_proof(node, chal, s_me(node), proof);
+            json_object_set_new(wpl, "network", json_string(proof));
+        }
+        mz__send_link(node, p, mz_msg_new("welcome", s_me(node), p->peer_id, wpl));
+    }
+    p->sent_welcome = true;
+    s_check_up(node, p);
+}
+
+static void s_on_welcome(mz_node *node, mz_peer *p, const json_t *env)
+{
+    const char *chal = s_str(mz_msg_payload(env), "challenge");
+
+    if (!p->got_hello || p->up) {
+        node->c.hello_failures++;
+        mz__reject(node, p, mz_msg_id(env), "bad_hello", "welcome out of order", true);
+        return;
+    }
+    /* The signed envelope carries our fresh challenge: proof of the key. */
+    if (chal == NULL || strlen(chal) != 64 || p->challenge[0] == '\0' ||
+        sodium_memcmp(chal, p->challenge, 64) != 0) {
+        node->c.hello_failures++;
+        mz__reject(node, p, mz_msg_id(env), "bad_hello", "welcome does not answer our challenge",
+                 true);
+        return;
+    }
+    if (node->has_netkey) {
+        const char *got = s_str(mz_msg_payload(env), "network");
+        char want[65];
+        s_net_proof(node, p->challenge, p->peer_id, want);
+        if (got == NULL || strlen(got) != 64 || sodium_memcmp(got, want, 64) != 0) {
+            s_refuse(node, p, &node->c.refused_network, "no proof of the network key");
+            return;
+        }
+    }
+    p->challenge[0] = '\0';
+    s_check_up(node, p);
+}
+
 /* ---- connmgr callbacks -------------------------------------------------- */
 
 static void s_on_open(mz_link *link, void *ctx)
@@ -221,7 +282,10 @@ static void s_on_open(mz_link *link, void *ctx)
     mz_peer *p;
 
     if (mz_link_kind_get(link) == MZ_LINK_API) {
-        mz__api_on_open(node, link);
+        if (node->api_svc != NULL)
+            node->api_svc->on_open(node->api_ctx, link);
+        else
+            mz_link_close(link, 1011, "no API on this node");
         return;
     }
     p = mz_link_user(link);
@@ -257,11 +321,13 @@ static void s_on_message(mz_link *link, const char *buf, size_t len, void *ctx)
     mz_peer *p;
 
     if (mz_link_kind_get(link) == MZ_LINK_API) {
-        mz__api_on_message(node, link, buf, len);
+        if (node->api_svc != NULL)
+            node->api_svc->on_message(node->api_ctx, link, buf, len);
         return;
     }
     p = mz_link_user(link);
-    if (p != NULL)
+    /* The rate bucket first: a flooding link is being closed, drop it. */
+    if (p != NULL && !mz__rate_take(node, p))
         mz__handle_message(node, p, buf, len);
 }
 
@@ -281,7 +347,8 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
     mz_peer *p;
 
     if (mz_link_kind_get(link) == MZ_LINK_API) {
-        mz__api_on_close(node, link);
+        if (node->api_svc != NULL)
+            node->api_svc->on_close(node->api_ctx, link);
         return;
     }
     p = mz_link_user(link);
@@ -494,16 +561,16 @@ static void s_on_tick(uv_timer_t *t)
         s_send_alive(node);
         node->next_alive_ms = now + node->o.lease_ms / 3;
     }
-    s_expire_leases(node, now);
+    mz__expire_leases(node, now);
     s_link_policy(node, now);
     mz_routes_expire(node->routes, now);
     mz__exec_sweep(node, now);
     mz__tombs_expire(node, now);
     mz__rate_resume(node, now);
     mz__sync_pump(node);
-    if (now >= node->next_flush_ms) {
+    if (now >= node->ps.next_flush_ms) {
         mz__persist_flush(node);
-        node->next_flush_ms = now + 1000;
+        node->ps.next_flush_ms = now + 1000;
     }
     for (mz_peer *p = node->peers; p; p = p->next)
         /* A deadline of 0: still dialing (connmgr reports a failed dial itself). */
@@ -526,35 +593,6 @@ static void s_on_tick(uv_timer_t *t)
 }
 
 /* ---- keys, trust, network secret ---------------------------------------- */
-
-/* Shared keys cached at most; the cache is simply emptied when full. */
-#define MZ_KEY_CACHE_MAX 4096
-
-const unsigned char *mz__shared_key(mz_node *node, const char *id)
-{
-    unsigned char *k = mz_hmap_get(node->keys, id);
-    unsigned char ed[32], xpk[32];
-
-    if (k != NULL)
-        return k;
-    if (!mz_id_valid(id) || sodium_hex2bin(ed, sizeof ed, id, 64, NULL, NULL, NULL) != 0 ||
-        crypto_sign_ed25519_pk_to_curve25519(xpk, ed) != 0)
-        return NULL;
-    if (mz_hmap_count(node->keys) >= MZ_KEY_CACHE_MAX) {
-        mz_hmap_free(node->keys, free);
-        node->keys = mz_hmap_new();
-        if (node->keys == NULL)
-            return NULL;
-    }
-    k = malloc(crypto_box_BEFORENMBYTES);
-    if (k == NULL)
-        return NULL;
-    if (crypto_box_beforenm(k, xpk, node->xsk) != 0 || mz_hmap_put(node->keys, id, k, NULL) != MZ_OK) {
-        free(k);
-        return NULL;
-    }
-    return k;
-}
 
 bool mz__trusted(mz_node *node, const char *id)
 {
@@ -732,6 +770,120 @@ static mz_status s_api_token(const char *dir, char out[65], mz_err *err)
     return MZ_OK;
 }
 
+/* ---- restore from the store ------------------------------------------ */
+
+static void s_redial_known(mz_node *node, const char *url, const char *id, bool is_static)
+{
+    mz_static *s;
+
+    for (s = node->statics; s; s = s->next)
+        if (strcmp(s->url, url) == 0)
+            return;
+    if (id != NULL && id[0] && strcmp(id, mz_identity_id(node->ident)) == 0)
+        return;
+    if (s_connect(node, url, is_static, NULL, NULL, NULL) != MZ_OK)
+        return;
+    for (s = node->statics; s; s = s->next)
+        if (strcmp(s->url, url) == 0 && id != NULL)
+            snprintf(s->known_id, sizeof s->known_id, "%s", id);
+}
+
+/* ---- restore ------------------------------------------------------------- */
+
+typedef struct restore {
+    mz_node *node;
+    size_t local, remote, refused;
+} restore;
+
+static bool s_restore_record(const json_t *rec, bool local, void *ctx)
+{
+    restore *r = ctx;
+    mz_err e;
+
+    if (local) {
+        if (mz__restore_local_record(r->node, rec, &e) == MZ_OK) {
+            r->local++;
+        } else {
+            r->refused++;
+            mz_log(MZ_LOG_WARN, "store", "not restoring local record: %s", e.msg);
+        }
+        return true;
+    }
+    /* Remote records are verified again and live only as long as their hosts
+     * keep showing up (a fresh lease each). */
+    if (mz__accept_remote_record(r->node, rec, &e) == MZ_OK) {
+        const char *host = json_string_value(json_object_get(rec, "node"));
+        r->remote++;
+        if (host)
+            mz__node_touch(r->node, host, NULL, r->node->o.lease_ms);
+    } else {
+        r->refused++;
+    }
+    return true;
+}
+
+static void s_restore_tomb(const char *rid, const char *owner_key, int64_t version,
+                           int64_t until_ms, void *ctx)
+{
+    mz__tomb_restore(ctx, rid, owner_key, version, until_ms);
+}
+
+static void s_restore_peer(const char *url, const char *node_id, int64_t last_seen_ms,
+                           int failures, bool is_static, void *ctx)
+{
+    (void)last_seen_ms;
+    (void)failures;
+    s_redial_known(ctx, url, node_id, is_static);
+}
+
+static mz_status s_restore(mz_node *node, mz_err *err)
+{
+    restore r = { node, 0, 0, 0 };
+    mz_status rc;
+
+    if (node->ps.store == NULL)
+        return MZ_OK;
+    if ((rc = mz_store_load_tombstones(node->ps.store, s_restore_tomb, node, err)) != MZ_OK ||
+        (rc = mz_store_load_records(node->ps.store, s_restore_record, &r, err)) != MZ_OK)
+        return rc;
+    /* Nothing restored needs writing back. */
+    if ((rc = mz__persist_drop_queued(node, err)) != MZ_OK)
+        return rc;
+    if (r.local || r.remote || r.refused || mz_store_bad_rows(node->ps.store))
+        mz_log(MZ_LOG_INFO, "store", "restored %zu local and %zu remote records from %s "
+               "(%zu refused, %zu unreadable rows)", r.local, r.remote,
+               mz_store_path(node->ps.store), r.refused, mz_store_bad_rows(node->ps.store));
+    return MZ_OK;
+}
+
+static mz_status s_restore_peers(mz_node *node, mz_err *err)
+{
+    if (node->ps.store == NULL)
+        return MZ_OK;
+    return mz_store_load_peers(node->ps.store, s_restore_peer, node, err);
+}
+
+/* ---- the message types ------------------------------------------------ */
+
+/* Every type this node handles, with its policy (handler.c applies it) and
+ * the module that handles it. */
+static const mz__type s_types[] = {
+    { "hello",          s_on_hello,                  MZ_T_PREAUTH | MZ_T_LINK },
+    { "welcome",        s_on_welcome,                MZ_T_PREAUTH | MZ_T_LINK },
+    { "sync",           mz__sync_on_sync,            MZ_T_LINK | MZ_T_UNICAST },
+    { "digest",         mz__sync_on_digest,          MZ_T_LINK },
+    { "fetch",          mz__sync_on_fetch,           MZ_T_LINK | MZ_T_UNICAST },
+    { "announce",       mz__records_on_announce,     MZ_T_BROADCAST },
+    { "alive",          mz__sync_on_alive,           MZ_T_BROADCAST },
+    { "bye",            mz__records_on_bye,          MZ_T_BROADCAST },
+    { "query",          mz__records_on_query,        MZ_T_UNICAST },
+    { "query_result",   mz__records_on_query_result, MZ_T_UNICAST },
+    { "error",          mz__exec_on_error_msg,       MZ_T_PREAUTH | MZ_T_LINK | MZ_T_UNICAST },
+    { "execute",        mz__exec_on_request,         MZ_T_UNICAST },
+    { "execute_result", mz__exec_on_result,          MZ_T_UNICAST },
+    { "event",          mz__events_on_message,       MZ_T_BROADCAST },
+};
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static int s_on_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx)
@@ -747,6 +899,17 @@ void mz_node_set_http_handler(mz_node *node, mz_http_fn fn, void *ctx)
     node->http_ctx = ctx;
 }
 
+void *mz__node_http_ctx(const mz_node *node) { return node->http_fn ? node->http_ctx : NULL; }
+
+void mz__node_set_api_service(mz_node *node, const mz__link_service *svc, void *ctx)
+{
+    node->api_svc = svc;
+    node->api_ctx = ctx;
+}
+
+void mz__node_set_bridge(mz_node *node, struct mz_bridge *b) { node->bridge = b; }
+struct mz_bridge *mz__node_bridge(const mz_node *node) { return node->bridge; }
+
 static bool s_loopback_url(const char *url)
 {
     if (strncmp(url, "unix:", 5) == 0)
@@ -760,7 +923,94 @@ static bool s_loopback_url(const char *url)
            strcmp(host, "localhost") == 0;
 }
 
-mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
+/* Zero or out-of-range options become their defaults (docs/PROTOCOL.md
+ * "Limits" and node.h name them). */
+static void s_apply_defaults(mz_node_opts *o)
+{
+    if (o->lease_ms <= 0) o->lease_ms = MZ_DEFAULT_LEASE_MS;
+    o->lease_ms = s_clamp(o->lease_ms, 1000, 3600000);
+    if (o->max_hops <= 0) o->max_hops = MZ_DEFAULT_MAX_HOPS;
+    if (o->max_hops > MZ_MAX_HOPS) o->max_hops = MZ_MAX_HOPS;
+    if (!o->seen_capacity) o->seen_capacity = MZ_DEFAULT_SEEN_CAPACITY;
+    if (!o->max_message) o->max_message = MZ_DEFAULT_MAX_MESSAGE;
+    if (!o->max_running) o->max_running = MZ_DEFAULT_MAX_RUNNING;
+    if (!o->max_pending) o->max_pending = MZ_DEFAULT_MAX_PENDING;
+    if (!o->max_subscriptions) o->max_subscriptions = MZ_DEFAULT_MAX_SUBSCRIPTIONS;
+    if (!o->min_links) o->min_links = MZ_DEFAULT_MIN_LINKS;
+    if (!o->max_records_per_node) o->max_records_per_node = MZ_DEFAULT_MAX_RECORDS_PER_NODE;
+    if (!o->max_records_per_owner)
+        o->max_records_per_owner = MZ_DEFAULT_MAX_RECORDS_PER_OWNER;
+    if (!o->max_running_per_caller)
+        o->max_running_per_caller = MZ_DEFAULT_MAX_RUNNING_PER_CALLER;
+    if (!o->max_subs_per_client) o->max_subs_per_client = MZ_DEFAULT_MAX_SUBS_PER_CLIENT;
+    if (!o->max_kept_answers) o->max_kept_answers = MZ_DEFAULT_MAX_KEPT_ANSWERS;
+    if (!o->max_kept_bytes) o->max_kept_bytes = MZ_DEFAULT_MAX_KEPT_BYTES;
+    if (o->rate_msgs <= 0) o->rate_msgs = MZ_DEFAULT_RATE_MSGS;
+    if (o->rate_burst <= 0) o->rate_burst = MZ_DEFAULT_RATE_BURST;
+    if (!o->max_links) o->max_links = MZ_DEFAULT_MAX_LINKS;
+    if (o->max_links < o->min_links) o->max_links = o->min_links;
+}
+
+/* The connection manager's options from the node's, with the API token
+ * when the API is reachable from other machines. */
+static mz_status s_connmgr_opts(mz_node *node, const mz_node_opts *opts, mz_connmgr_opts *out,
+                                mz_err *err)
+{
+    mz_connmgr_opts *co = out;
+    mz_status rc;
+
+    memset(co, 0, sizeof *co);
+    co->loop = node->loop;
+    co->listen_url = opts->listen_url ? opts->listen_url : MZ_DEFAULT_LISTEN_URL;
+    co->api_url = opts->api_url;
+    co->max_message = node->o.max_message;
+    co->max_send_queue = opts->max_send_queue;
+    co->max_peers = opts->max_peers;
+    co->max_peers_out = opts->max_peers_out;
+    co->max_api_clients = opts->max_api_clients;
+    co->ping_secs = opts->ping_secs;
+    co->hangup_secs = opts->hangup_secs;
+    co->tls_cert = opts->tls_cert;
+    co->tls_key = opts->tls_key;
+    co->tls_ca = opts->tls_ca;
+    co->tls_dir = opts->data_dir;    /* identity.key: the self-signed certificate's key */
+    co->cb.on_open = s_on_open;
+    co->cb.on_message = s_on_message;
+    co->cb.on_close = s_on_close;
+    co->http_cb = s_on_http;
+    if (opts->api_url && (opts->api_require_token || !s_loopback_url(opts->api_url))) {
+        /* Reachable from other machines: a token is required (api.token). */
+        if (opts->data_dir == NULL) {
+            rc = mz_err_set(err, MZ_EINVAL, "a non-loopback API needs a data directory for its "
+                            "token");
+            return rc;
+        }
+        if ((rc = s_api_token(opts->data_dir, node->api_token, err)) != MZ_OK)
+            return rc;
+        co->api_token = node->api_token;
+        mz_log(MZ_LOG_WARN, "node", "the API at %s requires the token in %s/api.token",
+               opts->api_url, opts->data_dir);
+    }
+    return MZ_OK;
+}
+
+static mz_status s_new_maps(mz_node *node, mz_err *err)
+{
+    node->nodes = mz_hmap_new();
+    node->calls = mz_hmap_new();
+    node->relayed = mz_hmap_new();
+    node->handlers = mz_hmap_new();
+    node->tombs = mz_hmap_new();
+    node->keys = mz_hmap_new();
+    node->completing = mz_hmap_new();
+    if (node->completing == NULL || node->keys == NULL || node->tombs == NULL || node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
+        node->handlers == NULL) {
+        return mz_err_set(err, MZ_ENOMEM, "node: allocating");
+    }
+    return MZ_OK;
+}
+
+mz_status mz__node_create(const mz_node_opts *opts, mz_node **out, mz_err *err)
 {
     mz_node *node;
     mz_connmgr_opts co;
@@ -776,28 +1026,10 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
         return mz_err_set(err, MZ_ENOMEM, "node: allocating");
     node->o = *opts;
     node->loop = opts->loop;
-    if (node->o.lease_ms <= 0) node->o.lease_ms = MZ_DEFAULT_LEASE_MS;
-    node->o.lease_ms = s_clamp(node->o.lease_ms, 1000, 3600000);
-    if (node->o.max_hops <= 0) node->o.max_hops = MZ_DEFAULT_MAX_HOPS;
-    if (node->o.max_hops > MZ_MAX_HOPS) node->o.max_hops = MZ_MAX_HOPS;
-    if (!node->o.seen_capacity) node->o.seen_capacity = MZ_DEFAULT_SEEN_CAPACITY;
-    if (!node->o.max_message) node->o.max_message = MZ_DEFAULT_MAX_MESSAGE;
-    if (!node->o.max_running) node->o.max_running = MZ_DEFAULT_MAX_RUNNING;
-    if (!node->o.max_pending) node->o.max_pending = MZ_DEFAULT_MAX_PENDING;
-    if (!node->o.max_subscriptions) node->o.max_subscriptions = MZ_DEFAULT_MAX_SUBSCRIPTIONS;
-    if (!node->o.min_links) node->o.min_links = MZ_DEFAULT_MIN_LINKS;
-    if (!node->o.max_records_per_node) node->o.max_records_per_node = MZ_DEFAULT_MAX_RECORDS_PER_NODE;
-    if (!node->o.max_records_per_owner)
-        node->o.max_records_per_owner = MZ_DEFAULT_MAX_RECORDS_PER_OWNER;
-    if (!node->o.max_running_per_caller)
-        node->o.max_running_per_caller = MZ_DEFAULT_MAX_RUNNING_PER_CALLER;
-    if (!node->o.max_subs_per_client) node->o.max_subs_per_client = MZ_DEFAULT_MAX_SUBS_PER_CLIENT;
-    if (!node->o.max_kept_answers) node->o.max_kept_answers = MZ_DEFAULT_MAX_KEPT_ANSWERS;
-    if (!node->o.max_kept_bytes) node->o.max_kept_bytes = MZ_DEFAULT_MAX_KEPT_BYTES;
-    if (node->o.rate_msgs <= 0) node->o.rate_msgs = MZ_DEFAULT_RATE_MSGS;
-    if (node->o.rate_burst <= 0) node->o.rate_burst = MZ_DEFAULT_RATE_BURST;
-    if (!node->o.max_links) node->o.max_links = MZ_DEFAULT_MAX_LINKS;
-    if (node->o.max_links < node->o.min_links) node->o.max_links = node->o.min_links;
+    node->stop = mz_node_stop;
+    node->types = s_types;
+    node->n_types = sizeof s_types / sizeof s_types[0];
+    s_apply_defaults(&node->o);
     node->o.peers = NULL;
     node->o.n_peers = 0;
     node->o.data_dir = NULL;
@@ -843,56 +1075,14 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
         (rc = mz_seen_new(node->o.seen_capacity, &node->seen, err)) != MZ_OK ||
         (rc = mz_routes_new(&node->routes, err)) != MZ_OK)
         goto fail;
-    node->nodes = mz_hmap_new();
-    node->calls = mz_hmap_new();
-    node->relayed = mz_hmap_new();
-    node->handlers = mz_hmap_new();
-    node->tombs = mz_hmap_new();
-    node->keys = mz_hmap_new();
-    node->completing = mz_hmap_new();
-    if (node->completing == NULL || node->keys == NULL || node->tombs == NULL || node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
-        node->handlers == NULL) {
-        rc = mz_err_set(err, MZ_ENOMEM, "node: allocating");
+    if ((rc = s_new_maps(node, err)) != MZ_OK)
         goto fail;
-    }
-    memset(&co, 0, sizeof co);
-    co.loop = node->loop;
-    co.listen_url = opts->listen_url ? opts->listen_url : MZ_DEFAULT_LISTEN_URL;
-    co.api_url = opts->api_url;
-    co.max_message = node->o.max_message;
-    co.max_send_queue = opts->max_send_queue;
-    co.max_peers = opts->max_peers;
-    co.max_peers_out = opts->max_peers_out;
-    co.max_api_clients = opts->max_api_clients;
-    co.ping_secs = opts->ping_secs;
-    co.hangup_secs = opts->hangup_secs;
-    co.tls_cert = opts->tls_cert;
-    co.tls_key = opts->tls_key;
-    co.tls_ca = opts->tls_ca;
-    co.tls_dir = opts->data_dir;    /* identity.key: the self-signed certificate's key */
-    co.cb.on_open = s_on_open;
-    co.cb.on_message = s_on_message;
-    co.cb.on_close = s_on_close;
-    co.http_cb = s_on_http;
-    if (opts->api_url && (opts->api_require_token || !s_loopback_url(opts->api_url))) {
-        /* Reachable from other machines: a token is required (api.token). */
-        if (opts->data_dir == NULL) {
-            rc = mz_err_set(err, MZ_EINVAL, "a non-loopback API needs a data directory for its "
-                            "token");
-            goto fail;
-        }
-        if ((rc = s_api_token(opts->data_dir, node->api_token, err)) != MZ_OK)
-            goto fail;
-        co.api_token = node->api_token;
-        mz_log(MZ_LOG_WARN, "node", "the API at %s requires the token in %s/api.token",
-               opts->api_url, opts->data_dir);
-    }
+    if ((rc = s_connmgr_opts(node, opts, &co, err)) != MZ_OK)
+        goto fail;
     co.ctx = node;
     if ((rc = mz_connmgr_new(&co, &node->cm, err)) != MZ_OK)
         goto fail;
-    if ((rc = mz__api_new(node, err)) != MZ_OK)
-        goto fail;
-    if ((rc = mz__persist_restore(node, err)) != MZ_OK)
+    if ((rc = s_restore(node, err)) != MZ_OK)
         goto fail;
     uv_timer_init(node->loop, &node->tick);
     node->tick.data = node;
@@ -906,7 +1096,7 @@ mz_status mz_node_new(const mz_node_opts *opts, mz_node **out, mz_err *err)
             return rc;
         }
     /* Known peers of earlier runs (after --peer, so those keep their flags). */
-    if ((rc = mz__persist_restore_peers(node, err)) != MZ_OK) {
+    if ((rc = s_restore_peers(node, err)) != MZ_OK) {
         mz_node_stop(node);
         mz_node_free(node);
         return rc;
@@ -959,7 +1149,9 @@ void mz_node_free(mz_node *node)
     }
     for (mz_static *s = node->statics; s; s = s->next)
         s_static_done(node, s, MZ_ESTATE, NULL, "node stopped");
-    mz__api_free(node);
+    if (node->api_svc != NULL)
+        node->api_svc->free(node->api_ctx);
+    node->api_svc = NULL;
     mz__persist_close(node);
     mz__exec_free_all(node);
     mz_hmap_free(node->calls, NULL);
@@ -996,484 +1188,9 @@ const char *mz_node_listen_url(const mz_node *node) { return mz_connmgr_listen_u
 const char *mz_node_api_url(const mz_node *node) { return mz_connmgr_api_url(node->cm); }
 const mz_directory *mz_node_directory(const mz_node *node) { return node->dir; }
 
-/* ---- resources ---------------------------------------------------------- */
-
-/* ---- tombstones ------------------------------------------------------ */
-
-/* How long a node remembers a removal, refusing older copies of the record
- * that may still arrive from lagging nodes. */
-#define MZ_TOMB_MS (10 * 60 * 1000)
-
-typedef struct mz_tomb {
-    char owner_key[MZ_ID_HEX_LEN + 1];
-    int64_t version;
-    int64_t until_ms;
-} mz_tomb;
-
-const char *const mz__tomb_unsigned_keys[] = { "signature", NULL };
-
-static void s_tomb_put(mz_node *node, const char *rid, const char *owner_key, int64_t version)
-{
-    mz_tomb *t = mz_hmap_get(node->tombs, rid);
-
-    if (t == NULL) {
-        t = calloc(1, sizeof *t);
-        if (t == NULL || mz_hmap_put(node->tombs, rid, t, NULL) != MZ_OK) {
-            free(t);
-            return;
-        }
-    }
-    snprintf(t->owner_key, sizeof t->owner_key, "%s", owner_key);
-    if (version > t->version)
-        t->version = version;
-    t->until_ms = mz_now_ms() + MZ_TOMB_MS;
-}
-
-/* The version a tombstone of the same owner holds for rid, or 0. */
-static int64_t s_tomb_version(mz_node *node, const char *rid, const char *owner_key)
-{
-    mz_tomb *t = mz_hmap_get(node->tombs, rid);
-
-    return (t && strcmp(t->owner_key, owner_key) == 0) ? t->version : 0;
-}
-
-void mz__tombs_expire(mz_node *node, int64_t now)
-{
-    size_t pos = 0, n = 0;
-    const char *key;
-    void *val;
-    char ids[32][MZ_RESOURCE_ID_MAX + 1];
-
-    while (n < 32 && mz_hmap_next(node->tombs, &pos, &key, &val))
-        if (((mz_tomb *)val)->until_ms < now)
-            snprintf(ids[n++], sizeof ids[0], "%s", key);
-    for (size_t i = 0; i < n; i++)
-        free(mz_hmap_remove(node->tombs, ids[i]));
-}
-
-static mz_status s_tomb_check(const json_t *t, mz_err *err)
-{
-    static const char *const fields[] = { "resource_id", "node", "owner_key", "version",
-                                          "deleted", "signature", NULL };
-    const char *key;
-    json_t *v;
-    const char *rid = json_string_value(json_object_get(t, "resource_id"));
-
-    if (!json_is_object(t))
-        return mz_err_set(err, MZ_EPROTO, "tombstone: must be an object");
-    json_object_foreach((json_t *)t, key, v) {
-        size_t i;
-        for (i = 0; fields[i] && strcmp(fields[i], key) != 0; i++)
-            ;
-        if (fields[i] == NULL)
-            return mz_err_set(err, MZ_EPROTO, "tombstone: unknown field '%.40s'", key);
-    }
-    if (rid == NULL || strlen(rid) == 0 || strlen(rid) > MZ_RESOURCE_ID_MAX)
-        return mz_err_set(err, MZ_EPROTO, "tombstone: field 'resource_id' must be a string of "
-                          "1..%d bytes", MZ_RESOURCE_ID_MAX);
-    if (!mz_id_valid(json_string_value(json_object_get(t, "node"))) ||
-        !mz_id_valid(json_string_value(json_object_get(t, "owner_key"))))
-        return mz_err_set(err, MZ_EPROTO, "tombstone '%s': fields 'node' and 'owner_key' must "
-                          "be 64 lowercase hex characters", rid);
-    if (!json_is_integer(json_object_get(t, "version")) ||
-        json_integer_value(json_object_get(t, "version")) < 1)
-        return mz_err_set(err, MZ_EPROTO, "tombstone '%s': field 'version' must be a positive "
-                          "integer", rid);
-    if (!json_is_true(json_object_get(t, "deleted")))
-        return mz_err_set(err, MZ_EPROTO, "tombstone '%s': field 'deleted' must be true", rid);
-    return MZ_OK;
-}
-
-/* Verifies a signed removal and applies it: only the record's owner key,
- * only forward. from_node: the announcing node (NULL: local). */
-mz_status mz__apply_tombstone(mz_node *node, const json_t *t, const char *from_node,
-                              mz_err *err)
-{
-    const char *rid, *okey;
-    const mz_record *rec;
-    int64_t version;
-    mz_status rc;
-
-    if ((rc = s_tomb_check(t, err)) != MZ_OK) {
-        node->c.bad_records++;
-        return rc;
-    }
-    rid = json_string_value(json_object_get(t, "resource_id"));
-    okey = json_string_value(json_object_get(t, "owner_key"));
-    version = json_integer_value(json_object_get(t, "version"));
-    if (from_node && strcmp(from_node, json_string_value(json_object_get(t, "node"))) != 0) {
-        node->c.bad_records++;
-        return mz_err_set(err, MZ_EPROTO, "tombstone '%s': announced by a node that does not "
-                          "host it", rid);
-    }
-    if ((rc = mz_verify_object(t, MZ_TOMB_SIG_DOMAIN, mz__tomb_unsigned_keys, "signature", okey,
-                               err)) != MZ_OK) {
-        node->c.forged++;
-        return rc;
-    }
-    rec = mz_directory_get(node->dir, rid);
-    if (rec != NULL && strcmp(mz_record_owner_key(rec), okey) != 0) {
-        node->c.conflicts++;
-        return mz_err_set(err, MZ_EEXIST, "tombstone '%s': signed by %.12s, not the owner key "
-                          "%.12s", rid, okey, mz_record_owner_key(rec));
-    }
-    if (rec != NULL && version <= mz_record_version(rec)) {
-        node->c.rollbacks++;
-        return mz_err_set(err, MZ_ESTATE, "tombstone '%s': version %lld is not newer than %lld",
-                          rid, (long long)version, (long long)mz_record_version(rec));
-    }
-    s_tomb_put(node, rid, okey, version);
-    mz__persist_tombstone(node, rid, okey, version, mz_now_ms() + MZ_TOMB_MS);
-    if (rec != NULL && !mz_record_local(rec))
-        mz__persist_remote_delete(node, rid);
-    if (rec != NULL) {
-        mz__emit_record(node, "resource.removed", rec);
-        if (mz_record_local(rec))
-            mz__exec_drop_handler(node, rid);
-        mz_directory_remove(node->dir, rid, NULL, NULL);
-        mz_log(MZ_LOG_DEBUG, "node", "resource %s removed (tombstone v%lld)", rid,
-               (long long)version);
-    }
-    return MZ_OK;
-}
-
-/* ---- resources ---------------------------------------------------------- */
-
-/* Verifies a record against its owner key and stores it. local: hosted here
- * (then rec.node must be this node). */
-static mz_status s_accept_record(mz_node *node, const json_t *rec, bool local, mz_err *err)
-{
-    const char *rid, *okey;
-    const mz_record *old;
-    int64_t version;
-    mz_status rc;
-    mz_dir_change ch;
-
-    if ((rc = mz_record_validate(rec, err)) != MZ_OK) {
-        node->c.bad_records++;
-        return rc;
-    }
-    /* A record travels inside sync and announce envelopes (depth 32): keep
-     * its metadata shallow enough to fit, or no peer could accept it. */
-    if (!mz_json_within(json_object_get(rec, "metadata"), 16, 5000)) {
-        node->c.bad_records++;
-        return mz_err_set(err, MZ_EPROTO, "record '%s': metadata nests deeper than 16 or has "
-                          "more than 5000 members",
-                          json_string_value(json_object_get(rec, "resource_id")));
-    }
-    rid = json_string_value(json_object_get(rec, "resource_id"));
-    okey = json_string_value(json_object_get(rec, "owner_key"));
-    version = json_integer_value(json_object_get(rec, "version"));
-    if ((rc = mz_verify_object(rec, MZ_RECORD_SIG_DOMAIN, mz__record_unsigned_keys,
-                               "signature", okey, err)) != MZ_OK) {
-        node->c.forged++;
-        return rc;
-    }
-    if (version <= s_tomb_version(node, rid, okey)) {
-        node->c.rollbacks++;
-        return mz_err_set(err, MZ_ESTATE, "record '%s': version %lld was removed already", rid,
-                          (long long)version);
-    }
-    old = mz_directory_get(node->dir, rid);
-    if (old != NULL && strcmp(mz_record_owner_key(old), okey) == 0 &&
-        version < mz_record_version(old)) {
-        node->c.rollbacks++;
-        return mz_err_set(err, MZ_ESTATE, "record '%s': version %lld is older than %lld", rid,
-                          (long long)version, (long long)mz_record_version(old));
-    }
-    if (old != NULL && strcmp(mz_record_owner_key(old), okey) != 0) {
-        node->c.conflicts++;
-        return mz_err_set(err, MZ_EEXIST, "record '%s': already registered by owner key %.12s",
-                          rid, mz_record_owner_key(old));
-    }
-    if (!local && old != NULL && mz_record_local(old))
-        return MZ_OK;   /* ours coming back: the local copy is the truth */
-    if (old == NULL && !local) {
-        const char *host = json_string_value(json_object_get(rec, "node"));
-        if (mz_directory_count_node(node->dir, host) >= node->o.max_records_per_node ||
-            mz_directory_count_owner_key(node->dir, okey) >= node->o.max_records_per_owner) {
-            node->c.record_limit++;
-            return mz_err_set(err, MZ_ELIMIT, "record '%s': node %.12s or owner key %.12s "
-                              "already has the most records allowed here", rid, host, okey);
-        }
-    }
-    rc = mz_directory_put(node->dir, rec, local, &ch, err);
-    if (rc == MZ_EEXIST)
-        node->c.conflicts++;
-    if (rc == MZ_OK && ch != MZ_DIR_UNCHANGED) {
-        if (!local)
-            mz__persist_remote_put(node, rec);
-        mz__emit_record(node, ch == MZ_DIR_ADDED ? "resource.added" : "resource.updated",
-                        mz_directory_get(node->dir, rid));
-        mz_log(MZ_LOG_DEBUG, "node", "resource %s of %.12s %s", rid,
-               json_string_value(json_object_get(rec, "node")),
-               ch == MZ_DIR_ADDED ? "added" : "updated");
-    }
-    return rc;
-}
-
-mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err)
-{
-    const char *host = json_string_value(json_object_get(rec, "node"));
-
-    if (host != NULL && strcmp(host, mz_identity_id(node->ident)) == 0) {
-        const char *rid = json_string_value(json_object_get(rec, "resource_id"));
-        const char *okey = json_string_value(json_object_get(rec, "owner_key"));
-        const mz_record *old = rid ? mz_directory_get(node->dir, rid) : NULL;
-        /* Naming us as host: ours coming back is ignored (our copy is the
-         * truth), so is one we no longer hold (never let others re-create our
-         * resources); another owner's claim on an id we host is a conflict. */
-        if (old != NULL && okey != NULL && strcmp(mz_record_owner_key(old), okey) != 0) {
-            node->c.conflicts++;
-            return mz_err_set(err, MZ_EEXIST, "record '%s': already registered by owner key "
-                              "%.12s", rid, mz_record_owner_key(old));
-        }
-        return MZ_OK;
-    }
-    return s_accept_record(node, rec, false, err);
-}
-
-static json_t *s_build_record(mz_node *node, const mz_resource_spec *spec, int64_t version,
-                              mz_err *err)
-{
-    json_t *rec = NULL, *caps = NULL, *meta = NULL;
-    char ts[32];
-
-    caps = json_array();
-    meta = spec->metadata ? json_deep_copy(spec->metadata) : json_object();
-    if (caps == NULL || meta == NULL)
-        goto nomem;
-    if (!json_is_object(meta)) {
-        json_decref(caps);
-        json_decref(meta);
-        mz_err_set(err, MZ_EINVAL, "resource '%s': metadata must be a JSON object",
-                   spec->resource_id);
-        return NULL;
-    }
-    for (size_t i = 0; i < spec->n_capabilities; i++)
-        if (json_array_append_new(caps, json_string(spec->capabilities[i])) != 0)
-            goto nomem;
-    mz_time_format(mz_now_ms(), ts);
-    if (json_object_get(meta, "version") == NULL)
-        json_object_set_new(meta, "version", json_string("1.0"));
-    json_object_set_new(meta, "last_updated", json_string(ts));
-    rec = json_pack("{s:s?,s:s?,s:s,s:o,s:o,s:s,s:I,s:s}", "resource_id", spec->resource_id,
-                    "resource_type", spec->resource_type, "owner",
-                    spec->owner ? spec->owner : "", "capabilities", caps, "metadata", meta,
-                    "node", mz_identity_id(node->ident), "version", (json_int_t)version,
-                    "owner_key", mz_identity_id(node->ident));
-    if (rec == NULL) {
-        mz_err_set(err, MZ_EINVAL, "resource: resource_id and resource_type must be "
-                   "UTF-8 strings");
-        return NULL;
-    }
-    return rec;
-nomem:
-    json_decref(caps);
-    json_decref(meta);
-    mz_err_set(err, MZ_ENOMEM, "resource: allocating");
-    return NULL;
-}
-
-static void s_announce(mz_node *node, json_t *payload)
-{
-    mz__send(node, mz_msg_new("announce", mz_identity_id(node->ident), "*", payload), NULL,
-             NULL);
-}
-
-/* The version a new record for rid must carry to supersede what we know. */
-static int64_t s_next_version(mz_node *node, const char *rid, const char *owner_key)
-{
-    const mz_record *old = mz_directory_get(node->dir, rid);
-    int64_t v = s_tomb_version(node, rid, owner_key);
-
-    if (old != NULL && strcmp(mz_record_owner_key(old), owner_key) == 0 &&
-        mz_record_version(old) > v)
-        v = mz_record_version(old);
-    return v + 1;
-}
-
-mz_status mz_node_register_record(mz_node *node, const json_t *rec, json_t **record_out,
-                                  mz_err *err)
-{
-    const char *host = json_string_value(json_object_get(rec, "node"));
-    const char *rid, *okey;
-    const mz_record *old;
-    mz_status rc;
-
-    if (record_out)
-        *record_out = NULL;
-    if (host == NULL || strcmp(host, mz_identity_id(node->ident)) != 0)
-        return mz_err_set(err, MZ_EINVAL, "register: the record's node must be this node "
-                          "(%.12s)", mz_identity_id(node->ident));
-    rid = json_string_value(json_object_get(rec, "resource_id"));
-    old = rid ? mz_directory_get(node->dir, rid) : NULL;
-    okey = json_string_value(json_object_get(rec, "owner_key"));
-    if (old != NULL && okey != NULL && json_is_integer(json_object_get(rec, "version")) &&
-        json_integer_value(json_object_get(rec, "version")) <= mz_record_version(old) &&
-        strcmp(mz_record_owner_key(old), okey) == 0)
-        return mz_err_set(err, MZ_ESTATE, "register: resource '%s' is at version %lld; a new "
-                          "record needs a higher one", rid, (long long)mz_record_version(old));
-    if ((rc = s_accept_record(node, rec, true, err)) != MZ_OK)
-        return rc;
-    /* Acknowledged only once durable: a crash after this loses nothing. */
-    if ((rc = mz__persist_local_put(node, rec, err)) != MZ_OK) {
-        mz_directory_remove(node->dir, rid, NULL, NULL);
-        return rc;
-    }
-    s_announce(node, json_pack("{s:s,s:O}", "op", "upsert", "record", rec));
-    mz_log(MZ_LOG_INFO, "node", "resource %s registered (version %lld, owner key %.12s)", rid,
-           (long long)json_integer_value(json_object_get(rec, "version")),
-           json_string_value(json_object_get(rec, "owner_key")));
-    if (record_out) {
-        *record_out = json_deep_copy(rec);
-        if (*record_out)
-            json_object_set_new(*record_out, "location", json_string("local"));
-    }
-    return MZ_OK;
-}
-
-mz_status mz_node_register_resource(mz_node *node, const mz_resource_spec *spec,
-                                    json_t **record_out, mz_err *err)
-{
-    const mz_record *old;
-    json_t *rec;
-    mz_status rc;
-
-    if (record_out)
-        *record_out = NULL;
-    if (spec == NULL || spec->resource_id == NULL || spec->resource_type == NULL)
-        return mz_err_set(err, MZ_EINVAL, "register: resource_id and resource_type are "
-                          "required");
-    old = mz_directory_get(node->dir, spec->resource_id);
-    if (old != NULL && strcmp(mz_record_owner_key(old), mz_identity_id(node->ident)) != 0)
-        return mz_err_set(err, MZ_EEXIST, "register: resource '%s' belongs to owner key %.12s "
-                          "(hosted by node %.12s)", spec->resource_id, mz_record_owner_key(old),
-                          mz_record_node(old));
-    rec = s_build_record(node, spec,
-                         s_next_version(node, spec->resource_id, mz_identity_id(node->ident)),
-                         err);
-    if (rec == NULL)
-        return err ? err->code : MZ_EINVAL;
-    if ((rc = mz_sign_object(rec, MZ_RECORD_SIG_DOMAIN, mz__record_unsigned_keys,
-                             "signature", node->ident, err)) != MZ_OK ||
-        (rc = mz_node_register_record(node, rec, record_out, err)) != MZ_OK) {
-        json_decref(rec);
-        return rc;
-    }
-    json_decref(rec);
-    return MZ_OK;
-}
-
-mz_status mz_node_unregister_tombstone(mz_node *node, const json_t *tomb, mz_err *err)
-{
-    const char *rid = json_string_value(json_object_get(tomb, "resource_id"));
-    const mz_record *old = rid ? mz_directory_get(node->dir, rid) : NULL;
-    mz_status rc;
-
-    if (old == NULL || !mz_record_local(old))
-        return mz_err_set(err, MZ_ENOTFOUND, "unregister: no resource '%s' hosted here",
-                          rid ? rid : "(null)");
-    if ((rc = mz__apply_tombstone(node, tomb, mz_identity_id(node->ident), err)) != MZ_OK)
-        return rc;
-    if ((rc = mz__persist_local_delete(node, rid,
-                                       json_string_value(json_object_get(tomb, "owner_key")),
-                                       json_integer_value(json_object_get(tomb, "version")),
-                                       mz_now_ms() + MZ_TOMB_MS, err)) != MZ_OK)
-        return rc;
-    s_announce(node, json_pack("{s:s,s:O}", "op", "remove", "tombstone", tomb));
-    mz_log(MZ_LOG_INFO, "node", "resource %s unregistered", rid);
-    return MZ_OK;
-}
-
-mz_status mz_node_unregister_resource(mz_node *node, const char *resource_id, mz_err *err)
-{
-    const mz_record *old = resource_id ? mz_directory_get(node->dir, resource_id) : NULL;
-    json_t *tomb;
-    mz_status rc;
-
-    if (old == NULL || !mz_record_local(old))
-        return mz_err_set(err, MZ_ENOTFOUND, "unregister: no resource '%s' hosted here",
-                          resource_id ? resource_id : "(null)");
-    if (strcmp(mz_record_owner_key(old), mz_identity_id(node->ident)) != 0)
-        return mz_err_set(err, MZ_EINVAL, "unregister: resource '%s' belongs to owner key "
-                          "%.12s: its removal must be signed with that key", resource_id,
-                          mz_record_owner_key(old));
-    tomb = json_pack("{s:s,s:s,s:s,s:I,s:b}", "resource_id", resource_id, "node",
-                     mz_identity_id(node->ident), "owner_key", mz_identity_id(node->ident),
-                     "version", (json_int_t)(mz_record_version(old) + 1), "deleted", 1);
-    if (tomb == NULL)
-        return mz_err_set(err, MZ_ENOMEM, "unregister: allocating");
-    rc = mz_sign_object(tomb, MZ_TOMB_SIG_DOMAIN, mz__tomb_unsigned_keys, "signature",
-                        node->ident, err);
-    if (rc == MZ_OK)
-        rc = mz_node_unregister_tombstone(node, tomb, err);
-    json_decref(tomb);
-    return rc;
-}
-
-mz_status mz__restore_local_record(mz_node *node, const json_t *rec, mz_err *err)
-{
-    const char *host = json_string_value(json_object_get(rec, "node"));
-
-    if (host == NULL || strcmp(host, mz_identity_id(node->ident)) != 0)
-        return mz_err_set(err, MZ_EINVAL, "record names another host (the data directory's "
-                          "key changed?)");
-    return s_accept_record(node, rec, true, err);
-}
-
-void mz__tomb_restore(mz_node *node, const char *rid, const char *owner_key, int64_t version,
-                      int64_t until_ms)
-{
-    mz_tomb *t;
-
-    s_tomb_put(node, rid, owner_key, version);
-    t = mz_hmap_get(node->tombs, rid);
-    if (t != NULL)
-        t->until_ms = until_ms;
-}
-
-void mz__redial_known(mz_node *node, const char *url, const char *id, bool is_static)
-{
-    mz_static *s;
-
-    for (s = node->statics; s; s = s->next)
-        if (strcmp(s->url, url) == 0)
-            return;
-    if (id != NULL && id[0] && strcmp(id, mz_identity_id(node->ident)) == 0)
-        return;
-    if (s_connect(node, url, is_static, NULL, NULL, NULL) != MZ_OK)
-        return;
-    for (s = node->statics; s; s = s->next)
-        if (strcmp(s->url, url) == 0 && id != NULL)
-            snprintf(s->known_id, sizeof s->known_id, "%s", id);
-}
-
 const char *mz_node_fatal_error(const mz_node *node)
 {
     return node->fatal[0] ? node->fatal : NULL;
-}
-
-json_t *mz_node_get_resource(mz_node *node, const char *resource_id, const char *owner_key)
-{
-    const mz_record *rec = mz_directory_get(node->dir, resource_id);
-    json_t *out = json_pack("{s:s,s:o,s:I}", "node", mz_identity_id(node->ident), "record",
-                            rec ? mz_record_to_json(rec) : json_null(), "next_version",
-                            (json_int_t)s_next_version(node, resource_id,
-                                                       owner_key ? owner_key
-                                                                 : mz_identity_id(node->ident)));
-    return out;
-}
-
-json_t *mz_node_query_resources(mz_node *node, const mz_query *q)
-{
-    mz_query all;
-
-    if (q == NULL) {
-        memset(&all, 0, sizeof all);
-        q = &all;
-    }
-    return mz_directory_query_json(node->dir, q);
 }
 
 mz_status mz_node_disconnect_peer(mz_node *node, const char *peer_id, mz_err *err)

@@ -1,6 +1,7 @@
-/* MeshNode internals shared by node.c (lifecycle, peers, resources),
- * handler.c (MessageHandler: parse, verify, route, dispatch) and api.c
- * (local JSON-RPC API). */
+/* MeshNode internals shared by the files of src/core/ (and the local API
+ * above them): the node's state, grouped by the module that owns it, and
+ * each module's internal functions under its file's name. The order in
+ * which they may call each other: docs/ARCHITECTURE.md "Layers". */
 #ifndef MZ_NODE_INT_H
 #define MZ_NODE_INT_H
 
@@ -13,6 +14,7 @@
 #include "util/hmap.h"
 #include "util/routes.h"
 #include "util/seen.h"
+#include "core/hooks.h"
 
 /* Per peer link: the hello exchange and who is on the other side. */
 typedef struct mz_peer {
@@ -71,6 +73,22 @@ typedef struct mz_counters {
     uint64_t exec_retries, exec_retransmits, exec_repeats, kept_evicted;
 } mz_counters;
 
+/* events.c's state: subscriptions. */
+typedef struct mz_events_state {
+    struct mz_sub *subs;
+    size_t n_subs;
+    uint64_t next_sub_id;
+    int delivering;             /* > 0 while events are being delivered */
+} mz_events_state;
+
+/* persist.c's state: the store and the writes queued for its next batch. */
+typedef struct mz_persist_state {
+    struct mz_store *store;     /* NULL without a data dir */
+    mz_hmap *pending_writes;
+    int64_t next_flush_ms;
+    int lock_fd;                /* flock on DATA/lock, or <= 0 */
+} mz_persist_state;
+
 struct mz_node {
     uv_loop_t *loop;            /* borrowed */
     mz_node_opts o;             /* copy; string pointers not kept */
@@ -82,7 +100,9 @@ struct mz_node {
     mz_hmap *nodes;             /* node id -> mz_nodeinfo* (owned) */
     mz_peer *peers;             /* every peer link, up or not */
     mz_static *statics;
-    struct mz_api *api;         /* local API state */
+    const struct mz__link_service *api_svc; /* serves the API listener's links, or NULL */
+    void *api_ctx;
+    struct mz_bridge *bridge;   /* registered by the MCP bridge (mz_bridge_of_node) */
     mz_hmap *calls;             /* request id -> mz_call* we wait on (exec.c) */
     mz_hmap *relayed;           /* request id -> execute we relayed (exec.c) */
     mz_hmap *handlers;          /* resource id -> handler entry (exec.c) */
@@ -92,22 +112,17 @@ struct mz_node {
     mz_hmap *kept;              /* "caller/call" -> struct mz_kept*: calls run here (exec.c) */
     struct mz_kept *kept_old, *kept_new; /* answered ones, oldest first */
     size_t kept_answered, kept_bytes;
-    struct mz_sub *subs;        /* subscriptions (events.c) */
-    size_t n_subs;
-    uint64_t next_sub_id;
-    int delivering;             /* > 0 while events are being delivered */
+    mz_events_state ev;         /* events.c */
     mz_http_fn http_fn;         /* HTTP requests on the API listener, or NULL */
     mz_seen *replay;            /* ids of messages handled for us, within the window */
     struct mz_agreements *agreements; /* usage counters of agreements (SQLite) */
     mz_hmap *completing;        /* node id -> set of its record ids seen in a complete sync */
     struct mz_syncjob *syncjobs;/* sync replies being paced out (sync.c) */
-    struct mz_store *store;     /* SQLite state (persist.c); NULL without a data dir */
-    mz_hmap *pending_writes;    /* writes queued for the next batch (persist.c) */
-    int64_t next_flush_ms;
+    mz_persist_state ps;        /* persist.c */
     char fatal[300];            /* why the node stopped itself, or "" */
+    void (*stop)(mz_node *node); /* mz_node_stop, for the modules below node.c */
     bool refuse_forward;        /* set by a broadcast handler that refused the content */
     char api_token[65];         /* required by a non-loopback API listener, or "" */
-    int lock_fd;                /* flock on DATA/lock, or <= 0 */
     mz_hmap *keys;              /* node id -> 32-byte shared sealing key (cache) */
     unsigned char xsk[32];      /* our X25519 secret, from the identity */
     mz_hmap *trust;             /* allowlisted node ids (value unused); NULL: open */
@@ -122,12 +137,28 @@ struct mz_node {
     int64_t started_ms;
     bool stopping;
     bool tick_closed;
+    const struct mz__type *types; /* the message types handled (node.c fills it) */
+    size_t n_types;
     mz_counters c;
 };
 
-/* handler.c */
+/* handler.c: inbound dispatch. */
+/* Policy flags of a message type. */
+enum {
+    MZ_T_PREAUTH = 1,   /* accepted before the hello exchange completed */
+    MZ_T_LINK = 2,      /* for the neighbour only, never forwarded */
+    MZ_T_BROADCAST = 4, /* recipient "*": flooded to every node once */
+    MZ_T_UNICAST = 8,   /* recipient a node id: routed hop by hop */
+};
+typedef void (*mz__type_fn)(mz_node *node, mz_peer *p, const json_t *env);
+typedef struct mz__type {
+    const char *name;
+    mz__type_fn fn;
+    unsigned flags;
+} mz__type;
 void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len);
-/* Signs env (takes it) and sends it to one link. */
+
+/* send.c: outbound. Signs env (takes it) and sends it to one link. */
 mz_status mz__send_link(mz_node *node, mz_peer *p, json_t *env);
 /* Signs env (takes it) and routes it: broadcast to all up peers except
  * `except` when recipient is "*", else to the next hop. */
@@ -135,20 +166,44 @@ mz_status mz__send(mz_node *node, json_t *env, mz_peer *except, mz_err *err);
 /* Sends an error message naming ref (may be "") to the link's peer. */
 void mz__send_error_link(mz_node *node, mz_peer *p, const char *ref, const char *code,
                          const char *reason);
+/* Reports a problem with a unicast message back to its origin. */
+void mz__send_error_to(mz_node *node, const char *to, const char *ref, const char *code,
+                       const char *reason);
+/* Logs a refused message, answers it with an error, closes the link if close. */
+void mz__reject(mz_node *node, mz_peer *p, const char *id, const char *code,
+                const char *reason, bool close);
+/* Relays env (hops + 1, not re-signed) to to_one, or floods it but to from. */
+void mz__forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one);
+/* The up peer that is the next hop towards dest, or NULL. */
+mz_peer *mz__next_hop(mz_node *node, const char *dest);
+mz_peer *mz__peer_by_id(mz_node *node, const char *id);
+/* Shared sealing key with node id (cached); NULL if id is not a valid key. */
+const unsigned char *mz__shared_key(mz_node *node, const char *id);
 
 /* node.c */
 /* Charges one message to p's rate bucket; pauses or closes a flooding link.
  * True when the link is being closed (drop the message). */
 bool mz__rate_take(mz_node *node, mz_peer *p);
 size_t mz__max_subs_per_client(mz_node *node);
+/* The node's agreement store, opened with its data directory (in memory
+ * without one). Borrowed; valid until mz_node_free. */
+struct mz_agreements *mz__node_agreements(mz_node *node);
 void mz__count_subs_refused(mz_node *node);
 void mz__rate_resume(mz_node *node, int64_t now);
-/* Shared sealing key with node id (cached); NULL if id is not a valid key. */
-const unsigned char *mz__shared_key(mz_node *node, const char *id);
 bool mz__trusted(mz_node *node, const char *id);
 void mz__peer_up(mz_node *node, mz_peer *p);
+/* records.c */
 void mz__node_touch(mz_node *node, const char *id, const char *listen, int64_t lease_ms);
-mz_peer *mz__peer_by_id(mz_node *node, const char *id);
+/* Forgets a node: its records, route and lease. */
+void mz__forget_node(mz_node *node, const char *id, const char *why);
+void mz__expire_leases(mz_node *node, int64_t now);
+mz_status mz__restore_local_record(mz_node *node, const json_t *rec, mz_err *err);
+void mz__tomb_restore(mz_node *node, const char *rid, const char *owner_key, int64_t version,
+                      int64_t until_ms);
+void mz__records_on_announce(mz_node *node, mz_peer *p, const json_t *env);
+void mz__records_on_bye(mz_node *node, mz_peer *p, const json_t *env);
+void mz__records_on_query(mz_node *node, mz_peer *p, const json_t *env);
+void mz__records_on_query_result(mz_node *node, mz_peer *p, const json_t *env);
 /* Record signatures: domain and unsigned keys. */
 #define MZ_RECORD_SIG_DOMAIN "meshzero/1 record"
 extern const char *const mz__record_unsigned_keys[];
@@ -162,8 +217,9 @@ void mz__tombs_expire(mz_node *node, int64_t now);
 mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err);
 
 /* exec.c */
-void mz__exec_on_request(mz_node *node, const json_t *env);
-void mz__exec_on_result(mz_node *node, const json_t *env);
+void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env);
+void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env);
+void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const json_t *env);
 bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const char *code,
                        const char *reason);
 void mz__exec_relayed(mz_node *node, const json_t *env, uint64_t out_link);
@@ -181,13 +237,13 @@ bool mz_topic_reserved(const char *topic);
 bool mz_topic_match(const char *pattern, const char *topic);
 void mz__emit(mz_node *node, const char *topic, const json_t *data, const char *source);
 void mz__emit_record(mz_node *node, const char *topic, const mz_record *rec);
-void mz__events_on_message(mz_node *node, const json_t *env);
+void mz__events_on_message(mz_node *node, mz_peer *p, const json_t *env);
 void mz__events_free(mz_node *node);
 
 /* persist.c */
 mz_status mz__persist_open(mz_node *node, const char *data_dir, mz_err *err);
-mz_status mz__persist_restore(mz_node *node, mz_err *err);
-mz_status mz__persist_restore_peers(mz_node *node, mz_err *err);
+/* Empties the write queue (what the restore put back needs no writing). */
+mz_status mz__persist_drop_queued(mz_node *node, mz_err *err);
 void mz__persist_close(mz_node *node);
 void mz__persist_flush(mz_node *node);
 mz_status mz__persist_local_put(mz_node *node, const json_t *rec, mz_err *err);
@@ -201,28 +257,18 @@ void mz__persist_node_gone(mz_node *node, const char *id);
 void mz__persist_tombstone(mz_node *node, const char *rid, const char *owner_key,
                            int64_t version, int64_t until_ms);
 void mz__persist_peer(mz_node *node, const char *url, const char *id, bool is_static);
-/* node.c, for the restore */
-mz_status mz__restore_local_record(mz_node *node, const json_t *rec, mz_err *err);
-void mz__tomb_restore(mz_node *node, const char *rid, const char *owner_key, int64_t version,
-                      int64_t until_ms);
-void mz__redial_known(mz_node *node, const char *url, const char *id, bool is_static);
 
 /* sync.c */
 void mz__sync_link_up(mz_node *node, mz_peer *p);
 void mz__sync_on_digest(mz_node *node, mz_peer *p, const json_t *env);
 void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env);
 void mz__sync_on_sync(mz_node *node, mz_peer *p, const json_t *env);
+void mz__sync_on_alive(mz_node *node, mz_peer *p, const json_t *env);
 void mz__sync_on_alive_digest(mz_node *node, const char *from, const json_t *digest);
 json_t *mz__sync_own_digest(mz_node *node);
 void mz__sync_free(mz_node *node);
 /* Sends more of the sync replies in progress (each tick). */
 void mz__sync_pump(mz_node *node);
 
-/* api.c */
-mz_status mz__api_new(mz_node *node, mz_err *err);
-void mz__api_free(mz_node *node);
-void mz__api_on_open(mz_node *node, mz_link *link);
-void mz__api_on_message(mz_node *node, mz_link *link, const char *buf, size_t len);
-void mz__api_on_close(mz_node *node, mz_link *link);
 
 #endif

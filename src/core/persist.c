@@ -1,8 +1,8 @@
 /* The node's use of the SQLite store (store.c): local records and their
  * removals are written durably before they are acknowledged; remote records,
  * tombstones heard from others and known peers are queued and written in one
- * batch per tick; at start everything is restored (remote records verified
- * again, not trusted). A store that fails stops the node with the store's
+ * batch per tick. The restore at start (node.c) reads the store back
+ * (remote records verified again, not trusted). A store that fails stops the node with the store's
  * message naming the file. docs/ARCHITECTURE.md "The store". */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +14,7 @@
 
 #include "util/log.h"
 #include "core/node_int.h"
-#include "meshzero/store.h"
+#include "state/store.h"
 
 /* Queued writes: key "r:<rid>" -> record JSON (or json null: delete),
  * "n:<node id>" -> delete that node's remote records, "t:<rid>" -> tombstone
@@ -30,7 +30,7 @@ static void s_fatal(mz_node *node, const char *msg)
     if (node->fatal[0] == '\0')
         snprintf(node->fatal, sizeof node->fatal, "%s", msg);
     mz_log(MZ_LOG_ERROR, "store", "%s: stopping the node", msg);
-    mz_node_stop(node);
+    node->stop(node);
 }
 
 static void s_queue(mz_node *node, const char *prefix, const char *key, json_t *val)
@@ -38,12 +38,12 @@ static void s_queue(mz_node *node, const char *prefix, const char *key, json_t *
     char k[400];
     json_t *old = NULL;
 
-    if (node->store == NULL || val == NULL) {
+    if (node->ps.store == NULL || val == NULL) {
         json_decref(val);
         return;
     }
     snprintf(k, sizeof k, "%s%s", prefix, key);
-    if (mz_hmap_put(node->pending_writes, k, val, (void **)&old) != MZ_OK) {
+    if (mz_hmap_put(node->ps.pending_writes, k, val, (void **)&old) != MZ_OK) {
         json_decref(val);
         s_fatal(node, "store: out of memory queueing a write");
         return;
@@ -71,20 +71,20 @@ void mz__persist_node_gone(mz_node *node, const char *id)
     void *v;
     char drop[64][MZ_RESOURCE_ID_MAX + 3];
 
-    if (node->store == NULL)
+    if (node->ps.store == NULL)
         return;
     /* Saves of that node's records queued before it left must not outlive the
      * delete (the batch applies deletes first, then saves). */
     do {
         n = 0;
         pos = 0;
-        while (n < 64 && mz_hmap_next(node->pending_writes, &pos, &k, &v)) {
+        while (n < 64 && mz_hmap_next(node->ps.pending_writes, &pos, &k, &v)) {
             const char *host = json_string_value(json_object_get(v, "node"));
             if (strncmp(k, "r:", 2) == 0 && host != NULL && strcmp(host, id) == 0)
                 snprintf(drop[n++], sizeof drop[0], "%s", k);
         }
         for (size_t i = 0; i < n; i++)
-            json_decref(mz_hmap_remove(node->pending_writes, drop[i]));
+            json_decref(mz_hmap_remove(node->ps.pending_writes, drop[i]));
     } while (n == 64);
     s_queue(node, "n:", id, json_true());
 }
@@ -111,47 +111,47 @@ void mz__persist_flush(mz_node *node)
     mz_status rc;
     int64_t now = mz_now_ms();
 
-    if (node->store == NULL || mz_hmap_count(node->pending_writes) == 0)
+    if (node->ps.store == NULL || mz_hmap_count(node->ps.pending_writes) == 0)
         return;
-    if ((rc = mz_store_begin(node->store, &e)) != MZ_OK) {
+    if ((rc = mz_store_begin(node->ps.store, &e)) != MZ_OK) {
         s_fatal(node, e.msg);
         return;
     }
     /* Pass 1: deletions of whole nodes; pass 2: everything else. Saves queued
      * after a node left belong to its return and must survive the delete. */
-    while (rc == MZ_OK && mz_hmap_next(node->pending_writes, &pos, &k, &v))
+    while (rc == MZ_OK && mz_hmap_next(node->ps.pending_writes, &pos, &k, &v))
         if (strncmp(k, "n:", 2) == 0)
-            rc = mz_store_delete_node_records(node->store, k + 2, &e);
+            rc = mz_store_delete_node_records(node->ps.store, k + 2, &e);
     pos = 0;
-    while (rc == MZ_OK && mz_hmap_next(node->pending_writes, &pos, &k, &v)) {
+    while (rc == MZ_OK && mz_hmap_next(node->ps.pending_writes, &pos, &k, &v)) {
         json_t *j = v;
         if (strncmp(k, "r:", 2) == 0)
-            rc = json_is_null(j) ? mz_store_delete_record(node->store, k + 2, &e)
-                                 : mz_store_put_record(node->store, j, false, &e);
+            rc = json_is_null(j) ? mz_store_delete_record(node->ps.store, k + 2, &e)
+                                 : mz_store_put_record(node->ps.store, j, false, &e);
         else if (strncmp(k, "n:", 2) == 0)
             ;
         else if (strncmp(k, "t:", 2) == 0)
-            rc = mz_store_put_tombstone(node->store, k + 2,
+            rc = mz_store_put_tombstone(node->ps.store, k + 2,
                                         json_string_value(json_object_get(j, "owner_key")),
                                         json_integer_value(json_object_get(j, "version")),
                                         json_integer_value(json_object_get(j, "until")), &e);
         else if (strncmp(k, "p:", 2) == 0)
-            rc = mz_store_put_peer(node->store, k + 2,
+            rc = mz_store_put_peer(node->ps.store, k + 2,
                                    json_string_value(json_object_get(j, "id")), now, 0,
                                    json_is_true(json_object_get(j, "static")), &e);
     }
     if (rc == MZ_OK)
-        rc = mz_store_expire_tombstones(node->store, now, &e);
+        rc = mz_store_expire_tombstones(node->ps.store, now, &e);
     if (rc == MZ_OK)
-        rc = mz_store_commit(node->store, &e);
+        rc = mz_store_commit(node->ps.store, &e);
     else
-        mz_store_rollback(node->store, NULL);
+        mz_store_rollback(node->ps.store, NULL);
     /* Written or not, the queue is done with: on failure the node stops. */
-    mz_hmap_free(node->pending_writes, s_decref);
-    node->pending_writes = mz_hmap_new();
+    mz_hmap_free(node->ps.pending_writes, s_decref);
+    node->ps.pending_writes = mz_hmap_new();
     if (rc != MZ_OK)
         s_fatal(node, e.msg);
-    else if (node->pending_writes == NULL)
+    else if (node->ps.pending_writes == NULL)
         s_fatal(node, "store: out of memory");
 }
 
@@ -161,9 +161,9 @@ mz_status mz__persist_local_put(mz_node *node, const json_t *rec, mz_err *err)
 {
     mz_status rc;
 
-    if (node->store == NULL)
+    if (node->ps.store == NULL)
         return MZ_OK;
-    if ((rc = mz_store_put_record(node->store, rec, true, err)) != MZ_OK)
+    if ((rc = mz_store_put_record(node->ps.store, rec, true, err)) != MZ_OK)
         s_fatal(node, err->msg);
     return rc;
 }
@@ -173,15 +173,15 @@ mz_status mz__persist_local_delete(mz_node *node, const char *rid, const char *o
 {
     mz_status rc;
 
-    if (node->store == NULL)
+    if (node->ps.store == NULL)
         return MZ_OK;
-    if ((rc = mz_store_begin(node->store, err)) == MZ_OK &&
-        (rc = mz_store_delete_record(node->store, rid, err)) == MZ_OK &&
-        (rc = mz_store_put_tombstone(node->store, rid, owner_key, version, until_ms, err)) ==
+    if ((rc = mz_store_begin(node->ps.store, err)) == MZ_OK &&
+        (rc = mz_store_delete_record(node->ps.store, rid, err)) == MZ_OK &&
+        (rc = mz_store_put_tombstone(node->ps.store, rid, owner_key, version, until_ms, err)) ==
             MZ_OK)
-        rc = mz_store_commit(node->store, err);
+        rc = mz_store_commit(node->ps.store, err);
     if (rc != MZ_OK) {
-        mz_store_rollback(node->store, NULL);
+        mz_store_rollback(node->ps.store, NULL);
         s_fatal(node, err->msg);
     }
     return rc;
@@ -191,59 +191,11 @@ mz_status mz__persist_forget_local(mz_node *node, const char *rid, mz_err *err)
 {
     mz_status rc;
 
-    if (node->store == NULL)
+    if (node->ps.store == NULL)
         return MZ_OK;
-    if ((rc = mz_store_delete_record(node->store, rid, err)) != MZ_OK)
+    if ((rc = mz_store_delete_record(node->ps.store, rid, err)) != MZ_OK)
         s_fatal(node, err->msg);
     return rc;
-}
-
-/* ---- restore ------------------------------------------------------------- */
-
-typedef struct restore {
-    mz_node *node;
-    size_t local, remote, refused;
-} restore;
-
-static bool s_restore_record(const json_t *rec, bool local, void *ctx)
-{
-    restore *r = ctx;
-    mz_err e;
-
-    if (local) {
-        if (mz__restore_local_record(r->node, rec, &e) == MZ_OK) {
-            r->local++;
-        } else {
-            r->refused++;
-            mz_log(MZ_LOG_WARN, "store", "not restoring local record: %s", e.msg);
-        }
-        return true;
-    }
-    /* Remote records are verified again and live only as long as their hosts
-     * keep showing up (a fresh lease each). */
-    if (mz__accept_remote_record(r->node, rec, &e) == MZ_OK) {
-        const char *host = json_string_value(json_object_get(rec, "node"));
-        r->remote++;
-        if (host)
-            mz__node_touch(r->node, host, NULL, r->node->o.lease_ms);
-    } else {
-        r->refused++;
-    }
-    return true;
-}
-
-static void s_restore_tomb(const char *rid, const char *owner_key, int64_t version,
-                           int64_t until_ms, void *ctx)
-{
-    mz__tomb_restore(ctx, rid, owner_key, version, until_ms);
-}
-
-static void s_restore_peer(const char *url, const char *node_id, int64_t last_seen_ms,
-                           int failures, bool is_static, void *ctx)
-{
-    (void)last_seen_ms;
-    (void)failures;
-    mz__redial_known(ctx, url, node_id, is_static);
 }
 
 mz_status mz__persist_open(mz_node *node, const char *data_dir, mz_err *err)
@@ -257,59 +209,39 @@ mz_status mz__persist_open(mz_node *node, const char *data_dir, mz_err *err)
          * each other's state. The lock goes with the process. */
         char path[1024];
         snprintf(path, sizeof path, "%s/lock", data_dir);
-        node->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (node->lock_fd < 0)
+        node->ps.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (node->ps.lock_fd < 0)
             return mz_err_set(err, MZ_EIO, "data directory %s: %s", data_dir, strerror(errno));
-        if (flock(node->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        if (flock(node->ps.lock_fd, LOCK_EX | LOCK_NB) != 0)
             return mz_err_set(err, MZ_EIO, "data directory %s is in use by another node",
                               data_dir);
     }
-    if ((rc = mz_store_open(data_dir, &node->store, err)) != MZ_OK)
+    if ((rc = mz_store_open(data_dir, &node->ps.store, err)) != MZ_OK)
         return rc;
-    node->pending_writes = mz_hmap_new();
-    if (node->pending_writes == NULL)
+    node->ps.pending_writes = mz_hmap_new();
+    if (node->ps.pending_writes == NULL)
         return mz_err_set(err, MZ_ENOMEM, "store: allocating");
     return MZ_OK;
 }
 
-mz_status mz__persist_restore(mz_node *node, mz_err *err)
+mz_status mz__persist_drop_queued(mz_node *node, mz_err *err)
 {
-    restore r = { node, 0, 0, 0 };
-    mz_status rc;
-
-    if (node->store == NULL)
-        return MZ_OK;
-    if ((rc = mz_store_load_tombstones(node->store, s_restore_tomb, node, err)) != MZ_OK ||
-        (rc = mz_store_load_records(node->store, s_restore_record, &r, err)) != MZ_OK)
-        return rc;
-    /* Nothing restored needs writing back. */
-    mz_hmap_free(node->pending_writes, s_decref);
-    node->pending_writes = mz_hmap_new();
-    if (node->pending_writes == NULL)
+    mz_hmap_free(node->ps.pending_writes, s_decref);
+    node->ps.pending_writes = mz_hmap_new();
+    if (node->ps.pending_writes == NULL)
         return mz_err_set(err, MZ_ENOMEM, "store: allocating");
-    if (r.local || r.remote || r.refused || mz_store_bad_rows(node->store))
-        mz_log(MZ_LOG_INFO, "store", "restored %zu local and %zu remote records from %s "
-               "(%zu refused, %zu unreadable rows)", r.local, r.remote,
-               mz_store_path(node->store), r.refused, mz_store_bad_rows(node->store));
     return MZ_OK;
-}
-
-mz_status mz__persist_restore_peers(mz_node *node, mz_err *err)
-{
-    if (node->store == NULL)
-        return MZ_OK;
-    return mz_store_load_peers(node->store, s_restore_peer, node, err);
 }
 
 void mz__persist_close(mz_node *node)
 {
-    if (node->store != NULL && node->fatal[0] == '\0')
+    if (node->ps.store != NULL && node->fatal[0] == '\0')
         mz__persist_flush(node);
-    mz_hmap_free(node->pending_writes, s_decref);
-    node->pending_writes = NULL;
-    mz_store_free(node->store);
-    node->store = NULL;
-    if (node->lock_fd > 0)
-        close(node->lock_fd);
-    node->lock_fd = -1;
+    mz_hmap_free(node->ps.pending_writes, s_decref);
+    node->ps.pending_writes = NULL;
+    mz_store_free(node->ps.store);
+    node->ps.store = NULL;
+    if (node->ps.lock_fd > 0)
+        close(node->ps.lock_fd);
+    node->ps.lock_fd = -1;
 }

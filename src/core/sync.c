@@ -416,3 +416,15 @@ void mz__sync_free(mz_node *node)
     mz_hmap_free(node->completing, NULL);
     node->completing = NULL;
 }
+
+void mz__sync_on_alive(mz_node *node, mz_peer *p, const json_t *env)
+{
+    const json_t *pl = mz_msg_payload(env);
+    json_int_t lease = json_integer_value(json_object_get(pl, "lease_ms"));
+
+    (void)p;
+    if (lease < 1000) lease = 1000;
+    if (lease > 3600000) lease = 3600000;
+    mz__node_touch(node, mz_msg_sender(env), json_string_value(json_object_get(pl, "listen")), (int64_t)lease);
+    mz__sync_on_alive_digest(node, mz_msg_sender(env), json_object_get(pl, "digest"));
+}

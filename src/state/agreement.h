@@ -62,8 +62,4 @@ mz_status mz_agreements_usage_at(mz_agreements *a, const char *agreement_id, int
 mz_status mz__agreements_api_usage(mz_agreements *a, const json_t *params, json_t **result,
                                    mz_err *err);
 
-/* node.c: the node's store, opened with its data directory (in memory
- * without one). Borrowed; valid until mz_node_free. */
-mz_agreements *mz__node_agreements(mz_node *node);
-
 #endif

@@ -1,4 +1,4 @@
-/* The embedded store: DATA/state.db in SQLite. Contract: include/meshzero/store.h. */
+/* The embedded store: DATA/state.db in SQLite. Contract: src/state/store.h. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 #include <sqlite3.h>
 
 #include "meshzero/msg.h"
-#include "meshzero/store.h"
+#include "state/store.h"
 
 /* The cached statements, one per operation; s_sql holds their text. */
 enum {

@@ -675,31 +675,22 @@ static void s_client_free(mz_node *node, mz_api_client *c)
     free(c);
 }
 
-mz_status mz__api_new(mz_node *node, mz_err *err)
+static void s_api_free(void *ctx)
 {
-    node->api = calloc(1, sizeof *node->api);
-    if (node->api == NULL)
-        return mz_err_set(err, MZ_ENOMEM, "api: allocating");
-    node->api->node = node;
-    return MZ_OK;
-}
+    mz_api *api = ctx;
 
-void mz__api_free(mz_node *node)
-{
-    if (node->api == NULL)
-        return;
-    while (node->api->clients) {
-        mz_api_client *c = node->api->clients;
-        node->api->clients = c->next;
+    while (api->clients) {
+        mz_api_client *c = api->clients;
+        api->clients = c->next;
         c->link = NULL;
-        s_client_free(node, c);
+        s_client_free(api->node, c);
     }
-    free(node->api);
-    node->api = NULL;
+    free(api);
 }
 
-void mz__api_on_open(mz_node *node, mz_link *link)
+static void s_on_open(void *ctx, mz_link *link)
 {
+    mz_api *api = ctx;
     mz_api_client *c = calloc(1, sizeof *c);
 
     if (c == NULL) {
@@ -708,34 +699,36 @@ void mz__api_on_open(mz_node *node, mz_link *link)
     }
     c->link = link;
     c->link_id = mz_link_id(link);
-    c->api = node->api;
+    c->api = api;
     c->subs = json_array();
     c->handled = json_array();
     c->pushed = mz_hmap_new();
     if (c->subs == NULL || c->handled == NULL || c->pushed == NULL) {
-        s_client_free(node, c);
+        s_client_free(api->node, c);
         mz_link_close(link, 1011, "out of memory");
         return;
     }
-    c->next = node->api->clients;
-    node->api->clients = c;
+    c->next = api->clients;
+    api->clients = c;
 }
 
-void mz__api_on_close(mz_node *node, mz_link *link)
+static void s_on_close(void *ctx, mz_link *link)
 {
-    for (mz_api_client **pp = &node->api->clients; *pp; pp = &(*pp)->next)
+    mz_api *api = ctx;
+
+    for (mz_api_client **pp = &api->clients; *pp; pp = &(*pp)->next)
         if ((*pp)->link == link) {
             mz_api_client *c = *pp;
             *pp = c->next;
             c->link = NULL;
-            s_client_free(node, c);
+            s_client_free(api->node, c);
             return;
         }
 }
 
-void mz__api_on_message(mz_node *node, mz_link *link, const char *buf, size_t len)
+static void s_on_message(void *ctx, mz_link *link, const char *buf, size_t len)
 {
-    mz_api *api = node->api;
+    mz_api *api = ctx;
     mz_api_client *c = s_client(api, link);
     json_error_t jerr;
     json_t *req, *result = NULL;
@@ -809,4 +802,17 @@ void mz__api_on_message(mz_node *node, mz_link *link, const char *buf, size_t le
         s_reply_error(c, id, RPC_NO_METHOD, MZ_ENOTFOUND, why);
     }
     json_decref(req);
+}
+
+static const mz__link_service s_service = { s_on_open, s_on_message, s_on_close, s_api_free };
+
+mz_status mz__api_attach(mz_node *node, mz_err *err)
+{
+    mz_api *api = calloc(1, sizeof *api);
+
+    if (api == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "api: allocating");
+    api->node = node;
+    mz__node_set_api_service(node, &s_service, api);
+    return MZ_OK;
 }

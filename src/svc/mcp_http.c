@@ -24,7 +24,7 @@
 
 #include "bridge/bridge_int.h"
 #include "util/log.h"
-#include "core/node_int.h"
+#include "core/hooks.h"
 
 /* Largest POST body accepted (the mesh's own message limit is smaller). */
 #define MZ_MCPHTTP_MAX_BODY (4u * 1024 * 1024)
@@ -54,7 +54,6 @@ typedef struct mz_hconn {
 
 struct mz_mcphttp {
     mz_node *node;              /* borrowed */
-    mz_bridge *bridge;          /* borrowed (mz_bridge_of_node) */
     bool serve;                 /* answer /mcp */
     bool stopped;
     mz_mcpsrv *srv;
@@ -460,7 +459,7 @@ static int s_http(void *vwsi, int reason, void *user, void *in, size_t len, void
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-mz_status mz__mcphttp_new(mz_node *node, mz_bridge *bridge, bool serve_mcp, mz_mcphttp **out,
+mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
                           mz_err *err)
 {
     mz_mcphttp *h = calloc(1, sizeof *h);
@@ -471,7 +470,6 @@ mz_status mz__mcphttp_new(mz_node *node, mz_bridge *bridge, bool serve_mcp, mz_m
     if (h == NULL)
         return mz_err_set(err, MZ_ENOMEM, "mcp http: allocating");
     h->node = node;
-    h->bridge = bridge;
     h->serve = serve_mcp;
     memset(&o, 0, sizeof o);
     o.resource_type = "tool";
@@ -521,16 +519,9 @@ void mz__mcphttp_free(mz_mcphttp *h)
     if (h == NULL)
         return;
     mz__mcphttp_stop(h);
-    if (h->node && h->node->http_fn == s_http && h->node->http_ctx == h)
+    if (h->node && mz__node_http_ctx(h->node) == h)
         mz_node_set_http_handler(h->node, NULL, NULL);
     while (h->conns)
         s_conn_free(h->conns);
     free(h);
-}
-
-mz_bridge *mz__mcphttp_bridge_of(const mz_node *node)
-{
-    if (node == NULL || node->http_fn != s_http || node->http_ctx == NULL)
-        return NULL;
-    return ((const mz_mcphttp *)node->http_ctx)->bridge;
 }

@@ -437,6 +437,16 @@ json_t *mz_msg_payload(const json_t *env)
     return json_object_get(env, "payload");
 }
 
+void mz_msg_set_hops(json_t *env, int hops)
+{
+    json_object_set_new(env, "hops", json_integer(hops));
+}
+
+const char *mz_msg_timestamp(const json_t *env)
+{
+    return json_string_value(json_object_get(env, "timestamp"));
+}
+
 int mz_msg_hops(const json_t *env)
 {
     json_t *h = json_object_get(env, "hops");

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Chaos driver for meshzero (issue 5, item 5; `make soak`, tests/integration/test_chaos.py).
+"""Chaos driver for meshzero (`make soak`, tests/integration/test_chaos.py).
 
 Starts N node processes on loopback with fixed ports (below the ephemeral
 range, so a restarted node keeps its URLs) in a random connected graph (a

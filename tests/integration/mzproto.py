@@ -16,6 +16,7 @@ import hmac
 import json
 import math
 import os
+import struct
 import time
 
 import nacl.bindings as sodium
@@ -613,3 +614,180 @@ class Peer:
                                 and m["payload"].get("ref") == env["id"], timeout,
                                 "the answer to %s %s" % (mtype, env["id"]))
         return env, res
+
+
+# ---- wire v2 frames (PROTOCOL.md §10), written from the document ----------
+
+FRAME_MAGIC = b"mz"
+FRAME_VERSION = 2
+FRAME_HDR_LEN = 144
+FRAME_MAX_HDR = 256
+FRAME_MAX = 1024 * 1024
+FRAME_SIG_DOMAIN = b"meshzero/2 frame\x00"
+F_SEALED, F_SIGNED, F_HEAD, F_END = 0x0001, 0x0002, 0x0004, 0x0008
+LINK, BROADCAST, UNICAST, STREAM = "link", "broadcast", "unicast", "stream"
+FRAME_TYPES = {   # code: (name, classes), §10.3
+    0x01: ("hello", {LINK}), 0x02: ("welcome", {LINK}), 0x03: ("error", {LINK, UNICAST}),
+    0x04: ("digest", {LINK}), 0x05: ("fetch", {LINK, UNICAST}), 0x06: ("sync", {LINK, UNICAST}),
+    0x10: ("announce", {BROADCAST}), 0x11: ("alive", {BROADCAST}), 0x12: ("bye", {BROADCAST}),
+    0x13: ("event", {BROADCAST}), 0x20: ("query", {UNICAST}), 0x21: ("query_result", {UNICAST}),
+    0x22: ("execute", {UNICAST}), 0x23: ("execute_result", {UNICAST}),
+    0x30: ("data", {STREAM}), 0x31: ("window_update", {STREAM}), 0x32: ("reset", {STREAM}),
+    0x33: ("notify", {STREAM}),
+}
+FRAME_CODE = {name: code for code, (name, _) in FRAME_TYPES.items()}
+_HDR = struct.Struct(">2sBBHHBBHIIIQq16s32s32s24s")   # the 144 bytes of §10.1
+
+
+class FrameError(Exception):
+    """A frame refused by §10.3; .limit is True for the ELIMIT refusals."""
+
+    def __init__(self, msg, limit=False):
+        super().__init__(msg)
+        self.limit = limit
+
+
+def frame_header(mtype, src, dst=None, flags=0, hop_limit=None, hops=0, body_len=0, stream=0,
+                 aux=0, time_ms=None, msg_id=None, nonce=None):
+    """A header as a dict; src/dst are 32-byte node ids (dst None: all zero)."""
+    code = FRAME_CODE[mtype] if isinstance(mtype, str) else mtype
+    if hop_limit is None:
+        hop_limit = 1 if FRAME_TYPES.get(code, ("", set()))[1] == {LINK} else 16
+    return {"type": code, "hdr_len": FRAME_HDR_LEN, "flags": flags, "hop_limit": hop_limit,
+            "hops": hops, "body_len": body_len, "stream": stream, "aux": aux,
+            "time_ms": int(time.time() * 1000) if time_ms is None else time_ms,
+            "id": msg_id or os.urandom(16), "src": src, "dst": dst or bytes(32),
+            "nonce": nonce or bytes(24)}
+
+
+def encode_frame_header(h):
+    return _HDR.pack(FRAME_MAGIC, FRAME_VERSION, h["type"], FRAME_HDR_LEN, h["flags"],
+                     h["hop_limit"], h["hops"], 0, h["body_len"], h["stream"], 0, h["aux"],
+                     h["time_ms"], h["id"], h["src"], h["dst"], h["nonce"])
+
+
+def decode_frame(buf, max_frame=FRAME_MAX):
+    """Header dict of the frame in buf, checked as §10.3 says; FrameError otherwise."""
+    if len(buf) < 6:
+        raise FrameError("truncated")
+    if buf[0:2] != FRAME_MAGIC:
+        raise FrameError("not a meshzero frame")
+    if buf[2] != FRAME_VERSION:
+        raise FrameError("unknown version %d" % buf[2])
+    hl = struct.unpack_from(">H", buf, 4)[0]
+    if hl > FRAME_MAX_HDR:
+        raise FrameError("oversized header", limit=True)
+    if hl < FRAME_HDR_LEN or hl % 8:
+        raise FrameError("bad header length %d" % hl)
+    if len(buf) < hl:
+        raise FrameError("truncated")
+    (_, _, code, _, flags, limit, hops, r1, blen, stream, r2, aux, tms, mid, src, dst,
+     nonce) = _HDR.unpack_from(buf)
+    if r1 or r2:
+        raise FrameError("reserved bytes")
+    if code not in FRAME_TYPES:
+        raise FrameError("unknown type 0x%02x" % code)
+    name, cls = FRAME_TYPES[code]
+    if hl + blen > max_frame:
+        raise FrameError("over the frame limit", limit=True)
+    if hl + blen != len(buf):
+        raise FrameError("body length says %d" % blen)
+    if (flags & F_SEALED and blen < 16) or (flags & F_SIGNED and blen < 64):
+        raise FrameError("body shorter than its tag or signature")
+    h = {"type": code, "name": name, "hdr_len": hl, "flags": flags, "hop_limit": limit,
+         "hops": hops, "body_len": blen, "stream": stream, "aux": aux, "time_ms": tms,
+         "id": mid, "src": src, "dst": dst, "nonce": nonce}
+    _check_frame_rules(h, cls)
+    return h
+
+
+def _check_frame_rules(h, cls):
+    f, all_zero = h["flags"], h["dst"] == bytes(32)
+    sealed, signed = bool(f & F_SEALED), bool(f & F_SIGNED)
+    if f & ~0x000f:
+        raise FrameError("unknown flags")
+    if sealed == signed:
+        raise FrameError("exactly one of sealed and signed")
+    if not sealed and h["nonce"] != bytes(24):
+        raise FrameError("nonce of an unsealed frame")
+    if sealed and not cls & {UNICAST, STREAM}:
+        raise FrameError("sealed non-unicast")
+    if f & F_HEAD and (UNICAST not in cls or not h["stream"]):
+        raise FrameError("bad HEAD")
+    if f & F_END and not f & F_HEAD and h["name"] != "data":
+        raise FrameError("bad END")
+    if STREAM in cls and not h["stream"]:
+        raise FrameError("stream id 0")
+    if STREAM not in cls and not f & F_HEAD and (h["stream"] or h["aux"]):
+        raise FrameError("stream id or aux without HEAD")
+    if h["src"] == bytes(32):
+        raise FrameError("zero source")
+    if h["hop_limit"] == 0 or h["hops"] >= h["hop_limit"]:
+        raise FrameError("hops not under the hop limit")
+    if LINK in cls and h["hop_limit"] == 1 and signed:
+        return
+    if cls == {LINK}:
+        raise FrameError("link frames are signed with hop limit 1")
+    if BROADCAST in cls:
+        if not all_zero or not signed:
+            raise FrameError("broadcasts are signed, to destination zero")
+        return
+    if all_zero:
+        raise FrameError("a routed frame needs a destination")
+
+
+def _frame_ad(buf, hdr_len):
+    ad = bytearray(buf[:hdr_len])
+    ad[9] = 0
+    return bytes(ad)
+
+
+def seal_frame(h, plain, key, nonce=None):
+    """The sealed frame (bytes) of header dict h and plaintext, for pair key key."""
+    h = dict(h, flags=(h["flags"] & ~F_SIGNED) | F_SEALED, body_len=len(plain) + 16,
+             nonce=nonce or os.urandom(24))
+    hdr = encode_frame_header(h)
+    return hdr + sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        plain, _frame_ad(hdr, len(hdr)), h["nonce"], key)
+
+
+def open_frame(buf, key, max_frame=FRAME_MAX):
+    """(header, plaintext) of a sealed frame; SealError when it fails to open."""
+    h = decode_frame(buf, max_frame)
+    if not h["flags"] & F_SEALED:
+        raise FrameError("not sealed")
+    try:
+        plain = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            bytes(buf[h["hdr_len"]:]), _frame_ad(buf, h["hdr_len"]), h["nonce"], key)
+    except nacl.exceptions.CryptoError as e:
+        raise SealError("frame fails authentication") from e
+    return h, plain
+
+
+def sign_frame(h, plain, key):
+    """The signed frame of header dict h and plaintext, by Key key (h's src)."""
+    h = dict(h, flags=(h["flags"] & ~F_SEALED) | F_SIGNED, body_len=len(plain) + 64,
+             nonce=bytes(24))
+    hdr = encode_frame_header(h)
+    sig = key.sk.sign(FRAME_SIG_DOMAIN + _frame_ad(hdr, len(hdr)) + plain).signature
+    return hdr + plain + sig
+
+
+def verify_frame(buf, max_frame=FRAME_MAX):
+    """(header, plaintext) of a signed frame; nacl BadSignatureError on forgery."""
+    h = decode_frame(buf, max_frame)
+    if not h["flags"] & F_SIGNED:
+        raise FrameError("not signed")
+    body = bytes(buf[h["hdr_len"]:])
+    nacl.signing.VerifyKey(h["src"]).verify(
+        FRAME_SIG_DOMAIN + _frame_ad(buf, h["hdr_len"]) + body[:-64], body[-64:])
+    return h, body[:-64]
+
+
+def relay_frame(buf):
+    """The frame as a relay forwards it (hops + 1), or None at the hop limit."""
+    if buf[9] + 1 >= buf[8]:
+        return None
+    out = bytearray(buf)
+    out[9] += 1
+    return bytes(out)

@@ -1,4 +1,4 @@
-"""Abuse (issue 8, item 4): real node processes under attack from one peer or
+"""Abuse: real node processes under attack from one peer or
 one local client. In every case the attacked node A stays up, its resident
 memory stays under RSS_LIMIT_MB (sampled every ~0.2 s from /proc/PID/status
 and printed), and an honest execute round trip through A keeps succeeding
@@ -11,7 +11,7 @@ calls it every PROBE_INTERVAL seconds twice: from C's API (C -> A -> B: A
 relays the sealed execute) and from an API connection to A opened before the
 abuse (A -> B). Every call must succeed, each within CALL_LIMIT_S.
 
-Counts follow the issue where feasible; MZ_ABUSE_SCALE (default 1) scales
+Counts follow the abuse scenarios where feasible; MZ_ABUSE_SCALE (default 1) scales
 the flood and connection counts (e.g. 0.5 for a slow sanitizer machine).
 MZ_ABUSE_RSS_MB overrides the memory bound (default 200 MB, 600 MB for a
 binary built with AddressSanitizer, whose shadow memory and quarantine

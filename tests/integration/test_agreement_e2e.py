@@ -1,5 +1,4 @@
-"""Agreements end to end (docs/AGREEMENTS.md, PROTOCOL.md §6.10-6.11, issue 4
-items 6 and 7): real nodes in the seed's square, a resource on D whose record
+"""Agreements end to end (docs/AGREEMENTS.md, PROTOCOL.md §6.10-6.11): real nodes in the seed's square, a resource on D whose record
 says "requires_agreement": true, calls from A (through B or C).
 
 Every refusal is checked the same way (Gate.refused): `meshzero exec

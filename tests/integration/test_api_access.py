@@ -1,4 +1,4 @@
-"""Local API access control (issue 8 item 3) and the outbound link limit:
+"""Local API access control and the outbound link limit:
 a unix-socket API listener guarded by its file mode, the API token
 (required on non-loopback listeners; forced here with --api-require-token,
 since tests stay on loopback), and --max-peers-out."""

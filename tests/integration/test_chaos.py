@@ -1,4 +1,4 @@
-"""Chaos test (issue 5, item 5): 12 node processes on loopback in a random
+"""Chaos test: 12 node processes on loopback in a random
 connected graph; for 60 s random kill -9 and restart of nodes, cut links,
 while a driver registers, updates, unregisters and executes. At the end,
 within the documented bound, every live node's directory must equal the

@@ -1,6 +1,6 @@
-"""Persistence and resilience (issue 5, items 1-3) against real node processes.
+"""Persistence and resilience against real node processes.
 
-The store (include/meshzero/store.h, src/core/persist.c): a local registration or
+The store (src/state/store.h, src/core/persist.c): a local registration or
 removal is durable before the API acknowledges it, so a kill -9 at any moment
 loses none; at restart a node restores and re-announces its resources and
 re-dials the peers it knew; restored remote records are verified again and

@@ -1,4 +1,4 @@
-"""Adversarial tests (issue 4, item 7) against real node processes.
+"""Adversarial tests against real node processes.
 
 The attackers are fake peers written from docs/PROTOCOL.md (mzproto.py) and
 a relay of our own (seclib.Relay). Each attack must be refused with the
@@ -81,7 +81,7 @@ def test_forged_record_signature(mesh):
     assert counters(a)["forged"] - f0a == 4
     honest_check(mesh, a, "H1")
     # §7 "verifies every record's signature ... before storing or passing it
-    # on"; issue 4: "Every node verifies before storing or forwarding."
+    # on"; the design: "Every node verifies before storing or forwarding."
     assert not passed_on, "A forwarded %d announce(s) whose record it refused as forged: %s" \
         % (len(passed_on), [m["payload"]["record"]["resource_id"] for m in passed_on])
     assert counters(b)["forged"] == f0b, "forged records reached B through A"
