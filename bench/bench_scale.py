@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from meshbench import CLK_TCK, bfs, cpu_ticks, node_argv, parse_ready, pct, rss_kib  # noqa: E402
 
 PROCS = []   # every node process started, killed by PID in stop_all()
+SNAPSHOT_S = []   # how long each status snapshot of all nodes took
 
 
 def die_with_parent():
@@ -134,12 +135,15 @@ async def snapshot(a, nodes):
     """status of every node, at most --poll-batch connections at once:
     {node index: (monotonic time of the answer, status)}."""
     sem = asyncio.Semaphore(a.poll_batch)
+    t0 = time.monotonic()
 
     async def one(n):
         async with sem:
             st = await rpc(n.api, "status")
             return n.i, (time.monotonic(), st)
-    return dict(await asyncio.gather(*(one(n) for n in nodes)))
+    snap = dict(await asyncio.gather(*(one(n) for n in nodes)))
+    SNAPSHOT_S.append(time.monotonic() - t0)
+    return snap
 
 
 async def wait_linked(a, nodes, degree):
@@ -336,6 +340,7 @@ async def run(a, tmp):
         "idle_msgs_in_per_s_per_node": round(sum(idle["in"].values()) / n, 2),
         "idle_bytes_per_s_per_node": round(sum(idle["bytes"].values()) / n, 1),
         "rss_kib_median": statistics.median(rss),
+        "harness_snapshot_s_median": round(statistics.median(SNAPSHOT_S), 3),
     }
 
 
