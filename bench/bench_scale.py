@@ -106,8 +106,9 @@ async def start_batch(a, tmp, nodes, first, count, rng):
                 n.id, n.listen, n.api = ready
                 waiting.remove(n)
             elif n.proc.poll() is not None:
+                err = open(n.out[:-4] + ".err").read().strip().splitlines()
                 raise RuntimeError(f"node {n.i} exited with {n.proc.returncode}: "
-                                   f"{open(n.out[:-4] + '.err').read()[-500:]}")
+                                   + " / ".join(err[:2]))   # what it said first
         if waiting and time.monotonic() > deadline:
             raise RuntimeError(f"{len(waiting)} nodes of batch {first}.. gave no first line "
                                f"within {a.start_timeout} s")
