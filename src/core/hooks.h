@@ -26,6 +26,9 @@ void mz__node_set_bridge(mz_node *node, struct mz_bridge *b);
 struct mz_bridge *mz__node_bridge(const mz_node *node);
 /* The ctx of the node's HTTP handler (mz_node_set_http_handler), or NULL. */
 void *mz__node_http_ctx(const mz_node *node);
+/* Whether the API listener requires the API token (svc/mcp_http.c lets a
+ * page the listener served open the API WebSocket only then). */
+bool mz__node_api_token_required(const mz_node *node);
 
 /* svc/api.c: attaches the local API service to node. */
 mz_status mz__api_attach(mz_node *node, mz_err *err);

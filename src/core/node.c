@@ -901,6 +901,8 @@ void mz_node_set_http_handler(mz_node *node, mz_http_fn fn, void *ctx)
 
 void *mz__node_http_ctx(const mz_node *node) { return node->http_fn ? node->http_ctx : NULL; }
 
+bool mz__node_api_token_required(const mz_node *node) { return node->api_token[0] != '\0'; }
+
 void mz__node_set_api_service(mz_node *node, const mz__link_service *svc, void *ctx)
 {
     node->api_svc = svc;

@@ -25,6 +25,7 @@
 #include "bridge/bridge_int.h"
 #include "util/log.h"
 #include "core/hooks.h"
+#include "svc/ui.h"
 
 /* Largest POST body accepted (the mesh's own message limit is smaller). */
 #define MZ_MCPHTTP_MAX_BODY (4u * 1024 * 1024)
@@ -256,6 +257,25 @@ static void s_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int l
         buf[0] = '\0';
 }
 
+/* A page this listener served (the dashboard) opening the API WebSocket on
+ * a non-loopback address: its Origin is the Host it was loaded from. Only
+ * with the token required, which no rebinding page knows. */
+static bool s_own_page(mz_mcphttp *h, struct lws *wsi, const char *origin)
+{
+    char host[256];
+
+    if (!mz__node_api_token_required(h->node))
+        return false;
+    s_header(wsi, WSI_TOKEN_HOST, host, sizeof host);
+    if (strncasecmp(origin, "http://", 7) == 0)
+        origin += 7;
+    else if (strncasecmp(origin, "https://", 8) == 0)
+        origin += 8;
+    else
+        return false;
+    return host[0] != '\0' && strcasecmp(origin, host) == 0;
+}
+
 static int s_on_request(mz_mcphttp *h, struct lws *wsi, mz_hconn **slot, const char *uri)
 {
     char origin[256], accept[256], ctype[128], ver[32];
@@ -409,17 +429,19 @@ static int s_http(void *vwsi, int reason, void *user, void *in, size_t len, void
         /* A WebSocket upgrade to the API: the headers are still there. */
         char origin[256];
         s_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
-        if (!mz__origin_local(origin)) {
+        if (!mz__origin_local(origin) && !s_own_page(h, wsi, origin)) {
             mz_log(MZ_LOG_WARN, "mcp-http", "refusing an API WebSocket from origin '%.100s'",
                    origin);
             return -1;
         }
         return 1;
     }
-    case LWS_CALLBACK_HTTP:
-        if (slot == NULL)
-            return 1;
+    case LWS_CALLBACK_HTTP: {
+        int r = mz__ui_http(wsi, in);    /* the dashboard, /ui/ */
+        if (r != 1 || slot == NULL)
+            return r;
         return s_on_request(h, wsi, slot, in);
+    }
     case LWS_CALLBACK_HTTP_BODY:
         if (c == NULL)
             return 1;

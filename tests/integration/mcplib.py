@@ -26,11 +26,11 @@ CRASHY = os.path.join(MCP_DIR, "crashy.mjs")
 NPM_TIMEOUT = 300
 
 
-def _installed_ok():
+def _installed_ok(pkg_dir):
     """True when node_modules holds exactly the versions package.json pins."""
-    want = json.load(open(os.path.join(MCP_DIR, "package.json")))["dependencies"]
+    want = json.load(open(os.path.join(pkg_dir, "package.json")))["dependencies"]
     for name, version in want.items():
-        p = os.path.join(NODE_MODULES, *name.split("/"), "package.json")
+        p = os.path.join(pkg_dir, "node_modules", *name.split("/"), "package.json")
         try:
             if json.load(open(p)).get("version") != version:
                 return False
@@ -39,9 +39,10 @@ def _installed_ok():
     return True
 
 
-def ensure_npm_packages():
-    """Installs the pinned packages with `npm ci` unless they are there;
-    fails the test (never skips) with npm's output when that fails."""
+def ensure_npm_packages(pkg_dir=MCP_DIR):
+    """Installs the packages pkg_dir's package.json pins with `npm ci` unless
+    they are there; fails the test (never skips) with npm's output when that
+    fails."""
     for tool in ("node", "npm"):
         if subprocess.run(["which", tool], stdout=subprocess.DEVNULL).returncode != 0:
             pytest.fail("%s is not installed (scripts/deps.sh installs nodejs and npm)" % tool,
@@ -49,20 +50,20 @@ def ensure_npm_packages():
     import hashlib
     import tempfile
     lock_path = os.path.join(tempfile.gettempdir(), "meshzero-npm-%s.lock"
-                             % hashlib.sha256(MCP_DIR.encode()).hexdigest()[:12])
+                             % hashlib.sha256(pkg_dir.encode()).hexdigest()[:12])
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed_ok():
+        if _installed_ok(pkg_dir):
             return
         try:
-            p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=MCP_DIR,
+            p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=pkg_dir,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, timeout=NPM_TIMEOUT)
         except subprocess.TimeoutExpired as e:
             pytest.fail("npm ci in %s did not finish within %ds:\n%s"
-                        % (MCP_DIR, NPM_TIMEOUT, e.output), pytrace=False)
-        if p.returncode != 0 or not _installed_ok():
-            pytest.fail("npm ci in %s failed (exit %d):\n%s" % (MCP_DIR, p.returncode, p.stdout),
+                        % (pkg_dir, NPM_TIMEOUT, e.output), pytrace=False)
+        if p.returncode != 0 or not _installed_ok(pkg_dir):
+            pytest.fail("npm ci in %s failed (exit %d):\n%s" % (pkg_dir, p.returncode, p.stdout),
                         pytrace=False)
 
 
