@@ -1,4 +1,4 @@
-/* A real node on the in-memory connection manager; see nodesim.h. */
+/* A real node on the in-memory transport (src/net/memnet.h); see nodesim.h. */
 #include <dirent.h>
 #include <ftw.h>
 #include <math.h>
@@ -10,7 +10,7 @@
 
 #include <sodium.h>
 
-#include "fake_connmgr.h"
+#include "net/memnet.h"
 #include "util/log.h"
 #include "wire/msg_int.h"
 #include "core/node_int.h"
@@ -46,6 +46,7 @@ static struct {
     unsigned char shared[K_COUNT][32]; /* sealing key of the node and P, C, D */
     const char *ids[K_COUNT];
     uv_loop_t loop;
+    mz_memnet *net;               /* the node's network, fresh per input */
     mz_node *node;
     mz_connmgr *cm;
     uint64_t peer, pre, api[2];   /* link ids, 0 when none */
@@ -491,7 +492,7 @@ static void s_settle(void)
 {
     for (int i = 0; i < 16; i++) {
         uv_run(&S.loop, UV_RUN_NOWAIT);
-        if (mz_fake_pump(S.cm) == 0)
+        if (mz_memnet_run(S.net, 100000) == 0)
             break;
     }
 }
@@ -516,7 +517,7 @@ static void s_deliver(uint64_t link, const char *buf, size_t len)
     if (S.trace)
         fprintf(stderr, "nodesim: link %llu -> node: %.*s\n", (unsigned long long)link,
                 (int)(len > 600 ? 600 : len), buf);
-    mz_fake_deliver(S.cm, link, buf, len);
+    mz_memnet_deliver(S.cm, link, buf, len);
     s_settle();
 }
 
@@ -548,7 +549,7 @@ static void s_link_peer(void)
     static const char chal[] =
         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-    S.peer = mz_fake_open(S.cm, MZ_LINK_PEER);
+    S.peer = mz_memnet_accept(S.cm, MZ_LINK_PEER);
     if (S.peer == 0 || s_chal_of(S.peer)[0] == '\0') {
         S.peer = 0;
         return;                   /* the peer limit, or the node refused: not ours */
@@ -560,7 +561,7 @@ static void s_link_peer(void)
     s_send_env(S.peer, mz_msg_new("welcome", S.ids[K_PEER], S.ids[K_NODE],
                                   json_pack("{s:s}", "challenge", s_chal_of(S.peer))),
                S.keys[K_PEER]);
-    if (mz_fake_find(S.cm, S.peer) != NULL && !s_link_up(S.peer) && S.in_setup) {
+    if (mz_memnet_find(S.cm, S.peer) != NULL && !s_link_up(S.peer) && S.in_setup) {
         mz_sim_violation("handshake", "a correct hello/welcome exchange did not bring the "
                          "link up", NULL, 0);
     }
@@ -605,12 +606,15 @@ void mz_sim_begin(void)
     o.max_running = 4;
     o.max_pending = 8;
     o.max_subscriptions = 8;
-    mz_fake_set_send_hook(s_on_send, NULL);
+    if (mz_memnet_new(&S.loop, &S.net, &e) != MZ_OK)
+        abort();
+    mz_memnet_set_tap(S.net, s_on_send, NULL);
+    o.transport = mz_memnet_transport(S.net);
     if (mz_node_new(&o, &S.node, &e) != MZ_OK) {
         fprintf(stderr, "nodesim: mz_node_new: %s\n", e.msg);
         abort();
     }
-    S.cm = mz_fake_last();
+    S.cm = mz_memnet_listener(S.net, mz_node_listen_url(S.node));
     S.peer = S.pre = S.api[0] = S.api[1] = 0;
     S.exec_id[0] = S.pushed[0][0] = S.pushed[1][0] = '\0';
     S.counter = 0;
@@ -624,8 +628,8 @@ void mz_sim_begin(void)
 
 static uint64_t s_api_link(int client)
 {
-    if (mz_fake_find(S.cm, S.api[client]) == NULL) {
-        S.api[client] = mz_fake_open(S.cm, MZ_LINK_API);
+    if (mz_memnet_find(S.cm, S.api[client]) == NULL) {
+        S.api[client] = mz_memnet_accept(S.cm, MZ_LINK_API);
         S.pushed[client][0] = '\0';
     }
     return S.api[client];
@@ -749,8 +753,8 @@ void mz_sim_line(const char *line, size_t len, char default_ch)
     case 'S':
     case 'E':
     case 'H':
-        if (ch == 'H' && mz_fake_find(S.cm, S.pre) == NULL) {
-            S.pre = mz_fake_open(S.cm, MZ_LINK_PEER);
+        if (ch == 'H' && mz_memnet_find(S.cm, S.pre) == NULL) {
+            S.pre = mz_memnet_accept(S.cm, MZ_LINK_PEER);
         }
         buf = s_envelope(rest, rlen, ch, &blen);
         if (buf != NULL)
@@ -763,8 +767,8 @@ void mz_sim_line(const char *line, size_t len, char default_ch)
         s_deliver(S.peer, rest, rlen);
         break;
     case 'P':
-        if (mz_fake_find(S.cm, S.pre) == NULL) {
-            S.pre = mz_fake_open(S.cm, MZ_LINK_PEER);
+        if (mz_memnet_find(S.cm, S.pre) == NULL) {
+            S.pre = mz_memnet_accept(S.cm, MZ_LINK_PEER);
         }
         s_deliver(S.pre, rest, rlen);
         break;
@@ -773,17 +777,17 @@ void mz_sim_line(const char *line, size_t len, char default_ch)
         s_api_line(ch == 'A' ? 0 : 1, rest, rlen);
         break;
     case 'Y':
-        mz_fake_hangup(S.cm, S.peer);
+        mz_memnet_hangup(S.cm, S.peer);
         s_settle();
         s_link_peer();
         break;
     case 'h':
-        mz_fake_hangup(S.cm, S.pre);
+        mz_memnet_hangup(S.cm, S.pre);
         s_settle();
         break;
     case 'X':
     case 'Z':
-        mz_fake_hangup(S.cm, S.api[ch == 'X' ? 0 : 1]);
+        mz_memnet_hangup(S.cm, S.api[ch == 'X' ? 0 : 1]);
         s_settle();
         break;
     default:
@@ -809,6 +813,8 @@ void mz_sim_end(void)
     mz_node_free(S.node);
     S.node = NULL;
     S.cm = NULL;
+    mz_memnet_free(S.net);      /* the harness's handle, not the node's */
+    S.net = NULL;
     uv_run(&S.loop, UV_RUN_NOWAIT);
     uv_walk(&S.loop, s_count_handle, &left);
     if (left != 0) {

@@ -1,4 +1,4 @@
-/* A real mz_node on the in-memory connection manager (fake_connmgr.h),
+/* A real mz_node on the in-memory transport (src/net/memnet.h),
  * driven by a small line-oriented script: the engine of fuzz_peer, fuzz_api
  * and fuzz_cli. Each input gets a fresh node (so a crash input replays
  * alone), linked to a neighbour P by a real hello/welcome exchange.

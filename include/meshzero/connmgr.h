@@ -1,7 +1,8 @@
-/* ConnectionManager: one libwebsockets context on the caller's libuv loop,
- * serving the peer listener and the local API listener and dialing outgoing
- * peer links. It moves whole text messages; what they mean is the owner's
- * business (node.c, api.c). Loop-thread only. */
+/* ConnectionManager: the peer listener and the local API listener, and
+ * outgoing peer links, on the caller's libuv loop; by default one
+ * libwebsockets context (mz_transport_ws), or another transport
+ * (mz_connmgr_opts.transport). It moves whole text messages; what they
+ * mean is the owner's business (node.c, api.c). Loop-thread only. */
 #ifndef MESHZERO_CONNMGR_H
 #define MESHZERO_CONNMGR_H
 
@@ -33,6 +34,12 @@
 
 typedef struct mz_connmgr mz_connmgr;
 typedef struct mz_link mz_link;
+/* What carries the links: an ops table behind every call below. */
+typedef struct mz_transport mz_transport;
+
+/* WebSocket over libwebsockets on the caller's libuv loop: the default.
+ * (The in-memory transport of the tests is src/net/memnet.h.) */
+const mz_transport *mz_transport_ws(void);
 
 typedef enum { MZ_LINK_PEER = 0, MZ_LINK_API = 1 } mz_link_kind;
 
@@ -77,6 +84,8 @@ typedef struct mz_connmgr_opts {
     /* When set, API connections and HTTP requests must carry it (?token= or
      * Authorization: Bearer); others are refused (counted api_refused). */
     const char *api_token;
+    const mz_transport *transport;  /* borrowed, outlives the manager; NULL:
+                                       mz_transport_ws() */
 } mz_connmgr_opts;
 
 /* Counters shown by `status`. */
@@ -84,6 +93,7 @@ typedef struct mz_connmgr_stats {
     uint64_t links_opened, links_refused_full, slow_link_closes, oversize_closes;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dial_failures;
     uint64_t api_refused;
+    uint64_t api_host_refused;  /* API requests whose Host header names another host */
     uint64_t tls_refusals;      /* wss:// dials refused: certificate not the pinned
                                    key, or untrusted without a pin */
 } mz_connmgr_stats;

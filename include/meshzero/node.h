@@ -81,6 +81,10 @@ typedef struct mz_node_opts {
      * of results; the oldest go first. 0: the defaults. */
     size_t max_kept_answers;    /* 0: MZ_DEFAULT_MAX_KEPT_ANSWERS */
     size_t max_kept_bytes;      /* 0: MZ_DEFAULT_MAX_KEPT_BYTES */
+    /* What carries the node's links (borrowed, outlives the node); NULL:
+     * WebSocket (mz_transport_ws). Tests run several nodes in one process
+     * on the in-memory one (src/net/memnet.h). */
+    const mz_transport *transport;
 } mz_node_opts;
 
 /* Remote records one node may host in our directory; more are refused. */

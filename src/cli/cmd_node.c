@@ -438,7 +438,9 @@ int cmd_node_main(int argc, char **argv)
         fprintf(stderr, "meshzero node: %s\n", e.msg);
         uv_run(&loop, UV_RUN_NOWAIT);
         uv_loop_close(&loop);
-        rc = MZ_EXIT_FAIL;
+        /* An invalid option value (a URL, a pin, a short network key) is a
+         * usage error; anything else is a failure to start. */
+        rc = e.code == MZ_EINVAL ? MZ_EXIT_USAGE : MZ_EXIT_FAIL;
         goto done;
     }
     if (!s_start_bridge(node, &loop, mcp_http, l_mcp.v, l_mcp.n, l_tags.v, l_tags.n)) {

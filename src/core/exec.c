@@ -224,6 +224,7 @@ static void s_on_call_timer(uv_timer_t *t)
         /* Silence: the request or its answer may be lost on a path that broke
          * without a word. A repeat costs the host a lookup, not a run. */
         node->c.exec_retransmits++;
+        mz__evidence_silent(node, c->host, c->link_id);
         c->rto_ms *= 2;
         s_call_send(c, now);
         return;
@@ -654,6 +655,11 @@ static bool s_kept_repeat(mz_node *node, const char *key, const char *req_id, co
         snprintf(k->x->req_id, sizeof k->x->req_id, "%s", req_id);
         return true;
     }
+    /* Repeats are cheap to send and the answer may be big: they share the
+     * caller's reply budget; over it, the repeat goes unanswered (counted
+     * replies_paced) and the caller's next retransmit asks again. */
+    if (!mz__guard_reply(node, caller, k->bytes))
+        return true;
     s_host_answer(node, req_id, caller, false, k->result ? json_incref(k->result) : NULL, k->code,
                   k->msg);
     return true;

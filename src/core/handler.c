@@ -71,6 +71,7 @@ static void s_on_broadcast(mz_node *node, mz_peer *p, const mz__type *t, json_t 
 
     if (mz_seen_contains(node->seen, id)) {
         node->c.duplicates++;
+        mz__evidence_duplicate(node, p, env);
         return;
     }
     /* Remember the id only once it verified: a forged copy arriving first
@@ -147,8 +148,17 @@ static void s_on_relay(mz_node *node, mz_peer *p, const mz__type *t, json_t *env
                        const char *id)
 {
     const char *to = mz_msg_recipient(env);
-    mz_peer *hop = mz__next_hop(node, to);
+    mz_peer *hop;
 
+    if (strcmp(mz_msg_sender(env), mz_identity_id(node->ident)) == 0) {
+        /* Our own message came back: a loop while routes settle. No route
+         * leads to ourselves, so fail the attempt here. */
+        node->c.unroutable++;
+        (void)mz__exec_on_error(node, mz_msg_sender(env), id, "unreachable",
+                                "the message came back to its sender (a routing loop)");
+        return;
+    }
+    hop = mz__next_hop_except(node, to, p);
     if (hop == NULL) {
         char why[160];
         node->c.unroutable++;

@@ -976,6 +976,7 @@ static mz_status s_connmgr_opts(mz_node *node, const mz_node_opts *opts, mz_conn
     co->tls_key = opts->tls_key;
     co->tls_ca = opts->tls_ca;
     co->tls_dir = opts->data_dir;    /* identity.key: the self-signed certificate's key */
+    co->transport = opts->transport;
     co->cb.on_open = s_on_open;
     co->cb.on_message = s_on_message;
     co->cb.on_close = s_on_close;
@@ -1278,6 +1279,7 @@ json_t *mz_node_status(mz_node *node)
         (json_int_t)(node->kept ? mz_hmap_count(node->kept) : 0), "kept_evicted",
         (json_int_t)node->c.kept_evicted));
     json_object_set_new(counters, "relay_drops", json_integer((json_int_t)node->c.relay_drops));
+    mz__guard_counters(node, counters, cs->api_host_refused);
     json_object_set_new(counters, "preauth_refused",
                         json_integer((json_int_t)node->c.preauth_refused));
     json_object_set_new(counters, "links_dialed_auto",

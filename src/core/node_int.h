@@ -71,6 +71,7 @@ typedef struct mz_counters {
     uint64_t record_limit, throttled, rate_closes, caller_busy, subs_refused, exec_held;
     uint64_t relay_drops, preauth_refused;
     uint64_t exec_retries, exec_retransmits, exec_repeats, kept_evicted;
+    uint64_t routes_demoted, fetch_refused, fetch_dups, replies_paced, unbound_records;
 } mz_counters;
 
 /* events.c's state: subscriptions. */
@@ -137,6 +138,7 @@ struct mz_node {
     int64_t started_ms;
     bool stopping;
     bool tick_closed;
+    struct mz_guard *guard;     /* per-asker request budgets (evidence.c), made on first use */
     const struct mz__type *types; /* the message types handled (node.c fills it) */
     size_t n_types;
     mz_counters c;
@@ -270,5 +272,29 @@ void mz__sync_free(mz_node *node);
 /* Sends more of the sync replies in progress (each tick). */
 void mz__sync_pump(mz_node *node);
 
+/* evidence.c: routes from evidence, host binding, per-asker budgets */
+/* Takes one fetch from asker's budget; false (counted): refuse the fetch. */
+bool mz__guard_fetch(mz_node *node, const char *asker);
+/* Takes bytes from asker's reply budget; false (counted): send later. */
+bool mz__guard_reply(mz_node *node, const char *asker, size_t bytes);
+void mz__guard_free(mz_node *node);
+/* Adds this file's counters (and the connmgr's api_host_refused) to a
+ * status counters object. */
+void mz__guard_counters(mz_node *node, json_t *counters, uint64_t api_host_refused);
+/* Fits a query result (taken) in one message and charges it to asker's
+ * budget; false: refused, res freed and the asker told `busy`. */
+bool mz__guard_query(mz_node *node, const char *asker, const char *ref, json_t *res);
+/* A duplicate broadcast that arrived on p: a possible second path. */
+void mz__evidence_duplicate(mz_node *node, mz_peer *p, const json_t *env);
+/* The next hop towards dest for a message that came from `from`: never
+ * back on from's link (split horizon). NULL: no such route. */
+mz_peer *mz__next_hop_except(mz_node *node, const char *dest, const mz_peer *from);
+/* A call to host that left on link went unanswered. */
+void mz__evidence_silent(mz_node *node, const char *host, uint64_t link);
+/* True when rec, received from node `from`, is bound to its host: it came
+ * from the host or the host's key signed it (PROTOCOL.md §7). */
+bool mz__record_bound(const json_t *rec, const char *from);
+/* mz__record_bound, or rec names us; false is counted (unbound_records). */
+bool mz__evidence_record(mz_node *node, const json_t *rec, const char *from);
 
 #endif

@@ -626,6 +626,8 @@ void mz__records_on_query(mz_node *node, mz_peer *p, const json_t *env)
     }
     q.capabilities = capv;
     res = mz_directory_query_json(node->dir, &q);
+    if (!mz__guard_query(node, mz_msg_sender(env), mz_msg_id(env), res))
+        return;
     mz__send(node, mz_msg_new("query_result", s_me(node), mz_msg_sender(env),
                               json_pack("{s:s,s:o}", "ref", mz_msg_id(env), "records",
                                         res ? res : json_array())),

@@ -125,7 +125,6 @@ void mz__sync_on_digest(mz_node *node, mz_peer *p, const json_t *env)
 {
     const json_t *nodes = json_object_get(mz_msg_payload(env), "nodes");
     json_t *want = json_array(), *v;
-    int64_t now = mz_now_ms();
     size_t i;
 
     if (!json_is_array(nodes) || want == NULL) {
@@ -141,10 +140,10 @@ void mz__sync_on_digest(mz_node *node, mz_peer *p, const json_t *env)
         if (id == NULL || !mz_id_valid(id) || hops < 0 || hops >= node->o.max_hops ||
             strcmp(id, mz_identity_id(node->ident)) == 0)
             continue;
-        /* Peer exchange and routes: every node the peer reaches, through it. */
-        mz_routes_offer(node->routes, id, mz_link_id(p->link), (int)hops + 1,
-                        now + node->o.lease_ms, now);
-        if (mz_hmap_get(node->nodes, id) == NULL || hops == 0)
+        /* Peer exchange only: the peer's word about others is a hint to
+         * fetch or dial, never a route (PROTOCOL.md "Routes") and never
+         * another node's lease or listen URL. */
+        if (mz_hmap_get(node->nodes, id) == NULL || strcmp(id, p->peer_id) == 0)
             mz__node_touch(node, id, json_string_value(json_object_get(v, "listen")),
                            node->o.lease_ms);
         if (count > 0 && !s_same(node, id, v))
@@ -210,7 +209,7 @@ static bool s_job_pump(mz_node *node, mz_syncjob *j)
     qmax = (node->o.max_send_queue ? node->o.max_send_queue : MZ_DEFAULT_MAX_SEND_QUEUE) / 4;
     while (mz_link_queued_bytes(out->link) < qmax) {
         json_t *batch = json_array(), *pl, *env;
-        size_t bytes = 0, n = json_array_size(j->rids);
+        size_t bytes = 0, n = json_array_size(j->rids), start = j->cursor;
         bool last;
 
         if (batch == NULL)
@@ -227,6 +226,11 @@ static bool s_job_pump(mz_node *node, mz_syncjob *j)
             json_array_append_new(batch, r);
         }
         last = j->cursor >= n;
+        if (json_array_size(batch) > 0 && !mz__guard_reply(node, j->to, bytes)) {
+            j->cursor = start;          /* over the asker's budget: the next tick */
+            json_decref(batch);
+            return false;
+        }
         pl = json_pack("{s:o,s:b}", "records", batch, "more", !last);
         if (pl == NULL)
             return true;
@@ -258,22 +262,70 @@ void mz__sync_pump(mz_node *node)
     }
 }
 
+/* Records a reply may carry: those bound to their host for any receiver
+ * (ours, or signed by their host's key); others the asker gets from their
+ * host (PROTOCOL.md §7 "Host binding"). */
+typedef struct mz_collect {
+    mz_node *node;
+    json_t *rids;               /* resource ids found */
+} mz_collect;
+
 static bool s_collect(const mz_record *rec, void *ctx)
 {
-    return json_array_append_new(ctx, json_string(mz_record_id(rec))) == 0;
+    mz_collect *c = ctx;
+
+    if (strcmp(mz_record_node(rec), mz_identity_id(c->node->ident)) != 0 &&
+        strcmp(mz_record_owner_key(rec), mz_record_node(rec)) != 0)
+        return true;
+    return json_array_append_new(c->rids, json_string(mz_record_id(rec))) == 0;
+}
+
+/* The record ids of the nodes named in ids, each node once however often
+ * it is named (counted fetch_dups). */
+static void s_collect_nodes(mz_node *node, const json_t *ids, json_t *rids)
+{
+    mz_collect c = { node, rids };
+    mz_hmap *named = mz_hmap_new();
+    const json_t *v;
+    size_t i;
+
+    if (named == NULL)
+        return;
+    json_array_foreach(ids, i, v) {
+        const char *id = json_string_value(v);
+        mz_query q;
+        if (id == NULL || !mz_id_valid(id))
+            continue;
+        if (mz_hmap_get(named, id) != NULL) {
+            node->c.fetch_dups++;
+            continue;
+        }
+        if (mz_hmap_put(named, id, named, NULL) != MZ_OK)
+            break;
+        memset(&q, 0, sizeof q);
+        q.node = id;
+        mz_directory_query(node->dir, &q, s_collect, &c);
+    }
+    mz_hmap_free(named, NULL);
 }
 
 void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env)
 {
-    const json_t *ids = json_object_get(mz_msg_payload(env), "nodes"), *v;
+    const json_t *ids = json_object_get(mz_msg_payload(env), "nodes");
     const char *from = mz_msg_sender(env);
     bool routed = !p->up || strcmp(from, p->peer_id) != 0;
     mz_syncjob *j;
-    size_t i, njobs = 0;
+    size_t njobs = 0;
 
     if (!json_is_array(ids) || json_array_size(ids) > 4096) {
         mz__send_error_link(node, p, mz_msg_id(env), "bad_payload",
                             "fetch needs a nodes array of at most 4096 ids");
+        return;
+    }
+    if (!mz__guard_fetch(node, from)) {
+        if (!routed)            /* an error on this link would reach the relay, not the asker */
+            mz__send_error_link(node, p, mz_msg_id(env), "busy",
+                                "fetch: more than the allowed fetches a second; ask again later");
         return;
     }
     for (mz_syncjob *k = node->syncjobs; k; k = k->next)
@@ -293,14 +345,7 @@ void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env)
     if (json_array_size(ids) == 1 && json_is_string(json_array_get(ids, 0)) &&
         strcmp(json_string_value(json_array_get(ids, 0)), mz_identity_id(node->ident)) == 0)
         j->complete_for = json_pack("[s]", mz_identity_id(node->ident));
-    json_array_foreach(ids, i, v) {
-        mz_query q;
-        if (!json_is_string(v) || !mz_id_valid(json_string_value(v)))
-            continue;
-        memset(&q, 0, sizeof q);
-        q.node = json_string_value(v);
-        mz_directory_query(node->dir, &q, s_collect, j->rids);
-    }
+    s_collect_nodes(node, ids, j->rids);
     j->next = node->syncjobs;
     node->syncjobs = j;
     mz__sync_pump(node);
@@ -365,6 +410,8 @@ void mz__sync_on_sync(mz_node *node, mz_peer *p, const json_t *env)
     json_array_foreach(recs, i, v) {
         const char *host = json_string_value(json_object_get(v, "node"));
         const char *rid = json_string_value(json_object_get(v, "resource_id"));
+        if (!mz__evidence_record(node, v, from))
+            continue;
         if (mz__accept_remote_record(node, v, &e) != MZ_OK) {
             mz_log(MZ_LOG_DEBUG, "sync", "from %.12s: %s", from, e.msg);
             continue;
@@ -404,6 +451,7 @@ void mz__sync_free(mz_node *node)
     const char *k;
     void *v;
 
+    mz__guard_free(node);
     while (node->syncjobs) {
         mz_syncjob *j = node->syncjobs;
         node->syncjobs = j->next;

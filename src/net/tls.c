@@ -441,7 +441,7 @@ SSL_CTX *mz_tls_client_ctx(mz_err *err)
     char why[160];
 
     /* What lws's global init would have done: the first TLS use of a node
-     * without a wss:// listener comes here (connmgr.c, s_tls_client_on). */
+     * without a wss:// listener comes here (ws.c, s_tls_client_on). */
     if (OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS,
                          NULL) != 1) {
         mz_err_set(err, MZ_EIO, "tls: initialising OpenSSL: %s", s_ossl_err(why, sizeof why));

@@ -205,6 +205,40 @@ static bool s_set(json_t *o, const char *key, json_t *v)
     return v != NULL && json_object_set_new(o, key, v) == 0;
 }
 
+/* The spec's fields within their limits; *n_methods gets the count. */
+static mz_status s_check_spec(const mz_agreement_spec *spec, const char *id, size_t *n_methods,
+                              mz_err *err)
+{
+    size_t n = 0;
+
+    if (!s_id_valid(id))
+        return mz_err_set(err, MZ_EINVAL, "agreement: id must be 1-%d characters of "
+                          "[A-Za-z0-9._:-]", MZ_AGREEMENT_ID_MAX);
+    if (!mz_id_valid(spec->consumer))
+        return mz_err_set(err, MZ_EINVAL,
+                          "agreement: consumer must be a node id (64 lowercase hex characters)");
+    if (spec->resource_id == NULL || spec->resource_id[0] == '\0'
+        || strlen(spec->resource_id) > MZ_AGREEMENT_RESOURCE_MAX)
+        return mz_err_set(err, MZ_EINVAL, "agreement: resource id must be 1-%d bytes",
+                          MZ_AGREEMENT_RESOURCE_MAX);
+    while (spec->methods != NULL && spec->methods[n] != NULL) {
+        size_t len = strlen(spec->methods[n]);
+        if (len == 0 || len > MZ_AGREEMENT_METHOD_MAX)
+            return mz_err_set(err, MZ_EINVAL, "agreement: method %zu must be 1-%d bytes", n + 1,
+                              MZ_AGREEMENT_METHOD_MAX);
+        n++;
+    }
+    *n_methods = n;
+    if (n < 1 || n > MZ_AGREEMENT_METHODS_MAX)
+        return mz_err_set(err, MZ_EINVAL, "agreement: need 1-%d methods, not %zu",
+                          MZ_AGREEMENT_METHODS_MAX, n);
+    if (spec->requests_per_day < 0 || spec->requests_total < 0)
+        return mz_err_set(err, MZ_EINVAL, "agreement: limits must not be negative");
+    if (spec->not_before_ms >= spec->expires_at_ms)
+        return mz_err_set(err, MZ_EINVAL, "agreement: expiry must be later than not_before");
+    return MZ_OK;
+}
+
 mz_status mz_agreement_create(const mz_agreement_spec *spec, const mz_identity *provider,
                               json_t **out, mz_err *err)
 {
@@ -224,30 +258,8 @@ mz_status mz_agreement_create(const mz_agreement_spec *spec, const mz_identity *
         mz_random_hex(gen_id + 4, 8);
         id = gen_id;
     }
-    if (!s_id_valid(id))
-        return mz_err_set(err, MZ_EINVAL, "agreement: id must be 1-%d characters of "
-                          "[A-Za-z0-9._:-]", MZ_AGREEMENT_ID_MAX);
-    if (!mz_id_valid(spec->consumer))
-        return mz_err_set(err, MZ_EINVAL,
-                          "agreement: consumer must be a node id (64 lowercase hex characters)");
-    if (spec->resource_id == NULL || spec->resource_id[0] == '\0'
-        || strlen(spec->resource_id) > MZ_AGREEMENT_RESOURCE_MAX)
-        return mz_err_set(err, MZ_EINVAL, "agreement: resource id must be 1-%d bytes",
-                          MZ_AGREEMENT_RESOURCE_MAX);
-    while (spec->methods != NULL && spec->methods[n] != NULL) {
-        size_t len = strlen(spec->methods[n]);
-        if (len == 0 || len > MZ_AGREEMENT_METHOD_MAX)
-            return mz_err_set(err, MZ_EINVAL, "agreement: method %zu must be 1-%d bytes", n + 1,
-                              MZ_AGREEMENT_METHOD_MAX);
-        n++;
-    }
-    if (n < 1 || n > MZ_AGREEMENT_METHODS_MAX)
-        return mz_err_set(err, MZ_EINVAL, "agreement: need 1-%d methods, not %zu",
-                          MZ_AGREEMENT_METHODS_MAX, n);
-    if (spec->requests_per_day < 0 || spec->requests_total < 0)
-        return mz_err_set(err, MZ_EINVAL, "agreement: limits must not be negative");
-    if (spec->not_before_ms >= spec->expires_at_ms)
-        return mz_err_set(err, MZ_EINVAL, "agreement: expiry must be later than not_before");
+    if ((rc = s_check_spec(spec, id, &n, err)) != MZ_OK)
+        return rc;
     mz_time_format(spec->not_before_ms, nb);
     mz_time_format(spec->expires_at_ms, exp);
 

@@ -454,23 +454,12 @@ static mz_status s_field_err(mz_err *err, const char *id, const char *field, con
     return mz_err_set(err, MZ_EPROTO, "record '%s': field '%s' %s", id, field, what);
 }
 
-/* Checks rec and reads its fields into f (strings borrowed from rec). */
-static mz_status s_parse(const json_t *rec, struct mz_rec_fields *f, mz_err *err)
+/* Exactly the fields of a record, the required ones present. */
+static mz_status s_parse_fieldset(const json_t *rec, const char *id, mz_err *err)
 {
     const char *key;
     const json_t *v;
     char kbuf[48];
-
-    if (!json_is_object(rec))
-        return mz_err_set(err, MZ_EPROTO, "record: must be a JSON object");
-    v = json_object_get(rec, "resource_id");
-    if (v == NULL)
-        return mz_err_set(err, MZ_EPROTO, "record: field 'resource_id' is missing");
-    f->id = s_token(v, MZ_RESOURCE_ID_MAX, s_is_id_char);
-    if (f->id == NULL)
-        return mz_err_set(err, MZ_EPROTO, "record: field 'resource_id' must be a string of "
-                          "1..%d printable ASCII characters without spaces", MZ_RESOURCE_ID_MAX);
-    f->id_len = json_string_length(v);
 
     /* Exact field set: an unknown field is an error, not something to
      * carry silently into other nodes' directories. The cast only drops
@@ -481,25 +470,19 @@ static mz_status s_parse(const json_t *rec, struct mz_rec_fields *f, mz_err *err
         for (i = 0; s_fields[i] != NULL && strcmp(s_fields[i], key) != 0; i++)
             ;
         if (s_fields[i] == NULL)
-            return mz_err_set(err, MZ_EPROTO, "record '%s': unknown field '%s'", f->id,
+            return mz_err_set(err, MZ_EPROTO, "record '%s': unknown field '%s'", id,
                               s_printable(key, kbuf, sizeof kbuf));
     }
     for (size_t i = 1; i < MZ_REQUIRED_FIELDS; i++) {
         if (json_object_get(rec, s_fields[i]) == NULL)
-            return s_field_err(err, f->id, s_fields[i], "is missing");
+            return s_field_err(err, id, s_fields[i], "is missing");
     }
+    return MZ_OK;
+}
 
-    f->type = s_token(json_object_get(rec, "resource_type"), MZ_RESOURCE_TYPE_MAX, s_is_type_char);
-    if (f->type == NULL)
-        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'resource_type' must be a string "
-                          "of 1..%d characters from [A-Za-z0-9_.:-]", f->id, MZ_RESOURCE_TYPE_MAX);
-
-    f->owner = s_owner(json_object_get(rec, "owner"));
-    if (f->owner == NULL)
-        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'owner' must be a string of at "
-                          "most %d bytes without control characters", f->id, MZ_OWNER_MAX);
-
-    v = json_object_get(rec, "capabilities");
+/* capabilities (v) into f->caps: distinct tokens, at most MZ_CAPS_MAX. */
+static mz_status s_parse_caps(const json_t *v, struct mz_rec_fields *f, mz_err *err)
+{
     if (!json_is_array(v))
         return s_field_err(err, f->id, "capabilities", "must be an array of strings");
     if (json_array_size(v) > MZ_CAPS_MAX)
@@ -521,8 +504,15 @@ static mz_status s_parse(const json_t *rec, struct mz_rec_fields *f, mz_err *err
                                   "'%s' twice", f->id, f->caps[i]);
         }
     }
+    return MZ_OK;
+}
 
-    f->metadata = json_object_get(rec, "metadata");
+/* metadata: an object of at most MZ_METADATA_MAX bytes as compact JSON. */
+static mz_status s_parse_metadata(const json_t *metadata, struct mz_rec_fields *f, mz_err *err)
+{
+    const json_t *v;
+
+    f->metadata = metadata;
     if (!json_is_object(f->metadata))
         return s_field_err(err, f->id, "metadata", "must be an object");
     v = json_object_get(f->metadata, "last_updated");
@@ -536,6 +526,44 @@ static mz_status s_parse(const json_t *rec, struct mz_rec_fields *f, mz_err *err
     if (f->meta_len > MZ_METADATA_MAX)
         return mz_err_set(err, MZ_EPROTO, "record '%s': field 'metadata' must be at most %d "
                           "bytes as compact JSON (is %zu)", f->id, MZ_METADATA_MAX, f->meta_len);
+    return MZ_OK;
+}
+
+/* Checks rec and reads its fields into f (strings borrowed from rec). */
+static mz_status s_parse(const json_t *rec, struct mz_rec_fields *f, mz_err *err)
+{
+    const json_t *v;
+    mz_status rc;
+
+    if (!json_is_object(rec))
+        return mz_err_set(err, MZ_EPROTO, "record: must be a JSON object");
+    v = json_object_get(rec, "resource_id");
+    if (v == NULL)
+        return mz_err_set(err, MZ_EPROTO, "record: field 'resource_id' is missing");
+    f->id = s_token(v, MZ_RESOURCE_ID_MAX, s_is_id_char);
+    if (f->id == NULL)
+        return mz_err_set(err, MZ_EPROTO, "record: field 'resource_id' must be a string of "
+                          "1..%d printable ASCII characters without spaces", MZ_RESOURCE_ID_MAX);
+    f->id_len = json_string_length(v);
+
+    if ((rc = s_parse_fieldset(rec, f->id, err)) != MZ_OK)
+        return rc;
+
+    f->type = s_token(json_object_get(rec, "resource_type"), MZ_RESOURCE_TYPE_MAX, s_is_type_char);
+    if (f->type == NULL)
+        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'resource_type' must be a string "
+                          "of 1..%d characters from [A-Za-z0-9_.:-]", f->id, MZ_RESOURCE_TYPE_MAX);
+
+    f->owner = s_owner(json_object_get(rec, "owner"));
+    if (f->owner == NULL)
+        return mz_err_set(err, MZ_EPROTO, "record '%s': field 'owner' must be a string of at "
+                          "most %d bytes without control characters", f->id, MZ_OWNER_MAX);
+
+    if ((rc = s_parse_caps(json_object_get(rec, "capabilities"), f, err)) != MZ_OK)
+        return rc;
+
+    if ((rc = s_parse_metadata(json_object_get(rec, "metadata"), f, err)) != MZ_OK)
+        return rc;
 
     v = json_object_get(rec, "node");
     if (!s_hex_decode(v, NULL, MZ_NODE_HEX / 2))

@@ -369,20 +369,14 @@ static mz_status s_check(mz_store *st, mz_err *err)
     return MZ_OK;
 }
 
-mz_status mz_store_open(const char *data_dir, mz_store **out, mz_err *err)
+/* The file DATA/state.db (":memory:" without a directory), opened for
+ * writing: a store that cannot be written must not start. */
+static mz_status s_open_file(mz_store *st, const char *data_dir, mz_err *err)
 {
-    mz_store *st;
-    char mode[16];
     bool memory = data_dir == NULL;
-    mz_status rc;
     size_t len;
     int src;
 
-    if (out == NULL)
-        return mz_err_set(err, MZ_EINVAL, "store: no place for the handle");
-    *out = NULL;
-    if ((st = calloc(1, sizeof *st)) == NULL)
-        return mz_err_set(err, MZ_ENOMEM, "store: allocating the handle");
     if (memory) {
         st->path = strdup(":memory:");
     } else {
@@ -390,22 +384,16 @@ mz_status mz_store_open(const char *data_dir, mz_store **out, mz_err *err)
         if ((st->path = malloc(len)) != NULL)
             snprintf(st->path, len, "%s/%s", data_dir, MZ_STORE_FILE);
     }
-    if (st->path == NULL) {
-        rc = mz_err_set(err, MZ_ENOMEM, "store: allocating the path");
-        goto fail;
-    }
+    if (st->path == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "store: allocating the path");
     /* The node usually made the directory for its key already; a library
      * user may not have. One level only, like the key's. */
-    if (!memory && mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
-        rc = mz_err_set(err, MZ_EIO, "store %s: creating the directory %s: %s", st->path,
-                        data_dir, strerror(errno));
-        goto fail;
-    }
+    if (!memory && mkdir(data_dir, 0700) != 0 && errno != EEXIST)
+        return mz_err_set(err, MZ_EIO, "store %s: creating the directory %s: %s", st->path,
+                          data_dir, strerror(errno));
     src = sqlite3_open_v2(st->path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    if (st->db == NULL) {
-        rc = mz_err_set(err, MZ_ENOMEM, "store %s: allocating the connection", st->path);
-        goto fail;
-    }
+    if (st->db == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "store %s: allocating the connection", st->path);
     sqlite3_extended_result_codes(st->db, 1);
     if (src != SQLITE_OK) {
         struct stat sb;
@@ -414,48 +402,57 @@ mz_status mz_store_open(const char *data_dir, mz_store **out, mz_err *err)
          * attempt's ENOENT; say why the create failed instead. */
         if (!memory && stat(st->path, &sb) != 0 && errno == ENOENT
             && access(data_dir, W_OK | X_OK) != 0)
-            rc = mz_err_set(err, MZ_EIO, "store %s: cannot create the file: directory %s: %s",
-                            st->path, data_dir, strerror(errno));
-        else
-            rc = s_fail(st, src, err, "opening");
-        goto fail;
+            return mz_err_set(err, MZ_EIO, "store %s: cannot create the file: directory %s: %s",
+                              st->path, data_dir, strerror(errno));
+        return s_fail(st, src, err, "opening");
     }
-    /* READWRITE falls back to read-only when the OS refuses writing; a
-     * store that cannot be written must not start. */
-    if (sqlite3_db_readonly(st->db, "main") == 1) {
-        rc = mz_err_set(err, MZ_EIO, "store %s: opened read-only: cannot write it (%s)",
-                        st->path, access(st->path, W_OK) != 0 ? strerror(errno)
-                                                              : "read-only");
-        goto fail;
-    }
-    sqlite3_busy_timeout(st->db, MZ_STORE_BUSY_MS);
-    if ((rc = s_check(st, err)) != MZ_OK)
-        goto fail;
-    {
-        /* Refuse another program's database before changing anything in it
-         * (switching to WAL rewrites its header). */
-        int64_t version;
-        if ((rc = s_schema_version(st, &version, err)) != MZ_OK)
-            goto fail;
-    }
-    /* WAL: a commit is an append and one fsync, and readers never block the
-     * writer. synchronous=FULL syncs the WAL at every commit, so an
-     * acknowledged write survives a power cut, not only a crash (NORMAL
-     * would not). */
-    if ((src = s_query_text(st->db, "PRAGMA journal_mode=WAL", mode, sizeof mode)) != SQLITE_OK) {
-        rc = s_fail(st, src, err, "setting journal_mode=WAL");
-        goto fail;
-    }
-    if (strcmp(mode, memory ? "memory" : "wal") != 0) {
-        rc = mz_err_set(err, MZ_EIO, "store %s: journal_mode is '%s', not WAL", st->path, mode);
-        goto fail;
-    }
+    /* READWRITE falls back to read-only when the OS refuses writing. */
+    if (sqlite3_db_readonly(st->db, "main") == 1)
+        return mz_err_set(err, MZ_EIO, "store %s: opened read-only: cannot write it (%s)",
+                          st->path, access(st->path, W_OK) != 0 ? strerror(errno)
+                                                                : "read-only");
+    return MZ_OK;
+}
+
+/* WAL: a commit is an append and one fsync, and readers never block the
+ * writer. synchronous=FULL syncs the WAL at every commit, so an
+ * acknowledged write survives a power cut, not only a crash (NORMAL would
+ * not). */
+static mz_status s_set_journal(mz_store *st, bool memory, mz_err *err)
+{
+    char mode[16];
+    int src;
+
+    if ((src = s_query_text(st->db, "PRAGMA journal_mode=WAL", mode, sizeof mode)) != SQLITE_OK)
+        return s_fail(st, src, err, "setting journal_mode=WAL");
+    if (strcmp(mode, memory ? "memory" : "wal") != 0)
+        return mz_err_set(err, MZ_EIO, "store %s: journal_mode is '%s', not WAL", st->path, mode);
     if ((src = sqlite3_exec(st->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON",
-                            NULL, NULL, NULL)) != SQLITE_OK) {
-        rc = s_fail(st, src, err, "setting synchronous=FULL");
+                            NULL, NULL, NULL)) != SQLITE_OK)
+        return s_fail(st, src, err, "setting synchronous=FULL");
+    return MZ_OK;
+}
+
+mz_status mz_store_open(const char *data_dir, mz_store **out, mz_err *err)
+{
+    mz_store *st;
+    mz_status rc;
+    int64_t version;
+    int src;
+
+    if (out == NULL)
+        return mz_err_set(err, MZ_EINVAL, "store: no place for the handle");
+    *out = NULL;
+    if ((st = calloc(1, sizeof *st)) == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "store: allocating the handle");
+    if ((rc = s_open_file(st, data_dir, err)) != MZ_OK)
         goto fail;
-    }
-    if ((rc = s_migrate(st, err)) != MZ_OK)
+    sqlite3_busy_timeout(st->db, MZ_STORE_BUSY_MS);
+    /* Refuse another program's database before changing anything in it
+     * (switching to WAL rewrites its header). */
+    if ((rc = s_check(st, err)) != MZ_OK || (rc = s_schema_version(st, &version, err)) != MZ_OK ||
+        (rc = s_set_journal(st, data_dir == NULL, err)) != MZ_OK ||
+        (rc = s_migrate(st, err)) != MZ_OK)
         goto fail;
     for (int i = 0; i < S_COUNT; i++) {
         src = sqlite3_prepare_v3(st->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],

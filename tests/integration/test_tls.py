@@ -199,20 +199,20 @@ def test_bad_tls_options(tmp_path):
         return p
 
     p = node("--tls-cert", str(good_cert))
-    assert p.returncode == 1 and "give both files" in p.stderr
+    assert p.returncode == 2 and "give both files" in p.stderr
     p = node("--tls-cert", str(good_cert), "--tls-key", str(other_key))
-    assert p.returncode == 1 and "does not belong to certificate" in p.stderr
+    assert p.returncode == 2 and "does not belong to certificate" in p.stderr
     p = node("--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(good_key))
-    assert p.returncode == 1 and "missing.pem" in p.stderr
+    assert p.returncode == 2 and "missing.pem" in p.stderr
     p = node("--tls-cert", str(good_cert), "--tls-key", str(good_key), "--tls-ca",
              str(good_key))
-    assert p.returncode == 1 and "holds no PEM certificate" in p.stderr
+    assert p.returncode == 2 and "holds no PEM certificate" in p.stderr
     p = node("--peer", "wss://127.0.0.1:1/#1234")
-    assert p.returncode == 1 and "node id" in p.stderr
+    assert p.returncode == 2 and "node id" in p.stderr
     p = subprocess.run([BIN, "node", "--api", "wss://127.0.0.1:0", "--data",
                         str(tmp_path / "d")], stdin=subprocess.DEVNULL, capture_output=True,
                        text=True, timeout=30, env=client_env())
-    assert p.returncode == 1 and "ws:// only" in p.stderr
+    assert p.returncode == 2 and "ws:// only" in p.stderr
 
 
 def test_loose_tls_key_mode_refused(mesh):

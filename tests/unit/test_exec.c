@@ -1,0 +1,226 @@
+/* Remote execution across the mesh: real nodes in one process on the
+ * in-memory transport (support/mesh.h), through the public node API only. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mesh.h"
+#include "util/log.h"
+
+/* ---- a handler and a call's outcome ------------------------------------ */
+
+typedef struct host {
+    int runs;                   /* times the handler ran */
+    mz_exec *held;              /* a call not answered yet (the "hold" method) */
+    mz_node *cut_from, *cut_to; /* link cut when a call arrives (both set) */
+} host;
+
+/* echo: answers with the params and the caller; hold: keeps the call. */
+static void s_handler(mz_node *node, mz_exec *x, void *ctx)
+{
+    host *h = ctx;
+    mz_err e;
+
+    (void)node;
+    h->runs++;
+    if (h->cut_from != NULL)
+        assert_int_equal(mz_node_disconnect_peer(h->cut_from, mz_node_id(h->cut_to), &e), MZ_OK);
+    if (strcmp(mz_exec_method(x), "hold") == 0) {
+        h->held = x;
+        return;
+    }
+    mz_exec_reply(x, json_pack("{s:O,s:s}", "params", mz_exec_params(x), "caller",
+                               mz_exec_caller(x)));
+}
+
+static void s_host(mz_node *n, const char *id, host *h)
+{
+    static const char *const methods[] = { "echo", "hold", NULL };
+    mz_err e;
+
+    mt_register(n, id);
+    assert_int_equal(mz_node_set_handler(n, id, methods, s_handler, h, &e), MZ_OK);
+}
+
+typedef struct outcome {
+    bool done;
+    json_t *result;
+    char code[32];
+    char message[256];
+} outcome;
+
+static void s_done(mz_node *node, const json_t *result, const char *code, const char *message,
+                   void *ctx)
+{
+    outcome *o = ctx;
+
+    (void)node;
+    o->done = true;
+    o->result = result ? json_deep_copy(result) : NULL;
+    snprintf(o->code, sizeof o->code, "%s", code ? code : "");
+    snprintf(o->message, sizeof o->message, "%s", message ? message : "");
+}
+
+static bool s_is_done(void *ctx)
+{
+    return ((outcome *)ctx)->done;
+}
+
+typedef struct seen {
+    mz_node *n;
+    const char *id;
+} seen;
+
+static bool s_has(void *ctx)
+{
+    seen *s = ctx;
+
+    return mt_has(s->n, s->id);
+}
+
+/* A - B - C, each pair linked. */
+static void s_chain(mt_mesh *m, mz_node **a, mz_node **b, mz_node **c)
+{
+    *a = mt_node(m, NULL);
+    *b = mt_node(m, NULL);
+    *c = mt_node(m, NULL);
+    assert_true(mt_link(m, *a, *b));
+    assert_true(mt_link(m, *b, *c));
+}
+
+/* A fresh mesh A - B - C where C hosts id (handler h) and A has seen it. */
+static void s_chain_hosting(mt_mesh *m, mz_node **a, mz_node **b, mz_node **c, const char *id,
+                            host *h)
+{
+    seen s;
+
+    mt_init(m);
+    s_chain(m, a, b, c);
+    s_host(*c, id, h);
+    s = (seen){ *a, id };
+    assert_true(mt_run_until(m, s_has, &s, MT_DEADLINE_MS));
+}
+
+/* Calls method "echo" of id from `from` and runs the loop until the
+ * outcome is in (never from inside the call itself). */
+static void s_call(mt_mesh *m, mz_node *from, const char *id, const json_t *params,
+                   int64_t timeout_ms, outcome *o)
+{
+    mz_err e;
+
+    assert_int_equal(mz_node_execute_remote(from, id, "echo", params, timeout_ms, s_done, o, &e),
+                     MZ_OK);
+    assert_false(o->done);
+    assert_true(mt_run_until(m, s_is_done, o, timeout_ms));
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+/* A call from A to a resource on C goes through B and back with the
+ * handler's result; the handler sees A as the caller. */
+static void test_execute_over_a_relay(void **state)
+{
+    mt_mesh m;
+    mz_node *a, *b, *c;
+    host h = { 0 };
+    outcome o = { 0 };
+    json_t *params = json_pack("{s:i}", "x", 42);
+
+    (void)state;
+    s_chain_hosting(&m, &a, &b, &c, "calc", &h);
+    s_call(&m, a, "calc", params, MT_DEADLINE_MS, &o);
+    assert_string_equal(o.code, "");
+    assert_non_null(o.result);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(o.result, "params"), "x")),
+                     42);
+    assert_string_equal(json_string_value(json_object_get(o.result, "caller")), mz_node_id(a));
+    assert_int_equal(h.runs, 1);
+    assert_true(mt_counter(b, "forwarded") >= 2);     /* the request and its answer */
+    assert_int_equal(mt_counter(c, "exec_served"), 1);
+    json_decref(o.result);
+    json_decref(params);
+    mt_free(&m);
+}
+
+/* A resource removed at its host while the caller's directory still lists
+ * it: the host answers not_found and the handler never runs. */
+static void test_execute_vanished_resource_is_not_found(void **state)
+{
+    mt_mesh m;
+    mz_node *a, *b, *c;
+    host h = { 0 };
+    outcome o = { 0 };
+    mz_err e;
+
+    (void)state;
+    s_chain_hosting(&m, &a, &b, &c, "gone", &h);
+    /* Same loop turn: the removal has not reached A yet, the call goes out. */
+    assert_int_equal(mz_node_unregister_resource(c, "gone", &e), MZ_OK);
+    assert_true(mt_has(a, "gone"));
+    s_call(&m, a, "gone", NULL, MT_DEADLINE_MS, &o);
+    assert_string_equal(o.code, MZ_EXEC_NOT_FOUND);
+    assert_null(o.result);
+    assert_int_equal(h.runs, 0);
+    mt_free(&m);
+}
+
+/* Unknown everywhere: not_found without anything sent. */
+static void test_execute_unknown_resource_is_not_found(void **state)
+{
+    mt_mesh m;
+    mz_node *a, *b;
+    outcome o = { 0 };
+
+    (void)state;
+    mt_init(&m);
+    a = mt_node(&m, NULL);
+    b = mt_node(&m, NULL);
+    assert_true(mt_link(&m, a, b));
+    s_call(&m, a, "nowhere", NULL, MT_DEADLINE_MS, &o);
+    assert_string_equal(o.code, MZ_EXEC_NOT_FOUND);
+    mt_free(&m);
+}
+
+/* The link A-B is cut while C runs the call: the answer is lost on the way,
+ * A sends the call again once it has a link again (B re-dialed, or C
+ * itself, dialed for A's low watermark), and C answers that from the
+ * answer it kept: the handler ran once, the caller got its result. */
+static void test_retry_after_cut_runs_the_call_once(void **state)
+{
+    mt_mesh m;
+    mz_node *a, *b, *c;
+    host h = { 0 };
+    outcome o = { 0 };
+
+    (void)state;
+    s_chain_hosting(&m, &a, &b, &c, "once", &h);
+    h.cut_from = a;             /* A drops B (and re-dials it) when C starts the call */
+    h.cut_to = b;
+    s_call(&m, a, "once", NULL, 20000, &o);
+    assert_string_equal(o.code, "");
+    assert_non_null(o.result);
+    assert_int_equal(h.runs, 1);
+    assert_true(mt_counter(a, "exec_retries") + mt_counter(a, "exec_retransmits") >= 1);
+    assert_true(mt_counter(c, "exec_repeats") >= 1);
+    json_decref(o.result);
+    mt_free(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_execute_over_a_relay),
+        cmocka_unit_test(test_execute_vanished_resource_is_not_found),
+        cmocka_unit_test(test_execute_unknown_resource_is_not_found),
+        cmocka_unit_test(test_retry_after_cut_runs_the_call_once),
+    };
+
+    mz_log_set_level(MZ_LOG_ERROR);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
