@@ -2,6 +2,9 @@
  * resource, query the directory, and stop after a few seconds.
  *
  *   ./embed [PEER_URL]
+ *
+ * Against an installed meshzero (cmake --install):
+ *   cc examples/embed.c $(pkg-config --cflags --libs meshzero) -o embed
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +45,9 @@ int main(int argc, char **argv)
     json_t *rec;
     mz_err err;
 
+    /* The header's version and the linked library's agree unless a program
+     * runs against another build of the shared library. */
+    printf("meshzero %s (built against %s)\n", mz_version(), MZ_VERSION_STRING);
     uv_loop_init(&loop);
     o.loop = &loop;
     o.listen_url = "ws://127.0.0.1:0";   /* any free port */

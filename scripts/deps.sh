@@ -4,7 +4,7 @@ set -eu
 PKGS="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
 libsodium-dev libjansson-dev libsqlite3-dev libcmocka-dev python3 python3-websockets python3-pytest
 python3-pytest-asyncio python3-venv python3-pip python3-setuptools python3-wheel
-python3-nacl libssl-dev openssl clang libclang-rt-14-dev chromium $*"
+python3-nacl python3-prometheus-client libssl-dev openssl clang libclang-rt-14-dev chromium $*"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Exposes jansson: an agreement is a JSON document (json_t) the caller reads, writes and passes to exec. */
 #include <jansson.h>
 
 #include "meshzero/err.h"

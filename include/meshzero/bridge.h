@@ -21,7 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Exposes jansson: tool listings and MCP messages are JSON values (json_t) handed over as they are. */
 #include <jansson.h>
+/* Exposes libuv: the bridge runs child processes and timers on the embedder's loop (uv_loop_t). */
 #include <uv.h>
 
 #include "meshzero/err.h"
@@ -137,6 +139,11 @@ void mz_mcpsrv_query_done(mz_mcpsrv_req *req, const json_t *records, const char 
 /* result borrowed, or the failure's code (MZ_EXEC_*) and message. */
 void mz_mcpsrv_exec_done(mz_mcpsrv_req *req, const json_t *result, const char *code,
                          const char *message);
+/* A tools/call's params._meta (borrowed; NULL if none): where MCP carries
+ * the caller's trace context (traceparent, tracestate). */
+const json_t *mz_mcpsrv_req_meta(const mz_mcpsrv_req *req);
+/* The traceparent to echo in the call's result _meta (before exec_done). */
+void mz_mcpsrv_req_trace(mz_mcpsrv_req *req, const char *traceparent);
 
 /* Forgets the cached directory answer (a resource came, changed or went). */
 void mz_mcpsrv_invalidate(mz_mcpsrv *s);

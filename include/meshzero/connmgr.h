@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Exposes libuv: links run on the embedder's event loop (uv_loop_t), which it owns. */
 #include <uv.h>
 
 #include "meshzero/err.h"

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Exposes jansson: records and query results are JSON objects (json_t), as on the wire. */
 #include <jansson.h>
 
 #include "meshzero/err.h"

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Exposes jansson: an envelope's payload is a JSON value (json_t). */
 #include <jansson.h>
 
 #include "meshzero/err.h"

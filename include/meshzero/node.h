@@ -9,7 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Exposes jansson: records, query results, call params and results are JSON values (json_t),
+ * as on the wire; the caller owns the references the comments say it gets. */
 #include <jansson.h>
+/* Exposes libuv: the node runs on the embedder's event loop (mz_node_opts.loop, uv_loop_t). */
 #include <uv.h>
 
 #include "meshzero/connmgr.h"
@@ -81,6 +84,7 @@ typedef struct mz_node_opts {
      * of results; the oldest go first. 0: the defaults. */
     size_t max_kept_answers;    /* 0: MZ_DEFAULT_MAX_KEPT_ANSWERS */
     size_t max_kept_bytes;      /* 0: MZ_DEFAULT_MAX_KEPT_BYTES */
+    bool log_calls;             /* log every call at caller and host (INFO, "call") */
     /* What carries the node's links (borrowed, outlives the node); NULL:
      * WebSocket (mz_transport_ws). Tests run several nodes in one process
      * on the in-memory one (src/net/memnet.h). */
@@ -190,6 +194,9 @@ mz_status mz_node_disconnect_peer(mz_node *node, const char *peer_id, mz_err *er
 json_t *mz_node_peers(mz_node *node);
 /* Returns new: id, URLs, uptime, counts, counters and limits. */
 json_t *mz_node_status(mz_node *node);
+/* Returns new: {"members": [...]}, what this node knows of every node of the
+ * mesh, itself first (docs/PROTOCOL.md "Local API", members). */
+json_t *mz_node_members(mz_node *node);
 
 /* ---- remote execution (execute_remote) ---------------------------------- */
 
@@ -201,6 +208,15 @@ json_t *mz_node_status(mz_node *node);
 #define MZ_EXEC_HANDLER_ERROR "handler_error"  /* the handler failed; message is its text */
 #define MZ_EXEC_BUSY          "busy"           /* host over its concurrency limit */
 #define MZ_EXEC_DENIED        "denied"
+/* The same codes as one list, for tables over them (outcome labels). */
+#define MZ_EXEC_CODES(X)                                                    \
+    X(NOT_FOUND, MZ_EXEC_NOT_FOUND, "no such resource")                     \
+    X(UNREACHABLE, MZ_EXEC_UNREACHABLE, "no route, or the path broke")      \
+    X(TIMEOUT, MZ_EXEC_TIMEOUT, "no answer within the timeout")             \
+    X(BAD_REQUEST, MZ_EXEC_BAD_REQUEST, "params not an object, no method")  \
+    X(HANDLER_ERROR, MZ_EXEC_HANDLER_ERROR, "the handler failed")           \
+    X(BUSY, MZ_EXEC_BUSY, "host over its concurrency limit")                \
+    X(DENIED, MZ_EXEC_DENIED, "no valid agreement")
 
 /* Calls a host runs at once before answering busy. */
 #define MZ_DEFAULT_MAX_RUNNING   256
@@ -230,6 +246,16 @@ mz_status mz_node_execute_remote(mz_node *node, const char *resource_id, const c
 mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const char *method,
                                const json_t *params, const json_t *agreement,
                                int64_t timeout_ms, mz_result_cb cb, void *ctx, mz_err *err);
+/* The same carrying a W3C trace context: trace is {traceparent, tracestate}
+ * (borrowed; NULL or an invalid traceparent starts a new trace). It travels
+ * with the call to the host and its handler (docs/PROTOCOL.md "execute"). */
+mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const char *method,
+                                 const json_t *params, const json_t *agreement,
+                                 const json_t *trace, int64_t timeout_ms, mz_result_cb cb,
+                                 void *ctx, mz_err *err);
+/* Inside a result callback: the traceparent of that call (the host's span
+ * when its answer carried one, else the caller's); NULL elsewhere. */
+const char *mz_node_call_traceparent(const mz_node *node);
 
 /* One call being served by a local handler. Reply exactly once. */
 typedef struct mz_exec mz_exec;
@@ -239,6 +265,10 @@ const char *mz_exec_method(const mz_exec *x);
 const json_t *mz_exec_params(const mz_exec *x);
 const char *mz_exec_caller(const mz_exec *x);
 int64_t mz_exec_deadline_ms(const mz_exec *x);
+/* The call's W3C trace context as the handler should carry it on (the
+ * host's span): traceparent is always set, tracestate may be NULL. */
+const char *mz_exec_traceparent(const mz_exec *x);
+const char *mz_exec_tracestate(const mz_exec *x);
 /* Completes the call with a result (takes the reference) and frees x. */
 void mz_exec_reply(mz_exec *x, json_t *result);
 /* Completes the call with an error (code one of MZ_EXEC_*) and frees x. */

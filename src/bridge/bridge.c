@@ -31,7 +31,7 @@
 #define MZ_META_HEADROOM 64
 
 typedef enum { MZ_BS_STARTING, MZ_BS_UP, MZ_BS_BACKOFF, MZ_BS_STOPPED } mz_bstate;
-static const char *const s_state_names[] = { "starting", "up", "backoff", "stopped" };
+static const char *const s_state_names[4] = { "starting", "up", "backoff", "stopped" };
 
 typedef enum { MZ_BC_INIT, MZ_BC_LIST, MZ_BC_CALL } mz_bcall_kind;
 
@@ -59,6 +59,8 @@ typedef struct mz_bsrv {
     size_t n_tags;
     mz_bstate state;
     bool removed;               /* mz_bridge_remove / stop: never restart */
+    bool until_up;              /* added at run time: not retried before it was once up */
+    bool was_up;
     char last_error[256];
     unsigned restarts;
     int64_t backoff_ms;
@@ -96,8 +98,43 @@ typedef struct mz_bsrv {
     json_t *skipped;            /* [{tool, reason}] of the last listing */
     mz_bridge_tap_fn tap;       /* mz__bridge_add_tap: the caller is the transport */
     void *tap_ctx;
+    json_t *served;             /* outcome -> calls served (bridge_list, /metrics) */
     struct mz_bsrv *next;
 } mz_bsrv;
+
+/* Every state change is logged at the default level, with why. */
+static void s_set_state(mz_bsrv *s, mz_bstate st)
+{
+    json_t *f;
+
+    if (s->state == st && st != MZ_BS_STARTING)
+        return;
+    s->state = st;
+    f = json_pack("{s:s,s:s,s:s}", "server", s->name, "state", s_state_names[st], "reason",
+                  st == MZ_BS_UP ? "" : s->last_error);
+    mz_log_event(MZ_LOG_INFO, "bridge", "bridge.state", f);
+    json_decref(f);
+}
+
+static void s_count_call(mz_bsrv *s, const char *outcome)
+{
+    if (s->served == NULL && (s->served = json_object()) == NULL)
+        return;
+    json_object_set_new(s->served, outcome,
+                        json_integer(json_integer_value(json_object_get(s->served, outcome)) + 1));
+}
+
+static void s_call_ok(mz_bsrv *s, mz_exec *x, json_t *result)
+{
+    s_count_call(s, "ok");
+    mz_exec_reply(x, result);
+}
+
+static void s_call_fail(mz_bsrv *s, mz_exec *x, const char *code, const char *why)
+{
+    s_count_call(s, code);
+    mz_exec_fail(x, code, why);
+}
 
 struct mz_bridge {
     uv_loop_t *loop;            /* borrowed */
@@ -109,6 +146,7 @@ struct mz_bridge {
     bool tick_closed;
     mz_mcphttp *http;           /* the node's HTTP handler */
     bool stopping;
+    bool adding_until_up;       /* mz_bridge_api_add in progress (mz_bsrv.until_up) */
 };
 
 static void s_start(mz_bsrv *s);
@@ -314,7 +352,7 @@ static void s_fail_calls(mz_bsrv *s, const char *code, const char *why)
             break;
         mz_bcall *c = mz_hmap_remove(s->calls, key);
         if (c->kind == MZ_BC_CALL && c->x != NULL)
-            mz_exec_fail(c->x, code, why);
+            s_call_fail(s, c->x, code, why);
         free(c);
     }
 }
@@ -337,14 +375,17 @@ static void s_down(mz_bsrv *s, const char *why)
         s->sse_req = 0;
         s->sse_retry_ms = 0;
     }
-    if (s->removed || s->b->stopping) {
-        s->state = MZ_BS_STOPPED;
+    if (s->removed || s->b->stopping || (s->until_up && !s->was_up)) {
+        if (!s->removed && !s->b->stopping)
+            mz_log(MZ_LOG_WARN, "bridge", "mcp %s: %s; never came up, not retried", s->name,
+                   s->last_error);
+        s_set_state(s, MZ_BS_STOPPED);
         return;
     }
     if (s->up_since_ms && now - s->up_since_ms >= MZ_BRIDGE_STABLE_MS)
         s->backoff_ms = MZ_BRIDGE_BACKOFF_MIN_MS;
     s->up_since_ms = 0;
-    s->state = MZ_BS_BACKOFF;
+    s_set_state(s, MZ_BS_BACKOFF);
     s->next_start_ms = now + s->backoff_ms;
     mz_log(MZ_LOG_WARN, "bridge", "mcp %s: %s; its tools are withdrawn, restart in %lld ms",
            s->name, s->last_error, (long long)s->backoff_ms);
@@ -562,7 +603,8 @@ static void s_apply_listing(mz_bsrv *s)
     s->listing = NULL;
     s->listing_now = false;
     if (s->state != MZ_BS_UP) {
-        s->state = MZ_BS_UP;
+        s_set_state(s, MZ_BS_UP);
+        s->was_up = true;
         s->up_since_ms = mz_now_ms();
         s->last_error[0] = '\0';
     }
@@ -654,7 +696,7 @@ static void s_on_response(mz_bsrv *s, const json_t *msg)
         switch (c->kind) {
         case MZ_BC_INIT: s_fail(s, "initialize failed: %s", why); break;
         case MZ_BC_LIST: s_fail(s, "tools/list failed: %s", why); break;
-        case MZ_BC_CALL: mz_exec_fail(c->x, MZ_EXEC_HANDLER_ERROR, why); break;
+        case MZ_BC_CALL: s_call_fail(s, c->x, MZ_EXEC_HANDLER_ERROR, why); break;
         }
         free(c);
         return;
@@ -681,7 +723,7 @@ static void s_on_response(mz_bsrv *s, const json_t *msg)
     case MZ_BC_CALL:
         /* The MCP result, content, structuredContent and isError included,
          * goes back unchanged. */
-        mz_exec_reply(c->x, json_incref((json_t *)res));
+        s_call_ok(s, c->x, json_incref((json_t *)res));
         break;
     }
     free(c);
@@ -751,17 +793,20 @@ static void s_on_exec(mz_node *node, mz_exec *x, void *ctx)
         char why[200];
         snprintf(why, sizeof why, "MCP server %s is not serving '%.100s' now", s->name,
                  mz_exec_resource(x));
-        mz_exec_fail(x, MZ_EXEC_NOT_FOUND, why);
+        s_call_fail(s, x, MZ_EXEC_NOT_FOUND, why);
         return;
     }
-    params = json_pack("{s:s,s:O}", "name", t->tool, "arguments", mz_exec_params(x));
+    /* The call's trace context goes on in _meta (MCP's carrier for it). */
+    params = json_pack("{s:s,s:O,s:{s:s,s:s?}}", "name", t->tool, "arguments",
+                       mz_exec_params(x), "_meta", "traceparent", mz_exec_traceparent(x),
+                       "tracestate", mz_exec_tracestate(x));
     if (params == NULL) {
-        mz_exec_fail(x, MZ_EXEC_HANDLER_ERROR, "out of memory");
+        s_call_fail(s, x, MZ_EXEC_HANDLER_ERROR, "out of memory");
         return;
     }
     c = s_request(s, MZ_BC_CALL, "tools/call", params, mz_exec_deadline_ms(x), &st);
     if (c == NULL) {
-        mz_exec_fail(x, st == MZ_ELIMIT ? MZ_EXEC_BUSY : MZ_EXEC_HANDLER_ERROR,
+        s_call_fail(s, x, st == MZ_ELIMIT ? MZ_EXEC_BUSY : MZ_EXEC_HANDLER_ERROR,
                      st == MZ_ELIMIT ? "the MCP server's input queue is full"
                                      : "could not send tools/call to the MCP server");
         return;
@@ -998,7 +1043,7 @@ static void s_http_done(void *ctx, uint64_t req, int status, const char *why)
                      s->url);
         if (c->kind == MZ_BC_CALL && status != 0) {
             mz_hmap_remove(s->calls, key);
-            mz_exec_fail(c->x, MZ_EXEC_HANDLER_ERROR, msg);
+            s_call_fail(s, c->x, MZ_EXEC_HANDLER_ERROR, msg);
             free(c);
             return;
         }
@@ -1048,7 +1093,7 @@ static void s_start(mz_bsrv *s)
     json_t *params;
     mz_status st;
 
-    s->state = MZ_BS_STARTING;
+    s_set_state(s, MZ_BS_STARTING);
     s->proto[0] = '\0';
     s->session[0] = '\0';
     s->init_deadline_ms = mz_now_ms() + MZ_BRIDGE_INIT_TIMEOUT_MS;
@@ -1107,7 +1152,7 @@ static void s_tick_server(mz_bsrv *s, int64_t now)
         s_notify(s, "notifications/cancelled",
                  json_pack("{s:I,s:s}", "requestId", c->id, "reason", "timeout"));
         snprintf(why, sizeof why, "MCP server %s did not answer tools/call in time", s->name);
-        mz_exec_fail(c->x, MZ_EXEC_TIMEOUT, why);
+        s_call_fail(s, c->x, MZ_EXEC_TIMEOUT, why);
         free(c);
     }
 }
@@ -1116,6 +1161,7 @@ static void s_srv_free(mz_bsrv *s)
 {
     if (s == NULL)
         return;
+    json_decref(s->served);
     for (char **a = s->argv; a && *a; a++)
         free(*a);
     free(s->argv);
@@ -1263,6 +1309,7 @@ static mz_status s_add(mz_bridge *b, const mz_bridge_spec *spec, mz_bridge_tap_f
     if (s == NULL)
         return mz_err_set(err, MZ_ENOMEM, "bridge: allocating");
     s->b = b;
+    s->until_up = b->adding_until_up;
     snprintf(s->name, sizeof s->name, "%s", spec->name);
     s->backoff_ms = MZ_BRIDGE_BACKOFF_MIN_MS;
     s->calls = mz_hmap_new();
@@ -1396,6 +1443,8 @@ static json_t *s_entry(const mz_bsrv *s)
                   s->url ? "http" : "stdio", "target", s->url ? s->url : s->argv[0], "state",
                   s_state_names[s->state], "tools", tools, "skipped", s->skipped,
                   "restarts", (json_int_t)s->restarts, "last_error", s->last_error);
+    if (e != NULL)
+        json_object_set_new(e, "calls", s->served ? json_deep_copy(s->served) : json_object());
     if (e != NULL && s->server_info != NULL)
         json_object_set(e, "server", s->server_info);
     if (e != NULL && s->running)
@@ -1410,6 +1459,17 @@ json_t *mz_bridge_list(mz_bridge *b)
     for (mz_bsrv *s = b->servers; arr && s; s = s->next)
         json_array_append_new(arr, s_entry(s));
     return arr;
+}
+
+/* A server that stopped for good (never came up) may be added again under
+ * its name: the old entry goes. */
+static mz_status s_forget_stopped(mz_bridge *b, const char *name, mz_err *err)
+{
+    mz_bsrv *s = name ? s_find(b, name) : NULL;
+
+    if (s == NULL || s->state != MZ_BS_STOPPED)
+        return MZ_OK;
+    return mz_bridge_remove(b, name, err);
 }
 
 mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result, mz_err *err)
@@ -1452,7 +1512,15 @@ mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result,
         spec.tags = tagv;
         spec.n_tags = json_array_size(tags);
     }
-    if ((rc = mz_bridge_add(b, &spec, err)) != MZ_OK)
+    if ((rc = s_forget_stopped(b, spec.name, err)) != MZ_OK)
+        return rc;
+    /* The caller waits for it (bridge add): a server that never comes up is
+     * reported, not retried for ever. Set around the add: a spawn failure
+     * happens within it. */
+    b->adding_until_up = true;
+    rc = mz_bridge_add(b, &spec, err);
+    b->adding_until_up = false;
+    if (rc != MZ_OK)
         return rc;
     *result = s_entry(b->servers);
     return *result ? MZ_OK : mz_err_set(err, MZ_ENOMEM, "bridge_add: allocating");

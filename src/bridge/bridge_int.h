@@ -47,8 +47,9 @@ void mz__mcphttp_free(mz_mcphttp *h);
 
 /* True when an Origin header value names this machine (http(s)://localhost,
  * 127.0.0.1, [::1], any port) or is absent (NULL/""): browsers on other
- * sites must not reach the loopback API (DNS rebinding). */
+ * sites must not reach the loopback API (DNS rebinding). In svc/http.c. */
 bool mz__origin_local(const char *origin);
+
 
 /* ---- Streamable HTTP client (bridge_http.c) ------------------------------- */
 

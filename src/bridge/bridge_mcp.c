@@ -199,6 +199,7 @@ struct mz_mcpsrv_req {
     char *resource_id;          /* tools/call: the resource being called */
     bool wrap;                  /* tools/call of a non-MCP resource: wrap its result */
     bool cancelled;             /* answer nothing */
+    char traceparent[64];       /* tools/call: echoed in the result's _meta, or "" */
     uint64_t gen;               /* srv->gen when its query started */
     mz_mcpsrv_req *prev, *next; /* srv->reqs */
 };
@@ -545,6 +546,32 @@ static json_t *s_wrap_result(const json_t *result)
     return out;
 }
 
+const json_t *mz_mcpsrv_req_meta(const mz_mcpsrv_req *r)
+{
+    return json_object_get(r->params, "_meta");
+}
+
+void mz_mcpsrv_req_trace(mz_mcpsrv_req *r, const char *traceparent)
+{
+    snprintf(r->traceparent, sizeof r->traceparent, "%s", traceparent ? traceparent : "");
+}
+
+/* Adds _meta.traceparent to a CallToolResult (takes and returns res). */
+static json_t *s_with_trace(const mz_mcpsrv_req *r, json_t *res)
+{
+    json_t *meta;
+
+    if (res == NULL || r->traceparent[0] == '\0')
+        return res;
+    meta = json_object_get(res, "_meta");
+    if (!json_is_object(meta)) {
+        meta = json_object();
+        json_object_set_new(res, "_meta", meta);
+    }
+    json_object_set_new(meta, "traceparent", json_string(r->traceparent));
+    return res;
+}
+
 void mz_mcpsrv_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *code,
                          const char *message)
 {
@@ -566,13 +593,13 @@ void mz_mcpsrv_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *cod
                                        message ? message : "", "resource_id", r->resource_id)));
     } else if (!r->wrap && json_is_object(result) &&
                json_is_array(json_object_get(result, "content"))) {
-        s_send(s, r->conn, mz__rpc_result(r->id, json_incref((json_t *)result)));
+        s_send(s, r->conn, mz__rpc_result(r->id, s_with_trace(r, json_deep_copy(result))));
     } else {
         json_t *w = s_wrap_result(result ? result : json_null());
         if (w == NULL)
             s_error(s, r->conn, r->id, MZ_RPC_INTERNAL, "out of memory");
         else
-            s_send(s, r->conn, mz__rpc_result(r->id, w));
+            s_send(s, r->conn, mz__rpc_result(r->id, s_with_trace(r, w)));
     }
     s_req_free(r);
 }

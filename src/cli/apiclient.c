@@ -1,12 +1,16 @@
 /* A blocking JSON-RPC client for the CLI: its own loop and connmgr, run
  * until the answer (or the deadline) arrives. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
+#include "cliopt.h"
 #include "meshzero/connmgr.h"
 #include "meshzero/node.h"
+#include "net/dialhint.h"
 
 struct mz_apiclient {
     uv_loop_t loop;
@@ -23,6 +27,8 @@ struct mz_apiclient {
     mz_apiclient_push_fn push;  /* other messages: requests and notifications */
     char url_buf[512];          /* the URL with the token added */
     void *push_ctx;
+    bool probing;               /* a peer-kind dial to tell a peer port from an API */
+    bool saw_hello;
 };
 
 static void s_on_open(mz_link *link, void *ctx)
@@ -41,6 +47,12 @@ static void s_on_message(mz_link *link, const char *buf, size_t len, void *ctx)
     (void)link;
     if (m == NULL)
         return;
+    if (c->probing) {
+        const char *t = json_string_value(json_object_get(m, "type"));
+        c->saw_hello = c->saw_hello || (t != NULL && strcmp(t, "hello") == 0);
+        json_decref(m);
+        return;
+    }
     if (json_object_get(m, "method") == NULL &&
         json_integer_value(json_object_get(m, "id")) == c->want_id && c->answer == NULL) {
         c->answer = m;
@@ -79,12 +91,56 @@ static bool s_run_until(mz_apiclient *c, bool (*done)(mz_apiclient *), int timeo
 }
 
 static bool s_is_open(mz_apiclient *c) { return c->open; }
+static bool s_saw_hello(mz_apiclient *c) { return c->saw_hello; }
+
+/* After an API dial the server refused: was it a peer port (a node's hello
+ * comes back on a peer-kind dial), or an API wanting a token? */
+static const char *s_refusal_cause(mz_apiclient *c, const char *url)
+{
+    bool hello;
+
+    c->probing = true;
+    c->closed = false;
+    if (mz_connmgr_dial(c->cm, url, MZ_LINK_PEER, NULL, NULL, NULL) == MZ_OK)
+        s_run_until(c, s_saw_hello, 3000);
+    hello = c->saw_hello;
+    if (c->link)
+        mz_link_close(c->link, 1000, "bye");
+    c->link = NULL;
+    c->closed = true;
+    if (hello)
+        return "this is a node's peer port, not its API port (the node prints both: "
+               "'node ID listen URL api URL')";
+    if (getenv("MESHZERO_API_TOKEN") == NULL || getenv("MESHZERO_API_TOKEN")[0] == '\0')
+        return "the API requires a token: set MESHZERO_API_TOKEN to the node's DATA/api.token";
+    return "the API refused the token in $MESHZERO_API_TOKEN";
+}
+
+/* The message of a failed open: what was tried and the likely cause, never
+ * the token. */
+static mz_status s_open_failed(mz_apiclient *c, const char *url, const char *shown_url,
+                               mz_err *err)
+{
+    char why[512];
+    const char *reason = c->closed ? c->close_reason : "timed out";
+
+    if (c->closed && strstr(reason, "read failed") != NULL) {
+        char shown[300];
+        const char *cause = s_refusal_cause(c, url);
+        return mz_err_set(err, MZ_EUNREACHABLE, "cannot reach the node API at %s: %s",
+                          mz__url_shown(shown_url, shown, sizeof shown), cause);
+    }
+    mz__dial_explain(shown_url, reason, 1, why, sizeof why);
+    return mz_err_set(err, MZ_EUNREACHABLE, "cannot reach the node API at %s", why);
+}
 static bool s_has_answer(mz_apiclient *c) { return c->answer != NULL; }
 
 mz_status mz_apiclient_open(const char *url, int timeout_ms, mz_apiclient **out, mz_err *err)
 {
     mz_apiclient *c = calloc(1, sizeof *c);
+    const char *shown_url;
     mz_connmgr_opts o;
+    struct stat sb;
     mz_status rc;
 
     *out = NULL;
@@ -94,6 +150,14 @@ mz_status mz_apiclient_open(const char *url, int timeout_ms, mz_apiclient **out,
         url = getenv("MESHZERO_API");
     if (url == NULL || url[0] == '\0')
         url = MZ_DEFAULT_API_URL;
+    shown_url = url;
+    if (strncmp(url, "unix:", 5) == 0 && stat(url + 5, &sb) != 0) {
+        /* Checked here: the answer is plainer than lws's, and nothing is dialed. */
+        free(c);
+        return mz_err_set(err, MZ_EUNREACHABLE, "cannot reach the node API at %s: no socket "
+                          "at %s (%s; is the node running with --api %s?)", url, url + 5,
+                          strerror(errno), url);
+    }
     /* A remote API wants its token: $MESHZERO_API_TOKEN, unless the URL has one. */
     if (getenv("MESHZERO_API_TOKEN") && getenv("MESHZERO_API_TOKEN")[0] && !strchr(url, '?')) {
         snprintf(c->url_buf, sizeof c->url_buf, "%s%s?token=%s", url,
@@ -115,8 +179,7 @@ mz_status mz_apiclient_open(const char *url, int timeout_ms, mz_apiclient **out,
     if ((rc = mz_connmgr_dial(c->cm, url, MZ_LINK_API, NULL, NULL, err)) != MZ_OK)
         goto fail;
     if (!s_run_until(c, s_is_open, timeout_ms)) {
-        rc = mz_err_set(err, MZ_EUNREACHABLE, "cannot reach the node API at %s: %s", url,
-                        c->closed ? c->close_reason : "timed out");
+        rc = s_open_failed(c, url, shown_url, err);
         goto fail;
     }
     *out = c;
@@ -194,17 +257,18 @@ void mz_apiclient_free(mz_apiclient *c)
 
 json_t *mz_cli_call(const char *url, const char *method, json_t *params, int timeout_ms)
 {
+    const mz_cli *cli = mz_cli_current();
     mz_apiclient *c;
     json_t *res = NULL;
     mz_err e;
 
     if (mz_apiclient_open(url, timeout_ms, &c, &e) != MZ_OK) {
         json_decref(params);
-        fprintf(stderr, "meshzero: %s\n", e.msg);
+        mz_cli_fail_err(cli, &e);
         return NULL;
     }
     if (mz_apiclient_call(c, method, params, timeout_ms, &res, &e) != MZ_OK)
-        fprintf(stderr, "meshzero: %s\n", e.msg);
+        mz_cli_fail_err(cli, &e);
     mz_apiclient_free(c);
     return res;
 }

@@ -1,7 +1,6 @@
 /* meshzero agreement create|sign|show|usage: agreements from the command
  * line (docs/AGREEMENTS.md). */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cliopt.h"
 #include "meshzero.h"
 #include "meshzero/agreement.h"
 
@@ -17,15 +17,6 @@
 #define DEFAULT_DAYS 30
 /* Longest validity --days accepts (a century). */
 #define MAX_DAYS 36500
-
-/* A usage error: message, usage text on stderr, exit 2. */
-static int s_misuse(const char *sub, const char *usage, const char *fmt, const char *arg)
-{
-    fprintf(stderr, "meshzero agreement %s: ", sub);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n%s", usage);
-    return MZ_EXIT_USAGE;
-}
 
 static bool s_count_arg(const char *s, int64_t max, int64_t *out)
 {
@@ -155,128 +146,105 @@ static void s_print_json(const json_t *v)
 
 /* ---- create ------------------------------------------------------------- */
 
-static int s_create(int argc, char **argv)
-{
-    static const char usage[] =
-        "usage: meshzero agreement create --provider-key FILE --consumer NODE_ID --resource ID\n"
-        "           --method M [--method M]... [--per-day N] [--total N] [--not-before T]\n"
-        "           [--expires T | --days N] [--id ID] --out FILE [--json]\n\n"
-        "Writes a new agreement signed by the provider: the owner key of resource ID lets\n"
-        "node NODE_ID call the given methods. The consumer then counter-signs it with\n"
-        "'meshzero agreement sign'.\n"
-        "  --provider-key FILE  the resource's owner key (meshzero keygen), or a data\n"
-        "                       directory whose identity.key owns it\n"
-        "  --consumer NODE_ID   the node that may call (64 hex; 'meshzero id' prints it)\n"
-        "  --resource ID        the resource\n"
-        "  --method M           a method it may call (repeat for more)\n"
-        "  --per-day N          at most N calls per UTC day (default: no such limit)\n"
-        "  --total N            at most N calls in all (default: no such limit)\n"
-        "  --not-before T       valid from T, RFC 3339 (default: now)\n"
-        "  --expires T          valid until T, RFC 3339 (exclusive)\n"
-        "  --days N             valid for N days from --not-before (default 30)\n"
-        "  --id ID              agreement id, 1-64 of [A-Za-z0-9._:-] (default: agr-<random>)\n"
-        "  --out FILE           where to write it ('-': standard output)\n"
-        "  --json               print {\"agreement_id\", \"out\"}\n"
-        "  -h, --help           this text\n";
-    static const struct option longs[] = {
-        { "provider-key", required_argument, NULL, 'k' },
-        { "consumer", required_argument, NULL, 'c' },
-        { "resource", required_argument, NULL, 'r' },
-        { "method", required_argument, NULL, 'm' },
-        { "per-day", required_argument, NULL, 'p' },
-        { "total", required_argument, NULL, 't' },
-        { "not-before", required_argument, NULL, 'b' },
-        { "expires", required_argument, NULL, 'e' },
-        { "days", required_argument, NULL, 'd' },
-        { "id", required_argument, NULL, 'i' },
-        { "out", required_argument, NULL, 'o' },
-        { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 } };
-    const char *methods[MZ_AGREEMENT_METHODS_MAX + 1];
-    const char *key = NULL, *out = NULL;
+typedef struct create_args {
     mz_agreement_spec spec;
-    size_t n_methods = 0;
-    int64_t days = 0;
-    bool json = false, have_nb = false, have_exp = false;
+    const char *methods[MZ_AGREEMENT_METHODS_MAX + 1];
+    size_t n_methods;
+    const char *key, *out;
+    int64_t days;
+    bool have_nb, have_exp, force;
+} create_args;
+
+static int s_create_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    create_args *a = ctx;
+
+    switch (key) {
+    case 'k': a->key = arg; break;
+    case 'c': a->spec.consumer = arg; break;
+    case 'r': a->spec.resource_id = arg; break;
+    case 'i': a->spec.agreement_id = arg; break;
+    case 'o': a->out = arg; break;
+    case 'f': a->force = true; break;
+    case 'm':
+        if (a->n_methods == MZ_AGREEMENT_METHODS_MAX)
+            return mz_cli_usage(cli, "at most %d methods", MZ_AGREEMENT_METHODS_MAX);
+        a->methods[a->n_methods++] = arg;
+        break;
+    case 'p':
+        if (!s_count_arg(arg, INT64_MAX, &a->spec.requests_per_day))
+            return mz_cli_usage(cli, "--per-day needs a positive number, not '%s'", arg);
+        break;
+    case 't':
+        if (!s_count_arg(arg, INT64_MAX, &a->spec.requests_total))
+            return mz_cli_usage(cli, "--total needs a positive number, not '%s'", arg);
+        break;
+    case 'b':
+        if (!mz_time_parse(arg, &a->spec.not_before_ms))
+            return mz_cli_usage(cli, "--not-before needs an RFC 3339 date-time "
+                                "(2026-03-01T00:00:00Z), not '%s'", arg);
+        a->have_nb = true;
+        break;
+    case 'e':
+        if (!mz_time_parse(arg, &a->spec.expires_at_ms))
+            return mz_cli_usage(cli, "--expires needs an RFC 3339 date-time "
+                                "(2026-04-01T00:00:00Z), not '%s'", arg);
+        a->have_exp = true;
+        break;
+    case 'd':
+        if (!s_count_arg(arg, MAX_DAYS, &a->days))
+            return mz_cli_usage(cli, "--days needs a number of days in 1-36500, not '%s'", arg);
+        break;
+    }
+    return 0;
+}
+
+/* Checks what the options alone cannot: required ones, consistency. */
+static int s_create_check(const mz_cli *cli, create_args *a)
+{
+    struct stat sb;
+
+    if (cli->argc > 0)
+        return mz_cli_usage(cli, "unexpected argument '%s'", cli->argv[0]);
+    if (a->key == NULL || a->spec.consumer == NULL || a->spec.resource_id == NULL ||
+        a->n_methods == 0 || a->out == NULL)
+        return mz_cli_usage(cli, "need --provider-key, --consumer, --resource, at least one "
+                            "--method and --out");
+    if (a->have_exp && a->days > 0)
+        return mz_cli_usage(cli, "give --expires or --days, not both");
+    if (!mz_id_valid(a->spec.consumer))
+        return mz_cli_usage(cli, "--consumer needs a node id (64 lowercase hex characters), "
+                            "not '%s'", a->spec.consumer);
+    if (!a->have_nb)
+        a->spec.not_before_ms = mz_now_ms();
+    if (!a->have_exp)
+        a->spec.expires_at_ms = a->spec.not_before_ms +
+                                (a->days > 0 ? a->days : DEFAULT_DAYS) * DAY_MS;
+    if (a->spec.expires_at_ms <= a->spec.not_before_ms)
+        return mz_cli_usage(cli, "the expiry must be later than --not-before");
+    if (!a->force && strcmp(a->out, "-") != 0 && stat(a->out, &sb) == 0)
+        return mz_cli_fail(cli, "exists", "%s exists (a signed agreement, perhaps); give "
+                           "--force to overwrite it", a->out);
+    a->methods[a->n_methods] = NULL;
+    a->spec.methods = a->methods;
+    return 0;
+}
+
+/* Signs and writes the agreement a describes. */
+static int s_create_run(const mz_cli *cli, create_args *a)
+{
+    const char *out = a->out;
     mz_identity *provider;
     json_t *doc = NULL;
     mz_err e;
-    int ch, rc;
+    int rc;
 
-    memset(&spec, 0, sizeof spec);
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        switch (ch) {
-        case 'k': key = optarg; break;
-        case 'c': spec.consumer = optarg; break;
-        case 'r': spec.resource_id = optarg; break;
-        case 'm':
-            if (n_methods == MZ_AGREEMENT_METHODS_MAX)
-                return s_misuse("create", usage, "at most %s methods", "64");
-            methods[n_methods++] = optarg;
-            break;
-        case 'p':
-            if (!s_count_arg(optarg, INT64_MAX, &spec.requests_per_day))
-                return s_misuse("create", usage, "--per-day needs a positive number, not '%s'",
-                                optarg);
-            break;
-        case 't':
-            if (!s_count_arg(optarg, INT64_MAX, &spec.requests_total))
-                return s_misuse("create", usage, "--total needs a positive number, not '%s'",
-                                optarg);
-            break;
-        case 'b':
-            if (!mz_time_parse(optarg, &spec.not_before_ms))
-                return s_misuse("create", usage, "--not-before needs an RFC 3339 date-time "
-                                "(2026-03-01T00:00:00Z), not '%s'", optarg);
-            have_nb = true;
-            break;
-        case 'e':
-            if (!mz_time_parse(optarg, &spec.expires_at_ms))
-                return s_misuse("create", usage, "--expires needs an RFC 3339 date-time "
-                                "(2026-04-01T00:00:00Z), not '%s'", optarg);
-            have_exp = true;
-            break;
-        case 'd':
-            if (!s_count_arg(optarg, MAX_DAYS, &days))
-                return s_misuse("create", usage, "--days needs a number of days in 1-36500, "
-                                "not '%s'", optarg);
-            break;
-        case 'i': spec.agreement_id = optarg; break;
-        case 'o': out = optarg; break;
-        case 'j': json = true; break;
-        case 'h': fputs(usage, stdout); return MZ_EXIT_OK;
-        default: fputs(usage, stderr); return MZ_EXIT_USAGE;
-        }
-    }
-    if (optind < argc)
-        return s_misuse("create", usage, "unexpected argument '%s'", argv[optind]);
-    if (key == NULL || spec.consumer == NULL || spec.resource_id == NULL || n_methods == 0
-        || out == NULL)
-        return s_misuse("create", usage, "%s", "need --provider-key, --consumer, --resource, "
-                        "at least one --method and --out");
-    if (have_exp && days > 0)
-        return s_misuse("create", usage, "%s", "give --expires or --days, not both");
-    if (!mz_id_valid(spec.consumer))
-        return s_misuse("create", usage, "--consumer needs a node id (64 lowercase hex "
-                        "characters), not '%s'", spec.consumer);
-    if (!have_nb)
-        spec.not_before_ms = mz_now_ms();
-    if (!have_exp)
-        spec.expires_at_ms = spec.not_before_ms + (days > 0 ? days : DEFAULT_DAYS) * DAY_MS;
-    if (spec.expires_at_ms <= spec.not_before_ms)
-        return s_misuse("create", usage, "%s", "the expiry must be later than --not-before");
-    methods[n_methods] = NULL;
-    spec.methods = methods;
-
-    if ((provider = s_load_key("create", key)) == NULL)
+    if ((provider = s_load_key("create", a->key)) == NULL)
         return MZ_EXIT_FAIL;
-    rc = mz_agreement_create(&spec, provider, &doc, &e);
+    rc = mz_agreement_create(&a->spec, provider, &doc, &e);
     mz_identity_free(provider);
     if (rc != MZ_OK) {
-        fprintf(stderr, "meshzero agreement create: %s\n", e.msg);
-        return rc == MZ_EINVAL ? MZ_EXIT_USAGE : MZ_EXIT_FAIL;
+        return rc == MZ_EINVAL ? mz_cli_usage(cli, "%s", e.msg) : mz_cli_fail_err(cli, &e);
     }
     if (!s_write_doc("create", out, doc)) {
         json_decref(doc);
@@ -284,7 +252,7 @@ static int s_create(int argc, char **argv)
     }
     if (strcmp(out, "-") != 0) {
         const char *id = json_string_value(json_object_get(doc, "agreement_id"));
-        if (json) {
+        if (cli->json) {
             json_t *o = json_pack("{s:s,s:s}", "agreement_id", id, "out", out);
             s_print_json(o);
             json_decref(o);
@@ -297,54 +265,92 @@ static int s_create(int argc, char **argv)
     return MZ_EXIT_OK;
 }
 
+static int s_create(int argc, char **argv)
+{
+    static const mz_cli_opt opts[] = {
+        { "provider-key", 'k', "FILE", "the resource's owner key (meshzero keygen), or a data\n"
+                                       "directory whose identity.key owns it (required)" },
+        { "consumer", 'c', "NODE_ID", "the node that may call (64 hex; 'meshzero id' prints it)" },
+        { "resource", 'r', "ID", "the resource (required)" },
+        { "method", 'm', "M", "a method it may call (required; repeat for more)" },
+        { "per-day", 'p', "N", "at most N calls per UTC day (default: no such limit)" },
+        { "total", 't', "N", "at most N calls in all (default: no such limit)" },
+        { "not-before", 'b', "T", "valid from T, RFC 3339 (default: now)" },
+        { "expires", 'e', "T", "valid until T, RFC 3339 (exclusive)" },
+        { "days", 'd', "N", "valid for N days from --not-before (default 30)" },
+        { "id", 'i', "ID", "agreement id, 1-64 of [A-Za-z0-9._:-] (default: agr-<random>)" },
+        { "out", 'o', "FILE", "where to write it ('-': standard output; required)" },
+        { "force", 'f', NULL, "overwrite FILE when it exists (default: refuse)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "agreement create", "--provider-key FILE --consumer NODE_ID --resource ID\n"
+        " --method M [--method M]... [--per-day N] [--total N] [--not-before T]\n"
+        " [--expires T | --days N] [--id ID] --out FILE [--force]",
+        "Writes a new agreement signed by the provider: the owner key of resource ID lets\n"
+        "node NODE_ID call the given methods. The consumer then counter-signs it with\n"
+        "'meshzero agreement sign'. With --json prints {\"agreement_id\", \"out\"}.",
+        opts, MZ_CLI_JSON,
+        "agreement create --provider-key owner.key --consumer 5f1c... --resource db1 \\\n"
+        "      --method query --per-day 100 --out db1.agr", false };
+    create_args a;
+    mz_cli cli;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    if ((rc = mz_cli_parse(&cli, &cmd, argc, argv, s_create_opt, &a)) != MZ_CLI_GO)
+        return rc;
+    if ((rc = s_create_check(&cli, &a)) != 0)
+        return rc;
+    return s_create_run(&cli, &a);
+}
+
 /* ---- sign --------------------------------------------------------------- */
+
+static int s_sign_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    const char **v = ctx;       /* key, data, in, out */
+
+    (void)cli;
+    v[key == 'k' ? 0 : key == 'd' ? 1 : key == 'i' ? 2 : 3] = arg;
+    return 0;
+}
 
 static int s_sign(int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: meshzero agreement sign [--key FILE_OR_DIR | --data DIR] --in FILE --out FILE\n"
-        "           [--json]\n\n"
+    static const mz_cli_opt opts[] = {
+        { "key", 'k', "FILE_OR_DIR", "a key file, or a data directory (its identity.key)" },
+        { "data", 'd', "DIR", "the consumer node's data directory (default as for\n"
+                              "'meshzero node'); the key is never created here" },
+        { "in", 'i', "FILE", "the provider-signed agreement ('-': standard input; required)" },
+        { "out", 'o', "FILE", "where to write the signed one (may be --in; '-': standard\n"
+                              "output; required)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "agreement sign", "[--key FILE_OR_DIR | --data DIR] --in FILE --out FILE",
         "Counter-signs an agreement as its consumer, after checking the provider's signature\n"
         "and that the key is the agreement's consumer. The result is what 'meshzero exec\n"
-        "--agreement FILE' sends.\n"
-        "  --key FILE_OR_DIR  a key file, or a data directory (its identity.key)\n"
-        "  --data DIR         the consumer node's data directory (default as for\n"
-        "                     'meshzero node'); the key is never created here\n"
-        "  --in FILE          the provider-signed agreement ('-': standard input)\n"
-        "  --out FILE         where to write the signed one (may be --in; '-': standard output)\n"
-        "  --json             print {\"agreement_id\", \"out\"}\n"
-        "  -h, --help         this text\n";
-    static const struct option longs[] = {
-        { "key", required_argument, NULL, 'k' }, { "data", required_argument, NULL, 'd' },
-        { "in", required_argument, NULL, 'i' }, { "out", required_argument, NULL, 'o' },
-        { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 } };
-    const char *key = NULL, *data = NULL, *in = NULL, *out = NULL;
+        "--agreement FILE' sends. With --json prints {\"agreement_id\", \"out\"}.",
+        opts, MZ_CLI_JSON,
+        "agreement sign --data /tmp/a --in db1.agr --out db1.agr\n"
+        "agreement sign --key consumer.key --in - --out signed.agr", false };
+    const char *v[4] = { NULL, NULL, NULL, NULL };
     char buf[512];
-    bool json = false;
     mz_identity *consumer;
     json_t *doc;
+    mz_cli cli;
     mz_err e;
-    int ch, rc;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, s_sign_opt, v);
+    const char *key = v[0], *data = v[1], *in = v[2], *out = v[3];
+    bool json = cli.json;
 
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        switch (ch) {
-        case 'k': key = optarg; break;
-        case 'd': data = optarg; break;
-        case 'i': in = optarg; break;
-        case 'o': out = optarg; break;
-        case 'j': json = true; break;
-        case 'h': fputs(usage, stdout); return MZ_EXIT_OK;
-        default: fputs(usage, stderr); return MZ_EXIT_USAGE;
-        }
-    }
-    if (optind < argc)
-        return s_misuse("sign", usage, "unexpected argument '%s'", argv[optind]);
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc > 0)
+        return mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
     if (in == NULL || out == NULL)
-        return s_misuse("sign", usage, "%s", "need --in FILE and --out FILE");
+        return mz_cli_usage(&cli, "need --in FILE and --out FILE");
     if (key != NULL && data != NULL)
-        return s_misuse("sign", usage, "%s", "give --key or --data, not both");
+        return mz_cli_usage(&cli, "give --key or --data, not both");
     if (key == NULL)
         key = data != NULL ? data : mz_cli_default_data_dir(buf, sizeof buf);
     if ((doc = s_read_doc("sign", in)) == NULL)
@@ -391,36 +397,30 @@ static const char *s_sig_state(const json_t *doc, const char *field,
 
 static int s_show(int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: meshzero agreement show FILE [--json]\n\n"
+    static const mz_cli_cmd cmd = {
+        "agreement show", "FILE",
         "Prints an agreement's fields, whether each signature verifies, and whether it is\n"
         "in its validity window now. Exits 1 when the document is malformed or a signature\n"
-        "present does not verify (a missing one is shown as missing).\n"
-        "  FILE           the agreement ('-': standard input)\n"
-        "  --json         print {\"agreement\", \"provider_signature\", \"consumer_signature\",\n"
-        "                 \"window\"} (or {\"error\"} when malformed)\n"
-        "  -h, --help     this text\n";
-    static const struct option longs[] = {
-        { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 } };
+        "present does not verify (a missing one is shown as missing). FILE '-' is standard\n"
+        "input. With --json prints {\"agreement\", \"provider_signature\",\n"
+        "\"consumer_signature\", \"window\"} (or {\"error\"} when malformed).",
+        NULL, MZ_CLI_JSON, "agreement show db1.agr\nagreement show --json db1.agr", false };
     const char *psig, *csig, *window, *id, *key;
     const json_t *limits, *v;
     int64_t nb = 0, exp = 0, now = mz_now_ms();
-    bool json = false;
     json_t *doc;
     size_t i;
+    mz_cli cli;
     mz_err e;
-    int ch;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, NULL, NULL);
+    bool json = cli.json;
+    char **args = cli.argv;
 
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        if (ch == 'j') json = true;
-        else if (ch == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
-        else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
-    }
-    if (argc - optind != 1)
-        return s_misuse("show", usage, "%s", "need exactly one FILE");
-    if ((doc = s_read_doc("show", argv[optind])) == NULL)
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc != 1)
+        return mz_cli_usage(&cli, "need exactly one FILE");
+    if ((doc = s_read_doc("show", args[0])) == NULL)
         return MZ_EXIT_FAIL;
     if (mz_agreement_validate(doc, false, &e) != MZ_OK) {
         if (json) {
@@ -428,7 +428,7 @@ static int s_show(int argc, char **argv)
             s_print_json(o);
             json_decref(o);
         }
-        fprintf(stderr, "meshzero agreement show: %s: %s\n", argv[optind], e.msg);
+        fprintf(stderr, "meshzero agreement show: %s: %s\n", args[0], e.msg);
         json_decref(doc);
         return MZ_EXIT_FAIL;
     }
@@ -481,33 +481,26 @@ static int s_show(int argc, char **argv)
 
 static int s_usage(int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: meshzero agreement usage ID [--json] [--node URL]\n\n"
+    static const mz_cli_cmd cmd = {
+        "agreement usage", "ID",
         "Prints how many calls the node has counted under agreement ID: in all, and today\n"
-        "(UTC). The node counts the agreements of the resources it hosts.\n"
-        "  --json         print {\"agreement_id\", \"day\", \"total\", \"today\", \"last_used\",\n"
-        "                 \"providers\"}\n"
-        "  --node URL     the node's local API (default $MESHZERO_API or ws://127.0.0.1:8766)\n"
-        "  -h, --help     this text\n";
-    static const struct option longs[] = {
-        { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-    const char *node = NULL, *id, *last;
-    bool json = false;
+        "(UTC). The node counts the agreements of the resources it hosts. With --json prints\n"
+        "{\"agreement_id\", \"day\", \"total\", \"today\", \"last_used\", \"providers\"}.",
+        NULL, MZ_CLI_NODE | MZ_CLI_JSON,
+        "agreement usage agr-1f2e3d --node ws://127.0.0.1:9103", false };
+    const char *id, *last;
     json_t *res, *p, *list;
     size_t i;
-    int ch;
+    mz_cli cli;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, NULL, NULL);
+    const char *node = cli.node;
+    bool json = cli.json;
 
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        if (ch == 'n') node = optarg;
-        else if (ch == 'j') json = true;
-        else if (ch == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
-        else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
-    }
-    if (argc - optind != 1)
-        return s_misuse("usage", usage, "%s", "need exactly one agreement ID");
-    id = argv[optind];
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc != 1)
+        return mz_cli_usage(&cli, "need exactly one agreement ID");
+    id = cli.argv[0];
     res = mz_cli_call(node, "agreement_usage", json_pack("{s:s}", "agreement_id", id), 10000);
     if (res == NULL)
         return MZ_EXIT_FAIL;
@@ -534,43 +527,17 @@ static int s_usage(int argc, char **argv)
 
 /* ---- the command -------------------------------------------------------- */
 
-static const struct mz_subcmd {
-    const char *name;
-    int (*main)(int argc, char **argv);
-    const char *summary;
-} s_subs[] = {
+static const mz_cli_sub s_subs[] = {
     { "create", s_create, "write a new agreement signed by the resource's owner key" },
     { "sign",   s_sign,   "counter-sign an agreement as its consumer" },
     { "show",   s_show,   "print an agreement and check its signatures" },
     { "usage",  s_usage,  "ask a node how many calls an agreement has used" },
+    { NULL, NULL, NULL },
 };
-
-static void s_help(FILE *f)
-{
-    fprintf(f, "usage: meshzero agreement SUBCOMMAND [OPTIONS]\n\n"
-               "Agreements let a resource's owner grant one node calls to some of its methods,\n"
-               "within a time window and usage limits (docs/AGREEMENTS.md).\n\nsubcommands:\n");
-    for (size_t i = 0; i < sizeof s_subs / sizeof s_subs[0]; i++)
-        fprintf(f, "  %-8s %s\n", s_subs[i].name, s_subs[i].summary);
-    fprintf(f, "\n'meshzero agreement SUBCOMMAND --help' describes one.\n");
-}
 
 int cmd_agreement_main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "meshzero agreement: need a subcommand\n");
-        s_help(stderr);
-        return MZ_EXIT_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
-        || strcmp(argv[1], "help") == 0) {
-        s_help(stdout);
-        return MZ_EXIT_OK;
-    }
-    for (size_t i = 0; i < sizeof s_subs / sizeof s_subs[0]; i++)
-        if (strcmp(argv[1], s_subs[i].name) == 0)
-            return s_subs[i].main(argc - 1, argv + 1);
-    fprintf(stderr, "meshzero agreement: unknown subcommand '%s'\n", argv[1]);
-    s_help(stderr);
-    return MZ_EXIT_USAGE;
+    return mz_cli_subcommand("agreement", "Agreements let a resource's owner grant one node "
+                             "calls to some of its methods,\nwithin a time window and usage "
+                             "limits (docs/AGREEMENTS.md).", s_subs, argc, argv);
 }

@@ -1,70 +1,60 @@
 /* Client commands: each talks to a node's local API (--node URL). */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
+#include "cliopt.h"
 #include "meshzero.h"
 
 #define CALL_TIMEOUT_MS 10000
 
-static const char s_common[] =
-    "  --node URL     the node's local API (default $MESHZERO_API or ws://127.0.0.1:8766)\n"
-    "  -h, --help     this text\n";
-
-static int s_usage_error(const char *cmd, const char *usage, const char *fmt, const char *arg)
-{
-    fprintf(stderr, "meshzero %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n%s", usage);
-    return MZ_EXIT_USAGE;
-}
-
-static void s_print_json(const json_t *v)
-{
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-
-    if (s) {
-        puts(s);
-        free(s);
-    }
-}
-
 /* ---- id ----------------------------------------------------------------- */
+
+static int s_id_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    const char **dir = ctx;
+
+    (void)cli;
+    if (key == 'd')
+        dir[0] = arg;
+    else
+        dir[1] = "create";
+    return 0;
+}
 
 int cmd_id_main(int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: meshzero id [--data DIR] [--json]\n\n"
-        "Prints the node id of a data directory (creating its key on first use).\n"
-        "  --data DIR     data directory (default as for 'meshzero node')\n"
-        "  --json         print {\"id\": ...}\n"
-        "  -h, --help     this text\n";
-    static const struct option longs[] = {
-        { "data", required_argument, NULL, 'd' }, { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-    char buf[512];
-    const char *dir = mz_cli_default_data_dir(buf, sizeof buf);
+    static const mz_cli_opt opts[] = {
+        { "data", 'd', "DIR", "data directory (default $MESHZERO_DATA, else\n"
+                              "$XDG_DATA_HOME/meshzero, else ~/.local/share/meshzero)" },
+        { "create", 'c', NULL, "make a new identity when DIR has none (default: refuse, so\n"
+                               "a mistyped DIR is not silently a new node)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "id", "[--data DIR] [--create] [--json]",
+        "Prints the node id of a data directory (the public key of DIR/identity.key).",
+        opts, MZ_CLI_JSON, "id --data /tmp/a\nid --data /tmp/new --create --json", false };
+    char buf[512], key[600];
+    const char *dir[2] = { mz_cli_default_data_dir(buf, sizeof buf), NULL };
+    struct stat st;
     mz_identity *id;
+    mz_cli cli;
     mz_err e;
-    bool json = false;
-    int c;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, s_id_opt, (void *)dir);
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        if (c == 'd') dir = optarg;
-        else if (c == 'j') json = true;
-        else if (c == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
-        else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
-    }
-    if (optind < argc)
-        return s_usage_error("id", usage, "unexpected argument '%s'", argv[optind]);
-    if (mz_identity_load_or_create(dir, &id, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero id: %s\n", e.msg);
-        return MZ_EXIT_FAIL;
-    }
-    if (json)
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc > 0)
+        return mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
+    snprintf(key, sizeof key, "%s/identity.key", dir[0]);
+    if (dir[1] == NULL && stat(key, &st) != 0)
+        return mz_cli_fail(&cli, "not_found", "%s has no identity.key (not a node's data "
+                           "directory?); give --create to make a new identity there", dir[0]);
+    if (mz_identity_load_or_create(dir[0], &id, &e) != MZ_OK)
+        return mz_cli_fail_err(&cli, &e);
+    if (cli.json)
         printf("{\"id\":\"%s\"}\n", mz_identity_id(id));
     else
         printf("%s\n", mz_identity_id(id));
@@ -74,283 +64,248 @@ int cmd_id_main(int argc, char **argv)
 
 /* ---- register / unregister ---------------------------------------------- */
 
+typedef struct reg_args {
+    const char *type, *owner, *owner_key;
+    json_t *caps, *meta;
+} reg_args;
+
+static int s_reg_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    reg_args *r = ctx;
+
+    switch (key) {
+    case 't': r->type = arg; break;
+    case 'c': json_array_append_new(r->caps, json_string(arg)); break;
+    case 'o': r->owner = arg; break;
+    case 'k': r->owner_key = arg; break;
+    case 'm':
+        if (!mz_cli_meta_arg(r->meta, (char *)arg))
+            return mz_cli_usage(cli, "--meta '%s' is not KEY=VALUE", arg);
+        break;
+    }
+    return 0;
+}
+
 int cmd_register_main(int argc, char **argv)
 {
-    static const char usage_head[] =
-        "usage: meshzero register ID --type T [--cap C]... [--meta KEY=VALUE]... [--owner O]\n"
-        "                         [--json] [--node URL]\n\n"
+    static const mz_cli_opt opts[] = {
+        { "type", 't', "T", "resource type (required)" },
+        { "cap", 'c', "C", "a capability (repeatable; default none)" },
+        { "meta", 'm', "K=V", "a metadata entry; V is a string unless it is a JSON object,\n"
+                              "array, quoted string, true, false or null (repeatable)" },
+        { "owner", 'o', "O", "owner name (default \"\")" },
+        { "owner-key", 'k', "FILE", "sign the record with the owner key in FILE (see 'keygen');\n"
+                                    "only that key can then update or remove it (default: the\n"
+                                    "node's key)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "register", "ID --type T [--cap C]... [--meta K=V]... [--owner O] [--owner-key FILE]",
         "Registers a resource hosted by the node (again with the same ID: an update).\n"
-        "  --type T       resource type (required)\n"
-        "  --cap C        a capability (repeatable)\n"
-        "  --meta K=V     a metadata entry; V is a string unless it is a JSON object,\n"
-        "                 array, quoted string, true, false or null\n"
-        "  --owner O      owner name\n"
-        "  --owner-key F  sign the record with the owner key in file F (see 'keygen');\n"
-        "                 only that key can then update or remove it (default: the node's key)\n"
-        "  --json         print the stored record as JSON\n";
-    static const struct option longs[] = {
-        { "type", required_argument, NULL, 't' }, { "cap", required_argument, NULL, 'c' },
-        { "meta", required_argument, NULL, 'm' }, { "owner", required_argument, NULL, 'o' },
-        { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
-        { "owner-key", required_argument, NULL, 'k' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-    char usage[2048];
-    const char *node = NULL, *type = NULL, *owner = NULL, *owner_key = NULL;
-    json_t *caps = json_array(), *meta = json_object(), *params, *res;
-    bool json = false;
-    int c;
+        "The node fills in metadata.last_updated unless given; other metadata is kept as\n"
+        "given. With --json prints the stored record.",
+        opts, MZ_CLI_NODE | MZ_CLI_JSON,
+        "register agent123 --type agent --cap image_processing --meta version=2.1\n"
+        "register db1 --type database --owner ops --json --node ws://127.0.0.1:9101", false };
+    reg_args r = { NULL, NULL, NULL, json_array(), json_object() };
+    json_t *params = NULL, *res;
+    mz_cli cli;
+    int rc = MZ_EXIT_FAIL;
 
-    snprintf(usage, sizeof usage, "%s%s", usage_head, s_common);
-    if (caps == NULL || meta == NULL) {
-        fprintf(stderr, "meshzero register: out of memory\n");
-        return MZ_EXIT_FAIL;
+    if (r.caps == NULL || r.meta == NULL)
+        goto out;
+    if ((rc = mz_cli_parse(&cli, &cmd, argc, argv, s_reg_opt, &r)) != MZ_CLI_GO)
+        goto out;
+    if (cli.argc != 1 || r.type == NULL) {
+        rc = mz_cli_usage(&cli, "need exactly one ID and --type");
+        goto out;
     }
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        switch (c) {
-        case 't': type = optarg; break;
-        case 'c': json_array_append_new(caps, json_string(optarg)); break;
-        case 'o': owner = optarg; break;
-        case 'n': node = optarg; break;
-        case 'j': json = true; break;
-        case 'k': owner_key = optarg; break;
-        case 'm': {
-            char *eq = strchr(optarg, '=');
-            json_t *v;
-            if (eq == NULL || eq == optarg) {
-                json_decref(caps);
-                json_decref(meta);
-                return s_usage_error("register", usage, "--meta '%s' is not KEY=VALUE", optarg);
-            }
-            *eq = '\0';
-            /* Numbers stay strings ("version=1.0" is the seed's "1.0"); objects,
-             * arrays, quoted strings, true, false and null are read as JSON. */
-            v = strchr("{[\"tfn", eq[1]) && eq[1] ? json_loads(eq + 1, JSON_DECODE_ANY, NULL)
-                                                  : NULL;
-            json_object_set_new(meta, optarg, v ? v : json_string(eq + 1));
-            break;
-        }
-        case 'h':
-            fputs(usage, stdout);
-            json_decref(caps);
-            json_decref(meta);
-            return MZ_EXIT_OK;
-        default:
-            fputs(usage, stderr);
-            json_decref(caps);
-            json_decref(meta);
-            return MZ_EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1 || type == NULL) {
-        json_decref(caps);
-        json_decref(meta);
-        return s_usage_error("register", usage, "%s", "need exactly one ID and --type");
-    }
-    params = json_pack("{s:s,s:s,s:o,s:o}", "resource_id", argv[optind], "resource_type", type,
-                       "capabilities", caps, "metadata", meta);
-    if (params)
-        json_object_set_new(params, "owner", json_string(owner ? owner : ""));
-    if (params && owner_key) {
-        json_t *rec = mz_cli_owner_record(node, owner_key, params);
+    params = json_pack("{s:s,s:s,s:O,s:O,s:s}", "resource_id", cli.argv[0], "resource_type",
+                       r.type, "capabilities", r.caps, "metadata", r.meta, "owner",
+                       r.owner ? r.owner : "");
+    if (params && r.owner_key) {
+        json_t *rec = mz_cli_owner_record(cli.node, r.owner_key, params);
         json_decref(params);
-        if (rec == NULL)
-            return MZ_EXIT_FAIL;
+        if (rec == NULL) {
+            rc = MZ_EXIT_FAIL;
+            goto out;
+        }
         params = json_pack("{s:o}", "record", rec);
     }
-    res = mz_cli_call(node, "register_resource", params, CALL_TIMEOUT_MS);
-    if (res == NULL)
-        return MZ_EXIT_FAIL;
-    if (json)
-        s_print_json(res);
-    else
-        printf("registered %s (version %lld)\n", argv[optind],
+    res = mz_cli_call(cli.node, "register_resource", params, CALL_TIMEOUT_MS);
+    rc = res ? MZ_EXIT_OK : MZ_EXIT_FAIL;
+    if (res && cli.json)
+        mz_cli_print_json(res);
+    else if (res)
+        printf("registered %s (version %lld)\n", cli.argv[0],
                (long long)json_integer_value(json_object_get(res, "version")));
     json_decref(res);
-    return MZ_EXIT_OK;
+out:
+    json_decref(r.caps);
+    json_decref(r.meta);
+    return rc;
+}
+
+static int s_unreg_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    (void)cli;
+    (void)key;
+    *(const char **)ctx = arg;
+    return 0;
 }
 
 int cmd_unregister_main(int argc, char **argv)
 {
-    static const char usage_head[] =
-        "usage: meshzero unregister ID [--owner-key FILE] [--json] [--node URL]\n\n"
-        "Removes a resource hosted by the node, everywhere in the mesh.\n"
-        "  --owner-key F  sign the removal with the resource's owner key (needed when it\n"
-        "                 was registered with --owner-key)\n"
-        "  --json         print the result as JSON\n";
-    static const struct option longs[] = {
-        { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
-        { "owner-key", required_argument, NULL, 'k' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-    char usage[1024];
-    const char *node = NULL, *owner_key = NULL;
-    json_t *params;
-    bool json = false;
-    json_t *res;
-    int c;
+    static const mz_cli_opt opts[] = {
+        { "owner-key", 'k', "FILE", "sign the removal with the resource's owner key (needed\n"
+                                    "when it was registered with --owner-key)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "unregister", "ID [--owner-key FILE]",
+        "Removes a resource hosted by the node, everywhere in the mesh.",
+        opts, MZ_CLI_NODE | MZ_CLI_JSON,
+        "unregister agent123 --node ws://127.0.0.1:9103\nunregister db1 --owner-key ops.key",
+        false };
+    const char *owner_key = NULL;
+    json_t *params, *res;
+    mz_cli cli;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, s_unreg_opt, &owner_key);
 
-    snprintf(usage, sizeof usage, "%s%s", usage_head, s_common);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        if (c == 'n') node = optarg;
-        else if (c == 'j') json = true;
-        else if (c == 'k') owner_key = optarg;
-        else if (c == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
-        else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
-    }
-    if (optind != argc - 1)
-        return s_usage_error("unregister", usage, "%s", "need exactly one ID");
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc != 1)
+        return mz_cli_usage(&cli, "need exactly one ID");
     if (owner_key) {
-        json_t *tomb = mz_cli_owner_tombstone(node, owner_key, argv[optind]);
+        json_t *tomb = mz_cli_owner_tombstone(cli.node, owner_key, cli.argv[0]);
         if (tomb == NULL)
             return MZ_EXIT_FAIL;
         params = json_pack("{s:o}", "tombstone", tomb);
     } else {
-        params = json_pack("{s:s}", "resource_id", argv[optind]);
+        params = json_pack("{s:s}", "resource_id", cli.argv[0]);
     }
-    res = mz_cli_call(node, "unregister_resource", params, CALL_TIMEOUT_MS);
+    res = mz_cli_call(cli.node, "unregister_resource", params, CALL_TIMEOUT_MS);
     if (res == NULL)
         return MZ_EXIT_FAIL;
-    if (json)
-        s_print_json(res);
+    if (cli.json)
+        mz_cli_print_json(res);
     else
-        printf("unregistered %s\n", argv[optind]);
+        printf("unregistered %s\n", cli.argv[0]);
     json_decref(res);
     return MZ_EXIT_OK;
 }
 
 /* ---- query -------------------------------------------------------------- */
 
+static int s_query_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    json_t *params = ctx;
+    long long n;
+
+    switch (key) {
+    case 't': json_object_set_new(params, "resource_type", json_string(arg)); break;
+    case 'c': json_array_append_new(json_object_get(params, "capabilities"), json_string(arg));
+              break;
+    case 'o': json_object_set_new(params, "owner", json_string(arg)); break;
+    case 'H': json_object_set_new(params, "node", json_string(arg)); break;
+    case 'L':
+        if (strcmp(arg, "local") != 0 && strcmp(arg, "remote") != 0)
+            return mz_cli_usage(cli, "--location must be local or remote, not '%s'", arg);
+        json_object_set_new(params, "location", json_string(arg));
+        break;
+    case 'l':
+        if (!mz_cli_uint_arg(arg, 1LL << 40, &n))
+            return mz_cli_usage(cli, "--limit needs a number, not '%s'", arg);
+        json_object_set_new(params, "limit", json_integer(n));
+        break;
+    }
+    return 0;
+}
+
+static void s_print_records(const json_t *res)
+{
+    size_t i, k;
+    json_t *r, *cv;
+
+    json_array_foreach(res, i, r) {
+        printf("%s  type=%s  %s  node=%.12s  owner=%s  caps=",
+               json_string_value(json_object_get(r, "resource_id")),
+               json_string_value(json_object_get(r, "resource_type")),
+               json_string_value(json_object_get(r, "location")),
+               json_string_value(json_object_get(r, "node")),
+               json_string_value(json_object_get(r, "owner")));
+        json_array_foreach(json_object_get(r, "capabilities"), k, cv)
+            printf("%s%s", k ? "," : "", json_string_value(cv));
+        printf("\n");
+    }
+    if (json_array_size(res) == 0)
+        printf("no resources match\n");
+}
+
 int cmd_query_main(int argc, char **argv)
 {
-    static const char usage_head[] =
-        "usage: meshzero query [--type T] [--cap C]... [--owner O] [--location local|remote]\n"
-        "                      [--limit N] [--json] [--node URL]\n\n"
-        "Lists resources known to the node; a record matches when it has ALL --cap values.\n"
-        "  --json         print one JSON array of records\n";
-    static const struct option longs[] = {
-        { "type", required_argument, NULL, 't' }, { "cap", required_argument, NULL, 'c' },
-        { "owner", required_argument, NULL, 'o' }, { "location", required_argument, NULL, 'L' },
-        { "limit", required_argument, NULL, 'l' }, { "node", required_argument, NULL, 'n' },
-        { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 } };
-    char usage[1536];
-    const char *node = NULL;
-    json_t *params = json_object(), *caps = json_array(), *res, *r;
-    bool json = false;
-    size_t i;
-    int c;
+    static const mz_cli_opt opts[] = {
+        { "type", 't', "T", "only resources of type T (default: any type)" },
+        { "cap", 'c', "C", "only resources having capability C; repeated, ALL of them\n"
+                           "(default: any capabilities)" },
+        { "owner", 'o', "O", "only resources whose owner name is O (default: any owner)" },
+        { "host", 'H', "NODE_ID", "only resources hosted by that node (default: any node)" },
+        { "location", 'L', "WHERE", "local (hosted by this node) or remote (default: both)" },
+        { "limit", 'l', "N", "at most N records (default: all)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "query", "[--type T] [--cap C]... [--owner O] [--host NODE_ID] [--location local|remote]\n"
+        " [--limit N]",
+        "Lists the resources the node knows, local and remote, that match every filter\n"
+        "given; without filters, all of them. Text output: one line per record; --json\n"
+        "prints one array of the full signed records.",
+        opts, MZ_CLI_NODE | MZ_CLI_JSON,
+        "query --type agent --cap image_processing\n"
+        "query --location remote --limit 10 --json --node ws://127.0.0.1:9101", false };
+    json_t *params = json_pack("{s:[]}", "capabilities"), *res;
+    mz_cli cli;
+    int rc = params ? mz_cli_parse(&cli, &cmd, argc, argv, s_query_opt, params) : MZ_EXIT_FAIL;
 
-    snprintf(usage, sizeof usage, "%s%s", usage_head, s_common);
-    if (params == NULL || caps == NULL) {
-        fprintf(stderr, "meshzero query: out of memory\n");
-        return MZ_EXIT_FAIL;
-    }
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        switch (c) {
-        case 't': json_object_set_new(params, "resource_type", json_string(optarg)); break;
-        case 'c': json_array_append_new(caps, json_string(optarg)); break;
-        case 'o': json_object_set_new(params, "owner", json_string(optarg)); break;
-        case 'n': node = optarg; break;
-        case 'j': json = true; break;
-        case 'L':
-            if (strcmp(optarg, "local") != 0 && strcmp(optarg, "remote") != 0) {
-                json_decref(params);
-                json_decref(caps);
-                return s_usage_error("query", usage, "--location must be local or remote, "
-                                     "not '%s'", optarg);
-            }
-            json_object_set_new(params, "location", json_string(optarg));
-            break;
-        case 'l': {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || n < 0) {
-                json_decref(params);
-                json_decref(caps);
-                return s_usage_error("query", usage, "--limit needs a number, not '%s'", optarg);
-            }
-            json_object_set_new(params, "limit", json_integer(n));
-            break;
-        }
-        case 'h':
-            fputs(usage, stdout);
-            json_decref(params);
-            json_decref(caps);
-            return MZ_EXIT_OK;
-        default:
-            fputs(usage, stderr);
-            json_decref(params);
-            json_decref(caps);
-            return MZ_EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
+    if (rc == MZ_CLI_GO && cli.argc > 0)
+        rc = mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
+    if (rc != MZ_CLI_GO) {
         json_decref(params);
-        json_decref(caps);
-        return s_usage_error("query", usage, "unexpected argument '%s'", argv[optind]);
+        return rc;
     }
-    json_object_set_new(params, "capabilities", caps);
-    res = mz_cli_call(node, "query_resources", params, CALL_TIMEOUT_MS);
+    res = mz_cli_call(cli.node, "query_resources", params, CALL_TIMEOUT_MS);
     if (res == NULL)
         return MZ_EXIT_FAIL;
-    if (json) {
-        s_print_json(res);
-    } else {
-        json_array_foreach(res, i, r) {
-            json_t *cv;
-            size_t k;
-            printf("%s  type=%s  %s  node=%.12s  owner=%s  caps=",
-                   json_string_value(json_object_get(r, "resource_id")),
-                   json_string_value(json_object_get(r, "resource_type")),
-                   json_string_value(json_object_get(r, "location")),
-                   json_string_value(json_object_get(r, "node")),
-                   json_string_value(json_object_get(r, "owner")));
-            json_array_foreach(json_object_get(r, "capabilities"), k, cv)
-                printf("%s%s", k ? "," : "", json_string_value(cv));
-            printf("\n");
-        }
-        if (json_array_size(res) == 0)
-            printf("no resources match\n");
-    }
+    if (cli.json)
+        mz_cli_print_json(res);
+    else
+        s_print_records(res);
     json_decref(res);
     return MZ_EXIT_OK;
 }
 
-/* ---- peers / connect / status ------------------------------------------- */
+/* ---- peers / connect / disconnect / status ------------------------------ */
 
-/* A client command with no options but --node/--json and at most one
+/* A client command with no options but the shared ones and at most one
  * argument, sent as params[arg_key] (arg_key NULL: no argument). */
-static int s_simple(int argc, char **argv, const char *cmd, const char *usage_head,
-                    const char *method, const char *arg_key, void (*print)(const json_t *res))
+static int s_simple(int argc, char **argv, const mz_cli_cmd *cmd, const char *method,
+                    const char *arg_key, void (*print)(const json_t *res))
 {
-    static const struct option longs[] = {
-        { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-    char usage[1536];
-    const char *node = NULL;
-    bool json = false;
     json_t *params, *res;
-    int c;
+    mz_cli cli;
+    int rc = mz_cli_parse(&cli, cmd, argc, argv, NULL, NULL);
 
-    snprintf(usage, sizeof usage, "%s%s", usage_head, s_common);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        if (c == 'n') node = optarg;
-        else if (c == 'j') json = true;
-        else if (c == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
-        else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
-    }
-    if (argc - optind != (arg_key ? 1 : 0))
-        return s_usage_error(cmd, usage, "%s", arg_key ? "need exactly one argument"
-                                                       : "takes no arguments");
-    params = arg_key ? json_pack("{s:s}", arg_key, argv[optind]) : json_object();
-    res = mz_cli_call(node, method, params, CALL_TIMEOUT_MS + 5000);
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc != (arg_key ? 1 : 0))
+        return arg_key ? mz_cli_usage(&cli, "need exactly one argument")
+                       : mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
+    if (arg_key && strcmp(arg_key, "url") == 0 && !mz_cli_url_ok(cli.argv[0], false))
+        return mz_cli_usage(&cli, "'%s' is not a peer URL: use ws://HOST:PORT or "
+                            "wss://HOST:PORT", cli.argv[0]);
+    params = arg_key ? json_pack("{s:s}", arg_key, cli.argv[0]) : json_object();
+    res = mz_cli_call(cli.node, method, params, CALL_TIMEOUT_MS + 5000);
     if (res == NULL)
         return MZ_EXIT_FAIL;
-    if (json)
-        s_print_json(res);
+    if (cli.json)
+        mz_cli_print_json(res);
     else
         print(res);
     json_decref(res);
@@ -375,11 +330,12 @@ static void s_print_peers(const json_t *res)
 
 int cmd_peers_main(int argc, char **argv)
 {
-    return s_simple(argc, argv, "peers",
-                    "usage: meshzero peers [--json] [--node URL]\n\n"
-                    "Lists the node's linked peers.\n"
-                    "  --json         print a JSON array\n",
-                    "peers", NULL, s_print_peers);
+    static const mz_cli_cmd cmd = {
+        "peers", "", "Lists the node's linked peers: id, direction, address, listen URL, since.",
+        NULL, MZ_CLI_NODE | MZ_CLI_JSON, "peers --node ws://127.0.0.1:9102\npeers --json",
+        false };
+
+    return s_simple(argc, argv, &cmd, "peers", NULL, s_print_peers);
 }
 
 static void s_print_connect(const json_t *res)
@@ -389,12 +345,35 @@ static void s_print_connect(const json_t *res)
 
 int cmd_connect_main(int argc, char **argv)
 {
-    return s_simple(argc, argv, "connect",
-                    "usage: meshzero connect URL [--json] [--node URL]\n\n"
-                    "Links the node to the peer at URL (ws://HOST:PORT) and waits for the\n"
-                    "hello exchange; the node keeps the link up from then on.\n"
-                    "  --json         print {\"peer\": ID}\n",
-                    "connect_to_peer", "url", s_print_connect);
+    static const mz_cli_cmd cmd = {
+        "connect", "URL",
+        "Links the node to the peer at URL (ws://HOST:PORT or wss://HOST:PORT, optionally\n"
+        "pinning the peer's id: ws://HOST:PORT/#NODE_ID) and waits for the hello exchange;\n"
+        "the node keeps the link up from then on. A refused link (pin, trust file,\n"
+        "network key) fails with the reason and is not retried.",
+        NULL, MZ_CLI_NODE | MZ_CLI_JSON,
+        "connect ws://127.0.0.1:9003 --node ws://127.0.0.1:9101\n"
+        "connect --json wss://10.0.0.2:7000/#5f1c...", false };
+
+    return s_simple(argc, argv, &cmd, "connect_to_peer", "url", s_print_connect);
+}
+
+static void s_print_limits(const json_t *lim)
+{
+    const char *k;
+    json_t *v;
+    int col = 10;
+
+    printf("limits   ");
+    json_object_foreach((json_t *)lim, k, v) {
+        int w = (int)strlen(k) + 22;
+        if (col + w > 100) {
+            printf("\n         ");
+            col = 10;
+        }
+        col += printf(" %s=%lld", k, (long long)json_integer_value(v));
+    }
+    printf("\n");
 }
 
 static void s_print_status(const json_t *res)
@@ -419,15 +398,19 @@ static void s_print_status(const json_t *res)
     json_object_foreach((json_t *)cn, k, v)
         printf(" %s=%lld", k, (long long)json_integer_value(v));
     printf("\n");
+    s_print_limits(json_object_get(res, "limits"));
 }
 
 int cmd_status_main(int argc, char **argv)
 {
-    return s_simple(argc, argv, "status",
-                    "usage: meshzero status [--json] [--node URL]\n\n"
-                    "Shows the node's id, links, resources, counters and limits.\n"
-                    "  --json         print a JSON object\n",
-                    "status", NULL, s_print_status);
+    static const mz_cli_cmd cmd = {
+        "status", "",
+        "Shows the node's id, listen and API URLs, uptime, links, resources, known nodes,\n"
+        "counters and limits.",
+        NULL, MZ_CLI_NODE | MZ_CLI_JSON, "status --node ws://127.0.0.1:9101\nstatus --json",
+        false };
+
+    return s_simple(argc, argv, &cmd, "status", NULL, s_print_status);
 }
 
 static void s_print_disconnect(const json_t *res)
@@ -437,10 +420,12 @@ static void s_print_disconnect(const json_t *res)
 
 int cmd_disconnect_main(int argc, char **argv)
 {
-    return s_simple(argc, argv, "disconnect",
-                    "usage: meshzero disconnect PEER_ID [--json] [--node URL]\n\n"
-                    "Closes the node's link to PEER_ID (a peer given with --peer is re-dialed\n"
-                    "after a backoff).\n"
-                    "  --json         print {\"peer\", \"disconnected\"}\n",
-                    "disconnect_peer", "peer", s_print_disconnect);
+    static const mz_cli_cmd cmd = {
+        "disconnect", "PEER_ID",
+        "Closes the node's link to PEER_ID (a peer given with --peer is re-dialed after a\n"
+        "backoff).",
+        NULL, MZ_CLI_NODE | MZ_CLI_JSON, "disconnect 5f1c0e... --node ws://127.0.0.1:9101",
+        false };
+
+    return s_simple(argc, argv, &cmd, "disconnect_peer", "peer", s_print_disconnect);
 }

@@ -6,131 +6,164 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cliopt.h"
 #include "meshzero.h"
 
-static json_t *s_parse_json_arg(const char *cmd, const char *what, const char *text)
+/* PARAMS_JSON / DATA_JSON: JSON (an object when object is set), else a
+ * usage error. Returns new or NULL after printing why. */
+static json_t *s_json_arg(const mz_cli *cli, const char *what, const char *text, bool object)
 {
     json_error_t je;
     json_t *v = json_loads(text, JSON_DECODE_ANY, &je);
 
     if (v == NULL)
-        fprintf(stderr, "meshzero %s: %s is not JSON: %s (column %d)\n", cmd, what, je.text,
-                je.column);
+        mz_cli_usage(cli, "%s is not JSON: %s (column %d)", what, je.text, je.column);
+    else if (object && !json_is_object(v)) {
+        mz_cli_usage(cli, "%s must be a JSON object like '{\"k\": 1}'", what);
+        json_decref(v);
+        v = NULL;
+    }
     return v;
+}
+
+typedef struct exec_args {
+    double timeout;
+    const char *agreement_file;
+} exec_args;
+
+static int s_exec_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    exec_args *x = ctx;
+    char *end;
+
+    if (key == 'a') {
+        x->agreement_file = arg;
+        return 0;
+    }
+    x->timeout = strtod(arg, &end);
+    if (*arg == '\0' || *end != '\0' || !(x->timeout > 0 && x->timeout <= 600))
+        return mz_cli_usage(cli, "--timeout needs seconds in (0, 600], not '%s'", arg);
+    return 0;
+}
+
+/* The call's failure: "meshzero exec: CODE: MESSAGE" on stderr; with --json
+ * the {"error"} object on stderr like every command, and on stdout as well,
+ * where scripts read the call's outcome. */
+static int s_exec_failed(const mz_cli *cli, const mz_err *e)
+{
+    const char *sep = strstr(e->msg, ": ");
+    size_t n = sep ? (size_t)(sep - e->msg) : strlen(e->msg);
+    char code[64];
+
+    snprintf(code, sizeof code, "%.*s", (int)(n < sizeof code ? n : sizeof code - 1), e->msg);
+    if (sep == NULL || strspn(code, "abcdefghijklmnopqrstuvwxyz_") != strlen(code)) {
+        snprintf(code, sizeof code, "%s", mz_cli_status_code(e->code));
+        sep = NULL;
+    }
+    if (cli->json) {
+        json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
+                              sep ? sep + 2 : e->msg);
+        mz_cli_print_json(o);
+        json_decref(o);
+        fflush(stdout);
+        return mz_cli_fail(cli, code, "%s", sep ? sep + 2 : e->msg);
+    }
+    return mz_cli_fail(cli, code, "%s", e->msg);
+}
+
+/* Reads --agreement FILE; the node checks nothing in it: the host does
+ * (docs/AGREEMENTS.md). NULL after printing why. */
+static json_t *s_load_agreement(const mz_cli *cli, const char *file)
+{
+    json_error_t je;
+    json_t *a = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+
+    if (a == NULL || !json_is_object(a)) {
+        mz_cli_fail(cli, "bad_request", "--agreement %s: %s", file,
+                    a ? "not a JSON object" : je.text);
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* Prints the result; an MCP tool result flagged isError is a failure. */
+static int s_exec_result(const mz_cli *cli, json_t *res)
+{
+    bool is_error = json_is_true(json_object_get(res, "isError"));
+    json_t *o = cli->json ? json_pack("{s:O}", "result", res) : json_incref(res);
+
+    mz_cli_print_json(o);
+    json_decref(o);
+    if (is_error) {
+        const json_t *c0 = json_array_get(json_object_get(res, "content"), 0);
+        const char *t = json_string_value(json_object_get(c0, "text"));
+        mz_cli text = *cli;     /* the result is on stdout already */
+        text.json = false;
+        fflush(stdout);
+        return mz_cli_fail(&text, "tool_error", "tool_error: the tool reported an error "
+                           "(isError)%s%.300s", t ? ": " : "", t ? t : "");
+    }
+    return MZ_EXIT_OK;
 }
 
 int cmd_exec_main(int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: meshzero exec ID METHOD [PARAMS_JSON] [--agreement FILE] [--timeout SEC] [--json]\n"
-        "           [--node URL]\n\n"
+    static const mz_cli_opt opts[] = {
+        { "agreement", 'a', "FILE", "send this agreement (signed by the resource's owner and\n"
+                                    "this node) with the call; denied: REASON says why a host\n"
+                                    "refused it (default: none)" },
+        { "timeout", 't', "SEC", "give up after SEC seconds (default 30, at most 600)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "exec", "ID METHOD [PARAMS_JSON] [--agreement FILE] [--timeout SEC]",
         "Calls METHOD of resource ID wherever it is hosted and prints the result as JSON.\n"
-        "On failure prints CODE: MESSAGE on stderr (codes: not_found, unreachable, timeout,\n"
-        "bad_request, handler_error, busy, denied) and exits 1.\n"
-        "  PARAMS_JSON    a JSON object (default {})\n"
-        "  --agreement FILE  send this agreement (signed by the resource's owner and this\n"
-        "                 node) with the call; denied: REASON says why a host refused it\n"
-        "  --timeout SEC  give up after SEC seconds (default 30)\n"
-        "  --json         print {\"result\": ...} or {\"error\": {\"code\", \"message\"}}\n"
-        "  --node URL     the node's local API (default $MESHZERO_API or ws://127.0.0.1:8766)\n"
-        "  -h, --help     this text\n";
-    static const struct option longs[] = {
-        { "timeout", required_argument, NULL, 't' }, { "node", required_argument, NULL, 'n' },
-        { "agreement", required_argument, NULL, 'a' },
-        { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 } };
-    const char *node = NULL, *agreement_file = NULL;
-    double timeout = 30.0;
-    bool json = false;
+        "PARAMS_JSON is a JSON object (default {}). On failure prints CODE: MESSAGE on\n"
+        "stderr (codes: not_found, unreachable, timeout, bad_request, handler_error, busy,\n"
+        "denied, too_large) and exits 1; an MCP tool result with isError true also exits 1.\n"
+        "With --json prints {\"result\": ...} or {\"error\": {\"code\", \"message\"}} on stdout\n"
+        "and the same {\"error\"} object on stderr.",
+        opts, MZ_CLI_NODE | MZ_CLI_JSON,
+        "exec agent123 process_image '{\"image_url\":\"https://example.com/a.jpg\"}'\n"
+        "exec everything/echo call '{\"message\":\"hi\"}' --timeout 5 --json", false };
+    exec_args x = { 30.0, NULL };
     json_t *params, *call, *agreement = NULL, *res = NULL;
-    json_error_t je;
     mz_apiclient *c;
+    mz_cli cli;
     mz_err e;
-    char *end, *text;
-    int ch, rc;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, s_exec_opt, &x);
 
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        switch (ch) {
-        case 't':
-            timeout = strtod(optarg, &end);
-            if (*optarg == '\0' || *end != '\0' || timeout <= 0 || timeout > 600) {
-                fprintf(stderr, "meshzero exec: --timeout needs seconds in (0, 600], not '%s'\n",
-                        optarg);
-                return MZ_EXIT_USAGE;
-            }
-            break;
-        case 'n': node = optarg; break;
-        case 'a': agreement_file = optarg; break;
-        case 'j': json = true; break;
-        case 'h': fputs(usage, stdout); return MZ_EXIT_OK;
-        default: fputs(usage, stderr); return MZ_EXIT_USAGE;
-        }
-    }
-    if (argc - optind < 2 || argc - optind > 3) {
-        fprintf(stderr, "meshzero exec: need ID METHOD [PARAMS_JSON]\n%s", usage);
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc < 2 || cli.argc > 3)
+        return mz_cli_usage(&cli, "need ID METHOD [PARAMS_JSON]");
+    params = cli.argc == 3 ? s_json_arg(&cli, "PARAMS_JSON", cli.argv[2], true) : json_object();
+    if (params == NULL)
         return MZ_EXIT_USAGE;
+    if (x.agreement_file != NULL && (agreement = s_load_agreement(&cli, x.agreement_file)) == NULL) {
+        json_decref(params);
+        return MZ_EXIT_FAIL;
     }
-    /* The node checks nothing in it: the host does (docs/AGREEMENTS.md). */
-    if (agreement_file != NULL) {
-        agreement = json_load_file(agreement_file, JSON_REJECT_DUPLICATES, &je);
-        if (agreement == NULL || !json_is_object(agreement)) {
-            fprintf(stderr, "meshzero exec: --agreement %s: %s\n", agreement_file,
-                    agreement ? "not a JSON object" : je.text);
-            json_decref(agreement);
-            return MZ_EXIT_FAIL;
-        }
-    }
-    params = argc - optind == 3 ? s_parse_json_arg("exec", "PARAMS_JSON", argv[optind + 2])
-                                : json_object();
-    if (params == NULL) {
+    call = json_pack("{s:s,s:s,s:o,s:I}", "resource_id", cli.argv[0], "method", cli.argv[1],
+                     "params", params, "timeout_ms", (json_int_t)(x.timeout * 1000));
+    if (call == NULL || (agreement != NULL &&
+                         json_object_set_new(call, "agreement", json_incref(agreement)) != 0)) {
+        json_decref(call);
         json_decref(agreement);
-        return MZ_EXIT_USAGE;
+        return mz_cli_fail(&cli, "out_of_memory", "out of memory");
     }
-    call = json_pack("{s:s,s:s,s:o,s:I}", "resource_id", argv[optind], "method",
-                     argv[optind + 1], "params", params, "timeout_ms",
-                     (json_int_t)(timeout * 1000));
-    if (call == NULL)
-        json_decref(agreement);       /* json_pack took params; set_new takes agreement */
-    if (call == NULL || (agreement != NULL
-                         && json_object_set_new(call, "agreement", agreement) != 0)) {
+    json_decref(agreement);
+    if (mz_apiclient_open(cli.node, 10000, &c, &e) != MZ_OK) {
         json_decref(call);
-        fprintf(stderr, "meshzero exec: out of memory\n");
-        return MZ_EXIT_FAIL;
+        return mz_cli_fail_err(&cli, &e);
     }
-    if (mz_apiclient_open(node, 10000, &c, &e) != MZ_OK) {
-        json_decref(call);
-        fprintf(stderr, "meshzero exec: %s\n", e.msg);
-        return MZ_EXIT_FAIL;
-    }
-    rc = mz_apiclient_call(c, "execute_remote", call, (int)(timeout * 1000) + 5000, &res, &e);
+    rc = mz_apiclient_call(c, "execute_remote", call, (int)(x.timeout * 1000) + 5000, &res, &e);
     mz_apiclient_free(c);
-    if (rc != MZ_OK) {
-        /* The node's message reads "code: message". */
-        const char *sep = strstr(e.msg, ": ");
-        fprintf(stderr, "meshzero exec: %s\n", e.msg);
-        if (json) {
-            json_t *o = json_pack("{s:{s:s%,s:s}}", "error", "code", e.msg,
-                                  sep ? (size_t)(sep - e.msg) : strlen(e.msg), "message",
-                                  sep ? sep + 2 : e.msg);
-            text = json_dumps(o, JSON_COMPACT);
-            if (text) puts(text);
-            free(text);
-            json_decref(o);
-        }
-        return MZ_EXIT_FAIL;
-    }
-    if (json) {
-        json_t *o = json_pack("{s:O}", "result", res);
-        text = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-    } else {
-        text = json_dumps(res, JSON_COMPACT | JSON_ENCODE_ANY);
-    }
-    if (text) puts(text);
-    free(text);
+    if (rc != MZ_OK)
+        return s_exec_failed(&cli, &e);
+    rc = s_exec_result(&cli, res);
     json_decref(res);
-    return MZ_EXIT_OK;
+    return rc;
 }
 
 /* ---- subscribe ---------------------------------------------------------- */
@@ -169,68 +202,60 @@ static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
         st->stop = true;
 }
 
+static int s_sub_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    sub_state *st = ctx;
+    long long n;
+
+    (void)key;
+    if (!mz_cli_uint_arg(arg, 1LL << 40, &n) || n < 1)
+        return mz_cli_usage(cli, "--count needs a positive number, not '%s'", arg);
+    st->want = (long)n;
+    return 0;
+}
+
 int cmd_subscribe_main(int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: meshzero subscribe TOPIC [--count N] [--node URL]\n\n"
-        "Prints each event as one JSON line {\"topic\", \"data\", \"source\"}.\n"
-        "TOPIC is a topic, a prefix with a trailing wildcard (resource.*) or '*'.\n"
+    static const mz_cli_opt opts[] = {
+        { "count", 'c', "N", "exit after N events (default: until interrupted)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "subscribe", "TOPIC [--count N]",
+        "Prints each event as one JSON line {\"topic\", \"data\", \"source\"} (with or without\n"
+        "--json). TOPIC is a topic, a prefix with a trailing wildcard (resource.*) or '*'.\n"
         "Built-in topics: resource.added, resource.updated, resource.removed,\n"
-        "peer.connected, peer.disconnected. Prints 'subscribed TOPIC' on stderr once active.\n"
-        "  --count N      exit after N events (default: until interrupted)\n"
-        "  --node URL     the node's local API (default $MESHZERO_API or ws://127.0.0.1:8766)\n"
-        "  -h, --help     this text\n";
-    static const struct option longs[] = {
-        { "count", required_argument, NULL, 'c' }, { "node", required_argument, NULL, 'n' },
-        { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 } };
+        "peer.connected, peer.disconnected. Prints 'subscribed TOPIC' on stderr once active.",
+        opts, MZ_CLI_NODE | MZ_CLI_JSON,
+        "subscribe 'resource.*' --count 1 --node ws://127.0.0.1:9101\n"
+        "subscribe 'demo.*'", false };
     sub_state st = { 0, 0, false };
-    const char *node = NULL;
     mz_apiclient *c;
     json_t *res;
+    mz_cli cli;
     mz_err e;
-    char *end;
-    int ch, rc;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, s_sub_opt, &st);
 
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            st.want = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || st.want < 1) {
-                fprintf(stderr, "meshzero subscribe: --count needs a positive number\n");
-                return MZ_EXIT_USAGE;
-            }
-            break;
-        case 'n': node = optarg; break;
-        case 'j': break;            /* output is always JSON lines */
-        case 'h': fputs(usage, stdout); return MZ_EXIT_OK;
-        default: fputs(usage, stderr); return MZ_EXIT_USAGE;
-        }
-    }
-    if (argc - optind != 1) {
-        fprintf(stderr, "meshzero subscribe: need exactly one TOPIC\n%s", usage);
-        return MZ_EXIT_USAGE;
-    }
-    if (mz_apiclient_open(node, 10000, &c, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero subscribe: %s\n", e.msg);
-        return MZ_EXIT_FAIL;
-    }
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc != 1)
+        return mz_cli_usage(&cli, "need exactly one TOPIC");
+    if (mz_apiclient_open(cli.node, 10000, &c, &e) != MZ_OK)
+        return mz_cli_fail_err(&cli, &e);
     mz_apiclient_set_push(c, s_on_push, &st);
-    if (mz_apiclient_call(c, "subscribe", json_pack("{s:s}", "topic", argv[optind]), 10000,
+    if (mz_apiclient_call(c, "subscribe", json_pack("{s:s}", "topic", cli.argv[0]), 10000,
                           &res, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero subscribe: %s\n", e.msg);
         mz_apiclient_free(c);
-        return MZ_EXIT_FAIL;
+        /* A malformed topic is the caller's mistake. */
+        return e.code == MZ_EINVAL ? mz_cli_usage(&cli, "%s", e.msg) : mz_cli_fail_err(&cli, &e);
     }
     json_decref(res);
-    fprintf(stderr, "subscribed %s\n", argv[optind]);
+    fprintf(stderr, "subscribed %s\n", cli.argv[0]);
     s_sub = &st;
     signal(SIGINT, s_on_sigint);
     signal(SIGTERM, s_on_sigint);
     rc = mz_apiclient_run(c, &st.stop, &e);
     if (rc != MZ_OK && !st.stop)
-        fprintf(stderr, "meshzero subscribe: %s\n", e.msg);
+        mz_cli_fail_err(&cli, &e);
     mz_apiclient_free(c);
     s_sub = NULL;
     return rc == MZ_OK || st.stop ? MZ_EXIT_OK : MZ_EXIT_FAIL;
@@ -240,44 +265,39 @@ int cmd_subscribe_main(int argc, char **argv)
 
 int cmd_publish_main(int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: meshzero publish TOPIC [DATA_JSON] [--json] [--node URL]\n\n"
+    static const mz_cli_cmd cmd = {
+        "publish", "TOPIC [DATA_JSON]",
         "Delivers an event to the subscribers of every node in the mesh, once per node.\n"
-        "  DATA_JSON      any JSON value (default null)\n"
-        "  --json         print {\"published\": true}\n"
-        "  --node URL     the node's local API (default $MESHZERO_API or ws://127.0.0.1:8766)\n"
-        "  -h, --help     this text\n";
-    static const struct option longs[] = {
-        { "node", required_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-    const char *node = NULL;
-    bool json = false;
+        "DATA_JSON is any JSON value (default null). With --json prints {\"published\": true}.",
+        NULL, MZ_CLI_NODE | MZ_CLI_JSON,
+        "publish demo.hello '{\"from\":\"C\"}' --node ws://127.0.0.1:9103\n"
+        "publish jobs.done 42", false };
     json_t *data, *res;
-    int ch;
+    mz_apiclient *c;
+    mz_cli cli;
+    mz_err e;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, NULL, NULL);
 
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        if (ch == 'n') node = optarg;
-        else if (ch == 'j') json = true;
-        else if (ch == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
-        else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
-    }
-    if (argc - optind < 1 || argc - optind > 2) {
-        fprintf(stderr, "meshzero publish: need TOPIC [DATA_JSON]\n%s", usage);
-        return MZ_EXIT_USAGE;
-    }
-    data = argc - optind == 2 ? s_parse_json_arg("publish", "DATA_JSON", argv[optind + 1])
-                              : json_null();
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc < 1 || cli.argc > 2)
+        return mz_cli_usage(&cli, "need TOPIC [DATA_JSON]");
+    data = cli.argc == 2 ? s_json_arg(&cli, "DATA_JSON", cli.argv[1], false) : json_null();
     if (data == NULL)
         return MZ_EXIT_USAGE;
-    res = mz_cli_call(node, "publish",
-                      json_pack("{s:s,s:o}", "topic", argv[optind], "data", data), 10000);
-    if (res == NULL)
-        return MZ_EXIT_FAIL;
-    if (json)
+    if (mz_apiclient_open(cli.node, 10000, &c, &e) != MZ_OK) {
+        json_decref(data);
+        return mz_cli_fail_err(&cli, &e);
+    }
+    rc = mz_apiclient_call(c, "publish", json_pack("{s:s,s:o}", "topic", cli.argv[0], "data",
+                                                   data), 10000, &res, &e);
+    mz_apiclient_free(c);
+    if (rc != MZ_OK)
+        return e.code == MZ_EINVAL ? mz_cli_usage(&cli, "%s", e.msg) : mz_cli_fail_err(&cli, &e);
+    if (cli.json)
         puts("{\"published\":true}");
     else
-        printf("published %s\n", argv[optind]);
+        printf("published %s\n", cli.argv[0]);
     json_decref(res);
     return MZ_EXIT_OK;
 }

@@ -1,46 +1,44 @@
 /* meshzero keygen: makes an owner key (an Ed25519 key file). */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "cliopt.h"
 #include "meshzero.h"
+
+static int s_keygen_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    (void)cli;
+    (void)key;
+    *(const char **)ctx = arg;
+    return 0;
+}
 
 int cmd_keygen_main(int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: meshzero keygen --out FILE [--json]\n\n"
+    static const mz_cli_opt opts[] = {
+        { "out", 'o', "FILE", "where to write the key (required; never overwritten)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "keygen", "--out FILE",
         "Creates an owner key: an Ed25519 key file (mode 0600, the same format as a data\n"
         "directory's identity.key) and prints its public key. Records registered with\n"
-        "'register --owner-key FILE' are signed by it, and only it can update or remove them.\n"
-        "  --out FILE     where to write the key (never overwritten)\n"
-        "  --json         print {\"public_key\": ...}\n"
-        "  -h, --help     this text\n";
-    static const struct option longs[] = {
-        { "out", required_argument, NULL, 'o' }, { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+        "'register --owner-key FILE' are signed by it, and only it can update or remove\n"
+        "them. With --json prints {\"public_key\", \"file\"}.",
+        opts, MZ_CLI_JSON, "keygen --out ops.key\nkeygen --out ops.key --json", false };
     const char *out = NULL;
-    bool json = false;
     mz_identity *id;
+    mz_cli cli;
     mz_err e;
-    int c;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, s_keygen_opt, &out);
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        if (c == 'o') out = optarg;
-        else if (c == 'j') json = true;
-        else if (c == 'h') { fputs(usage, stdout); return MZ_EXIT_OK; }
-        else { fputs(usage, stderr); return MZ_EXIT_USAGE; }
-    }
-    if (out == NULL || optind < argc) {
-        fprintf(stderr, "meshzero keygen: need --out FILE and nothing else\n%s", usage);
-        return MZ_EXIT_USAGE;
-    }
-    if (mz_identity_create_file(out, &id, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero keygen: %s\n", e.msg);
-        return MZ_EXIT_FAIL;
-    }
-    if (json)
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (out == NULL || cli.argc > 0)
+        return mz_cli_usage(&cli, "need --out FILE and nothing else");
+    if (mz_identity_create_file(out, &id, &e) != MZ_OK)
+        return mz_cli_fail_err(&cli, &e);
+    if (cli.json)
         printf("{\"public_key\":\"%s\",\"file\":\"%s\"}\n", mz_identity_id(id), out);
     else
         printf("%s\n", mz_identity_id(id));
@@ -66,7 +64,7 @@ json_t *mz_cli_owner_record(const char *url, const char *key_file, const json_t 
     mz_err e;
 
     if (mz_identity_load_file(key_file, &key, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero: --owner-key: %s\n", e.msg);
+        mz_cli_fail(mz_cli_current(), mz_cli_status_code(e.code), "--owner-key: %s", e.msg);
         return NULL;
     }
     info = s_get(url, json_string_value(json_object_get(fields, "resource_id")),
@@ -78,19 +76,18 @@ json_t *mz_cli_owner_record(const char *url, const char *key_file, const json_t 
     if (rec == NULL || !json_is_object(meta)) {
         json_decref(rec);
         rec = NULL;
-        fprintf(stderr, "meshzero: out of memory\n");
+        mz_cli_fail(mz_cli_current(), "out_of_memory", "out of memory");
         goto done;
     }
     mz_time_format(mz_now_ms(), ts);
-    if (json_object_get(meta, "version") == NULL)
-        json_object_set_new(meta, "version", json_string("1.0"));
-    json_object_set_new(meta, "last_updated", json_string(ts));
+    if (json_object_get(meta, "last_updated") == NULL)
+        json_object_set_new(meta, "last_updated", json_string(ts));
     json_object_set(rec, "node", json_object_get(info, "node"));
     json_object_set(rec, "version", json_object_get(info, "next_version"));
     json_object_set_new(rec, "owner_key", json_string(mz_identity_id(key)));
     if (mz_sign_object(rec, MZ_RECORD_SIG_DOMAIN, mz__record_unsigned_keys, "signature", key,
                        &e) != MZ_OK) {
-        fprintf(stderr, "meshzero: signing the record: %s\n", e.msg);
+        mz_cli_fail(mz_cli_current(), "failed", "signing the record: %s", e.msg);
         json_decref(rec);
         rec = NULL;
     }
@@ -107,7 +104,7 @@ json_t *mz_cli_owner_tombstone(const char *url, const char *key_file, const char
     mz_err e;
 
     if (mz_identity_load_file(key_file, &key, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero: --owner-key: %s\n", e.msg);
+        mz_cli_fail(mz_cli_current(), mz_cli_status_code(e.code), "--owner-key: %s", e.msg);
         return NULL;
     }
     info = s_get(url, rid, mz_identity_id(key));
@@ -115,7 +112,7 @@ json_t *mz_cli_owner_tombstone(const char *url, const char *key_file, const char
         goto done;
     cur = json_object_get(info, "record");
     if (!json_is_object(cur)) {
-        fprintf(stderr, "meshzero: no resource '%s' on that node\n", rid);
+        mz_cli_fail(mz_cli_current(), "not_found", "no resource '%s' on that node", rid);
         goto done;
     }
     tomb = json_pack("{s:s,s:O,s:s,s:I,s:b}", "resource_id", rid, "node",
@@ -123,7 +120,7 @@ json_t *mz_cli_owner_tombstone(const char *url, const char *key_file, const char
                      json_integer_value(json_object_get(cur, "version")) + 1, "deleted", 1);
     if (tomb == NULL || mz_sign_object(tomb, MZ_TOMB_SIG_DOMAIN, mz__tomb_unsigned_keys,
                                        "signature", key, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero: signing the tombstone failed\n");
+        mz_cli_fail(mz_cli_current(), "failed", "signing the tombstone failed");
         json_decref(tomb);
         tomb = NULL;
     }

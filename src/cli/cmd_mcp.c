@@ -4,7 +4,6 @@
  * launch. The MCP logic is mz_mcpsrv (src/bridge_mcp.c); this file is the
  * transport: stdin/stdout, and the API connection as its backend, with
  * asynchronous requests so calls run side by side. docs/MCP.md. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cliopt.h"
 #include "util/hmap.h"
 #include "meshzero/bridge.h"
 #include "meshzero/node.h"
@@ -23,22 +23,25 @@
 /* Longest reuse of a directory answer (events invalidate it sooner). */
 #define MZ_MCP_CACHE_MS 2000
 
-static const char s_help[] =
-    "usage: meshzero mcp [--node URL] [--type TYPE] [--cap CAP]... [--timeout SECS]\n\n"
+static const mz_cli_opt s_opts[] = {
+    { "type", 't', "TYPE", "resource type to present (default tool; '*' for every type)" },
+    { "cap", 'c', "CAP", "only resources with this capability (repeatable: all of them;\n"
+                         "default: any)" },
+    { "timeout", 'T', "SECS", "per tools/call (default 30, at most 600)" },
+    { NULL, 0, NULL, NULL } };
+
+static const mz_cli_cmd s_cmd = {
+    "mcp", "[--type TYPE] [--cap CAP]... [--timeout SECS]",
     "Runs an MCP server on stdin/stdout (the MCP stdio transport) whose tools are the\n"
     "resources of the mesh, as seen by the node whose API is at --node. tools/list is a\n"
     "directory query; tools/call runs execute_remote on the resource's host, anywhere in\n"
-    "the mesh; notifications/tools/list_changed follows resources coming and going.\n\n"
-    "options:\n"
-    "  --node URL      the node's local API (default $MESHZERO_API, ws://127.0.0.1:8766)\n"
-    "  --type TYPE     resource type to present (default tool; '*' for every type)\n"
-    "  --cap CAP       only resources with this capability (repeatable: all of them)\n"
-    "  --timeout SECS  per tools/call (default 30, at most 600)\n"
-    "  -h, --help      this text\n\n"
+    "the mesh; notifications/tools/list_changed follows resources coming and going.\n"
     "Tool names are the resource ids with characters outside A-Z a-z 0-9 _ - replaced by\n"
     "'_' (longer than 64 or colliding: cut, plus '_' and 8 hex of the id's SHA-256).\n"
     "Resources imported from MCP servers are called with their own input schema; other\n"
-    "resources take {\"method\": ..., \"params\": {...}}. Diagnostics go to stderr.\n";
+    "resources take {\"method\": ..., \"params\": {...}}. Diagnostics go to stderr.",
+    s_opts, MZ_CLI_NODE,
+    "mcp --node ws://127.0.0.1:8766\nmcp --type '*' --cap local --timeout 60", false };
 
 typedef struct mz_mcpcli {
     mz_apiclient *api;
@@ -148,9 +151,14 @@ static void s_op_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
 static void s_op_execute(void *ctx, const char *rid, const char *method, const json_t *params,
                          int64_t timeout_ms, mz_mcpsrv_req *req)
 {
+    const json_t *meta = mz_mcpsrv_req_meta(req);
+
+    /* The client's trace context (params._meta) goes on with the call. */
     s_api_request(ctx, MZ_WAIT_EXEC, req, "execute_remote",
-                  json_pack("{s:s,s:s,s:O,s:I}", "resource_id", rid, "method", method,
-                            "params", params, "timeout_ms", (json_int_t)timeout_ms));
+                  json_pack("{s:s,s:s,s:O,s:I,s:O?,s:O?}", "resource_id", rid, "method", method,
+                            "params", params, "timeout_ms", (json_int_t)timeout_ms,
+                            "traceparent", json_object_get(meta, "traceparent"), "tracestate",
+                            json_object_get(meta, "tracestate")));
 }
 
 static void s_on_notify_timer(uv_timer_t *t)
@@ -274,56 +282,54 @@ static void s_on_stdin(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- main ------------------------------------------------------------------------ */
 
+typedef struct mcp_args {
+    mz_mcpsrv_opts *so;
+    const char **caps;
+} mcp_args;
+
+static int s_mcp_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    mcp_args *a = ctx;
+    char *end;
+    double v;
+
+    switch (key) {
+    case 't': a->so->resource_type = arg; break;
+    case 'c':
+        if (a->so->n_capabilities == MZ_CAPS_MAX)
+            return mz_cli_usage(cli, "at most %d --cap options", MZ_CAPS_MAX);
+        a->caps[a->so->n_capabilities++] = arg;
+        break;
+    case 'T':
+        v = strtod(arg, &end);
+        if (*arg == '\0' || *end != '\0' || !(v > 0 && v <= 600))
+            return mz_cli_usage(cli, "--timeout takes seconds in (0, 600], not '%s'", arg);
+        a->so->timeout_ms = (int64_t)(v * 1000.0);
+        break;
+    }
+    return 0;
+}
+
 int cmd_mcp_main(int argc, char **argv)
 {
-    static const struct option longs[] = {
-        { "node", required_argument, NULL, 'n' },
-        { "type", required_argument, NULL, 't' },
-        { "cap", required_argument, NULL, 'c' },
-        { "timeout", required_argument, NULL, 'T' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *url = NULL, *caps[MZ_CAPS_MAX];
+    const char *url, *caps[MZ_CAPS_MAX];
     mz_mcpsrv_opts so;
     mz_mcpcli m;
     json_t *res = NULL;
+    mcp_args args = { &so, caps };
+    mz_cli cli;
     mz_err e;
-    int c, rc = MZ_EXIT_FAIL;
+    int rc;
     uv_loop_t *loop;
 
     memset(&so, 0, sizeof so);
     memset(&m, 0, sizeof m);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        switch (c) {
-        case 'n': url = optarg; break;
-        case 't': so.resource_type = optarg; break;
-        case 'c':
-            if (so.n_capabilities == MZ_CAPS_MAX) {
-                fprintf(stderr, "meshzero mcp: at most %d --cap options\n", MZ_CAPS_MAX);
-                return MZ_EXIT_USAGE;
-            }
-            caps[so.n_capabilities++] = optarg;
-            break;
-        case 'T': {
-            char *end;
-            double v = strtod(optarg, &end);
-            if (*optarg == '\0' || *end != '\0' || v <= 0 || v > 600) {
-                fprintf(stderr, "meshzero mcp: --timeout takes 0-600 seconds\n");
-                return MZ_EXIT_USAGE;
-            }
-            so.timeout_ms = (int64_t)(v * 1000.0);
-            break;
-        }
-        case 'h': fputs(s_help, stdout); return MZ_EXIT_OK;
-        default: fputs(s_help, stderr); return MZ_EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "meshzero mcp: unexpected argument '%s'\n", argv[optind]);
-        return MZ_EXIT_USAGE;
-    }
+    if ((rc = mz_cli_parse(&cli, &s_cmd, argc, argv, s_mcp_opt, &args)) != MZ_CLI_GO)
+        return rc;
+    rc = MZ_EXIT_FAIL;
+    url = cli.node;
+    if (cli.argc > 0)
+        return mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
     signal(SIGPIPE, SIG_IGN);
     so.capabilities = caps;
     /* The directory answer is reused until a resource.* event says it

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "cliopt.h"
 #include "config.h"
 #include "util/log.h"
 #include "meshzero.h"
@@ -81,11 +82,19 @@ static const char s_help[] =
     "                      for flags, a string or an array for repeatable options; at\n"
     "                      most 1 MiB. Command-line options win (a repeatable one given\n"
     "                      there replaces the file's list). Errors exit 2.\n"
-    "  --log LEVEL         debug, info, warn (default) or error\n"
+    "  --log LEVEL         debug, info (default: links up/down, refusals, bridge\n"
+    "                      state), warn or error\n"
+    "  --log-format F      text (default) or json: one JSON object a line with time,\n"
+    "                      level, node, event and fields\n"
+    "  --log-calls         log every call at caller and host (resource, method,\n"
+    "                      caller, duration, outcome, trace id; never params)\n"
     "  --json              print the first line as a JSON object instead\n"
     "  -h, --help          this text\n\n"
     "The data directory defaults to $MESHZERO_DATA, $XDG_DATA_HOME/meshzero,\n"
-    "or ~/.local/share/meshzero.\n";
+    "or ~/.local/share/meshzero.\n\n"
+    "examples:\n"
+    "  meshzero node --listen ws://127.0.0.1:9001 --api ws://127.0.0.1:9101 --data /tmp/a\n"
+    "  meshzero node --config /etc/meshzero/node.json --peer ws://10.0.0.2:7000\n";
 
 static uv_signal_t s_sigint, s_sigterm, s_sighup;
 
@@ -277,182 +286,202 @@ static bool s_list_add(s_list *l, bool from_file, const char *where, const char 
     return true;
 }
 
-int cmd_node_main(int argc, char **argv)
-{
-    struct option longs[64];
-    const char *peers[MAX_CLI_PEERS];
-    char datadir[512], where[200];
+/* Everything the command line (and config file) set. */
+typedef struct node_args {
     mz_node_opts o;
-    mz_node *node = NULL;
-    uv_loop_t loop;
-    mz_err e;
-    size_t v;
-    bool json = false, dup;
+    const char *peers[MAX_CLI_PEERS];
     const char *mcp[MAX_CLI_MCP];
     const char *mcp_tags[MZ_BRIDGE_MAX_TAGS];
-    s_list l_peers = { peers, 0, MAX_CLI_PEERS, false };
-    s_list l_mcp = { mcp, 0, MAX_CLI_MCP, false };
-    s_list l_tags = { mcp_tags, 0, MZ_BRIDGE_MAX_TAGS, false };
-    bool mcp_http = true;
-    int c, idx, rc = MZ_EXIT_OK, all_argc = 0;
-    const char *cfg_file;
-    mz_cfg *cfg = NULL;
-    char **all = NULL;
-    s_where w = { NULL, NULL, 0 };
+    s_list l_peers, l_mcp, l_tags;
+    char datadir[512];
+    bool json, mcp_http;
+    mz_cfg *cfg;                /* the options point into it and into all */
+    char **all;
+    int all_argc;
+    s_where w;
+} node_args;
+
+/* A usage error's tail: the one-line usage and where to read more. */
+static int s_usage_hint(void)
+{
+    fprintf(stderr, "usage: meshzero node [OPTIONS]\nTry 'meshzero node --help' for more.\n");
+    return MZ_EXIT_USAGE;
+}
+
+/* Numeric options that do not fill a size_t (s_size_opts does those). */
+static bool s_numeric_opt(node_args *a, int c, const char *where, const char *arg)
+{
+    size_t v;
+
+    if (!s_size(where, arg, &v))
+        return false;
+    switch (c) {
+    case MZ_OPT_LEASE_MS: a->o.lease_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v; break;
+    case MZ_OPT_MAX_HOPS: a->o.max_hops = (int)(v > 255 ? 255 : v); break;
+    case MZ_OPT_PING_SECS: a->o.ping_secs = v > UINT_MAX ? UINT_MAX : (unsigned)v; break;
+    case MZ_OPT_HANGUP_SECS: a->o.hangup_secs = v > UINT_MAX ? UINT_MAX : (unsigned)v; break;
+    case MZ_OPT_RATE_MSGS: a->o.rate_msgs = (double)v; break;
+    case MZ_OPT_RATE_BURST: a->o.rate_burst = (double)v; break;
+    case MZ_OPT_REPLAY_WINDOW_MS:
+        a->o.replay_window_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+        break;
+    }
+    return true;
+}
+
+static bool s_log_opt(const char *where, const char *arg)
+{
+    static const struct { const char *name; int level; } levels[] = {
+        { "debug", MZ_LOG_DEBUG }, { "info", MZ_LOG_INFO }, { "warn", MZ_LOG_WARN },
+        { "error", MZ_LOG_ERROR } };
+
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+        if (strcmp(arg, levels[i].name) == 0) {
+            mz_log_set_level(levels[i].level);
+            return true;
+        }
+    fprintf(stderr, "meshzero node: %s takes debug, info, warn or error, got '%.60s'\n", where,
+            arg);
+    return false;
+}
+
+static bool s_log_format_opt(const char *where, const char *arg)
+{
+    if (strcmp(arg, "text") == 0 || strcmp(arg, "json") == 0) {
+        mz_log_set_format(arg[0] == 'j' ? MZ_LOG_JSON : MZ_LOG_TEXT);
+        return true;
+    }
+    fprintf(stderr, "meshzero node: %s takes text or json, got '%.60s'\n", where, arg);
+    return false;
+}
+
+/* One option; false after printing why it is wrong. */
+static bool s_node_opt(node_args *a, int c, const char *arg, bool from_file, const char *where,
+                       const char *name)
+{
+    for (size_t i = 0; i < sizeof s_size_opts / sizeof s_size_opts[0]; i++)
+        if (c == s_size_opts[i].opt)
+            return s_size(where, arg, (size_t *)((char *)&a->o + s_size_opts[i].off));
+    switch (c) {
+    case MZ_OPT_LISTEN: a->o.listen_url = arg; break;
+    case MZ_OPT_API: a->o.api_url = strcmp(arg, "none") == 0 ? NULL : arg; break;
+    case MZ_OPT_API_ALLOW_REMOTE: a->o.api_allow_remote = true; break;
+    case MZ_OPT_DATA: a->o.data_dir = arg; break;
+    case MZ_OPT_PEER: return s_list_add(&a->l_peers, from_file, where, name, arg);
+    case MZ_OPT_LEASE_MS: case MZ_OPT_MAX_HOPS: case MZ_OPT_PING_SECS:
+    case MZ_OPT_HANGUP_SECS: case MZ_OPT_RATE_MSGS: case MZ_OPT_RATE_BURST:
+    case MZ_OPT_REPLAY_WINDOW_MS:
+        return s_numeric_opt(a, c, where, arg);
+    case MZ_OPT_LOG: return s_log_opt(where, arg);
+    case MZ_OPT_JSON: a->json = true; break;
+    case MZ_OPT_LOG_FORMAT: return s_log_format_opt(where, arg);
+    case MZ_OPT_LOG_CALLS: a->o.log_calls = true; break;
+    case MZ_OPT_MCP: return s_list_add(&a->l_mcp, from_file, where, name, arg);
+    case MZ_OPT_MCP_TAG: return s_list_add(&a->l_tags, from_file, where, name, arg);
+    case MZ_OPT_NO_MCP_HTTP: a->mcp_http = false; break;
+    case MZ_OPT_TRUST: a->o.trust_file = arg; break;
+    case MZ_OPT_NETWORK_KEY: a->o.network_key_file = arg; break;
+    case MZ_OPT_NO_SEAL: a->o.no_seal = true; break;
+    case MZ_OPT_API_REQUIRE_TOKEN: a->o.api_require_token = true; break;
+    case MZ_OPT_TLS_CERT: a->o.tls_cert = arg; break;
+    case MZ_OPT_TLS_KEY: a->o.tls_key = arg; break;
+    case MZ_OPT_TLS_CA: a->o.tls_ca = arg; break;
+    case MZ_OPT_CONFIG: break;          /* read before the options */
+    }
+    return true;
+}
+
+/* getopt's table is the config file's key table plus --config and --help. */
+static void s_node_longs(struct option *longs, size_t max)
+{
     size_t nk = 0;
 
-    /* getopt's table is the config file's key table plus --config and --help. */
-    for (size_t i = 0; i < mz_cfg_node_n_keys && nk < sizeof longs / sizeof longs[0] - 3; i++) {
+    for (size_t i = 0; i < mz_cfg_node_n_keys && nk < max - 3; i++) {
         const mz_cfg_key *k = &mz_cfg_node_keys[i];
-        longs[nk].name = k->name;
-        longs[nk].has_arg = k->kind == MZ_CFG_FLAG ? no_argument : required_argument;
-        longs[nk].flag = NULL;
-        longs[nk].val = k->code;
-        nk++;
+        longs[nk++] = (struct option){ k->name,
+                                       k->kind == MZ_CFG_FLAG ? no_argument : required_argument,
+                                       NULL, k->code };
     }
     longs[nk++] = (struct option){ "config", required_argument, NULL, MZ_OPT_CONFIG };
     longs[nk++] = (struct option){ "help", no_argument, NULL, 'h' };
     longs[nk] = (struct option){ NULL, 0, NULL, 0 };
+}
+
+/* Reads --config FILE and puts its options before the command line's. */
+static int s_node_config(node_args *a, int argc, char **argv, const struct option *longs)
+{
+    const char *cfg_file;
+    mz_err e;
+    bool dup;
 
     cfg_file = s_config_arg(argc, argv, longs, &dup);
     if (dup) {
         fprintf(stderr, "meshzero node: --config given more than once\n");
-        return MZ_EXIT_USAGE;
+        return s_usage_hint();
     }
     if (cfg_file != NULL) {
-        if (mz_cfg_load(cfg_file, mz_cfg_node_keys, mz_cfg_node_n_keys, &cfg, &e) != MZ_OK) {
+        if (mz_cfg_load(cfg_file, mz_cfg_node_keys, mz_cfg_node_n_keys, &a->cfg, &e) != MZ_OK) {
             fprintf(stderr, "meshzero node: --config %s\n", e.msg);
             return e.code == MZ_ENOMEM ? MZ_EXIT_FAIL : MZ_EXIT_USAGE;
         }
-        w.cfg = cfg;
-        w.file = cfg_file;
-        w.n_file = mz_cfg_argc(cfg);
+        a->w = (s_where){ a->cfg, cfg_file, mz_cfg_argc(a->cfg) };
     }
-    if ((all = s_merge(argc, argv, cfg, &all_argc)) == NULL) {
+    if ((a->all = s_merge(argc, argv, a->cfg, &a->all_argc)) == NULL) {
         fprintf(stderr, "meshzero node: out of memory\n");
-        mz_cfg_free(cfg);
         return MZ_EXIT_FAIL;
     }
+    return MZ_CLI_GO;
+}
 
-    memset(&o, 0, sizeof o);
-    o.listen_url = MZ_DEFAULT_LISTEN_URL;
-    o.api_url = MZ_DEFAULT_API_URL;
-    o.data_dir = mz_cli_default_data_dir(datadir, sizeof datadir);
-    o.peers = peers;
+/* Parses the options into a. Returns MZ_CLI_GO or an exit code. */
+static int s_node_parse(node_args *a, int argc, char **argv)
+{
+    struct option longs[64];
+    char where[200];
+    int c, idx, rc;
+
+    s_node_longs(longs, sizeof longs / sizeof longs[0]);
+    if ((rc = s_node_config(a, argc, argv, longs)) != MZ_CLI_GO)
+        return rc;
+    /* A node says what its links do by default (MESHZERO_LOG or --log change it). */
+    if (getenv("MESHZERO_LOG") == NULL)
+        mz_log_set_level(MZ_LOG_INFO);
+    a->o.listen_url = MZ_DEFAULT_LISTEN_URL;
+    a->o.api_url = MZ_DEFAULT_API_URL;
+    a->o.data_dir = mz_cli_default_data_dir(a->datadir, sizeof a->datadir);
+    a->o.peers = a->peers;
+    opterr = 0;
     optind = 0;
-    while ((c = getopt_long(all_argc, all, "h", longs, &idx)) != -1) {
+    while ((c = getopt_long(a->all_argc, a->all, ":h", longs, &idx)) != -1) {
         /* optind has moved past the option (and its value when separate). */
-        bool from_file = cfg != NULL && (size_t)(optind - 1) <= w.n_file && optind - 1 >= 1;
-        const char *name = c == '?' || c == 'h' ? "" : longs[idx].name;
-        if (c != '?' && c != 'h')
-            s_origin(&w, optind - 1, name, where, sizeof where);
-        for (size_t i = 0; i < sizeof s_size_opts / sizeof s_size_opts[0]; i++)
-            if (c == s_size_opts[i].opt) {
-                if (!s_size(where, optarg, (size_t *)((char *)&o + s_size_opts[i].off)))
-                    goto usage;
-                c = 0;          /* handled */
-                break;
-            }
-        switch (c) {
-        case 0: break;
-        case MZ_OPT_LISTEN: o.listen_url = optarg; break;
-        case MZ_OPT_API: o.api_url = strcmp(optarg, "none") == 0 ? NULL : optarg; break;
-        case MZ_OPT_API_ALLOW_REMOTE: o.api_allow_remote = true; break;
-        case MZ_OPT_DATA: o.data_dir = optarg; break;
-        case MZ_OPT_PEER:
-            if (!s_list_add(&l_peers, from_file, where, name, optarg)) goto usage;
-            break;
-        case MZ_OPT_LEASE_MS:
-            if (!s_size(where, optarg, &v)) goto usage;
-            o.lease_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
-            break;
-        case MZ_OPT_MAX_HOPS:
-            if (!s_size(where, optarg, &v)) goto usage;
-            o.max_hops = (int)(v > 255 ? 255 : v);
-            break;
-        case MZ_OPT_PING_SECS:
-            if (!s_size(where, optarg, &v)) goto usage;
-            o.ping_secs = v > UINT_MAX ? UINT_MAX : (unsigned)v;
-            break;
-        case MZ_OPT_HANGUP_SECS:
-            if (!s_size(where, optarg, &v)) goto usage;
-            o.hangup_secs = v > UINT_MAX ? UINT_MAX : (unsigned)v;
-            break;
-        case MZ_OPT_LOG:
-            if (strcmp(optarg, "debug") == 0) mz_log_set_level(MZ_LOG_DEBUG);
-            else if (strcmp(optarg, "info") == 0) mz_log_set_level(MZ_LOG_INFO);
-            else if (strcmp(optarg, "warn") == 0) mz_log_set_level(MZ_LOG_WARN);
-            else if (strcmp(optarg, "error") == 0) mz_log_set_level(MZ_LOG_ERROR);
-            else {
-                fprintf(stderr, "meshzero node: %s takes debug, info, warn or error, got "
-                        "'%.60s'\n", where, optarg);
-                goto usage;
-            }
-            break;
-        case MZ_OPT_JSON: json = true; break;
-        case MZ_OPT_MCP:
-            if (!s_list_add(&l_mcp, from_file, where, name, optarg)) goto usage;
-            break;
-        case MZ_OPT_MCP_TAG:
-            if (!s_list_add(&l_tags, from_file, where, name, optarg)) goto usage;
-            break;
-        case MZ_OPT_NO_MCP_HTTP: mcp_http = false; break;
-        case MZ_OPT_TRUST: o.trust_file = optarg; break;
-        case MZ_OPT_NETWORK_KEY: o.network_key_file = optarg; break;
-        case MZ_OPT_NO_SEAL: o.no_seal = true; break;
-        case MZ_OPT_API_REQUIRE_TOKEN: o.api_require_token = true; break;
-        case MZ_OPT_RATE_MSGS:
-            if (!s_size(where, optarg, &v)) goto usage;
-            o.rate_msgs = (double)v;
-            break;
-        case MZ_OPT_RATE_BURST:
-            if (!s_size(where, optarg, &v)) goto usage;
-            o.rate_burst = (double)v;
-            break;
-        case MZ_OPT_REPLAY_WINDOW_MS:
-            if (!s_size(where, optarg, &v)) goto usage;
-            o.replay_window_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
-            break;
-        case MZ_OPT_TLS_CERT: o.tls_cert = optarg; break;
-        case MZ_OPT_TLS_KEY: o.tls_key = optarg; break;
-        case MZ_OPT_TLS_CA: o.tls_ca = optarg; break;
-        case MZ_OPT_CONFIG: break;      /* read before this pass */
-        case 'h':
+        bool from_file = a->cfg != NULL && (size_t)(optind - 1) <= a->w.n_file && optind - 1 >= 1;
+        if (c == 'h') {
             fputs(s_help, stdout);
-            rc = MZ_EXIT_OK;
-            goto done;
-        default:
-            fputs(s_help, stderr);
-            goto usage;
+            return MZ_EXIT_OK;
         }
+        if (c == '?' || c == ':') {
+            fprintf(stderr, "meshzero node: %s '%s'\n", c == ':' ? "missing value after"
+                    : "unknown option", a->all[optind - 1]);
+            return s_usage_hint();
+        }
+        s_origin(&a->w, optind - 1, longs[idx].name, where, sizeof where);
+        if (!s_node_opt(a, c, optarg, from_file, where, longs[idx].name))
+            return s_usage_hint();
     }
-    o.n_peers = l_peers.n;
-    if (optind < all_argc) {
-        fprintf(stderr, "meshzero node: unexpected argument '%s'\n", all[optind]);
-        goto usage;
+    a->o.n_peers = a->l_peers.n;
+    if (optind < a->all_argc) {
+        fprintf(stderr, "meshzero node: unexpected argument '%s'\n", a->all[optind]);
+        return s_usage_hint();
     }
-    signal(SIGPIPE, SIG_IGN);
-    uv_loop_init(&loop);
-    o.loop = &loop;
-    if (mz_node_new(&o, &node, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero node: %s\n", e.msg);
-        uv_run(&loop, UV_RUN_NOWAIT);
-        uv_loop_close(&loop);
-        /* An invalid option value (a URL, a pin, a short network key) is a
-         * usage error; anything else is a failure to start. */
-        rc = e.code == MZ_EINVAL ? MZ_EXIT_USAGE : MZ_EXIT_FAIL;
-        goto done;
-    }
-    if (!s_start_bridge(node, &loop, mcp_http, l_mcp.v, l_mcp.n, l_tags.v, l_tags.n)) {
-        mz_bridge_free(s_bridge);
-        mz_node_stop(node);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        mz_node_free(node);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        uv_loop_close(&loop);
-        rc = MZ_EXIT_FAIL;
-        goto done;
-    }
+    return MZ_CLI_GO;
+}
+
+/* Prints the banner and runs the loop until SIGINT/SIGTERM. */
+static int s_node_serve(mz_node *node, uv_loop_t *loop, bool json)
+{
+    int rc = MZ_EXIT_OK;
+
+    mz_log_set_node(mz_node_id(node));
     if (json)
         printf("{\"id\":\"%s\",\"listen\":\"%s\",\"api\":\"%s\"}\n", mz_node_id(node),
                mz_node_listen_url(node), mz_node_api_url(node));
@@ -462,18 +491,18 @@ int cmd_node_main(int argc, char **argv)
     fflush(stdout);
     /* Signals stay installed (unref'd) until the very end: closing them early
      * would let a second SIGTERM kill the process mid-shutdown. */
-    uv_signal_init(&loop, &s_sigint);
-    uv_signal_init(&loop, &s_sigterm);
+    uv_signal_init(loop, &s_sigint);
+    uv_signal_init(loop, &s_sigterm);
     s_sigint.data = s_sigterm.data = node;
     uv_signal_start(&s_sigint, s_on_signal, SIGINT);
     uv_signal_start(&s_sigterm, s_on_signal, SIGTERM);
-    uv_signal_init(&loop, &s_sighup);
+    uv_signal_init(loop, &s_sighup);
     s_sighup.data = node;
     uv_signal_start(&s_sighup, s_on_sighup, SIGHUP);
     uv_unref((uv_handle_t *)&s_sighup);
     uv_unref((uv_handle_t *)&s_sigint);
     uv_unref((uv_handle_t *)&s_sigterm);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_run(loop, UV_RUN_DEFAULT);
     if (mz_node_fatal_error(node) != NULL) {
         fprintf(stderr, "meshzero node: %s\n", mz_node_fatal_error(node));
         rc = MZ_EXIT_FAIL;
@@ -483,15 +512,62 @@ int cmd_node_main(int argc, char **argv)
     uv_close((uv_handle_t *)&s_sigint, NULL);
     uv_close((uv_handle_t *)&s_sigterm, NULL);
     uv_close((uv_handle_t *)&s_sighup, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&loop) != 0)
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(loop) != 0)
         fprintf(stderr, "meshzero node: event loop still had open handles at exit\n");
-    goto done;
-usage:
-    rc = MZ_EXIT_USAGE;
-done:
+    return rc;
+}
+
+/* Starts the node and its bridge, then serves. */
+static int s_node_run(node_args *a)
+{
+    mz_node *node = NULL;
+    uv_loop_t loop;
+    mz_err e;
+
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&loop);
+    a->o.loop = &loop;
+    if (mz_node_new(&a->o, &node, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero node: %s\n", e.msg);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_loop_close(&loop);
+        /* An invalid option value (a URL, a pin, a short network key) is a
+         * usage error; anything else is a failure to start. */
+        return e.code == MZ_EINVAL ? MZ_EXIT_USAGE : MZ_EXIT_FAIL;
+    }
+    if (!s_start_bridge(node, &loop, a->mcp_http, a->l_mcp.v, a->l_mcp.n, a->l_tags.v,
+                        a->l_tags.n)) {
+        mz_bridge_free(s_bridge);
+        mz_node_stop(node);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        mz_node_free(node);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return MZ_EXIT_FAIL;
+    }
+    return s_node_serve(node, &loop, a->json);
+}
+
+int cmd_node_main(int argc, char **argv)
+{
+    node_args *a = calloc(1, sizeof *a);
+    int rc;
+
+    if (a == NULL) {
+        fprintf(stderr, "meshzero node: out of memory\n");
+        return MZ_EXIT_FAIL;
+    }
+    a->l_peers = (s_list){ a->peers, 0, MAX_CLI_PEERS, false };
+    a->l_mcp = (s_list){ a->mcp, 0, MAX_CLI_MCP, false };
+    a->l_tags = (s_list){ a->mcp_tags, 0, MZ_BRIDGE_MAX_TAGS, false };
+    a->mcp_http = true;
+    rc = s_node_parse(a, argc, argv);
+    if (rc == MZ_CLI_GO)
+        rc = s_node_run(a);
     /* The options point into these until the node is gone. */
-    free(all);
-    mz_cfg_free(cfg);
+    free(a->all);
+    mz_cfg_free(a->cfg);
+    free(a);
     return rc;
 }

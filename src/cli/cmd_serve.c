@@ -2,13 +2,16 @@
  * (no shell): the call {"method","params","caller"} goes to its stdin as
  * JSON, its stdout is the JSON result; a non-zero exit is a handler_error
  * carrying stderr's text. */
-#include <getopt.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "cliopt.h"
 #include "util/spawn.h"
 #include "meshzero.h"
 
@@ -224,6 +227,49 @@ static void s_on_deadline(uv_timer_t *t)
     }
 }
 
+extern char **environ;
+
+/* This process's environment with TRACEPARENT/TRACESTATE set to the call's
+ * (malloc'd; NULL, the environment as it is, when there is no trace). */
+static char **s_trace_env(const char *tp, const char *ts)
+{
+    size_t n = 0, k = 0;
+    char **env;
+
+    if (tp == NULL || strlen(tp) > 64 || (ts != NULL && strlen(ts) > 512))
+        return NULL;
+    while (environ[n])
+        n++;
+    if ((env = calloc(n + 3, sizeof *env)) == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "TRACEPARENT=", 12) != 0 &&
+            strncmp(environ[i], "TRACESTATE=", 11) != 0)
+            env[k++] = environ[i];
+    env[k] = malloc(strlen(tp) + 13);
+    if (env[k] != NULL)
+        sprintf(env[k++], "TRACEPARENT=%s", tp);
+    if (ts != NULL && (env[k] = malloc(strlen(ts) + 12)) != NULL)
+        sprintf(env[k++], "TRACESTATE=%s", ts);
+    env[k] = NULL;
+    return env;
+}
+
+static void s_trace_env_free(char **env)
+{
+    size_t n = 0;
+
+    if (env == NULL)
+        return;
+    while (env[n])
+        n++;
+    /* Ours are the last one or two; the rest belong to environ. */
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(env[i], "TRACEPARENT=", 12) == 0 || strncmp(env[i], "TRACESTATE=", 11) == 0)
+            free(env[i]);
+    free(env);
+}
+
 static void s_start_job(serve_state *st, const char *id, const json_t *p)
 {
     uv_loop_t *loop = mz_apiclient_loop(st->api);
@@ -261,8 +307,14 @@ static void s_start_job(serve_state *st, const char *id, const json_t *p)
         st->jobs->prev = j;
     st->jobs = j;
     /* Detached (setsid): its own process group, which s_job_kill ends whole. */
-    r = mz__spawn_piped(loop, &j->proc, st->cmd, &j->in, &j->out, &j->err, s_on_exit,
-                        UV_PROCESS_DETACHED);
+    {
+        /* The call's trace context, as W3C's environment-variable carriers name it. */
+        char **env = s_trace_env(json_string_value(json_object_get(p, "traceparent")),
+                                 json_string_value(json_object_get(p, "tracestate")));
+        r = mz__spawn_piped_env(loop, &j->proc, st->cmd, env, &j->in, &j->out, &j->err,
+                                s_on_exit, UV_PROCESS_DETACHED);
+        s_trace_env_free(env);
+    }
     if (r != 0) {
         char msg[300];
         snprintf(msg, sizeof msg, "cannot run %s: %s", st->cmd[0], uv_strerror(r));
@@ -304,133 +356,188 @@ static void s_on_signal(uv_signal_t *h, int sig)
     st->stop = true;
 }
 
+typedef struct serve_args {
+    serve_state *st;
+    const char *type, *owner;
+    json_t *caps, *meta, *methods;
+    bool replace;
+} serve_args;
+
+static int s_serve_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    serve_args *a = ctx;
+    long long n;
+
+    switch (key) {
+    case 't': a->type = arg; break;
+    case 'c': json_array_append_new(a->caps, json_string(arg)); break;
+    case 'o': a->owner = arg; break;
+    case 'M': json_array_append_new(a->methods, json_string(arg)); break;
+    case 'r': a->replace = true; break;
+    case 'x':
+        if (!mz_cli_uint_arg(arg, 1 << 20, &n) || n < 1)
+            return mz_cli_usage(cli, "--max-concurrent needs a positive number, not '%s'", arg);
+        a->st->max_running = (long)n;
+        break;
+    case 'm':
+        if (!mz_cli_meta_arg(a->meta, (char *)arg))
+            return mz_cli_usage(cli, "--meta '%s' is not KEY=VALUE", arg);
+        break;
+    }
+    return 0;
+}
+
+/* The command must be runnable now, not only at its first call: a path
+ * names an executable file, a bare name one on $PATH. */
+static bool s_runnable(const mz_cli *cli, const char *prog)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+    struct stat sb;
+
+    if (strchr(prog, '/') != NULL) {
+        if (stat(prog, &sb) != 0 || !S_ISREG(sb.st_mode) || access(prog, X_OK) != 0) {
+            mz_cli_fail(cli, "not_found", "cannot run %s: %s", prog,
+                        stat(prog, &sb) != 0 ? strerror(errno)
+                        : !S_ISREG(sb.st_mode) ? "not a regular file" : "not executable");
+            return false;
+        }
+        return true;
+    }
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p; ) {
+        size_t n = strcspn(p, ":");
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, n ? p : ".", prog);
+        if (stat(buf, &sb) == 0 && S_ISREG(sb.st_mode) && access(buf, X_OK) == 0)
+            return true;
+        p += n + (p[n] == ':');
+    }
+    mz_cli_fail(cli, "not_found", "cannot run %s: not found on $PATH", prog);
+    return false;
+}
+
+/* Registers the resource as served by this connection. */
+static int s_serve_register(serve_state *st, const mz_cli *cli, const char *rid,
+                            const serve_args *a)
+{
+    json_t *params, *res;
+    mz_err e;
+
+    params = json_pack("{s:s,s:s,s:O,s:O,s:b,s:O}", "resource_id", rid, "resource_type",
+                       a->type, "capabilities", a->caps, "metadata", a->meta, "handler", 1,
+                       "methods", a->methods);
+    if (params && a->owner)
+        json_object_set_new(params, "owner", json_string(a->owner));
+    if (params && a->replace)
+        json_object_set_new(params, "replace", json_true());
+    if (mz_apiclient_call(st->api, "register_resource", params, 10000, &res, &e) != MZ_OK)
+        return mz_cli_fail_err(cli, &e);
+    json_decref(res);
+    return MZ_EXIT_OK;
+}
+
+/* Serves calls until SIGINT/SIGTERM or the node goes. */
+static int s_serve_loop(serve_state *st, const mz_cli *cli)
+{
+    int rc = MZ_EXIT_FAIL;
+    mz_err e;
+
+    signal(SIGPIPE, SIG_IGN);
+    uv_signal_init(mz_apiclient_loop(st->api), &st->sigint);
+    uv_signal_init(mz_apiclient_loop(st->api), &st->sigterm);
+    st->sigint.data = st->sigterm.data = st;
+    uv_signal_start(&st->sigint, s_on_signal, SIGINT);
+    uv_signal_start(&st->sigterm, s_on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&st->sigint);
+    uv_unref((uv_handle_t *)&st->sigterm);
+    if (mz_apiclient_run(st->api, &st->stop, &e) != MZ_OK)
+        mz_cli_fail_err(cli, &e);
+    else
+        rc = MZ_EXIT_OK;
+    for (job *j = st->jobs; j; j = j->next)
+        s_job_kill(j);
+    uv_close((uv_handle_t *)&st->sigint, NULL);
+    uv_close((uv_handle_t *)&st->sigterm, NULL);
+    return rc;
+}
+
 int cmd_serve_main(int argc, char **argv)
 {
-    static const char usage[] =
-        "usage: meshzero serve ID --type T [--cap C]... [--meta K=V]... [--owner O]\n"
-        "                     [--method M]... [--max-concurrent N] [--node URL] -- CMD [ARGS...]\n\n"
+    static const mz_cli_opt opts[] = {
+        { "type", 't', "T", "resource type (required)" },
+        { "cap", 'c', "C", "a capability (repeatable; default none)" },
+        { "meta", 'm', "K=V", "a metadata entry (a string unless V is a JSON object, array,\n"
+                              "quoted string, true, false or null; repeatable)" },
+        { "owner", 'o', "O", "owner name (default \"\")" },
+        { "method", 'M', "M", "a method the resource accepts (repeatable; default: any)" },
+        { "max-concurrent", 'x', "N", "commands running at once (default 16; more: busy)" },
+        { "replace", 'r', NULL, "take over ID when another client already serves it on this\n"
+                                "node (default: refuse)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "serve", "ID --type T [--cap C]... [--meta K=V]... [--owner O] [--method M]...\n"
+        " [--max-concurrent N] [--replace] -- CMD [ARGS...]",
         "Registers resource ID on the node and serves its calls: each call runs CMD (no\n"
         "shell) with {\"method\",\"params\",\"caller\"} as JSON on stdin; its stdout (JSON)\n"
         "is the result; a non-zero exit is a handler_error with stderr's text. A call past\n"
-        "its deadline kills CMD (timeout). The resource is unregistered when serve exits\n"
-        "(SIGINT/SIGTERM). Prints 'serving ID' on stdout once registered.\n"
-        "  --type T            resource type (required)\n"
-        "  --cap C             a capability (repeatable)\n"
-        "  --meta K=V          a metadata entry (a string unless V is a JSON object, array,\n"
-        "                      quoted string, true, false or null)\n"
-        "  --owner O           owner name\n"
-        "  --method M          a method the resource accepts (repeatable; default: any)\n"
-        "  --max-concurrent N  commands running at once (default 16; more: busy)\n"
-        "  --node URL          the node's local API (default $MESHZERO_API or ws://127.0.0.1:8766)\n"
-        "  -h, --help          this text\n";
-    static const struct option longs[] = {
-        { "type", required_argument, NULL, 't' }, { "cap", required_argument, NULL, 'c' },
-        { "meta", required_argument, NULL, 'm' }, { "owner", required_argument, NULL, 'o' },
-        { "method", required_argument, NULL, 'M' },
-        { "max-concurrent", required_argument, NULL, 'x' },
-        { "node", required_argument, NULL, 'n' }, { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 } };
+        "its deadline kills CMD (timeout). CMD must be runnable when serve starts. The\n"
+        "resource is unregistered when serve exits (SIGINT/SIGTERM). An ID another client\n"
+        "serves on the node is refused unless --replace. Prints 'serving ID' once registered.",
+        opts, MZ_CLI_NODE,
+        "serve agent123 --type agent --cap image_processing -- ./examples/process_image.sh\n"
+        "serve calc --type tool --method add --max-concurrent 4 -- python3 calc.py", true };
     serve_state st;
-    const char *node = NULL, *type = NULL, *owner = NULL, *rid;
-    json_t *caps = json_array(), *meta = json_object(), *methods = json_array(), *params, *res;
+    serve_args a = { &st, NULL, NULL, json_array(), json_object(), json_array(), false };
+    const char *rid;
+    mz_cli cli, rest;
     mz_err e;
-    char *end;
-    int ch, rc = MZ_EXIT_FAIL;
+    int rc = MZ_EXIT_FAIL;
 
     memset(&st, 0, sizeof st);
     st.max_running = 16;
-    optind = 1;
-    /* GNU getopt stops at "--", so CMD's own options stay CMD's. */
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        switch (ch) {
-        case 't': type = optarg; break;
-        case 'c': json_array_append_new(caps, json_string(optarg)); break;
-        case 'o': owner = optarg; break;
-        case 'M': json_array_append_new(methods, json_string(optarg)); break;
-        case 'n': node = optarg; break;
-        case 'x':
-            st.max_running = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || st.max_running < 1) {
-                fprintf(stderr, "meshzero serve: --max-concurrent needs a positive number\n");
-                goto usage;
-            }
-            break;
-        case 'm': {
-            char *eq = strchr(optarg, '=');
-            json_t *v;
-            if (eq == NULL || eq == optarg) {
-                fprintf(stderr, "meshzero serve: --meta '%s' is not KEY=VALUE\n", optarg);
-                goto usage;
-            }
-            *eq = '\0';
-            v = eq[1] && strchr("{[\"tfn", eq[1]) ? json_loads(eq + 1, JSON_DECODE_ANY, NULL)
-                                                   : NULL;
-            json_object_set_new(meta, optarg, v ? v : json_string(eq + 1));
-            break;
-        }
-        case 'h':
-            fputs(usage, stdout);
-            rc = MZ_EXIT_OK;
+    /* Options end at ID (stop_at_args): CMD's own options stay CMD's. */
+    if (a.caps == NULL || a.meta == NULL || a.methods == NULL ||
+        (rc = mz_cli_parse(&cli, &cmd, argc, argv, s_serve_opt, &a)) != MZ_CLI_GO)
+        goto out;
+    rid = cli.argc > 0 ? cli.argv[0] : NULL;
+    if (rid != NULL && cli.argc > 1) {
+        /* Options may follow ID too: parse the rest up to "--". */
+        int n = 1;
+        while (n < cli.argc && strcmp(cli.argv[n], "--") != 0)
+            n++;
+        if ((rc = mz_cli_parse(&rest, &cmd, n, cli.argv, s_serve_opt, &a)) != MZ_CLI_GO)
             goto out;
-        default:
-            goto usage;
+        if (rest.argc > 0) {
+            rc = mz_cli_usage(&cli, "unexpected argument '%s' before --", rest.argv[0]);
+            goto out;
         }
+        st.cmd = n + 1 < cli.argc ? cli.argv + n + 1 : NULL;
+        rest.node = rest.node != mz_cli_global_node ? rest.node : cli.node;
+        cli.node = rest.node;
+        cli.json = cli.json || rest.json;
     }
-    /* ID first, then "--" and the command. */
-    if (optind >= argc || type == NULL) {
-        fprintf(stderr, "meshzero serve: need ID, --type and -- CMD\n");
-        goto usage;
+    if (rid == NULL || a.type == NULL || st.cmd == NULL) {
+        rc = mz_cli_usage(&cli, "need ID, --type and -- CMD");
+        goto out;
     }
-    rid = argv[optind++];
-    if (optind < argc && strcmp(argv[optind], "--") == 0)
-        optind++;
-    if (optind >= argc) {
-        fprintf(stderr, "meshzero serve: need a command after --\n");
-        goto usage;
+    if (!s_runnable(&cli, st.cmd[0])) {
+        rc = MZ_EXIT_FAIL;
+        goto out;
     }
-    st.cmd = argv + optind;
-    if (mz_apiclient_open(node, 10000, &st.api, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero serve: %s\n", e.msg);
+    if (mz_apiclient_open(cli.node, 10000, &st.api, &e) != MZ_OK) {
+        rc = mz_cli_fail_err(&cli, &e);
         goto out;
     }
     mz_apiclient_set_push(st.api, s_on_push, &st);
-    params = json_pack("{s:s,s:s,s:O,s:O,s:b,s:O}", "resource_id", rid, "resource_type", type,
-                       "capabilities", caps, "metadata", meta, "handler", 1, "methods", methods);
-    if (params && owner)
-        json_object_set_new(params, "owner", json_string(owner));
-    if (mz_apiclient_call(st.api, "register_resource", params, 10000, &res, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero serve: %s\n", e.msg);
-        mz_apiclient_free(st.api);
-        goto out;
+    if ((rc = s_serve_register(&st, &cli, rid, &a)) == MZ_EXIT_OK) {
+        printf("serving %s\n", rid);
+        fflush(stdout);
+        rc = s_serve_loop(&st, &cli);
     }
-    json_decref(res);
-    printf("serving %s\n", rid);
-    fflush(stdout);
-    signal(SIGPIPE, SIG_IGN);
-    uv_signal_init(mz_apiclient_loop(st.api), &st.sigint);
-    uv_signal_init(mz_apiclient_loop(st.api), &st.sigterm);
-    st.sigint.data = st.sigterm.data = &st;
-    uv_signal_start(&st.sigint, s_on_signal, SIGINT);
-    uv_signal_start(&st.sigterm, s_on_signal, SIGTERM);
-    uv_unref((uv_handle_t *)&st.sigint);
-    uv_unref((uv_handle_t *)&st.sigterm);
-    if (mz_apiclient_run(st.api, &st.stop, &e) != MZ_OK)
-        fprintf(stderr, "meshzero serve: %s\n", e.msg);
-    else
-        rc = MZ_EXIT_OK;
-    for (job *j = st.jobs; j; j = j->next)
-        s_job_kill(j);
     /* Closing the API connection unregisters the resource on the node. */
-    uv_close((uv_handle_t *)&st.sigint, NULL);
-    uv_close((uv_handle_t *)&st.sigterm, NULL);
     mz_apiclient_free(st.api);
-    goto out;
-usage:
-    fputs(usage, stderr);
-    rc = MZ_EXIT_USAGE;
 out:
-    json_decref(caps);
-    json_decref(meta);
-    json_decref(methods);
+    json_decref(a.caps);
+    json_decref(a.meta);
+    json_decref(a.methods);
     return rc;
 }

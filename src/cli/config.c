@@ -58,6 +58,8 @@ const mz_cfg_key mz_cfg_node_keys[] = {
     { "tls-cert",               MZ_CFG_STRING, MZ_OPT_TLS_CERT, 0 },
     { "tls-key",                MZ_CFG_STRING, MZ_OPT_TLS_KEY, 0 },
     { "tls-ca",                 MZ_CFG_STRING, MZ_OPT_TLS_CA, 0 },
+    { "log-format",             MZ_CFG_STRING, MZ_OPT_LOG_FORMAT, 0 },
+    { "log-calls",              MZ_CFG_FLAG,   MZ_OPT_LOG_CALLS, 0 },
 };
 const size_t mz_cfg_node_n_keys = sizeof mz_cfg_node_keys / sizeof mz_cfg_node_keys[0];
 

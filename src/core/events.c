@@ -147,6 +147,8 @@ void mz__emit_record(mz_node *node, const char *topic, const mz_record *rec)
 {
     json_t *j;
 
+    /* "resource.added" -> op "added": every directory change passes here. */
+    mz__obs_count(&node->obs.rec_changes, strchr(topic, '.') ? strchr(topic, '.') + 1 : topic);
     if (node->ev.subs == NULL)
         return;
     j = mz_record_to_json(rec);

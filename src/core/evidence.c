@@ -98,16 +98,6 @@ bool mz__guard_reply(mz_node *node, const char *asker, size_t bytes)
     return false;
 }
 
-void mz__guard_counters(mz_node *node, json_t *counters, uint64_t api_host_refused)
-{
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I}", "routes_demoted", (json_int_t)node->c.routes_demoted,
-        "fetch_refused", (json_int_t)node->c.fetch_refused, "fetch_dups",
-        (json_int_t)node->c.fetch_dups, "replies_paced", (json_int_t)node->c.replies_paced,
-        "unbound_records", (json_int_t)node->c.unbound_records, "api_host_refused",
-        (json_int_t)api_host_refused));
-}
-
 /* ---- routes ------------------------------------------------------------------- */
 
 /* A copy of a broadcast we already handled, from another link: when it is

@@ -49,7 +49,14 @@ typedef struct mz_call {
      * answer one of them (its answer was on the way when we sent again). */
     char old_ids[MZ_CALL_ALIASES][MZ_MSG_ID_MAX + 1];
     char why[160];                      /* last path failure, for the final error */
+    mz_trace trace;                     /* this node's span of the call */
+    char trace_echo[56];                /* the host's traceparent from its answer */
+    uint64_t t0_ns;                     /* started (uv_hrtime) */
+    char resource_id[MZ_RESOURCE_ID_MAX + 1], method[129];   /* for the call log */
 } mz_call;
+
+/* The call whose result callback is running (mz_node_call_traceparent). */
+static _Thread_local const mz_call *s_finishing;
 
 static void s_call_free_cb(uv_handle_t *h)
 {
@@ -70,15 +77,27 @@ static void s_call_finish(mz_call *c, const json_t *result, const char *code, co
         if (c->old_ids[i][0] != '\0')
             mz_hmap_remove(node->calls, c->old_ids[i]);
     uv_timer_stop(&c->timer);
+    mz__obs_call(node, MZ_ROLE_CALLER, c->host, c->resource_id, c->method, &c->trace,
+                 uv_hrtime() - c->t0_ns, code);
+    s_finishing = c;
     if (c->cb)
         c->cb(node, result, code, msg, c->ctx);
+    s_finishing = NULL;
     uv_close((uv_handle_t *)&c->timer, s_call_free_cb);
+}
+
+const char *mz_node_call_traceparent(const mz_node *node)
+{
+    (void)node;
+    if (s_finishing == NULL || s_finishing->trace.traceparent[0] == '\0')
+        return NULL;
+    return s_finishing->trace_echo[0] ? s_finishing->trace_echo : s_finishing->trace.traceparent;
 }
 
 static void s_host_run(mz_node *node, const char *req_id, const char *caller,
                        const char *resource_id, const char *method, const json_t *params,
                        const json_t *agreement, int64_t timeout_ms, bool local,
-                       const char *call_key);
+                       const char *call_key, const mz_trace *trace);
 
 static void s_on_call_timer(uv_timer_t *t);
 
@@ -187,7 +206,7 @@ static void s_on_call_timer(uv_timer_t *t)
                    json_string_value(json_object_get(req, "resource_id")),
                    json_string_value(json_object_get(req, "method")),
                    json_object_get(req, "params"), json_object_get(req, "agreement"),
-                   c->timeout_ms, true, NULL);
+                   c->timeout_ms, true, NULL, &c->trace);
         json_decref(req);
         return;
     }
@@ -270,6 +289,32 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
                                const json_t *params, const json_t *agreement,
                                int64_t timeout_ms, mz_result_cb cb, void *ctx, mz_err *err)
 {
+    return mz_node_execute_traced(node, resource_id, method, params, agreement, NULL,
+                                  timeout_ms, cb, ctx, err);
+}
+
+/* The call's trace (the caller's, or a new one: an invalid traceparent also
+ * starts one, as W3C Trace Context says; our span is its child), start time
+ * and names for the call log. */
+static void s_call_begin(mz_call *c, const json_t *trace, const char *resource_id,
+                         const char *method)
+{
+    mz_trace in;
+
+    if (mz__trace_from_json(&in, trace) && in.traceparent[0])
+        mz__trace_child(&in, &c->trace);
+    else
+        mz__trace_start(&c->trace);
+    c->t0_ns = uv_hrtime();
+    snprintf(c->resource_id, sizeof c->resource_id, "%s", resource_id);
+    snprintf(c->method, sizeof c->method, "%s", method);
+}
+
+mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const char *method,
+                                 const json_t *params, const json_t *agreement,
+                                 const json_t *trace, int64_t timeout_ms, mz_result_cb cb,
+                                 void *ctx, mz_err *err)
+{
     const mz_record *rec;
     json_t *pl;
     mz_call *c;
@@ -293,6 +338,7 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
     if (c == NULL)
         return mz_err_set(err, MZ_ENOMEM, "execute: allocating");
     node->c.exec_calls++;
+    s_call_begin(c, trace, resource_id, method);
     if (params != NULL && !json_is_object(params)) {
         s_call_fail_soon(c, MZ_EXEC_BAD_REQUEST, "params must be a JSON object");
         return MZ_OK;
@@ -323,6 +369,8 @@ mz_status mz_node_execute_with(mz_node *node, const char *resource_id, const cha
                    (json_int_t)timeout_ms, "call", c->id);
     if (pl != NULL && agreement != NULL && !json_is_null(agreement))
         json_object_set_new(pl, "agreement", json_deep_copy(agreement));
+    if (pl != NULL)
+        mz__trace_to_json(&c->trace, pl);
     if (pl == NULL) {
         s_call_fail_soon(c, MZ_EXEC_UNREACHABLE, "could not build the request");
         return MZ_OK;
@@ -352,6 +400,11 @@ void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env)
         mz_log(MZ_LOG_WARN, "exec", "result for %s from %.12s, not the host %.12s", ref,
                mz_msg_sender(env), c->host);
         return;
+    }
+    {
+        mz_trace echo;
+        if (mz__trace_from_json(&echo, pl) && echo.traceparent[0])
+            snprintf(c->trace_echo, sizeof c->trace_echo, "%s", echo.traceparent);
     }
     if (json_is_object(e)) {
         const char *code = json_string_value(json_object_get(e, "code"));
@@ -451,7 +504,11 @@ void mz__exec_relayed(mz_node *node, const json_t *env, uint64_t out_link)
             free(mz_hmap_remove(node->relayed, ref));
         return;
     }
-    if (strcmp(type, "execute") != 0 || mz_hmap_count(node->relayed) >= MZ_RELAY_TRACK_MAX)
+    if (strcmp(type, "execute") != 0)
+        return;
+    /* A sealed request's payload is not ours to read: it logs without names. */
+    mz__obs_relay(node, mz_msg_sender(env), mz_msg_recipient(env), mz_msg_payload(env));
+    if (mz_hmap_count(node->relayed) >= MZ_RELAY_TRACK_MAX)
         return;
     r = calloc(1, sizeof *r);
     if (r == NULL)
@@ -527,11 +584,15 @@ struct mz_exec {
     bool local;                         /* caller is this node: no network reply */
     bool expired;                       /* answered "timeout" already; reply just frees */
     struct mz_kept *kept;               /* its entry in node->kept, or NULL */
+    mz_trace trace;                     /* the host's span of the call */
+    bool echo;                          /* the request carried a trace: echo ours */
+    uint64_t t0_ns;                     /* the request arrived (uv_hrtime) */
     struct mz_exec *prev, *next;        /* node->execs, for cleanup at free */
 };
 
 static void s_host_answer(mz_node *node, const char *req_id, const char *caller, bool local,
-                          json_t *result, const char *code, const char *msg);
+                          json_t *result, const char *code, const char *msg,
+                          const mz_trace *trace);
 
 /* A call run here, by (caller, call): while it runs, a repeat only moves the
  * answer to the repeat's envelope id; once answered, a repeat gets the kept
@@ -661,7 +722,7 @@ static bool s_kept_repeat(mz_node *node, const char *key, const char *req_id, co
     if (!mz__guard_reply(node, caller, k->bytes))
         return true;
     s_host_answer(node, req_id, caller, false, k->result ? json_incref(k->result) : NULL, k->code,
-                  k->msg);
+                  k->msg, NULL);
     return true;
 }
 
@@ -779,7 +840,8 @@ static void s_exec_unlink(mz_exec *x)
 
 /* Delivers the outcome to the caller: the local call, or an execute_result. */
 static void s_host_answer(mz_node *node, const char *req_id, const char *caller, bool local,
-                          json_t *result, const char *code, const char *msg)
+                          json_t *result, const char *code, const char *msg,
+                          const mz_trace *trace)
 {
     if (local) {
         mz_call *c = mz_hmap_get(node->calls, req_id);
@@ -792,6 +854,8 @@ static void s_host_answer(mz_node *node, const char *req_id, const char *caller,
                                   "message", msg ? msg : "")
                       : json_pack("{s:s,s:o}", "ref", req_id, "result",
                                   result ? result : json_null());
+    if (pl != NULL && trace != NULL)
+        mz__trace_to_json(trace, pl);   /* echoed: the host's span of the call */
     mz__send(node, mz_msg_new("execute_result", mz_identity_id(node->ident), caller, pl), NULL,
              NULL);
 }
@@ -813,76 +877,45 @@ static bool s_requires_agreement(const mz_record *rec)
     return yes;      /* unparseable: fail closed */
 }
 
-/* Remembers the call under call_key ("caller/call"), so a repeat of it is
- * answered from here instead of run twice. Best effort: out of memory, the
- * call just is not remembered. */
-static void s_keep(mz_node *node, mz_exec *x, const char *call_key)
+/* Why this host will not run the call (the code, with why filled), or NULL. */
+static const char *s_host_refusal(mz_node *node, const mz_record *rec,
+                                  const mz_handler_entry *h, const char *caller,
+                                  const char *resource_id, const char *method,
+                                  const json_t *agreement, char why[256])
 {
-    if ((node->kept != NULL || (node->kept = mz_hmap_new()) != NULL)) {
-        mz_kept *k = calloc(1, sizeof *k);
-        if (k != NULL) {
-            snprintf(k->key, sizeof k->key, "%s", call_key);
-            k->x = x;
-            if (mz_hmap_put(node->kept, k->key, k, NULL) == MZ_OK)
-                x->kept = k;
-            else
-                free(k);
-        }
-    }
-}
+    size_t mine = 0;
 
-static void s_host_run(mz_node *node, const char *req_id, const char *caller,
-                       const char *resource_id, const char *method, const json_t *params,
-                       const json_t *agreement, int64_t timeout_ms, bool local,
-                       const char *call_key)
-{
-    const mz_record *rec = mz_directory_get(node->dir, resource_id);
-    mz_handler_entry *h = mz_hmap_get(node->handlers, resource_id);
-    mz_exec *x;
-    char why[256];
-
-    node->c.exec_served++;
     if (rec == NULL || !mz_record_local(rec)) {
-        snprintf(why, sizeof why, "resource '%.128s' is not hosted on node %.12s", resource_id,
+        snprintf(why, 256, "resource '%.128s' is not hosted on node %.12s", resource_id,
                  mz_identity_id(node->ident));
-        s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_NOT_FOUND, why);
-        return;
+        return MZ_EXEC_NOT_FOUND;
     }
     if (h == NULL) {
-        snprintf(why, sizeof why, "resource '%.128s' has no handler on its host", resource_id);
-        s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_HANDLER_ERROR, why);
-        return;
+        snprintf(why, 256, "resource '%.128s' has no handler on its host", resource_id);
+        return MZ_EXEC_HANDLER_ERROR;
     }
     if (h->methods != NULL) {
         bool ok = false;
         for (char **m = h->methods; *m && !ok; m++)
             ok = strcmp(*m, method) == 0;
         if (!ok) {
-            snprintf(why, sizeof why, "resource '%.100s' has no method '%.100s'", resource_id,
-                     method);
-            s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_BAD_REQUEST, why);
-            return;
+            snprintf(why, 256, "resource '%.100s' has no method '%.100s'", resource_id, method);
+            return MZ_EXEC_BAD_REQUEST;
         }
     }
-    {
-        size_t mine = 0;
-        for (mz_exec *y = node->execs; y; y = y->next)
-            if (!y->expired && strcmp(y->caller, caller) == 0)
-                mine++;
-        if (mine >= node->o.max_running_per_caller) {
-            node->c.caller_busy++;
-            snprintf(why, sizeof why, "caller %.12s already runs %zu calls here (its limit)",
-                     caller, mine);
-            s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_BUSY, why);
-            return;
-        }
+    for (mz_exec *y = node->execs; y; y = y->next)
+        if (!y->expired && strcmp(y->caller, caller) == 0)
+            mine++;
+    if (mine >= node->o.max_running_per_caller) {
+        node->c.caller_busy++;
+        snprintf(why, 256, "caller %.12s already runs %zu calls here (its limit)", caller, mine);
+        return MZ_EXEC_BUSY;
     }
     if (node->running >= node->o.max_running) {
         node->c.exec_busy++;
-        snprintf(why, sizeof why, "host %.12s is running %zu calls (its limit)",
+        snprintf(why, 256, "host %.12s is running %zu calls (its limit)",
                  mz_identity_id(node->ident), node->running);
-        s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_BUSY, why);
-        return;
+        return MZ_EXEC_BUSY;
     }
     /* After the busy check: a call refused as busy must not use up the agreement. */
     if (s_requires_agreement(rec)) {
@@ -893,18 +926,62 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
                                            mz_now_ms(), &reason, &ae);
         if (st != MZ_OK) {
             node->c.exec_denied++;
-            snprintf(why, sizeof why, "%s: %.200s", reason ? reason : "error", ae.msg);
+            mz__obs_count(&node->obs.agr_refused, reason ? reason : "error");
+            snprintf(why, 256, "%s: %.200s", reason ? reason : "error", ae.msg);
             mz_log(MZ_LOG_INFO, "exec", "denied %.12s calling %s.%s: %s", caller, resource_id,
                    method, why);
-            s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_DENIED, why);
-            return;
+            return MZ_EXEC_DENIED;
         }
     }
-    x = calloc(1, sizeof *x);
-    if (x == NULL || (x->params = json_deep_copy(params)) == NULL) {
-        free(x);
-        s_host_answer(node, req_id, caller, local, NULL, MZ_EXEC_HANDLER_ERROR,
-                      "host out of memory");
+    return NULL;
+}
+
+/* Remembers x under its (caller, call) key, so repeats find it. */
+static void s_host_keep(mz_node *node, mz_exec *x, const char *call_key)
+{
+    mz_kept *k;
+
+    if (call_key == NULL || (node->kept == NULL && (node->kept = mz_hmap_new()) == NULL))
+        return;
+    if ((k = calloc(1, sizeof *k)) == NULL)
+        return;
+    snprintf(k->key, sizeof k->key, "%s", call_key);
+    k->x = x;
+    if (mz_hmap_put(node->kept, k->key, k, NULL) == MZ_OK)
+        x->kept = k;
+    else
+        free(k);
+}
+
+static void s_host_run(mz_node *node, const char *req_id, const char *caller,
+                       const char *resource_id, const char *method, const json_t *params,
+                       const json_t *agreement, int64_t timeout_ms, bool local,
+                       const char *call_key, const mz_trace *trace)
+{
+    const mz_record *rec = mz_directory_get(node->dir, resource_id);
+    mz_handler_entry *h = mz_hmap_get(node->handlers, resource_id);
+    uint64_t t0 = uv_hrtime();
+    const char *code;
+    mz_trace span;
+    mz_exec *x;
+    char why[256];
+
+    node->c.exec_served++;
+    mz__trace_child(trace, &span);
+    code = s_host_refusal(node, rec, h, caller, resource_id, method, agreement, why);
+    if (code == NULL) {
+        x = calloc(1, sizeof *x);
+        if (x == NULL || (x->params = json_deep_copy(params)) == NULL) {
+            free(x);
+            code = MZ_EXEC_HANDLER_ERROR;
+            snprintf(why, sizeof why, "host out of memory");
+        }
+    }
+    if (code != NULL) {
+        mz__obs_call(node, MZ_ROLE_HOST, caller, resource_id, method, &span, uv_hrtime() - t0,
+                     code);
+        s_host_answer(node, req_id, caller, local, NULL, code, why,
+                      trace->traceparent[0] ? &span : NULL);
         return;
     }
     x->node = node;
@@ -914,13 +991,15 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
     snprintf(x->method, sizeof x->method, "%s", method);
     x->deadline_ms = mz_now_ms() + timeout_ms;
     x->local = local;
+    x->trace = span;
+    x->echo = trace->traceparent[0] != '\0';
+    x->t0_ns = t0;
     x->next = node->execs;
     if (node->execs)
         node->execs->prev = x;
     node->execs = x;
     node->running++;
-    if (call_key != NULL)
-        s_keep(node, x, call_key);
+    s_host_keep(node, x, call_key);
     h->fn(node, x, h->ctx);
 }
 
@@ -931,17 +1010,21 @@ void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
     const char *method = json_string_value(json_object_get(pl, "method"));
     const json_t *params = json_object_get(pl, "params");
     json_int_t t = json_integer_value(json_object_get(pl, "timeout_ms"));
+    mz_trace trace;
 
     (void)p;
+    /* A traceparent that is not valid is dropped: the host starts its own. */
+    (void)mz__trace_from_json(&trace, pl);
     if (rid == NULL || method == NULL || method[0] == '\0' || strlen(method) > 128 ||
         strlen(rid) > MZ_RESOURCE_ID_MAX) {
         s_host_answer(node, mz_msg_id(env), mz_msg_sender(env), false, NULL,
-                      MZ_EXEC_BAD_REQUEST, "execute needs resource_id and method (1-128 bytes)");
+                      MZ_EXEC_BAD_REQUEST, "execute needs resource_id and method (1-128 bytes)",
+                      NULL);
         return;
     }
     if (params != NULL && !json_is_object(params)) {
         s_host_answer(node, mz_msg_id(env), mz_msg_sender(env), false, NULL,
-                      MZ_EXEC_BAD_REQUEST, "params must be a JSON object");
+                      MZ_EXEC_BAD_REQUEST, "params must be a JSON object", NULL);
         return;
     }
     if (t <= 0 || t > MZ_MAX_EXEC_TIMEOUT_MS)
@@ -962,7 +1045,7 @@ void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
         }
         s_host_run(node, mz_msg_id(env), mz_msg_sender(env), rid, method,
                    params ? params : empty, json_object_get(pl, "agreement"), t, false,
-                   call ? key : NULL);
+                   call ? key : NULL, &trace);
         json_decref(empty);
     }
 }
@@ -972,6 +1055,18 @@ const char *mz_exec_method(const mz_exec *x) { return x->method; }
 const json_t *mz_exec_params(const mz_exec *x) { return x->params; }
 const char *mz_exec_caller(const mz_exec *x) { return x->caller; }
 int64_t mz_exec_deadline_ms(const mz_exec *x) { return x->deadline_ms; }
+const char *mz_exec_traceparent(const mz_exec *x) { return x->trace.traceparent; }
+const char *mz_exec_tracestate(const mz_exec *x)
+{
+    return x->trace.tracestate[0] ? x->trace.tracestate : NULL;
+}
+
+/* The host's figures and log line of a call it ran. */
+static void s_host_done(mz_exec *x, const char *code)
+{
+    mz__obs_call(x->node, MZ_ROLE_HOST, x->caller, x->resource_id, x->method, &x->trace,
+                 uv_hrtime() - x->t0_ns, code);
+}
 
 void mz_exec_reply(mz_exec *x, json_t *result)
 {
@@ -985,8 +1080,9 @@ void mz_exec_reply(mz_exec *x, json_t *result)
         return;
     }
     s_kept_answer(node, x, result, NULL, NULL);
+    s_host_done(x, NULL);
     s_host_answer(node, x->req_id, x->caller, x->local, result ? result : json_null(), NULL,
-                  NULL);
+                  NULL, x->echo ? &x->trace : NULL);
     json_decref(x->params);
     free(x);
 }
@@ -1002,8 +1098,10 @@ void mz_exec_fail(mz_exec *x, const char *code, const char *message)
         return;
     }
     s_kept_answer(node, x, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "");
+    s_host_done(x, code ? code : MZ_EXEC_HANDLER_ERROR);
     s_host_answer(node, x->req_id, x->caller, x->local, NULL,
-                  code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "");
+                  code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "",
+                  x->echo ? &x->trace : NULL);
     json_decref(x->params);
     free(x);
 }
@@ -1031,8 +1129,10 @@ void mz__exec_sweep(mz_node *node, int64_t now)
             node->c.exec_timeouts++;
             s_kept_answer(node, x, NULL, MZ_EXEC_TIMEOUT,
                           "the handler did not answer within the timeout");
+            s_host_done(x, MZ_EXEC_TIMEOUT);
             s_host_answer(node, x->req_id, x->caller, x->local, NULL, MZ_EXEC_TIMEOUT,
-                          "the handler did not answer within the timeout");
+                          "the handler did not answer within the timeout",
+                          x->echo ? &x->trace : NULL);
         }
 }
 

@@ -90,6 +90,7 @@ static void s_on_broadcast(mz_node *node, mz_peer *p, const mz__type *t, json_t 
     mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
                     mz_now_ms() + node->o.lease_ms, mz_now_ms());
     node->c.msgs_handled++;
+    mz__obs_msg_in(node, t->name, mz_msg_hops(env));
     node->refuse_forward = false;
     t->fn(node, p, env);
     /* Content a handler refused (a forged record, say) is not passed on. */
@@ -140,6 +141,7 @@ static void s_on_local(mz_node *node, mz_peer *p, const mz__type *t, json_t *env
         mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
                         mz_now_ms() + node->o.lease_ms, mz_now_ms());
     node->c.msgs_handled++;
+    mz__obs_msg_in(node, t->name, mz_msg_hops(env));
     t->fn(node, p, env);
 }
 

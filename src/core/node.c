@@ -16,6 +16,7 @@
 #include "util/log.h"
 #include "state/agreement.h"
 #include "core/node_int.h"
+#include "net/dialhint.h"
 #include "state/store.h"
 
 static const char *s_me(mz_node *node) { return mz_identity_id(node->ident); }
@@ -109,8 +110,8 @@ void mz__peer_up(mz_node *node, mz_peer *p)
     p->up = true;
     mz_routes_offer(node->routes, p->peer_id, mz_link_id(p->link), 1, INT64_MAX, mz_now_ms());
     mz__node_touch(node, p->peer_id, p->listen, node->o.lease_ms);
-    mz_log(MZ_LOG_INFO, "node", "peer %.12s up (%s %s)", p->peer_id,
-           mz_link_outbound(p->link) ? "to" : "from", mz_link_peer_addr(p->link));
+    mz__obs_link_event(node, "link.up", p->peer_id, mz_link_peer_addr(p->link),
+                       mz_link_outbound(p->link) ? "out" : "in", NULL);
     if (p->stat)
         mz__persist_peer(node, p->stat->url, p->peer_id, p->stat->persistent);
     else if (p->listen[0])
@@ -150,10 +151,11 @@ static const char *s_str(const json_t *obj, const char *key)
  * learns only "refused" (PROTOCOL.md "Admission"). */
 static void s_refuse(mz_node *node, mz_peer *p, uint64_t *counter, const char *why)
 {
-    (void)node;
     (*counter)++;
-    mz_log(MZ_LOG_WARN, "handler", "refusing %s (%s): %s",
-           p->got_hello ? p->peer_id : "peer", mz_link_peer_addr(p->link), why);
+    if (p->stat)                /* our dial: the connect_to_peer caller hears why */
+        snprintf(p->stat->refusal, sizeof p->stat->refusal, "%s", why);
+    mz__obs_link_event(node, "peer.refused", p->got_hello ? p->peer_id : NULL,
+                       mz_link_peer_addr(p->link), mz_link_outbound(p->link) ? "out" : "in", why);
     mz_link_close(p->link, 1008, "refused");
 }
 
@@ -227,7 +229,8 @@ static void s_on_hello(mz_node *node, mz_peer *p, const json_t *env)
             return;
         }
         if (!mz__trusted(node, from)) {
-            s_refuse(node, p, &node->c.refused_trust, "node id not in the trust file");
+            s_refuse(node, p, &node->c.refused_trust, "the peer's node id is not in this node's "
+                     "trust file");
             return;
         }
     }
@@ -261,12 +264,20 @@ static void s_on_welcome(mz_node *node, mz_peer *p, const json_t *env)
                  true);
         return;
     }
+    if (!node->has_netkey && s_str(mz_msg_payload(env), "network") != NULL) {
+        /* The peer proves a network key: it will refuse us, who have none.
+         * Saying so here is what lets the dialer's user learn why. */
+        s_refuse(node, p, &node->c.refused_network, "the peer requires a network key "
+                 "(--network-key)");
+        return;
+    }
     if (node->has_netkey) {
         const char *got = s_str(mz_msg_payload(env), "network");
         char want[65];
         s_net_proof(node, p->challenge, p->peer_id, want);
         if (got == NULL || strlen(got) != 64 || sodium_memcmp(got, want, 64) != 0) {
-            s_refuse(node, p, &node->c.refused_network, "no proof of the network key");
+            s_refuse(node, p, &node->c.refused_network, "the peer gave no proof of this node's "
+                     "network key (another --network-key, or none)");
             return;
         }
     }
@@ -341,6 +352,33 @@ static void s_static_remove(mz_node *node, mz_static *s)
         }
 }
 
+/* Why a link dialed for static s ended, for the connect_to_peer caller:
+ * our own refusal's reason, the likely reason of the peer's (a peer that
+ * refuses before its welcome does so by its trust file; network-key
+ * refusals the dialer detects itself, s_on_welcome), else the dial's
+ * failure explained. Returns true for a refusal (policy, not network). */
+static bool s_link_refused(const mz_static *s, const mz_peer *p, const char *reason, char *out,
+                           size_t len)
+{
+    char shown[300];
+
+    mz__url_shown(s->url, shown, sizeof shown);
+    if (s->refusal[0]) {
+        snprintf(out, len, "%s: refused: %s", shown, s->refusal);
+        return true;
+    }
+    if (strstr(reason, "(1008): refused") != NULL) {
+        if (p->got_hello && p->challenge[0] != '\0')
+            snprintf(out, len, "%s: refused by the peer %.16s: its trust file (--trust) does "
+                     "not list this node's id", shown, p->peer_id);
+        else
+            snprintf(out, len, "%s: refused by the peer", shown);
+        return true;
+    }
+    mz__dial_explain(s->url, reason, 0, out, len);
+    return false;
+}
+
 static void s_on_close(mz_link *link, const char *reason, void *ctx)
 {
     mz_node *node = ctx;
@@ -357,22 +395,29 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
     mz_routes_drop_link(node->routes, mz_link_id(link));
     mz__exec_link_down(node, mz_link_id(link), p->peer_id);
     if (p->up) {
-        mz_log(MZ_LOG_INFO, "node", "peer %.12s down: %s", p->peer_id, reason);
+        mz__obs_link_event(node, "link.down", p->peer_id, mz_link_peer_addr(link),
+                           mz_link_outbound(link) ? "out" : "in", reason);
         s_emit_peer(node, "peer.disconnected", p);
     }
     else
-        mz_log(MZ_LOG_INFO, "node", "link %s closed before hello completed: %s",
-               mz_link_url(link)[0] ? mz_link_url(link) : mz_link_peer_addr(link), reason);
+        mz__obs_link_event(node, "link.failed", NULL,
+                           mz_link_url(link)[0] ? mz_link_url(link) : mz_link_peer_addr(link),
+                           mz_link_outbound(link) ? "out" : "in", reason);
     if (p->stat) {
         mz_static *s = p->stat;
+        char why[512];
+        bool refused = s_link_refused(s, p, reason, why, sizeof why);
         s->peer = NULL;
         if (p->up && mz_now_ms() - p->since_ms > 10000)
             s->backoff_ms = 1000;
         s->next_dial_ms = mz_now_ms() + s->backoff_ms + (int64_t)randombytes_uniform(250);
         s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
-        s_static_done(node, s, MZ_EUNREACHABLE, NULL, reason);
-        if (!s->persistent && !s->ever_up)
-            s_static_remove(node, s);   /* a connect that never worked is not retried */
+        s_static_done(node, s, refused ? MZ_ESTATE : MZ_EUNREACHABLE, NULL, why);
+        s->refusal[0] = '\0';
+        /* A connect that never worked, or was refused for policy, is not
+         * retried (a --peer is: its node may change its mind). */
+        if (!s->persistent && (!s->ever_up || refused))
+            s_static_remove(node, s);
     }
     p->link = NULL;
     s_peer_free(node, p);
@@ -382,6 +427,7 @@ static void s_on_close(mz_link *link, const char *reason, void *ctx)
 
 static void s_dial_static(mz_node *node, mz_static *s)
 {
+    char why[512];
     mz_err e;
     mz_peer *p;
     mz_link *link;
@@ -399,7 +445,8 @@ static void s_dial_static(mz_node *node, mz_static *s)
         s_peer_free(node, p);
         s->next_dial_ms = mz_now_ms() + s->backoff_ms;
         s->backoff_ms = s_clamp(s->backoff_ms * 2, 1000, 30000);
-        s_static_done(node, s, e.code, NULL, e.msg);
+        s_static_done(node, s, e.code, NULL, mz__dial_explain(s->url, e.msg, 0, why,
+                                                               sizeof why));
         if (!s->persistent && !s->ever_up)
             s_static_remove(node, s);
         return;
@@ -466,6 +513,8 @@ static void s_send_alive(mz_node *node)
                                 "lease_ms", (json_int_t)node->o.lease_ms, "digest",
                                 mz__sync_own_digest(node));
 
+    /* Our direct links, so every node can draw the mesh (PROTOCOL.md "alive"). */
+    json_object_set_new(payload, "links", mz__members_links(node));
     mz__send(node, mz_msg_new("alive", mz_identity_id(node->ident), "*", payload), NULL, NULL);
 }
 
@@ -623,11 +672,14 @@ static mz_status s_load_trust(const char *path, mz_hmap **out, mz_err *err)
         if (*p == '#' || p == e)
             continue;
         *e = '\0';
+        for (char *q = p; *q; q++)      /* either case, as in a URL's pin */
+            if (*q >= 'A' && *q <= 'F')
+                *q = (char)(*q - 'A' + 'a');
         if (!mz_id_valid(p)) {
             fclose(f);
             mz_hmap_free(h, NULL);
             return mz_err_set(err, MZ_EINVAL, "trust file %s line %d: '%.70s' is not a node id "
-                              "(64 lowercase hex characters)", path, lineno, p);
+                              "(64 hex characters)", path, lineno, p);
         }
         if (mz_hmap_put(h, p, h, NULL) != MZ_OK) {
             fclose(f);
@@ -1174,6 +1226,7 @@ void mz_node_free(mz_node *node)
     free(node->trust_file);
     mz_seen_free(node->replay);
     mz_agreements_free(node->agreements);
+    mz__obs_free(node);
     sodium_memzero(node->xsk, sizeof node->xsk);
     sodium_memzero(node->netkey, sizeof node->netkey);
     mz_routes_free(node->routes);
@@ -1225,110 +1278,4 @@ json_t *mz_node_peers(mz_node *node)
                                              mz_link_url(p->link), "since", ts));
     }
     return arr;
-}
-
-static bool s_count_one(const mz_record *rec, void *ctx)
-{
-    (void)rec;
-    (void)ctx;
-    return true;
-}
-
-json_t *mz_node_status(mz_node *node)
-{
-    const mz_connmgr_stats *cs = mz_connmgr_stats_get(node->cm);
-    size_t local = 0, total = mz_directory_count(node->dir), peers = 0;
-    mz_query q;
-    json_t *st, *counters, *limits;
-
-    memset(&q, 0, sizeof q);
-    q.location = MZ_LOC_LOCAL;
-    local = mz_directory_query(node->dir, &q, s_count_one, NULL);
-    for (mz_peer *p = node->peers; p; p = p->next)
-        if (p->up && p->link)
-            peers++;
-    counters = json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_handled",
-        (json_int_t)node->c.msgs_handled, "malformed", (json_int_t)node->c.malformed, "forged",
-        (json_int_t)node->c.forged, "unknown_type", (json_int_t)node->c.unknown_type,
-        "duplicates", (json_int_t)node->c.duplicates, "forwarded",
-        (json_int_t)node->c.forwarded, "hop_limit_drops", (json_int_t)node->c.hop_limit_drops,
-        "unroutable", (json_int_t)node->c.unroutable, "hello_failures",
-        (json_int_t)node->c.hello_failures, "conflicts", (json_int_t)node->c.conflicts,
-        "bad_records", (json_int_t)node->c.bad_records, "errors_received",
-        (json_int_t)node->c.errors_received, "leases_expired",
-        (json_int_t)node->c.leases_expired);
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "rollbacks", (json_int_t)node->c.rollbacks,
-        "stale", (json_int_t)node->c.stale, "replayed", (json_int_t)node->c.replayed,
-        "bad_seals", (json_int_t)node->c.bad_seals, "refused_pin",
-        (json_int_t)node->c.refused_pin, "refused_trust", (json_int_t)node->c.refused_trust,
-        "refused_network", (json_int_t)node->c.refused_network));
-    json_object_set_new(counters, "exec_denied", json_integer((json_int_t)node->c.exec_denied));
-    json_object_set_new(counters, "links_shed", json_integer((json_int_t)node->c.links_shed));
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I}", "record_limit", (json_int_t)node->c.record_limit, "throttled",
-        (json_int_t)node->c.throttled, "rate_closes", (json_int_t)node->c.rate_closes,
-        "caller_busy", (json_int_t)node->c.caller_busy, "subs_refused",
-        (json_int_t)node->c.subs_refused));
-    json_object_set_new(counters, "exec_held", json_integer((json_int_t)node->c.exec_held));
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I}", "exec_retries", (json_int_t)node->c.exec_retries,
-        "exec_retransmits", (json_int_t)node->c.exec_retransmits, "exec_repeats",
-        (json_int_t)node->c.exec_repeats, "kept_answers",
-        (json_int_t)(node->kept ? mz_hmap_count(node->kept) : 0), "kept_evicted",
-        (json_int_t)node->c.kept_evicted));
-    json_object_set_new(counters, "relay_drops", json_integer((json_int_t)node->c.relay_drops));
-    mz__guard_counters(node, counters, cs->api_host_refused);
-    json_object_set_new(counters, "preauth_refused",
-                        json_integer((json_int_t)node->c.preauth_refused));
-    json_object_set_new(counters, "links_dialed_auto",
-                        json_integer((json_int_t)node->c.links_dialed_auto));
-    json_object_set_new(counters, "sync_fetches",
-                        json_integer((json_int_t)node->c.sync_fetches));
-    json_object_set_new(counters, "ghosts_removed",
-                        json_integer((json_int_t)node->c.ghosts_removed));
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "exec_calls", (json_int_t)node->c.exec_calls,
-        "exec_timeouts", (json_int_t)node->c.exec_timeouts, "late_results",
-        (json_int_t)node->c.late_results, "exec_served", (json_int_t)node->c.exec_served,
-        "exec_busy", (json_int_t)node->c.exec_busy, "exec_running", (json_int_t)node->running,
-        "events_published", (json_int_t)node->c.events_published, "events_delivered",
-        (json_int_t)node->c.events_delivered));
-    json_object_update_new(counters, json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "links_opened", (json_int_t)cs->links_opened,
-        "links_refused_full", (json_int_t)cs->links_refused_full, "slow_link_closes",
-        (json_int_t)cs->slow_link_closes, "oversize_closes", (json_int_t)cs->oversize_closes,
-        "dial_failures", (json_int_t)cs->dial_failures, "tls_refusals",
-        (json_int_t)cs->tls_refusals, "api_refused", (json_int_t)cs->api_refused, "messages_in", (json_int_t)cs->msgs_in,
-        "messages_out", (json_int_t)cs->msgs_out, "bytes_in", (json_int_t)cs->bytes_in,
-        "bytes_out", (json_int_t)cs->bytes_out));
-    limits = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "max_message",
-                       (json_int_t)node->o.max_message, "max_hops", (json_int_t)node->o.max_hops,
-                       "lease_ms", (json_int_t)node->o.lease_ms, "seen_capacity",
-                       (json_int_t)node->o.seen_capacity, "max_send_queue",
-                       (json_int_t)(node->o.max_send_queue ? node->o.max_send_queue
-                                                           : MZ_DEFAULT_MAX_SEND_QUEUE),
-                       "max_peers",
-                       (json_int_t)(node->o.max_peers ? node->o.max_peers
-                                                      : MZ_DEFAULT_MAX_PEERS));
-    json_object_update_new(limits, json_pack("{s:I,s:I,s:I}", "max_running",
-                                             (json_int_t)node->o.max_running, "max_pending",
-                                             (json_int_t)node->o.max_pending,
-                                             "max_subscriptions",
-                                             (json_int_t)node->o.max_subscriptions));
-    json_object_update_new(limits, json_pack("{s:I,s:I}", "max_kept_answers",
-                                             (json_int_t)node->o.max_kept_answers,
-                                             "max_kept_bytes",
-                                             (json_int_t)node->o.max_kept_bytes));
-    st = json_pack("{s:s,s:s,s:s,s:I,s:I,s:{s:I,s:I},s:I,s:I,s:o,s:o}", "id",
-                   mz_node_id(node), "listen", mz_node_listen_url(node), "api",
-                   mz_node_api_url(node), "uptime_s",
-                   (json_int_t)((mz_now_ms() - node->started_ms) / 1000), "peers",
-                   (json_int_t)peers, "resources", "local", (json_int_t)local, "remote",
-                   (json_int_t)(total - local), "nodes_known",
-                   (json_int_t)mz_hmap_count(node->nodes), "routes",
-                   (json_int_t)mz_routes_count(node->routes), "counters", counters, "limits",
-                   limits);
-    return st;
 }

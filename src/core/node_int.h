@@ -11,6 +11,8 @@
 #include "meshzero/directory.h"
 #include "meshzero/msg.h"
 #include "meshzero/node.h"
+#include "core/counters.h"
+#include "core/obs.h"
 #include "util/hmap.h"
 #include "util/routes.h"
 #include "util/seen.h"
@@ -46,6 +48,7 @@ typedef struct mz_static {
     char known_id[MZ_ID_HEX_LEN + 1]; /* node id last seen at this URL, "" if none */
     bool persistent;            /* re-dial even if it never came up (--peer) */
     bool ever_up;               /* came up once: re-dial when lost */
+    char refusal[200];          /* why this node refused the peer, "" if it did not */
     mz_connect_cb cb;           /* pending connect_to_peer callback, fired once */
     void *cb_ctx;
     struct mz_static *next;
@@ -57,21 +60,14 @@ typedef struct mz_nodeinfo {
     int64_t lease_until_ms;     /* its records go when this passes */
     int64_t last_fetch_ms;      /* last time we asked it for its records (sync.c) */
     int64_t last_auto_dial_ms;  /* last time the link policy dialed it */
+    int64_t last_heard_ms;      /* its last alive (or link up) */
 } mz_nodeinfo;
 
+/* Generated from the list in counters.h. */
 typedef struct mz_counters {
-    uint64_t msgs_handled, malformed, forged, unknown_type, duplicates, forwarded;
-    uint64_t hop_limit_drops, unroutable, hello_failures, conflicts, bad_records;
-    uint64_t errors_received, leases_expired;
-    uint64_t exec_calls, exec_timeouts, late_results, exec_served, exec_busy;
-    uint64_t events_delivered, events_published;
-    uint64_t rollbacks, stale, replayed, bad_seals, refused_pin, refused_trust;
-    uint64_t refused_network, exec_denied, sync_fetches, ghosts_removed;
-    uint64_t links_shed, links_dialed_auto, sync_busy;
-    uint64_t record_limit, throttled, rate_closes, caller_busy, subs_refused, exec_held;
-    uint64_t relay_drops, preauth_refused;
-    uint64_t exec_retries, exec_retransmits, exec_repeats, kept_evicted;
-    uint64_t routes_demoted, fetch_refused, fetch_dups, replies_paced, unbound_records;
+#define MZ_X(field, name, family, help) uint64_t field;
+    MZ_NODE_COUNTERS(MZ_X)
+#undef MZ_X
 } mz_counters;
 
 /* events.c's state: subscriptions. */
@@ -142,6 +138,7 @@ struct mz_node {
     const struct mz__type *types; /* the message types handled (node.c fills it) */
     size_t n_types;
     mz_counters c;
+    mz_obs obs;                 /* figures beyond the counters (obs.c) */
 };
 
 /* handler.c: inbound dispatch. */
@@ -278,9 +275,6 @@ bool mz__guard_fetch(mz_node *node, const char *asker);
 /* Takes bytes from asker's reply budget; false (counted): send later. */
 bool mz__guard_reply(mz_node *node, const char *asker, size_t bytes);
 void mz__guard_free(mz_node *node);
-/* Adds this file's counters (and the connmgr's api_host_refused) to a
- * status counters object. */
-void mz__guard_counters(mz_node *node, json_t *counters, uint64_t api_host_refused);
 /* Fits a query result (taken) in one message and charges it to asker's
  * budget; false: refused, res freed and the asker told `busy`. */
 bool mz__guard_query(mz_node *node, const char *asker, const char *ref, json_t *res);

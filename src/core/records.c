@@ -35,6 +35,7 @@ void mz__node_touch(mz_node *node, const char *id, const char *listen, int64_t l
         snprintf(ni->listen, sizeof ni->listen, "%s", listen);
     if (until > ni->lease_until_ms)
         ni->lease_until_ms = until;
+    ni->last_heard_ms = mz_now_ms();
 }
 
 static void s_on_record_removed(const mz_record *rec, void *ctx)
@@ -51,8 +52,10 @@ static void s_forget_node(mz_node *node, const char *id, const char *why)
     mz_nodeinfo *ni;
 
     mz_routes_drop(node->routes, id);
-    ni = mz_hmap_remove(node->nodes, id);
-    free(ni);
+    ni = mz_hmap_get(node->nodes, id);
+    if (ni != NULL)
+        mz__members_left(node, id, ni->listen, why);
+    free(mz_hmap_remove(node->nodes, id));
     mz__exec_node_gone(node, id);
     mz__persist_node_gone(node, id);
     mz_log(MZ_LOG_INFO, "node", "node %.12s %s: %zu resources removed", id, why, n);
@@ -341,9 +344,10 @@ static json_t *s_build_record(mz_node *node, const mz_resource_spec *spec, int64
         if (json_array_append_new(caps, json_string(spec->capabilities[i])) != 0)
             goto nomem;
     mz_time_format(mz_now_ms(), ts);
-    if (json_object_get(meta, "version") == NULL)
-        json_object_set_new(meta, "version", json_string("1.0"));
-    json_object_set_new(meta, "last_updated", json_string(ts));
+    /* The user's metadata is kept as given; only a missing last_updated is
+     * filled in (docs/PROTOCOL.md, the record's fields). */
+    if (json_object_get(meta, "last_updated") == NULL)
+        json_object_set_new(meta, "last_updated", json_string(ts));
     rec = json_pack("{s:s?,s:s?,s:s,s:o,s:o,s:s,s:I,s:s}", "resource_id", spec->resource_id,
                     "resource_type", spec->resource_type, "owner",
                     spec->owner ? spec->owner : "", "capabilities", caps, "metadata", meta,
@@ -409,7 +413,7 @@ mz_status mz_node_register_record(mz_node *node, const json_t *rec, json_t **rec
         return rc;
     }
     s_announce(node, json_pack("{s:s,s:O}", "op", "upsert", "record", rec));
-    mz_log(MZ_LOG_INFO, "node", "resource %s registered (version %lld, owner key %.12s)", rid,
+    mz_log(MZ_LOG_DEBUG, "node", "resource %s registered (version %lld, owner key %.12s)", rid,
            (long long)json_integer_value(json_object_get(rec, "version")),
            json_string_value(json_object_get(rec, "owner_key")));
     if (record_out) {
@@ -469,7 +473,7 @@ mz_status mz_node_unregister_tombstone(mz_node *node, const json_t *tomb, mz_err
                                        mz_now_ms() + MZ_TOMB_MS, err)) != MZ_OK)
         return rc;
     s_announce(node, json_pack("{s:s,s:O}", "op", "remove", "tombstone", tomb));
-    mz_log(MZ_LOG_INFO, "node", "resource %s unregistered", rid);
+    mz_log(MZ_LOG_DEBUG, "node", "resource %s unregistered", rid);
     return MZ_OK;
 }
 

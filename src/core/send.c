@@ -75,6 +75,8 @@ mz_status mz__send_link(mz_node *node, mz_peer *p, json_t *env)
     char *buf = s_sign_dump(node, env, &len, &e);
     mz_status rc;
 
+    if (buf != NULL)
+        mz__obs_msg_out(node, mz_msg_type(env));
     json_decref(env);
     if (buf == NULL)
         return e.code;
@@ -187,6 +189,7 @@ mz_status mz__send(mz_node *node, json_t *env, mz_peer *except, mz_err *err)
         json_decref(env);
         return err ? err->code : MZ_ENOMEM;
     }
+    mz__obs_msg_out(node, mz_msg_type(env));
     to = mz_msg_recipient(env);
     if (strcmp(to, "*") == 0) {
         /* Our own broadcasts must not be handled again when they echo back. */
@@ -249,8 +252,10 @@ void mz__forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one)
     if (to_one) {
         s_send_raw_urgent(node, to_one, buf, len);
         node->c.forwarded++;
+        mz__obs_count(&node->obs.msg_fwd, mz_msg_type(env));
     } else if (s_flood_relayed(node, buf, len, from) > 0) {
         node->c.forwarded++;
+        mz__obs_count(&node->obs.msg_fwd, mz_msg_type(env));
     }
     free(buf);
 }

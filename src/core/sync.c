@@ -474,5 +474,6 @@ void mz__sync_on_alive(mz_node *node, mz_peer *p, const json_t *env)
     if (lease < 1000) lease = 1000;
     if (lease > 3600000) lease = 3600000;
     mz__node_touch(node, mz_msg_sender(env), json_string_value(json_object_get(pl, "listen")), (int64_t)lease);
+    mz__members_on_alive(node, mz_msg_sender(env), pl);
     mz__sync_on_alive_digest(node, mz_msg_sender(env), json_object_get(pl, "digest"));
 }

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Exposes jansson: stored records are JSON objects (json_t). */
 #include <jansson.h>
 
 #include "meshzero/err.h"

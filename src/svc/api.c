@@ -7,6 +7,8 @@
 #include "state/agreement.h"
 #include "util/log.h"
 #include "core/node_int.h"
+#include "svc/http.h"
+#include "util/nearest.h"
 
 /* JSON-RPC error codes (the spec's, plus one server range code). */
 #define RPC_PARSE_ERROR    (-32700)
@@ -112,6 +114,47 @@ static bool s_str_array(const json_t *params, const char *key, const char **out,
 
 static void s_api_handler(mz_node *node, mz_exec *x, void *ctx);
 
+/* The index of rid in a client's handled list, or -1. */
+static int s_handled_index(const mz_api_client *c, const char *rid)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(c->handled, i, v)
+        if (strcmp(json_string_value(v), rid) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* A resource another API client serves is taken over only with "replace":
+ * true; the previous client then no longer owns it (its exit leaves the
+ * resource alone). false with err set when refused. */
+static bool s_may_serve(mz_api *api, mz_api_client *self, const json_t *params, mz_err *err)
+{
+    const json_t *rec = json_object_get(params, "record");
+    const char *rid = json_string_value(json_object_get(rec ? rec : params, "resource_id"));
+    const json_t *replace = json_object_get(params, "replace");
+
+    if (rid == NULL)
+        return true;            /* the usual checks report it */
+    if (replace != NULL && !json_is_boolean(replace)) {
+        mz_err_set(err, MZ_EINVAL, "params.replace must be true or false");
+        return false;
+    }
+    for (mz_api_client *o = api->clients; o; o = o->next) {
+        int i = o == self ? -1 : s_handled_index(o, rid);
+        if (i < 0)
+            continue;
+        if (!json_is_true(replace)) {
+            mz_err_set(err, MZ_EEXIST, "resource '%.128s' is already served on this node by "
+                       "another client; replace it with params.replace (serve --replace)", rid);
+            return false;
+        }
+        json_array_remove(o->handled, (size_t)i);
+    }
+    return true;
+}
+
 static int m_register(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
                       json_t **result, mz_err *err)
 {
@@ -132,6 +175,8 @@ static int m_register(mz_api *api, mz_api_client *c, const json_t *id, const jso
     if (!s_str_array(params, "methods", methods, 63, &n_methods, err))
         return RPC_INVALID_PARAMS;
     methods[n_methods] = NULL;
+    if (json_is_true(handler) && !s_may_serve(api, c, params, err))
+        return RPC_INVALID_PARAMS;
 
     if (json_is_object(json_object_get(params, "record"))) {
         /* A record signed by its owner key elsewhere (register --owner-key). */
@@ -355,10 +400,40 @@ static int m_status(mz_api *api, mz_api_client *c, const json_t *id, const json_
     (void)id;
     (void)params;
     (void)err;
-    *result = mz_node_status(api->node);
-    if (*result)
-        json_object_set_new(json_object_get(*result, "counters"), "api_calls",
-                            json_integer((json_int_t)api->calls));
+    *result = mz__api_status(api->node);
+    return 0;
+}
+
+json_t *mz__api_status(mz_node *node)
+{
+    json_t *st = mz_node_status(node);
+
+    if (st)
+        json_object_set_new(json_object_get(st, "counters"), "api_calls",
+                            json_integer((json_int_t)mz__api_calls(node)));
+    return st;
+}
+
+static const mz__link_service s_service;
+
+uint64_t mz__api_calls(mz_node *node)
+{
+    const mz_api *api = node->api_svc == &s_service ? node->api_ctx : NULL;
+
+    return api ? api->calls : 0;
+}
+
+static int m_members(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                     json_t **result, mz_err *err)
+{
+    (void)c;
+    (void)id;
+    (void)params;
+    *result = mz_node_members(api->node);
+    if (*result == NULL) {
+        mz_err_set(err, MZ_ENOMEM, "members: out of memory");
+        return RPC_SERVER_ERROR;
+    }
     return 0;
 }
 
@@ -385,21 +460,52 @@ static void s_on_call_done(mz_node *node, const json_t *result, const char *code
     call_wait *w = ctx;
     mz_api_client *c = s_client_by_link_id(w->api, w->link_id);
 
-    (void)node;
     if (c != NULL) {
-        if (code == NULL) {
+        const char *tp = mz_node_call_traceparent(node);
+        if (code == NULL && tp == NULL) {
             s_reply(c, w->id, json_incref((json_t *)result));
+        } else if (code == NULL) {
+            /* The call's trace context rides beside the result (PROTOCOL.md). */
+            s_send(c, json_pack("{s:s,s:O,s:O,s:{s:s}}", "jsonrpc", "2.0", "id", w->id,
+                                "result", result ? result : json_null(), "trace",
+                                "traceparent", tp));
         } else {
             char msg[320];
             json_t *e;
             snprintf(msg, sizeof msg, "%s: %s", code, message ? message : "");
-            e = json_pack("{s:i,s:s,s:{s:s,s:s}}", "code", RPC_SERVER_ERROR, "message", msg,
-                          "data", "code", code, "message", message ? message : "");
+            e = json_pack("{s:i,s:s,s:{s:s,s:s,s:s?}}", "code", RPC_SERVER_ERROR, "message",
+                          msg, "data", "code", code, "message", message ? message : "",
+                          "traceparent", tp);
             s_send(c, json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", w->id, "error", e));
         }
     }
     json_decref(w->id);
     free(w);
+}
+
+/* Room an execute's envelope needs besides params and agreement: ids,
+ * timestamp, resource id, method, signature or seal (docs/PROTOCOL.md). */
+#define MZ_EXEC_ENVELOPE_BYTES 2048
+
+/* An execute whose params (with its agreement) cannot fit in one message
+ * under the node's max_message is refused here, naming the limit, instead
+ * of being dropped by a link on the way. A sealed payload grows by 4/3
+ * (base64). */
+static bool s_exec_too_large(mz_api *api, const json_t *params, mz_err *err)
+{
+    size_t max = api->node->o.max_message, room, n;
+
+    n = json_dumpb(json_object_get(params, "params"), NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY)
+        + json_dumpb(json_object_get(params, "agreement"), NULL, 0, JSON_COMPACT);
+    room = max > MZ_EXEC_ENVELOPE_BYTES ? max - MZ_EXEC_ENVELOPE_BYTES : 0;
+    if (!api->node->o.no_seal)
+        room = room / 4 * 3;
+    if (n <= room)
+        return false;
+    mz_err_set(err, MZ_ELIMIT, "params of %zu bytes exceed what one execute message carries "
+               "(%zu bytes of params under max_message %zu%s)", n, room, max,
+               api->node->o.no_seal ? "" : ", sealed");
+    return true;
 }
 
 static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
@@ -439,10 +545,15 @@ static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json
     w->api = api;
     w->link_id = c->link_id;
     w->id = json_deep_copy(id ? id : json_null());
+    if (s_exec_too_large(api, params, err)) {
+        s_on_call_done(api->node, NULL, "too_large", err->msg, w);
+        return RPC_ASYNC;
+    }
     /* params that are not an object (null included) reach the node, which
      * answers bad_request; only an absent params means {}. */
-    if (mz_node_execute_with(api->node, rid, method, p, json_object_get(params, "agreement"),
-                             timeout_ms, s_on_call_done, w, err) != MZ_OK) {
+    /* params.traceparent / params.tracestate: the caller's W3C trace context. */
+    if (mz_node_execute_traced(api->node, rid, method, p, json_object_get(params, "agreement"),
+                               params, timeout_ms, s_on_call_done, w, err) != MZ_OK) {
         json_decref(w->id);
         free(w);
         return RPC_SERVER_ERROR;
@@ -467,6 +578,12 @@ static void s_api_handler(mz_node *node, mz_exec *x, void *ctx)
                     "method", "execute", "params", "resource_id", mz_exec_resource(x), "method",
                     mz_exec_method(x), "params", mz_exec_params(x), "caller", mz_exec_caller(x),
                     "deadline_ms", (json_int_t)mz_exec_deadline_ms(x));
+    if (req != NULL) {
+        json_t *rp = json_object_get(req, "params");
+        json_object_set_new(rp, "traceparent", json_string(mz_exec_traceparent(x)));
+        if (mz_exec_tracestate(x) != NULL)
+            json_object_set_new(rp, "tracestate", json_string(mz_exec_tracestate(x)));
+    }
     s_send(c, req);
 }
 
@@ -616,27 +733,91 @@ static int m_bridge_list(mz_api *api, mz_api_client *c, const json_t *id, const 
     return 0;
 }
 
+/* Stops importing an MCP server: its tools are withdrawn mesh-wide. */
+static int m_bridge_remove(mz_api *api, mz_api_client *c, const json_t *id,
+                           const json_t *params, json_t **result, mz_err *err)
+{
+    mz_bridge *b = mz_bridge_of_node(api->node);
+    bool bad = false;
+    const char *name = s_opt_str(params, "name", &bad);
+
+    (void)c;
+    (void)id;
+    if (bad || name == NULL) {
+        mz_err_set(err, MZ_EINVAL, "params.name must be a string");
+        return RPC_INVALID_PARAMS;
+    }
+    if (b == NULL) {
+        mz_err_set(err, MZ_ESTATE, "this node runs no MCP bridge");
+        return RPC_SERVER_ERROR;
+    }
+    if (mz_bridge_remove(b, name, err) != MZ_OK)
+        return RPC_SERVER_ERROR;
+    *result = json_pack("{s:s,s:b}", "name", name, "removed", 1);
+    return 0;
+}
+
+
+/* params: the names a method accepts; any other is refused (-32602) with
+ * the nearest valid name, so a misspelt filter never silently matches all. */
 static const struct mz_method {
     const char *name;
     mz_method_fn fn;
+    const char *params;
 } s_methods[] = {
-    { "register_resource",   m_register },
-    { "update_resource",     m_register },
-    { "unregister_resource", m_unregister },
-    { "query_resources",     m_query },
-    { "get_resource",        m_get },
-    { "connect_to_peer",     m_connect },
-    { "disconnect_peer",     m_disconnect },
-    { "peers",               m_peers },
-    { "status",              m_status },
-    { "execute_remote",      m_execute },
-    { "subscribe",           m_subscribe },
-    { "unsubscribe",         m_unsubscribe },
-    { "publish",             m_publish },
-    { "agreement_usage",     m_agreement_usage },
-    { "bridge_add",          m_bridge_add },
-    { "bridge_list",         m_bridge_list },
+    { "register_resource",   m_register, "resource_id resource_type capabilities owner "
+                                         "metadata handler methods record replace" },
+    { "update_resource",     m_register, "resource_id resource_type capabilities owner "
+                                         "metadata handler methods record replace" },
+    { "unregister_resource", m_unregister, "resource_id tombstone" },
+    { "query_resources",     m_query, "resource_type capabilities owner node location limit" },
+    { "get_resource",        m_get, "resource_id owner_key" },
+    { "connect_to_peer",     m_connect, "url" },
+    { "disconnect_peer",     m_disconnect, "peer" },
+    { "peers",               m_peers, "" },
+    { "status",              m_status, "" },
+    { "members",             m_members, "" },
+    { "execute_remote",      m_execute, "resource_id method params timeout_ms timeout "
+                                        "agreement traceparent tracestate" },
+    { "subscribe",           m_subscribe, "topic" },
+    { "unsubscribe",         m_unsubscribe, "subscription" },
+    { "publish",             m_publish, "topic data" },
+    { "agreement_usage",     m_agreement_usage, "agreement_id" },
+    { "bridge_add",          m_bridge_add, "name command url tags" },
+    { "bridge_list",         m_bridge_list, "" },
+    { "bridge_remove",       m_bridge_remove, "name" },
 };
+
+/* Refuses a parameter the method does not take, naming the nearest one
+ * it does. false with err set. */
+static bool s_check_params(const struct mz_method *m, const json_t *params, mz_err *err)
+{
+    const char *names[16], *key, *near;
+    char buf[256];
+    size_t n = 0;
+    json_t *v;
+
+    snprintf(buf, sizeof buf, "%s", m->params);
+    for (char *t = strtok(buf, " "); t && n < sizeof names / sizeof names[0];
+         t = strtok(NULL, " "))
+        names[n++] = t;
+    json_object_foreach((json_t *)params, key, v) {
+        bool known = false;
+        for (size_t i = 0; i < n && !known; i++)
+            known = strcmp(key, names[i]) == 0;
+        if (known)
+            continue;
+        near = mz__nearest_name(key, names, n);
+        if (near != NULL)
+            mz_err_set(err, MZ_EINVAL, "%s: unknown parameter '%.64s' (did you mean '%s'?)",
+                       m->name, key, near);
+        else
+            mz_err_set(err, MZ_EINVAL, "%s: unknown parameter '%.64s' (it takes: %s)", m->name,
+                       key, m->params[0] ? m->params : "no parameters");
+        return false;
+    }
+    return true;
+}
 
 /* ---- plumbing ----------------------------------------------------------- */
 
@@ -679,6 +860,7 @@ static void s_api_free(void *ctx)
 {
     mz_api *api = ctx;
 
+    mz__http_stop(api->node);
     while (api->clients) {
         mz_api_client *c = api->clients;
         api->clients = c->next;
@@ -778,7 +960,9 @@ static void s_on_message(void *ctx, mz_link *link, const char *buf, size_t len)
         if (strcmp(s_methods[i].name, method) != 0)
             continue;
         json_t *empty = params ? NULL : json_object();
-        rc = s_methods[i].fn(api, c, id, params ? params : empty, &result, &e);
+        rc = s_check_params(&s_methods[i], params ? params : empty, &e)
+                 ? s_methods[i].fn(api, c, id, params ? params : empty, &result, &e)
+                 : RPC_INVALID_PARAMS;
         json_decref(empty);
         if (rc == RPC_ASYNC) {
             json_decref(req);
@@ -814,5 +998,6 @@ mz_status mz__api_attach(mz_node *node, mz_err *err)
         return mz_err_set(err, MZ_ENOMEM, "api: allocating");
     api->node = node;
     mz__node_set_api_service(node, &s_service, api);
-    return MZ_OK;
+    /* /metrics, /health, /status (and /mcp, /ui/) on the API listener. */
+    return mz__http_start(node, err);
 }

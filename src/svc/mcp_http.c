@@ -25,6 +25,7 @@
 #include "bridge/bridge_int.h"
 #include "util/log.h"
 #include "core/hooks.h"
+#include "svc/http.h"
 #include "svc/ui.h"
 
 /* Largest POST body accepted (the mesh's own message limit is smaller). */
@@ -65,35 +66,6 @@ struct mz_mcphttp {
 };
 
 static int s_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
-
-/* ---- origin --------------------------------------------------------------- */
-
-bool mz__origin_local(const char *o)
-{
-    static const char *const hosts[] = { "localhost", "127.0.0.1", "[::1]" };
-
-    if (o == NULL || o[0] == '\0')
-        return true;
-    if (strncasecmp(o, "http://", 7) == 0)
-        o += 7;
-    else if (strncasecmp(o, "https://", 8) == 0)
-        o += 8;
-    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
-        size_t n = strlen(hosts[i]);
-        if (strncasecmp(o, hosts[i], n) != 0)
-            continue;
-        o += n;
-        if (*o == ':') {
-            o++;
-            if (*o == '\0')
-                return false;
-            while (*o >= '0' && *o <= '9')
-                o++;
-        }
-        return *o == '\0' || (o[0] == '/' && o[1] == '\0');
-    }
-    return false;
-}
 
 /* ---- connections ------------------------------------------------------------- */
 
@@ -189,7 +161,7 @@ static void s_op_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
 static void s_exec_cb(mz_node *node, const json_t *result, const char *code,
                       const char *message, void *ctx)
 {
-    (void)node;
+    mz_mcpsrv_req_trace(ctx, mz_node_call_traceparent(node));
     mz_mcpsrv_exec_done(ctx, result, code, message);
 }
 
@@ -199,8 +171,8 @@ static void s_op_execute(void *ctx, const char *rid, const char *method, const j
     mz_mcphttp *h = ctx;
     mz_err e;
 
-    if (mz_node_execute_remote(h->node, rid, method, params, timeout_ms, s_exec_cb, req, &e) !=
-        MZ_OK)
+    if (mz_node_execute_traced(h->node, rid, method, params, NULL, mz_mcpsrv_req_meta(req),
+                               timeout_ms, s_exec_cb, req, &e) != MZ_OK)
         mz_mcpsrv_exec_done(req, NULL, e.code == MZ_ELIMIT ? MZ_EXEC_BUSY : MZ_EXEC_UNREACHABLE,
                             e.msg);
 }
@@ -513,7 +485,12 @@ mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
         return rc;
     }
     h->subscribed = serve_mcp;
-    mz_node_set_http_handler(node, s_http, h);
+    /* Our row of the API listener's route table; alone without one. */
+    /* Our rows of the API listener's route table (/ui/: the dashboard, which
+     * s_http hands to ui.c); alone without one. */
+    if (mz__http_handle(node, "/mcp/", s_http, h, NULL) != MZ_OK ||
+        mz__http_handle(node, "/ui/", s_http, h, NULL) != MZ_OK)
+        mz_node_set_http_handler(node, s_http, h);
     *out = h;
     return MZ_OK;
 }
@@ -543,6 +520,10 @@ void mz__mcphttp_free(mz_mcphttp *h)
     mz__mcphttp_stop(h);
     if (h->node && mz__node_http_ctx(h->node) == h)
         mz_node_set_http_handler(h->node, NULL, NULL);
+    else if (h->node && mz__http_handler_ctx(h->node, "/mcp/", s_http) == h) {
+        mz__http_unhandle(h->node, "/mcp/");
+        mz__http_unhandle(h->node, "/ui/");
+    }
     while (h->conns)
         s_conn_free(h->conns);
     free(h);

@@ -5,6 +5,13 @@
 int mz__spawn_piped(uv_loop_t *loop, uv_process_t *proc, char **argv, uv_pipe_t *in,
                     uv_pipe_t *out, uv_pipe_t *err, uv_exit_cb on_exit, unsigned flags)
 {
+    return mz__spawn_piped_env(loop, proc, argv, NULL, in, out, err, on_exit, flags);
+}
+
+int mz__spawn_piped_env(uv_loop_t *loop, uv_process_t *proc, char **argv, char **env,
+                        uv_pipe_t *in, uv_pipe_t *out, uv_pipe_t *err, uv_exit_cb on_exit,
+                        unsigned flags)
+{
     uv_process_options_t o;
     uv_stdio_container_t io[3];
 
@@ -17,6 +24,7 @@ int mz__spawn_piped(uv_loop_t *loop, uv_process_t *proc, char **argv, uv_pipe_t 
     io[2].data.stream = (uv_stream_t *)err;
     o.file = argv[0];
     o.args = argv;
+    o.env = env;
     o.stdio = io;
     o.stdio_count = 3;
     o.exit_cb = on_exit;

@@ -11,5 +11,10 @@
  * closes proc and the pipes, as libuv requires. */
 int mz__spawn_piped(uv_loop_t *loop, uv_process_t *proc, char **argv, uv_pipe_t *in,
                     uv_pipe_t *out, uv_pipe_t *err, uv_exit_cb on_exit, unsigned flags);
+/* The same with an environment ("NAME=value" strings, NULL-terminated;
+ * NULL: this process's). */
+int mz__spawn_piped_env(uv_loop_t *loop, uv_process_t *proc, char **argv, char **env,
+                        uv_pipe_t *in, uv_pipe_t *out, uv_pipe_t *err, uv_exit_cb on_exit,
+                        unsigned flags);
 
 #endif

@@ -341,9 +341,10 @@ def exec_cli(node, rid, method, params=None, timeout=None, json_out=False):
 
 
 def assert_exec_error(out, code, contains=None):
-    """A failed `exec --json`: exit 1, CODE on stderr and in the JSON."""
+    """A failed `exec --json`: exit 1, the same {"error"} object with CODE on
+    stdout and on stderr."""
     assert out.rc == 1, out
-    assert out.stderr.startswith("meshzero exec: %s: " % code), out
+    assert json.loads(out.stderr.strip().splitlines()[-1]) == out.json, out
     assert out.code == code, out
     if contains is not None:
         assert contains in out.message, out

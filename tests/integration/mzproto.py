@@ -16,6 +16,7 @@ import hmac
 import json
 import math
 import os
+import re
 import struct
 import time
 
@@ -375,6 +376,23 @@ def digest(records):
 
 
 # ---- network key (§5.3) --------------------------------------------------------------
+
+def alive(listen, lease_ms, records=(), links=()):
+    """An `alive` payload (PROTOCOL.md 6.5): links are the node ids of the
+    sender's direct links, which receivers show in `members`."""
+    return {"listen": listen, "lease_ms": lease_ms, "digest": digest(list(records)),
+            "links": list(links)}
+
+
+TRACEPARENT_RE = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def trace_id(traceparent):
+    """The trace id of a valid version-00 traceparent (PROTOCOL.md 6.10), else None."""
+    if not isinstance(traceparent, str) or not TRACEPARENT_RE.match(traceparent):
+        return None
+    return traceparent.split("-")[1]
+
 
 def network_key(secret):
     """K = BLAKE2b-256(S, key = "meshzero/1 network"); S: the file's bytes, trimmed."""

@@ -81,7 +81,7 @@ def without(snap, *rids):
 def node_id_of(mesh, name):
     """The id the node NAME of this mesh will have (its key is created now,
     in the data directory meshlib gives it)."""
-    p = run(["id", "--data", str(mesh.tmp / ("data-" + name)), "--json"])
+    p = run(["id", "--data", str(mesh.tmp / ("data-" + name)), "--create", "--json"])
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)["id"]
 

@@ -32,7 +32,7 @@ def write_key(path, seed=None):
 
 def node_key(data_dir):
     """Makes a data directory's identity (meshzero id) and returns its key."""
-    p = run(["id", "--data", str(data_dir)])
+    p = run(["id", "--data", str(data_dir), "--create"])
     assert p.returncode == 0, p.stderr
     with open(os.path.join(str(data_dir), "identity.key")) as f:
         sk = nacl.signing.SigningKey(bytes.fromhex(f.read().strip()))

@@ -175,7 +175,7 @@ def assert_denied(out, reason):
     assert out.rc == 1, out
     assert out.error.get("code") == "denied", out
     assert out.error["message"].startswith(reason + ": "), out
-    assert out.stderr.startswith("meshzero exec: denied: %s: " % reason), out
+    assert json.loads(out.stderr.strip().splitlines()[-1])["error"] == out.error, out
 
 
 class Gate:

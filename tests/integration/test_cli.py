@@ -82,7 +82,10 @@ def test_client_no_node(cmd):
 
 def test_id_stable_and_key_private(tmp_path):
     d = tmp_path / "data"
-    p1 = run(["id", "--data", str(d)])
+    # a directory without a key is refused unless --create (a typo is not a new node)
+    p0 = run(["id", "--data", str(d)])
+    assert p0.returncode == 1 and "--create" in p0.stderr and not d.exists(), p0.stderr
+    p1 = run(["id", "--data", str(d), "--create"])
     assert p1.returncode == 0, p1.stderr
     node_id = p1.stdout.strip()
     assert HEX64_RE.match(node_id), p1.stdout
@@ -93,7 +96,7 @@ def test_id_stable_and_key_private(tmp_path):
     p3 = run(["id", "--data", str(d), "--json"])
     assert p3.returncode == 0 and json.loads(p3.stdout) == {"id": node_id}
     # a different directory, a different id
-    p4 = run(["id", "--data", str(tmp_path / "other")])
+    p4 = run(["id", "--data", str(tmp_path / "other"), "--create"])
     assert p4.returncode == 0 and HEX64_RE.match(p4.stdout.strip())
     assert p4.stdout.strip() != node_id
 

@@ -176,7 +176,8 @@ def test_reserved_and_invalid_topics_refused(square):
             for topic in RESERVED + BAD_TOPICS:
                 p = await loop.run_in_executor(
                     None, lambda: run(["publish", topic, "{}", "--node", d.api]))
-                assert p.returncode == 1, (topic, p.returncode, p.stdout, p.stderr)
+                # a bad or reserved topic is a usage error (exit 2)
+                assert p.returncode == 2, (topic, p.returncode, p.stdout, p.stderr)
                 assert p.stderr.strip() and p.stdout == "", (topic, p.stdout, p.stderr)
                 r = await pub.call("publish", {"topic": topic, "data": 1})
                 assert "error" in r and "result" not in r, (topic, r)
@@ -198,7 +199,7 @@ def test_invalid_subscription_patterns_refused(square):
     a, b, c, d = square
     for pattern in BAD_PATTERNS:
         p = run(["subscribe", pattern, "--count", "1", "--node", a.api], timeout=15)
-        assert p.returncode == 1, (pattern, p.returncode, p.stdout, p.stderr)
+        assert p.returncode == 2, (pattern, p.returncode, p.stdout, p.stderr)
         assert "subscribed" not in p.stderr and p.stdout == "", (pattern, p.stderr)
 
     async def go():

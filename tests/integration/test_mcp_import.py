@@ -67,7 +67,9 @@ def test_everything_on_d_echo_and_get_sum_from_a(mesh):
     # the server's own argument check is an MCP tool error or protocol error:
     # either way not a crash, and the bridge keeps serving
     out = exec_cli(a, "everything/get-sum", "call", {"a": "x"}, json_out=True)
-    assert out.rc == 0 and out.json["result"].get("isError") is True or out.code == "handler_error", out
+    # (a result flagged isError exits 1, the result still printed with --json)
+    assert out.rc == 1 and (out.json["result"].get("isError") is True
+                            or out.code == "handler_error"), out
     # methods other than "call" are refused by the host
     out = exec_cli(a, "everything/echo", "frobnicate", {}, json_out=True)
     assert out.code == "bad_request", out
@@ -103,10 +105,11 @@ def test_tool_errors_timeouts_and_garbage(mesh):
     d = mesh.node("D", peers=[a], extra=["--mcp", crashy_cmd()])
     wait_linked([(a, d)])
     wait_known(a, "crashy/ok", timeout=30)
-    # a tool's own failure stays a result (isError)
+    # a tool's own failure stays a result (isError), printed, and exec exits 1
     out = exec_cli(a, "crashy/fail", "call", {}, json_out=True)
-    assert out.rc == 0, out
+    assert out.rc == 1, out
     assert out.json["result"]["isError"] is True
+    assert "isError" in out.stderr and "it broke" in out.stderr, out
     # a JSON-RPC error from the server is a handler_error naming the MCP error
     out = exec_cli(a, "crashy/rpcerror", "call", {}, json_out=True)
     assert out.code == "handler_error" and "MCP error -32602" in out.message, out

@@ -1,6 +1,7 @@
 /* Two real nodes in one process on one loop, linked over loopback:
  * execute_remote request matching, timeouts and error codes, C handlers,
- * events and topic matching. */
+ * events and topic matching; the trace context a C handler gets and the
+ * caller sees echoed, members, and the counter list against status. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -339,6 +340,130 @@ static void test_topic_match(void **state)
     assert_false(mz_topic_reserved("peers"));
 }
 
+/* ---- observability: trace context, members, the counter list ------------- */
+
+#define TRACE_ID "4bf92f3577b34da6a3ce929d0e0e4736"
+#define TRACEPARENT "00-" TRACE_ID "-00f067aa0ba902b7-01"
+
+static struct {
+    bool done;
+    char handler_tp[64], handler_ts[64], echoed[64];
+    json_t *result;
+} s_tr;
+
+static void s_trace_handler(mz_node *node, mz_exec *x, void *ctx)
+{
+    (void)node;
+    (void)ctx;
+    snprintf(s_tr.handler_tp, sizeof s_tr.handler_tp, "%s", mz_exec_traceparent(x));
+    snprintf(s_tr.handler_ts, sizeof s_tr.handler_ts, "%s",
+             mz_exec_tracestate(x) ? mz_exec_tracestate(x) : "");
+    mz_exec_reply(x, json_pack("{s:b}", "ok", 1));
+}
+
+static void s_trace_done(mz_node *node, const json_t *result, const char *code, const char *msg,
+                   void *ctx)
+{
+    const char *tp = mz_node_call_traceparent(node);
+
+    (void)msg;
+    (void)ctx;
+    assert_null(code);
+    s_tr.done = true;
+    s_tr.result = json_incref((json_t *)result);
+    snprintf(s_tr.echoed, sizeof s_tr.echoed, "%s", tp ? tp : "");
+}
+
+static bool s_trace_is_done(void *ctx) { (void)ctx; return s_tr.done; }
+
+static bool s_traced_at_a(void *ctx)
+{
+    fixture *f = ctx;
+    return mz_directory_get(mz_node_directory(f->a), "traced") != NULL;
+}
+
+static void test_trace_reaches_the_c_handler(void **state)
+{
+    fixture *f = *state;
+    mz_resource_spec spec;
+    json_t *trace = json_pack("{s:s,s:s}", "traceparent", TRACEPARENT, "tracestate", "k=v");
+    mz_err e;
+
+    memset(&spec, 0, sizeof spec);
+    spec.resource_id = "traced";
+    spec.resource_type = "tool";
+    assert_int_equal(mz_node_register_resource(f->b, &spec, NULL, &e), MZ_OK);
+    assert_int_equal(mz_node_set_handler(f->b, "traced", NULL, s_trace_handler, f, &e), MZ_OK);
+    assert_true(run_until(f, s_traced_at_a, f, 5000));
+    assert_int_equal(mz_node_execute_traced(f->a, "traced", "run", NULL, NULL, trace, 5000,
+                                            s_trace_done, f, &e), MZ_OK);
+    json_decref(trace);
+    assert_true(run_until(f, s_trace_is_done, f, 10000));
+    json_decref(s_tr.result);
+    /* Same trace, a span of the host's own; the state passes unchanged. */
+    assert_memory_equal(s_tr.handler_tp, "00-" TRACE_ID "-", 36);
+    assert_string_not_equal(s_tr.handler_tp, TRACEPARENT);
+    assert_string_equal(s_tr.handler_ts, "k=v");
+    assert_string_equal(s_tr.echoed, s_tr.handler_tp);
+    assert_null(mz_node_call_traceparent(f->a));    /* only inside the callback */
+    /* Both ends counted the call as ok. */
+    assert_int_equal(f->a->obs.exec_done[MZ_ROLE_CALLER][MZ_OUTCOME_OK], 1);
+    assert_int_equal(f->b->obs.exec_done[MZ_ROLE_HOST][MZ_OUTCOME_OK], 1);
+    assert_int_equal(f->a->obs.exec_dur[MZ_ROLE_CALLER].count, 1);
+}
+
+static bool s_b_knows_a_links(void *ctx)
+{
+    fixture *f = ctx;
+    json_t *m = mz_node_members(f->b), *v;
+    size_t i;
+    bool ok = false;
+
+    json_array_foreach(json_object_get(m, "members"), i, v)
+        if (strcmp(json_string_value(json_object_get(v, "id")), mz_node_id(f->a)) == 0)
+            ok = json_array_size(json_object_get(v, "peers")) == 1;
+    json_decref(m);
+    return ok;
+}
+
+static void test_members_and_counter_rows(void **state)
+{
+    fixture *f = *state;
+    mz_counter_row rows[MZ_COUNTER_ROWS_MAX];
+    size_t n = mz__counter_rows(f->b, rows, MZ_COUNTER_ROWS_MAX);
+    json_t *st = mz_node_status(f->b), *cn = json_object_get(st, "counters");
+
+    /* Every row is a status counter, and every status counter a row. */
+    assert_int_equal(n, json_object_size(cn));
+    for (size_t i = 0; i < n; i++)
+        assert_non_null(json_object_get(cn, rows[i].name));
+    assert_non_null(json_object_get(cn, "sync_busy"));
+    json_decref(st);
+    /* B learns A's links from A's alive (every lease/3 = 1 s here). */
+    assert_true(run_until(f, s_b_knows_a_links, f, 5000));
+}
+
+static void test_trace_parsing(void **state)
+{
+    mz_trace t, c;
+
+    (void)state;
+    assert_true(mz__trace_set(&t, TRACEPARENT, NULL));
+    assert_false(mz__trace_set(&t, "00-" TRACE_ID "-0000000000000000-01", NULL));
+    assert_false(mz__trace_set(&t, "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                               NULL));
+    assert_false(mz__trace_set(&t, "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                               NULL));
+    assert_false(mz__trace_set(&t, TRACEPARENT "x", NULL));
+    assert_true(mz__trace_set(&t, "00-" TRACE_ID "-00f067aa0ba902b7-00", "a=1"));
+    assert_string_equal(t.tracestate, "a=1");
+    mz__trace_child(&t, &c);
+    assert_memory_equal(c.traceparent, t.traceparent, 36);
+    assert_string_equal(c.tracestate, "a=1");
+    mz__trace_start(&c);
+    assert_true(mz__trace_set(&t, c.traceparent, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +472,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_execute_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_execute_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+        cmocka_unit_test(test_trace_parsing),
+        cmocka_unit_test_setup_teardown(test_trace_reaches_the_c_handler, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_members_and_counter_rows, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
