@@ -37,7 +37,7 @@ NAMES=$(printf '%s\n' "$SECTIONS" | cut -d'|' -f1 | tr '\n' ' ')
 
 if [ "$ONLY" = list ]; then
     printf '%s\n' "$SECTIONS" | awk -F'|' '{printf "  %-10s %s\n", $1, $2}'
-    echo "make bench ONLY=name[,name...] [NODES=N]   (default: all)"
+    echo "make bench ONLY=name[,name...] [NODES=N] [IDLE_S=S]   (default: all)"
     exit 0
 fi
 [ "$ONLY" = all ] && ONLY=$(echo $NAMES | tr ' ' ',')
