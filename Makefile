@@ -29,8 +29,14 @@ test: build-san
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  ctest --output-on-failure -j $(JOBS)
 
+# make bench [ONLY=section,...] [NODES=N] [IDLE_S=S]: all sections by
+# default; ONLY=list prints them. NODES, IDLE_S: node processes of the scale
+# section and its idle measurement in seconds.
+ONLY   ?= all
+NODES  ?= 30
+IDLE_S ?= 20
 bench: build
-	@./bench/run.sh $(BUILD)
+	@ONLY=$(ONLY) NODES=$(NODES) IDLE_S=$(IDLE_S) ./bench/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

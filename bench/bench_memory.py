@@ -14,11 +14,11 @@ growth over the count is reported too. If registering takes too long, --records 
 lowered (the output says how many were used: per-record figures scale).
 The idle figure is VmRSS, shared library pages included; idle_breakdown splits
 it from /proc/PID/smaps (docs/PERFORMANCE.md, "Memory").
-Python stdlib only; the WebSocket client is bench_converge.WS."""
+Python stdlib only; the WebSocket client is meshbench.WS."""
 import argparse, json, os, resource, shutil, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_converge import WS, start_node, rss_kib  # noqa: E402
+from meshbench import WS, start_node, rss_kib  # noqa: E402
 
 
 def smaps_breakdown(pid):
