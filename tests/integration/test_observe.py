@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import mzproto as mp
 from execlib import ApiConn, arun, handler, procs  # noqa: F401  (procs: fixture)
+from mcplib import RawMcp
 from meshlib import Node, free_port_unlistened, rpc, rpc_raw, wait_for, wait_linked
 
 LEASE_MS = 3000
@@ -273,6 +274,17 @@ def test_trace_id_through_a_relay_into_serve_env_and_logs(mesh, procs):  # noqa:
     with urllib.request.urlopen(hreq, timeout=20) as resp:
         m = json.loads(resp.read())
     assert m["result"]["_meta"]["traceparent"].split("-")[1] == TRACE_ID, m
+    assert TRACE_ID in json.dumps(m["result"]["content"]), m
+    # The same through `meshzero mcp` (stdio).
+    raw = RawMcp(mesh.tmp, a)
+    try:
+        m = raw.call({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "trace-env", "_meta": {"traceparent": TRACEPARENT},
+                                 "arguments": {"method": "run", "params": {}}}})
+    finally:
+        assert raw.close() == 0
+    assert m["result"]["_meta"]["traceparent"].split("-")[1] == TRACE_ID, m
+    assert m["result"]["_meta"]["traceparent"] != TRACEPARENT, m
     assert TRACE_ID in json.dumps(m["result"]["content"]), m
 
     # Without a traceparent the caller's node starts one; a bad one too.
