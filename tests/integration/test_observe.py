@@ -299,6 +299,29 @@ def test_trace_id_through_a_relay_into_serve_env_and_logs(mesh, procs):  # noqa:
         assert got.split("-")[1] != TRACE_ID
 
 
+def test_sealed_relay_logs_no_names_the_ends_log_the_trace(mesh, procs):  # noqa: F811
+    """A-B-D sealed (the default): B cannot read the execute it relays."""
+    logs = ["--log-format", "json", "--log-calls"]
+    a = mesh.node("A", extra=logs)
+    b = mesh.node("B", peers=[a], extra=logs)
+    d = mesh.node("D", peers=[b], extra=logs)
+    wait_linked([(a, b), (b, d)])
+    procs.serve(d, "trace-env", handler("traceenv.sh"))
+    wait_for(lambda: "trace-env" in a.ids(), 10, what="trace-env on A")
+    r = rpc(a.api, "execute_remote", {"resource_id": "trace-env", "method": "run",
+                                      "params": {}, "traceparent": TRACEPARENT}, timeout=20)
+    assert "result" in r, r
+    relay = wait_for(lambda: [e for e in calls_logged(b) if e["fields"]["role"] == "relay"], 5,
+                     what="B's relay log")
+    f = relay[0]["fields"]
+    assert f["caller"] == a.id and f["host"] == d.id, f
+    assert not {"resource", "method", "traceparent"} & set(f), f
+    host = wait_for(lambda: [e for e in calls_logged(d) if e["fields"]["role"] == "host"], 5,
+                    what="D's call log")
+    assert host[0]["fields"]["resource"] == "trace-env"
+    assert host[0]["fields"]["traceparent"].split("-")[1] == TRACE_ID
+
+
 class DefaultLogNode(Node):
     """A node run without --log: what an operator sees by default."""
 
