@@ -1,10 +1,13 @@
 """/health while a node stops (held open by --drain-ms) and when its store
 fails (a real write refused by the kernel: the node runs under a file-size
-limit, RLIMIT_FSIZE, so SQLite's write-ahead log cannot grow past it)."""
+limit, RLIMIT_FSIZE, so SQLite's write-ahead log cannot grow past it); and
+README's metrics table against what /metrics exposes."""
 
 import json
+import re
 import resource
 import signal
+from pathlib import Path
 
 from meshlib import Node, sanitizer_reports, wait_for
 from test_observe import http_get, metrics
@@ -73,3 +76,21 @@ def test_health_503_with_the_reason_when_its_store_fails(mesh):
         if a.running():
             a.kill()
         assert not sanitizer_reports(a.stderr()), a.stderr()
+
+
+def readme_metrics():
+    """The metric names README's "Metrics" table lists."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("\n### Metrics\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `(meshzero_[a-z0-9_]+)` \|", section, re.M))
+
+
+def test_readme_metrics_table_is_what_metrics_exposes(mesh):
+    a = mesh.node("A")
+    fams, _ = metrics(a)
+    # The client names a counter family without its _total suffix.
+    exposed = {f.name + "_total" if f.type == "counter" else f.name for f in fams.values()}
+    documented = readme_metrics()
+    assert len(documented) > 30
+    assert documented - exposed == set(), "listed in README, not in /metrics"
+    assert exposed - documented == set(), "in /metrics, not listed in README"
