@@ -9,7 +9,7 @@ import resource
 import signal
 from pathlib import Path
 
-from meshlib import Node, sanitizer_reports, wait_for
+from meshlib import Node, rpc, sanitizer_reports, wait_for
 from test_observe import http_get, metrics
 
 DRAIN_MS = 5000
@@ -34,6 +34,9 @@ def test_health_503_stopping_through_the_drain_window(mesh):
     assert h["status"] == "stopping" and h["reason"] == "shutting down" and h["id"] == a.id
     fams, _ = metrics(a)
     assert fams["meshzero_up"].samples[0].value == 0
+    # New calls are refused while it drains.
+    r = rpc(a.api, "execute_remote", {"resource_id": "any", "method": "run", "params": {}})
+    assert "shutting down" in r["error"]["message"], r
     assert a.running()
     assert a.terminate(signal_it=False) == 0
 
