@@ -94,6 +94,10 @@ typedef struct mz_node_opts {
     double fetch_rate;          /* fetches/s one asker may send (burst: 5 s of it) */
     double reply_rate;          /* sync/query reply bytes/s to one asker (burst: 2 s) */
     double reply_rate_all;      /* the same to all askers together (burst: 2 s) */
+    /* After mz_node_stop, keep the API listener open this long (at most
+     * MZ_MAX_DRAIN_MS) so monitors see /health answer 503 "stopping"; 0:
+     * only until "bye" has left, at most 500 ms. */
+    int64_t drain_ms;
 } mz_node_opts;
 
 /* Remote records one node may host in our directory; more are refused. */
@@ -111,6 +115,7 @@ typedef struct mz_node_opts {
  * MZ_RATE_MAX_THROTTLES times in 10 s is disconnected. */
 #define MZ_DEFAULT_RATE_MSGS  20000.0
 #define MZ_DEFAULT_RATE_BURST 40000.0
+#define MZ_MAX_DRAIN_MS       60000
 #define MZ_RATE_MAX_THROTTLES 20
 /* Reply budgets: fetches per second per asker, reply bytes per second per
  * asker and for all askers together. */

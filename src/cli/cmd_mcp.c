@@ -207,6 +207,11 @@ static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
             }
             s_complete(w, NULL, code, text ? text : "");
         } else {
+            /* The call's trace context rides beside the result; echo it in
+             * the CallToolResult's _meta as the HTTP /mcp endpoint does. */
+            const json_t *tr = json_object_get(msg, "trace");
+            if (w->kind == MZ_WAIT_EXEC)
+                mz_mcpsrv_req_trace(w->req, json_string_value(json_object_get(tr, "traceparent")));
             s_complete(w, json_object_get(msg, "result"), NULL, NULL);
         }
     }

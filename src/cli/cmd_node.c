@@ -74,6 +74,8 @@ static const char s_help[] =
     "  --reply-rate-all N  the same to all askers together (default 33554432)\n"
     "  --max-links N       above N links, shed the newest inbound link (default 8)\n"
     "  --replay-window-ms N refuse messages whose timestamp is further off (default 60000)\n"
+    "  --drain-ms N        on stop, keep the API port answering /health 503 \"stopping\"\n"
+    "                      for N ms (default 0, at most 60000) so monitors see it\n"
     "  --mcp NAME=CMD      import an MCP server: run CMD (no shell; quotes group words)\n"
     "                      over stdio, or NAME=http://HOST:PORT/PATH (Streamable HTTP);\n"
     "                      its tools become resources NAME/<tool> (repeatable)\n"
@@ -329,6 +331,14 @@ static bool s_numeric_opt(node_args *a, int c, const char *where, const char *ar
     case MZ_OPT_FETCH_RATE: a->o.fetch_rate = (double)v; break;
     case MZ_OPT_REPLY_RATE: a->o.reply_rate = (double)v; break;
     case MZ_OPT_REPLY_RATE_ALL: a->o.reply_rate_all = (double)v; break;
+    case MZ_OPT_DRAIN_MS:
+        if (v > MZ_MAX_DRAIN_MS) {
+            fprintf(stderr, "meshzero node: %s: --drain-ms %zu is over its limit %d; give at "
+                    "most %d\n", where, v, MZ_MAX_DRAIN_MS, MZ_MAX_DRAIN_MS);
+            return false;
+        }
+        a->o.drain_ms = (int64_t)v;
+        break;
     case MZ_OPT_REPLAY_WINDOW_MS:
         a->o.replay_window_ms = v > INT64_MAX ? INT64_MAX : (int64_t)v;
         break;
@@ -378,7 +388,7 @@ static bool s_node_opt(node_args *a, int c, const char *arg, bool from_file, con
     case MZ_OPT_LEASE_MS: case MZ_OPT_MAX_HOPS: case MZ_OPT_PING_SECS:
     case MZ_OPT_HANGUP_SECS: case MZ_OPT_RATE_MSGS: case MZ_OPT_RATE_BURST:
     case MZ_OPT_REPLAY_WINDOW_MS: case MZ_OPT_FETCH_RATE: case MZ_OPT_REPLY_RATE:
-    case MZ_OPT_REPLY_RATE_ALL:
+    case MZ_OPT_REPLY_RATE_ALL: case MZ_OPT_DRAIN_MS:
         return s_numeric_opt(a, c, where, arg);
     case MZ_OPT_LOG: return s_log_opt(where, arg);
     case MZ_OPT_JSON: a->json = true; break;

@@ -58,6 +58,7 @@ const mz_cfg_key mz_cfg_node_keys[] = {
     { "reply-rate",             MZ_CFG_UINT,   MZ_OPT_REPLY_RATE, U64 },
     { "reply-rate-all",         MZ_CFG_UINT,   MZ_OPT_REPLY_RATE_ALL, U64 },
     { "replay-window-ms",       MZ_CFG_UINT,   MZ_OPT_REPLAY_WINDOW_MS, U64 },
+    { "drain-ms",               MZ_CFG_UINT,   MZ_OPT_DRAIN_MS, 60000 },  /* MZ_MAX_DRAIN_MS */
     { "tls-cert",               MZ_CFG_STRING, MZ_OPT_TLS_CERT, 0 },
     { "tls-key",                MZ_CFG_STRING, MZ_OPT_TLS_KEY, 0 },
     { "tls-ca",                 MZ_CFG_STRING, MZ_OPT_TLS_CA, 0 },

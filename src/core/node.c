@@ -601,8 +601,10 @@ static void s_on_tick(uv_timer_t *t)
         for (mz_peer *p = node->peers; p; p = p->next)
             if (p->link && mz_link_queued_bytes(p->link) > 0)
                 busy = true;
-        /* Give "bye" half a second to leave, then shut down regardless. */
-        if (!busy || now - node->next_alive_ms > 500)
+        int64_t held = now - node->next_alive_ms, most = node->o.drain_ms;
+        /* Give "bye" half a second to leave, then shut down regardless; a
+         * drain window holds the listeners open for monitors to see. */
+        if ((!busy && held >= node->o.drain_ms) || held > (most > 500 ? most : 500))
             s_finish_stop(node);
         return;
     }
@@ -1004,6 +1006,8 @@ static void s_apply_defaults(mz_node_opts *o)
     if (o->fetch_rate <= 0) o->fetch_rate = MZ_DEFAULT_FETCH_RATE;
     if (o->reply_rate <= 0) o->reply_rate = MZ_DEFAULT_REPLY_RATE;
     if (o->reply_rate_all <= 0) o->reply_rate_all = MZ_DEFAULT_REPLY_RATE_ALL;
+    if (o->drain_ms < 0) o->drain_ms = 0;
+    if (o->drain_ms > MZ_MAX_DRAIN_MS) o->drain_ms = MZ_MAX_DRAIN_MS;
     if (!o->max_links) o->max_links = MZ_DEFAULT_MAX_LINKS;
     if (o->max_links < o->min_links) o->max_links = o->min_links;
 }

@@ -109,6 +109,7 @@ class Node:
         self.rc = None
         self.killed = False      # deliberately SIGKILLed: no exit status to check
         self.id = self.listen = self.api = None
+        self.preexec = None      # run in the child before exec (limits, signals)
 
     # -- lifecycle
 
@@ -122,7 +123,8 @@ class Node:
         self.cmd = cmd
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=err, env=client_env())
+                                         stderr=err, env=client_env(),
+                                         preexec_fn=self.preexec)
         line = wait_for(self._banner, START_TIMEOUT, what="banner of node " + self.name)
         m = BANNER_RE.match(line)
         assert m, "node %s: bad banner %r" % (self.name, line)

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import mzproto as mp
 from execlib import ApiConn, arun, handler, procs  # noqa: F401  (procs: fixture)
+from mcplib import RawMcp
 from meshlib import Node, free_port_unlistened, rpc, rpc_raw, wait_for, wait_linked
 
 LEASE_MS = 3000
@@ -274,6 +275,17 @@ def test_trace_id_through_a_relay_into_serve_env_and_logs(mesh, procs):  # noqa:
         m = json.loads(resp.read())
     assert m["result"]["_meta"]["traceparent"].split("-")[1] == TRACE_ID, m
     assert TRACE_ID in json.dumps(m["result"]["content"]), m
+    # The same through `meshzero mcp` (stdio).
+    raw = RawMcp(mesh.tmp, a)
+    try:
+        m = raw.call({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "trace-env", "_meta": {"traceparent": TRACEPARENT},
+                                 "arguments": {"method": "run", "params": {}}}})
+    finally:
+        assert raw.close() == 0
+    assert m["result"]["_meta"]["traceparent"].split("-")[1] == TRACE_ID, m
+    assert m["result"]["_meta"]["traceparent"] != TRACEPARENT, m
+    assert TRACE_ID in json.dumps(m["result"]["content"]), m
 
     # Without a traceparent the caller's node starts one; a bad one too.
     for params in ({}, {"traceparent": "01-nothex"}):
@@ -285,6 +297,29 @@ def test_trace_id_through_a_relay_into_serve_env_and_logs(mesh, procs):  # noqa:
         got = r["result"]["env"]
         assert re.match(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$", got), got
         assert got.split("-")[1] != TRACE_ID
+
+
+def test_sealed_relay_logs_no_names_the_ends_log_the_trace(mesh, procs):  # noqa: F811
+    """A-B-D sealed (the default): B cannot read the execute it relays."""
+    logs = ["--log-format", "json", "--log-calls"]
+    a = mesh.node("A", extra=logs)
+    b = mesh.node("B", peers=[a], extra=logs)
+    d = mesh.node("D", peers=[b], extra=logs)
+    wait_linked([(a, b), (b, d)])
+    procs.serve(d, "trace-env", handler("traceenv.sh"))
+    wait_for(lambda: "trace-env" in a.ids(), 10, what="trace-env on A")
+    r = rpc(a.api, "execute_remote", {"resource_id": "trace-env", "method": "run",
+                                      "params": {}, "traceparent": TRACEPARENT}, timeout=20)
+    assert "result" in r, r
+    relay = wait_for(lambda: [e for e in calls_logged(b) if e["fields"]["role"] == "relay"], 5,
+                     what="B's relay log")
+    f = relay[0]["fields"]
+    assert f["caller"] == a.id and f["host"] == d.id, f
+    assert not {"resource", "method", "traceparent"} & set(f), f
+    host = wait_for(lambda: [e for e in calls_logged(d) if e["fields"]["role"] == "host"], 5,
+                    what="D's call log")
+    assert host[0]["fields"]["resource"] == "trace-env"
+    assert host[0]["fields"]["traceparent"].split("-")[1] == TRACE_ID
 
 
 class DefaultLogNode(Node):
