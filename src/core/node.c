@@ -1054,18 +1054,16 @@ static mz_status s_connmgr_opts(mz_node *node, const mz_node_opts *opts, mz_conn
 
 static mz_status s_new_maps(mz_node *node, mz_err *err)
 {
+    mz_status rc;
+
     node->nodes = mz_hmap_new();
-    node->calls = mz_hmap_new();
-    node->relayed = mz_hmap_new();
-    node->handlers = mz_hmap_new();
     node->tombs = mz_hmap_new();
     node->keys = mz_hmap_new();
-    node->completing = mz_hmap_new();
-    if (node->completing == NULL || node->keys == NULL || node->tombs == NULL || node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
-        node->handlers == NULL) {
+    if (node->keys == NULL || node->tombs == NULL || node->nodes == NULL)
         return mz_err_set(err, MZ_ENOMEM, "node: allocating");
-    }
-    return MZ_OK;
+    if ((rc = mz__exec_init(node, err)) != MZ_OK)
+        return rc;
+    return mz__sync_init(node, err);
 }
 
 mz_status mz__node_create(const mz_node_opts *opts, mz_node **out, mz_err *err)
@@ -1212,7 +1210,6 @@ void mz_node_free(mz_node *node)
     node->api_svc = NULL;
     mz__persist_close(node);
     mz__exec_free_all(node);
-    mz_hmap_free(node->calls, NULL);
     mz__events_free(node);
     while (node->peers)
         s_peer_free(node, node->peers);

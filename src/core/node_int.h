@@ -63,6 +63,9 @@ typedef struct mz_nodeinfo {
     int64_t last_heard_ms;      /* its last alive (or link up) */
 } mz_nodeinfo;
 
+typedef struct mz_exec_state mz_exec_state; /* exec.c's, opaque elsewhere */
+typedef struct mz_sync_state mz_sync_state; /* sync.c's, opaque elsewhere */
+
 /* Generated from the list in counters.h. */
 typedef struct mz_counters {
 #define MZ_X(field, name, family, help) uint64_t field;
@@ -100,21 +103,13 @@ struct mz_node {
     const struct mz__link_service *api_svc; /* serves the API listener's links, or NULL */
     void *api_ctx;
     struct mz_bridge *bridge;   /* registered by the MCP bridge (mz_bridge_of_node) */
-    mz_hmap *calls;             /* request id -> mz_call* we wait on (exec.c) */
-    mz_hmap *relayed;           /* request id -> execute we relayed (exec.c) */
-    mz_hmap *handlers;          /* resource id -> handler entry (exec.c) */
+    mz_exec_state *ex;   /* exec.c: calls, handlers, kept answers */
     mz_hmap *tombs;             /* resource id -> remembered removal (node.c) */
-    struct mz_exec *execs;      /* calls our handlers are running */
-    size_t running;             /* length of execs */
-    mz_hmap *kept;              /* "caller/call" -> struct mz_kept*: calls run here (exec.c) */
-    struct mz_kept *kept_old, *kept_new; /* answered ones, oldest first */
-    size_t kept_answered, kept_bytes;
     mz_events_state ev;         /* events.c */
     mz_http_fn http_fn;         /* HTTP requests on the API listener, or NULL */
     mz_seen *replay;            /* ids of messages handled for us, within the window */
     struct mz_agreements *agreements; /* usage counters of agreements (SQLite) */
-    mz_hmap *completing;        /* node id -> set of its record ids seen in a complete sync */
-    struct mz_syncjob *syncjobs;/* sync replies being paced out (sync.c) */
+    mz_sync_state *sy;   /* sync.c: complete syncs in progress, paced replies */
     mz_persist_state ps;        /* persist.c */
     char fatal[300];            /* why the node stopped itself, or "" */
     void (*stop)(mz_node *node); /* mz_node_stop, for the modules below node.c */
@@ -216,6 +211,14 @@ void mz__tombs_expire(mz_node *node, int64_t now);
 mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err);
 
 /* exec.c */
+/* Makes exec.c's state (node->ex); MZ_ENOMEM. Freed by mz__exec_free_all. */
+mz_status mz__exec_init(mz_node *node, mz_err *err);
+/* Calls our handlers are running now. */
+size_t mz__exec_running(const mz_node *node);
+/* Answers of finished calls kept for retries. */
+size_t mz__exec_kept(const mz_node *node);
+/* Calls of ours waiting for their answer. */
+size_t mz__exec_pending(const mz_node *node);
 void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env);
 void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env);
 void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const json_t *env);
@@ -258,6 +261,8 @@ void mz__persist_tombstone(mz_node *node, const char *rid, const char *owner_key
 void mz__persist_peer(mz_node *node, const char *url, const char *id, bool is_static);
 
 /* sync.c */
+/* Makes sync.c's state (node->sy); MZ_ENOMEM. Freed by mz__sync_free. */
+mz_status mz__sync_init(mz_node *node, mz_err *err);
 void mz__sync_link_up(mz_node *node, mz_peer *p);
 void mz__sync_on_digest(mz_node *node, mz_peer *p, const json_t *env);
 void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env);

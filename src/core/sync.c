@@ -15,6 +15,20 @@
 /* How often at most we ask one node for its full record set. */
 #define MZ_FETCH_GAP_MS 5000
 
+/* sync.c's state, reached through node->sy and nowhere else. */
+struct mz_sync_state {
+    mz_hmap *completing;        /* node id -> set of its record ids seen in a complete sync */
+    struct mz_syncjob *jobs;    /* sync replies being paced out */
+};
+
+mz_status mz__sync_init(mz_node *node, mz_err *err)
+{
+    node->sy = calloc(1, sizeof *node->sy);
+    if (node->sy == NULL || (node->sy->completing = mz_hmap_new()) == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "node: allocating");
+    return MZ_OK;
+}
+
 typedef struct mz_digest {
     uint64_t hash;              /* XOR of the records' hashes */
     uint64_t count;
@@ -251,7 +265,7 @@ static bool s_job_pump(mz_node *node, mz_syncjob *j)
 
 void mz__sync_pump(mz_node *node)
 {
-    for (mz_syncjob **pp = &node->syncjobs; *pp;) {
+    for (mz_syncjob **pp = &node->sy->jobs; *pp;) {
         mz_syncjob *j = *pp;
         if (s_job_pump(node, j)) {
             *pp = j->next;
@@ -328,7 +342,7 @@ void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env)
                                 "fetch: more than the allowed fetches a second; ask again later");
         return;
     }
-    for (mz_syncjob *k = node->syncjobs; k; k = k->next)
+    for (mz_syncjob *k = node->sy->jobs; k; k = k->next)
         njobs++;
     if (njobs >= MZ_SYNC_JOBS_MAX) {
         node->c.sync_busy++;
@@ -346,8 +360,8 @@ void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env)
         strcmp(json_string_value(json_array_get(ids, 0)), mz_identity_id(node->ident)) == 0)
         j->complete_for = json_pack("[s]", mz_identity_id(node->ident));
     s_collect_nodes(node, ids, j->rids);
-    j->next = node->syncjobs;
-    node->syncjobs = j;
+    j->next = node->sy->jobs;
+    node->sy->jobs = j;
     mz__sync_pump(node);
 }
 
@@ -390,7 +404,7 @@ void mz__sync_on_sync(mz_node *node, mz_peer *p, const json_t *env)
     bool complete = json_is_array(cf) && json_array_size(cf) == 1 &&
                     json_is_string(json_array_get(cf, 0)) &&
                     strcmp(json_string_value(json_array_get(cf, 0)), from) == 0;
-    mz_hmap *seen = complete ? mz_hmap_get(node->completing, from) : NULL;
+    mz_hmap *seen = complete ? mz_hmap_get(node->sy->completing, from) : NULL;
     size_t i;
     json_t *v;
     mz_err e;
@@ -401,7 +415,7 @@ void mz__sync_on_sync(mz_node *node, mz_peer *p, const json_t *env)
     }
     if (complete && seen == NULL) {
         seen = mz_hmap_new();
-        if (seen == NULL || mz_hmap_put(node->completing, from, seen, NULL) != MZ_OK) {
+        if (seen == NULL || mz_hmap_put(node->sy->completing, from, seen, NULL) != MZ_OK) {
             mz_hmap_free(seen, NULL);
             seen = NULL;
             complete = false;
@@ -423,7 +437,7 @@ void mz__sync_on_sync(mz_node *node, mz_peer *p, const json_t *env)
     }
     if (complete && !json_is_true(json_object_get(pl, "more"))) {
         s_complete(node, from, seen);
-        mz_hmap_free(mz_hmap_remove(node->completing, from), NULL);
+        mz_hmap_free(mz_hmap_remove(node->sy->completing, from), NULL);
     }
 }
 
@@ -452,17 +466,18 @@ void mz__sync_free(mz_node *node)
     void *v;
 
     mz__guard_free(node);
-    while (node->syncjobs) {
-        mz_syncjob *j = node->syncjobs;
-        node->syncjobs = j->next;
+    if (node->sy == NULL)
+        return;
+    while (node->sy->jobs) {
+        mz_syncjob *j = node->sy->jobs;
+        node->sy->jobs = j->next;
         s_job_free(j);
     }
-    if (node->completing == NULL)
-        return;
-    while (mz_hmap_next(node->completing, &pos, &k, &v))
+    while (node->sy->completing && mz_hmap_next(node->sy->completing, &pos, &k, &v))
         mz_hmap_free(v, NULL);
-    mz_hmap_free(node->completing, NULL);
-    node->completing = NULL;
+    mz_hmap_free(node->sy->completing, NULL);
+    free(node->sy);
+    node->sy = NULL;
 }
 
 void mz__sync_on_alive(mz_node *node, mz_peer *p, const json_t *env)
