@@ -192,7 +192,7 @@ static void s_call_send(mz_call *c, int64_t now)
 {
     mz_node *node = c->node;
     uint64_t link;
-    json_t *env;
+    mz_msg *msg;
 
     if (!mz_routes_lookup(node->routes, c->host, now, &link, NULL)) {
         /* A link on the way just went: the host's next alive brings a new route. */
@@ -220,12 +220,12 @@ static void s_call_send(mz_call *c, int64_t now)
             return;
         }
     }
-    env = mz_msg_new("execute", mz_identity_id(node->ident), c->host, json_incref(c->req_pl));
-    if (env != NULL)
-        json_object_set_new(env, "id", json_string(c->id));
+    msg = mz__msg_new("execute", mz_identity_id(node->ident), c->host, json_incref(c->req_pl));
+    if (msg != NULL)
+        mz__msg_set_id(msg, c->id);
     c->sent_ms = now;
     c->link_id = link;
-    if (mz__send(node, env, NULL, NULL) != MZ_OK) {
+    if (mz__send(node, msg, NULL, NULL) != MZ_OK) {
         s_call_path_failed(c, now, "could not send the request");
         return;
     }
@@ -425,9 +425,9 @@ mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const c
     return MZ_OK;
 }
 
-void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env)
+void mz__exec_on_result(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     const char *ref = json_string_value(json_object_get(pl, "ref"));
     const json_t *e = json_object_get(pl, "error");
     mz_call *c = ref ? mz_hmap_get(node->ex->calls, ref) : NULL;
@@ -437,10 +437,10 @@ void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env)
         node->c.late_results++;   /* timed out already, or never ours */
         return;
     }
-    if (strcmp(mz_msg_sender(env), c->host) != 0) {
+    if (strcmp(mz__msg_sender(msg), c->host) != 0) {
         node->c.forged++;
         mz_log(MZ_LOG_WARN, "exec", "result for %s from %.12s, not the host %.12s", ref,
-               mz_msg_sender(env), c->host);
+               mz__msg_sender(msg), c->host);
         return;
     }
     {
@@ -450,8 +450,8 @@ void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env)
     }
     if (json_is_object(e)) {
         const char *code = json_string_value(json_object_get(e, "code"));
-        const char *msg = json_string_value(json_object_get(e, "message"));
-        s_call_finish(c, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, msg ? msg : "");
+        const char *text = json_string_value(json_object_get(e, "message"));
+        s_call_finish(c, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, text ? text : "");
     } else {
         const json_t *r = json_object_get(pl, "result");
         s_call_finish(c, r ? r : json_null(), NULL, NULL);
@@ -534,14 +534,14 @@ typedef struct mz_relayed {
 /* Relays remember at most this many execute requests in flight. */
 #define MZ_RELAY_TRACK_MAX 8192
 
-void mz__exec_relayed(mz_node *node, const json_t *env, uint64_t out_link)
+void mz__exec_relayed(mz_node *node, const mz_msg *msg, uint64_t out_link)
 {
-    const char *type = mz_msg_type(env);
+    const char *type = mz__msg_type(msg);
     json_int_t t;
     mz_relayed *r;
 
     if (strcmp(type, "execute_result") == 0) {
-        const char *ref = json_string_value(json_object_get(mz_msg_payload(env), "ref"));
+        const char *ref = json_string_value(json_object_get(mz__msg_payload(msg), "ref"));
         if (ref)
             free(mz_hmap_remove(node->ex->relayed, ref));
         return;
@@ -549,22 +549,22 @@ void mz__exec_relayed(mz_node *node, const json_t *env, uint64_t out_link)
     if (strcmp(type, "execute") != 0)
         return;
     /* A sealed request's payload is not ours to read: it logs without names. */
-    mz__obs_relay(node, mz_msg_sender(env), mz_msg_recipient(env), mz_msg_payload(env));
+    mz__obs_relay(node, mz__msg_sender(msg), mz__msg_recipient(msg), mz__msg_payload(msg));
     if (mz_hmap_count(node->ex->relayed) >= MZ_RELAY_TRACK_MAX)
         return;
     r = calloc(1, sizeof *r);
     if (r == NULL)
         return;
-    t = json_integer_value(json_object_get(mz_msg_payload(env), "timeout_ms"));
+    t = json_integer_value(json_object_get(mz__msg_payload(msg), "timeout_ms"));
     if (t <= 0 || t > MZ_MAX_EXEC_TIMEOUT_MS)
         t = MZ_DEFAULT_EXEC_TIMEOUT_MS;
-    snprintf(r->origin, sizeof r->origin, "%s", mz_msg_sender(env));
+    snprintf(r->origin, sizeof r->origin, "%s", mz__msg_sender(msg));
     r->out_link = out_link;
     r->expires_ms = mz_now_ms() + t;
     {
         void *old = NULL;
         /* The same call id seen twice (a retry over another path) replaces. */
-        if (mz_hmap_put(node->ex->relayed, mz_msg_id(env), r, &old) != MZ_OK)
+        if (mz_hmap_put(node->ex->relayed, mz__msg_id(msg), r, &old) != MZ_OK)
             free(r);
         free(old);
     }
@@ -592,7 +592,7 @@ void mz__exec_link_down(mz_node *node, uint64_t link, const char *peer_id)
             mz_relayed *r = mz_hmap_remove(node->ex->relayed, ids[i]);
             json_t *pl = json_pack("{s:s,s:s,s:s}", "ref", ids[i], "code", "unreachable",
                                    "reason", why);
-            mz__send(node, mz_msg_new("error", mz_identity_id(node->ident), r->origin, pl),
+            mz__send(node, mz__msg_new("error", mz_identity_id(node->ident), r->origin, pl),
                      NULL, NULL);
             free(r);
         }
@@ -901,7 +901,7 @@ static void s_host_answer(mz_node *node, const char *req_id, const char *caller,
                                   result ? result : json_null());
     if (pl != NULL && trace != NULL)
         mz__trace_to_json(trace, pl);   /* echoed: the host's span of the call */
-    mz__send(node, mz_msg_new("execute_result", mz_identity_id(node->ident), caller, pl), NULL,
+    mz__send(node, mz__msg_new("execute_result", mz_identity_id(node->ident), caller, pl), NULL,
              NULL);
 }
 
@@ -1048,9 +1048,9 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
     h->fn(node, x, h->ctx);
 }
 
-void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
+void mz__exec_on_request(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     const char *rid = json_string_value(json_object_get(pl, "resource_id"));
     const char *method = json_string_value(json_object_get(pl, "method"));
     const json_t *params = json_object_get(pl, "params");
@@ -1062,13 +1062,13 @@ void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
     (void)mz__trace_from_json(&trace, pl);
     if (rid == NULL || method == NULL || method[0] == '\0' || strlen(method) > 128 ||
         strlen(rid) > MZ_RESOURCE_ID_MAX) {
-        s_host_answer(node, mz_msg_id(env), mz_msg_sender(env), false, NULL,
+        s_host_answer(node, mz__msg_id(msg), mz__msg_sender(msg), false, NULL,
                       MZ_EXEC_BAD_REQUEST, "execute needs resource_id and method (1-128 bytes)",
                       NULL);
         return;
     }
     if (params != NULL && !json_is_object(params)) {
-        s_host_answer(node, mz_msg_id(env), mz_msg_sender(env), false, NULL,
+        s_host_answer(node, mz__msg_id(msg), mz__msg_sender(msg), false, NULL,
                       MZ_EXEC_BAD_REQUEST, "params must be a JSON object", NULL);
         return;
     }
@@ -1082,13 +1082,13 @@ void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
         if (call != NULL && (call[0] == '\0' || strlen(call) > MZ_MSG_ID_MAX))
             call = NULL;      /* not a usable call id: run it, keep nothing */
         if (call != NULL) {
-            snprintf(key, sizeof key, "%s/%s", mz_msg_sender(env), call);
-            if (s_kept_repeat(node, key, mz_msg_id(env), mz_msg_sender(env))) {
+            snprintf(key, sizeof key, "%s/%s", mz__msg_sender(msg), call);
+            if (s_kept_repeat(node, key, mz__msg_id(msg), mz__msg_sender(msg))) {
                 json_decref(empty);
                 return;
             }
         }
-        s_host_run(node, mz_msg_id(env), mz_msg_sender(env), rid, method,
+        s_host_run(node, mz__msg_id(msg), mz__msg_sender(msg), rid, method,
                    params ? params : empty, json_object_get(pl, "agreement"), t, false,
                    call ? key : NULL, &trace);
         json_decref(empty);
@@ -1182,17 +1182,17 @@ void mz__exec_sweep(mz_node *node, int64_t now)
 }
 
 /* The "error" message type: an answer to one of our calls, or logged. */
-void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const json_t *env)
+void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     const char *ref = json_string_value(json_object_get(pl, "ref"));
     const char *code = json_string_value(json_object_get(pl, "code"));
     const char *reason = json_string_value(json_object_get(pl, "reason"));
 
     (void)p;
     node->c.errors_received++;
-    if (mz__exec_on_error(node, mz_msg_sender(env), ref, code, reason))
+    if (mz__exec_on_error(node, mz__msg_sender(msg), ref, code, reason))
         return;
-    mz_log(MZ_LOG_INFO, "handler", "error from %.12s about %s: %s: %s", mz_msg_sender(env),
+    mz_log(MZ_LOG_INFO, "handler", "error from %.12s about %s: %s: %s", mz__msg_sender(msg),
            ref ? ref : "?", code ? code : "?", reason ? reason : "?");
 }
