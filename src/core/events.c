@@ -179,20 +179,20 @@ mz_status mz_node_publish(mz_node *node, const char *topic, const json_t *data, 
         return mz_err_set(err, MZ_ENOMEM, "publish: allocating");
     mz__emit(node, topic, data, mz_identity_id(node->ident));
     node->c.events_published++;
-    return mz__send(node, mz_msg_new("event", mz_identity_id(node->ident), "*", pl), NULL, err);
+    return mz__send(node, mz__msg_new("event", mz_identity_id(node->ident), "*", pl), NULL, err);
 }
 
-void mz__events_on_message(mz_node *node, mz_peer *p, const json_t *env)
+void mz__events_on_message(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     const char *topic = json_string_value(json_object_get(pl, "topic"));
 
     (void)p;
     if (!mz_topic_valid(topic) || mz_topic_reserved(topic)) {
         node->c.malformed++;
-        mz_log(MZ_LOG_WARN, "events", "event %s from %.12s: bad topic", mz_msg_id(env),
-               mz_msg_sender(env));
+        mz_log(MZ_LOG_WARN, "events", "event %s from %.12s: bad topic", mz__msg_id(msg),
+               mz__msg_sender(msg));
         return;
     }
-    mz__emit(node, topic, json_object_get(pl, "data"), mz_msg_sender(env));
+    mz__emit(node, topic, json_object_get(pl, "data"), mz__msg_sender(msg));
 }

@@ -103,15 +103,15 @@ bool mz__guard_reply(mz_node *node, const char *asker, size_t bytes)
  * the sender's own signed alive, that link is a second path to the sender
  * (the fail-over). Verified like the first copy: only what the sender
  * signed teaches a route. */
-void mz__evidence_duplicate(mz_node *node, mz_peer *p, const json_t *env)
+void mz__evidence_duplicate(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const char *from = mz_msg_sender(env);
+    const char *from = mz__msg_sender(msg);
     int64_t now = mz_now_ms();
 
-    if (p->link == NULL || strcmp(mz_msg_type(env), "alive") != 0 ||
-        strcmp(from, mz_identity_id(node->ident)) == 0 || mz_msg_verify(env, NULL) != MZ_OK)
+    if (p->link == NULL || strcmp(mz__msg_type(msg), "alive") != 0 ||
+        strcmp(from, mz_identity_id(node->ident)) == 0 || mz__msg_verify(msg, NULL) != MZ_OK)
         return;
-    mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
+    mz_routes_offer(node->routes, from, mz_link_id(p->link), mz__msg_hops(msg) + 1,
                     now + node->o.lease_ms, now);
 }
 
@@ -188,7 +188,7 @@ bool mz__guard_query(mz_node *node, const char *asker, const char *ref, json_t *
     if (mz__guard_reply(node, asker, bytes))
         return true;
     json_decref(res);
-    mz__send(node, mz_msg_new("error", mz_identity_id(node->ident), asker,
+    mz__send(node, mz__msg_new("error", mz_identity_id(node->ident), asker,
                               json_pack("{s:s,s:s,s:s}", "ref", ref, "code", "busy", "reason",
                                         "query: over this node's reply budget for the asker; "
                                         "ask again later")),

@@ -1,4 +1,4 @@
-/* execute_remote: calls waiting at the caller (node->calls), calls running at
+/* execute_remote: calls waiting at the caller (node->ex->calls), calls running at
  * the host (mz_exec), and the relays' memory of execute requests they passed
  * on, so that a broken path fails a call at once instead of at its timeout.
  * Wire format: docs/PROTOCOL.md "execute". */
@@ -9,6 +9,48 @@
 #include "util/log.h"
 #include "state/agreement.h"
 #include "core/node_int.h"
+
+/* exec.c's state, reached through node->ex and nowhere else. */
+struct mz_exec_state {
+    mz_hmap *calls;             /* request id -> mz_call* we wait on */
+    mz_hmap *relayed;           /* request id -> execute we relayed */
+    mz_hmap *handlers;          /* resource id -> handler entry */
+    struct mz_exec *execs;      /* calls our handlers are running */
+    size_t running;             /* length of execs */
+    mz_hmap *kept;              /* "caller/call" -> struct mz_kept*: calls run here */
+    struct mz_kept *kept_old, *kept_new; /* answered ones, oldest first */
+    size_t kept_answered, kept_bytes;
+};
+
+mz_status mz__exec_init(mz_node *node, mz_err *err)
+{
+    mz_exec_state *ex = calloc(1, sizeof *ex);
+
+    node->ex = ex;
+    if (ex == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "node: allocating");
+    ex->calls = mz_hmap_new();
+    ex->relayed = mz_hmap_new();
+    ex->handlers = mz_hmap_new();
+    if (ex->calls == NULL || ex->relayed == NULL || ex->handlers == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "node: allocating");
+    return MZ_OK;
+}
+
+size_t mz__exec_running(const mz_node *node)
+{
+    return node->ex ? node->ex->running : 0;
+}
+
+size_t mz__exec_kept(const mz_node *node)
+{
+    return node->ex && node->ex->kept ? mz_hmap_count(node->ex->kept) : 0;
+}
+
+size_t mz__exec_pending(const mz_node *node)
+{
+    return node->ex ? mz_hmap_count(node->ex->calls) : 0;
+}
 
 /* ---- caller side -------------------------------------------------------- */
 
@@ -25,7 +67,7 @@
 
 typedef struct mz_call {
     mz_node *node;
-    char id[MZ_MSG_ID_MAX + 1];         /* current attempt's envelope id; key in node->calls */
+    char id[MZ_MSG_ID_MAX + 1];         /* current attempt's envelope id; key in node->ex->calls */
     char host[MZ_ID_HEX_LEN + 1];       /* node expected to answer */
     mz_result_cb cb;
     void *ctx;
@@ -45,7 +87,7 @@ typedef struct mz_call {
     int64_t backoff_ms;
     int64_t rto_ms;
     int attempts;                       /* envelopes sent */
-    /* Earlier attempts' ids, also keys in node->calls: the host may still
+    /* Earlier attempts' ids, also keys in node->ex->calls: the host may still
      * answer one of them (its answer was on the way when we sent again). */
     char old_ids[MZ_CALL_ALIASES][MZ_MSG_ID_MAX + 1];
     char why[160];                      /* last path failure, for the final error */
@@ -72,10 +114,10 @@ static void s_call_finish(mz_call *c, const json_t *result, const char *code, co
 {
     mz_node *node = c->node;
 
-    mz_hmap_remove(node->calls, c->id);
+    mz_hmap_remove(node->ex->calls, c->id);
     for (int i = 0; i < MZ_CALL_ALIASES; i++)
         if (c->old_ids[i][0] != '\0')
-            mz_hmap_remove(node->calls, c->old_ids[i]);
+            mz_hmap_remove(node->ex->calls, c->old_ids[i]);
     uv_timer_stop(&c->timer);
     mz__obs_call(node, MZ_ROLE_CALLER, c->host, c->resource_id, c->method, &c->trace,
                  uv_hrtime() - c->t0_ns, code);
@@ -150,7 +192,7 @@ static void s_call_send(mz_call *c, int64_t now)
 {
     mz_node *node = c->node;
     uint64_t link;
-    json_t *env;
+    mz_msg *msg;
 
     if (!mz_routes_lookup(node->routes, c->host, now, &link, NULL)) {
         /* A link on the way just went: the host's next alive brings a new route. */
@@ -170,20 +212,20 @@ static void s_call_send(mz_call *c, int64_t now)
          * it; the last few ids keep finding it too. */
         char *slot = c->old_ids[(c->attempts - 2) % MZ_CALL_ALIASES];
         if (slot[0] != '\0')
-            mz_hmap_remove(node->calls, slot);
+            mz_hmap_remove(node->ex->calls, slot);
         snprintf(slot, sizeof c->old_ids[0], "%s", c->id);
         mz_random_hex(c->id, 16);
-        if (mz_hmap_put(node->calls, c->id, c, NULL) != MZ_OK) {
+        if (mz_hmap_put(node->ex->calls, c->id, c, NULL) != MZ_OK) {
             s_call_finish(c, NULL, MZ_EXEC_UNREACHABLE, "out of memory");
             return;
         }
     }
-    env = mz_msg_new("execute", mz_identity_id(node->ident), c->host, json_incref(c->req_pl));
-    if (env != NULL)
-        json_object_set_new(env, "id", json_string(c->id));
+    msg = mz__msg_new("execute", mz_identity_id(node->ident), c->host, json_incref(c->req_pl));
+    if (msg != NULL)
+        mz__msg_set_id(msg, c->id);
     c->sent_ms = now;
     c->link_id = link;
-    if (mz__send(node, env, NULL, NULL) != MZ_OK) {
+    if (mz__send(node, msg, NULL, NULL) != MZ_OK) {
         s_call_path_failed(c, now, "could not send the request");
         return;
     }
@@ -261,7 +303,7 @@ static mz_call *s_call_new(mz_node *node, const char *id, mz_result_cb cb, void 
     c->cb = cb;
     c->ctx = ctx;
     snprintf(c->id, sizeof c->id, "%s", id);
-    if (mz_hmap_put(node->calls, c->id, c, NULL) != MZ_OK) {
+    if (mz_hmap_put(node->ex->calls, c->id, c, NULL) != MZ_OK) {
         free(c);
         return NULL;
     }
@@ -326,7 +368,7 @@ mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const c
                           "are required");
     if (node->stopping)
         return mz_err_set(err, MZ_ESTATE, "execute: node is shutting down");
-    if (mz_hmap_count(node->calls) >= node->o.max_pending)
+    if (mz_hmap_count(node->ex->calls) >= node->o.max_pending)
         return mz_err_set(err, MZ_ELIMIT, "execute: %zu calls already pending (the limit)",
                           node->o.max_pending);
     if (timeout_ms <= 0)
@@ -383,22 +425,22 @@ mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const c
     return MZ_OK;
 }
 
-void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env)
+void mz__exec_on_result(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     const char *ref = json_string_value(json_object_get(pl, "ref"));
     const json_t *e = json_object_get(pl, "error");
-    mz_call *c = ref ? mz_hmap_get(node->calls, ref) : NULL;
+    mz_call *c = ref ? mz_hmap_get(node->ex->calls, ref) : NULL;
 
     (void)p;
     if (c == NULL || c->early_code != NULL) {
         node->c.late_results++;   /* timed out already, or never ours */
         return;
     }
-    if (strcmp(mz_msg_sender(env), c->host) != 0) {
+    if (strcmp(mz__msg_sender(msg), c->host) != 0) {
         node->c.forged++;
         mz_log(MZ_LOG_WARN, "exec", "result for %s from %.12s, not the host %.12s", ref,
-               mz_msg_sender(env), c->host);
+               mz__msg_sender(msg), c->host);
         return;
     }
     {
@@ -408,8 +450,8 @@ void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env)
     }
     if (json_is_object(e)) {
         const char *code = json_string_value(json_object_get(e, "code"));
-        const char *msg = json_string_value(json_object_get(e, "message"));
-        s_call_finish(c, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, msg ? msg : "");
+        const char *text = json_string_value(json_object_get(e, "message"));
+        s_call_finish(c, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, text ? text : "");
     } else {
         const json_t *r = json_object_get(pl, "result");
         s_call_finish(c, r ? r : json_null(), NULL, NULL);
@@ -420,7 +462,7 @@ void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env)
 bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const char *code,
                        const char *reason)
 {
-    mz_call *c = ref ? mz_hmap_get(node->calls, ref) : NULL;
+    mz_call *c = ref ? mz_hmap_get(node->ex->calls, ref) : NULL;
     bool path = code != NULL && strcmp(code, "unreachable") == 0;
 
     if (c == NULL || c->early_code != NULL)
@@ -451,7 +493,7 @@ static void s_retry_calls_on(mz_node *node, uint64_t link, const char *why)
     void *val;
     int64_t now = mz_now_ms();
 
-    while (mz_hmap_next(node->calls, &pos, &key, &val)) {
+    while (mz_hmap_next(node->ex->calls, &pos, &key, &val)) {
         mz_call *c = val;
         if (!c->early_code && c->sent_ms != 0 && c->link_id == link)
             s_call_path_failed(c, now, why);
@@ -469,7 +511,7 @@ static void s_fail_calls(mz_node *node, const char *host, const char *why)
     do {
         n = 0;
         pos = 0;
-        while (n < 64 && mz_hmap_next(node->calls, &pos, &key, &val)) {
+        while (n < 64 && mz_hmap_next(node->ex->calls, &pos, &key, &val)) {
             mz_call *c = val;
             if (c->early_code || c->local_req || c->req_pl == NULL || strcmp(key, c->id) != 0)
                 continue;       /* (an alias: the call is met under its id) */
@@ -492,37 +534,37 @@ typedef struct mz_relayed {
 /* Relays remember at most this many execute requests in flight. */
 #define MZ_RELAY_TRACK_MAX 8192
 
-void mz__exec_relayed(mz_node *node, const json_t *env, uint64_t out_link)
+void mz__exec_relayed(mz_node *node, const mz_msg *msg, uint64_t out_link)
 {
-    const char *type = mz_msg_type(env);
+    const char *type = mz__msg_type(msg);
     json_int_t t;
     mz_relayed *r;
 
     if (strcmp(type, "execute_result") == 0) {
-        const char *ref = json_string_value(json_object_get(mz_msg_payload(env), "ref"));
+        const char *ref = json_string_value(json_object_get(mz__msg_payload(msg), "ref"));
         if (ref)
-            free(mz_hmap_remove(node->relayed, ref));
+            free(mz_hmap_remove(node->ex->relayed, ref));
         return;
     }
     if (strcmp(type, "execute") != 0)
         return;
     /* A sealed request's payload is not ours to read: it logs without names. */
-    mz__obs_relay(node, mz_msg_sender(env), mz_msg_recipient(env), mz_msg_payload(env));
-    if (mz_hmap_count(node->relayed) >= MZ_RELAY_TRACK_MAX)
+    mz__obs_relay(node, mz__msg_sender(msg), mz__msg_recipient(msg), mz__msg_payload(msg));
+    if (mz_hmap_count(node->ex->relayed) >= MZ_RELAY_TRACK_MAX)
         return;
     r = calloc(1, sizeof *r);
     if (r == NULL)
         return;
-    t = json_integer_value(json_object_get(mz_msg_payload(env), "timeout_ms"));
+    t = json_integer_value(json_object_get(mz__msg_payload(msg), "timeout_ms"));
     if (t <= 0 || t > MZ_MAX_EXEC_TIMEOUT_MS)
         t = MZ_DEFAULT_EXEC_TIMEOUT_MS;
-    snprintf(r->origin, sizeof r->origin, "%s", mz_msg_sender(env));
+    snprintf(r->origin, sizeof r->origin, "%s", mz__msg_sender(msg));
     r->out_link = out_link;
     r->expires_ms = mz_now_ms() + t;
     {
         void *old = NULL;
         /* The same call id seen twice (a retry over another path) replaces. */
-        if (mz_hmap_put(node->relayed, mz_msg_id(env), r, &old) != MZ_OK)
+        if (mz_hmap_put(node->ex->relayed, mz__msg_id(msg), r, &old) != MZ_OK)
             free(r);
         free(old);
     }
@@ -543,14 +585,14 @@ void mz__exec_link_down(mz_node *node, uint64_t link, const char *peer_id)
     do {
         n = 0;
         pos = 0;
-        while (n < 64 && mz_hmap_next(node->relayed, &pos, &key, &val))
+        while (n < 64 && mz_hmap_next(node->ex->relayed, &pos, &key, &val))
             if (((mz_relayed *)val)->out_link == link)
                 snprintf(ids[n++], sizeof ids[0], "%s", key);
         for (size_t i = 0; i < n; i++) {
-            mz_relayed *r = mz_hmap_remove(node->relayed, ids[i]);
+            mz_relayed *r = mz_hmap_remove(node->ex->relayed, ids[i]);
             json_t *pl = json_pack("{s:s,s:s,s:s}", "ref", ids[i], "code", "unreachable",
                                    "reason", why);
-            mz__send(node, mz_msg_new("error", mz_identity_id(node->ident), r->origin, pl),
+            mz__send(node, mz__msg_new("error", mz_identity_id(node->ident), r->origin, pl),
                      NULL, NULL);
             free(r);
         }
@@ -583,11 +625,11 @@ struct mz_exec {
     int64_t deadline_ms;
     bool local;                         /* caller is this node: no network reply */
     bool expired;                       /* answered "timeout" already; reply just frees */
-    struct mz_kept *kept;               /* its entry in node->kept, or NULL */
+    struct mz_kept *kept;               /* its entry in node->ex->kept, or NULL */
     mz_trace trace;                     /* the host's span of the call */
     bool echo;                          /* the request carried a trace: echo ours */
     uint64_t t0_ns;                     /* the request arrived (uv_hrtime) */
-    struct mz_exec *prev, *next;        /* node->execs, for cleanup at free */
+    struct mz_exec *prev, *next;        /* node->ex->execs, for cleanup at free */
 };
 
 static void s_host_answer(mz_node *node, const char *req_id, const char *caller, bool local,
@@ -604,7 +646,7 @@ typedef struct mz_kept {
     char *code, *msg;
     size_t bytes;
     int64_t expires_ms;
-    struct mz_kept *older, *newer;      /* answered ones: node->kept_old..kept_new */
+    struct mz_kept *older, *newer;      /* answered ones: node->ex->kept_old..kept_new */
 } mz_kept;
 
 static void s_kept_free(void *p)
@@ -625,13 +667,13 @@ static void s_kept_remove(mz_node *node, mz_kept *k)
 {
     if (k->x == NULL) {
         if (k->older) k->older->newer = k->newer;
-        else node->kept_old = k->newer;
+        else node->ex->kept_old = k->newer;
         if (k->newer) k->newer->older = k->older;
-        else node->kept_new = k->older;
-        node->kept_answered--;
-        node->kept_bytes -= k->bytes;
+        else node->ex->kept_new = k->older;
+        node->ex->kept_answered--;
+        node->ex->kept_bytes -= k->bytes;
     }
-    mz_hmap_remove(node->kept, k->key);
+    mz_hmap_remove(node->ex->kept, k->key);
     s_kept_free(k);
 }
 
@@ -679,7 +721,7 @@ static void s_kept_answer(mz_node *node, mz_exec *x, const json_t *result, const
         k->msg = strdup(msg ? msg : "");
         k->bytes = strlen(code) + strlen(msg ? msg : "");
         if (k->code == NULL || k->msg == NULL) {
-            mz_hmap_remove(node->kept, k->key);
+            mz_hmap_remove(node->ex->kept, k->key);
             s_kept_free(k);
             return;
         }
@@ -689,17 +731,17 @@ static void s_kept_answer(mz_node *node, mz_exec *x, const json_t *result, const
     }
     k->bytes += sizeof *k;
     k->expires_ms = x->deadline_ms + 1000;
-    k->older = node->kept_new;
+    k->older = node->ex->kept_new;
     k->newer = NULL;
-    if (node->kept_new) node->kept_new->newer = k;
-    else node->kept_old = k;
-    node->kept_new = k;
-    node->kept_answered++;
-    node->kept_bytes += k->bytes;
-    while (node->kept_old != NULL && (node->kept_answered > node->o.max_kept_answers ||
-                                      node->kept_bytes > node->o.max_kept_bytes)) {
+    if (node->ex->kept_new) node->ex->kept_new->newer = k;
+    else node->ex->kept_old = k;
+    node->ex->kept_new = k;
+    node->ex->kept_answered++;
+    node->ex->kept_bytes += k->bytes;
+    while (node->ex->kept_old != NULL && (node->ex->kept_answered > node->o.max_kept_answers ||
+                                      node->ex->kept_bytes > node->o.max_kept_bytes)) {
         node->c.kept_evicted++;
-        s_kept_remove(node, node->kept_old);
+        s_kept_remove(node, node->ex->kept_old);
     }
 }
 
@@ -707,7 +749,7 @@ static void s_kept_answer(mz_node *node, mz_exec *x, const json_t *result, const
  * what was kept). */
 static bool s_kept_repeat(mz_node *node, const char *key, const char *req_id, const char *caller)
 {
-    mz_kept *k = node->kept ? mz_hmap_get(node->kept, key) : NULL;
+    mz_kept *k = node->ex->kept ? mz_hmap_get(node->ex->kept, key) : NULL;
 
     if (k == NULL)
         return false;
@@ -769,7 +811,7 @@ mz_status mz_node_set_handler(mz_node *node, const char *resource_id,
             return mz_err_set(err, MZ_ENOMEM, "set handler: allocating");
         }
     }
-    if (mz_hmap_put(node->handlers, resource_id, h, &old) != MZ_OK) {
+    if (mz_hmap_put(node->ex->handlers, resource_id, h, &old) != MZ_OK) {
         s_handler_entry_free(h);
         return mz_err_set(err, MZ_ENOMEM, "set handler: allocating");
     }
@@ -782,26 +824,29 @@ mz_status mz_node_set_handler(mz_node *node, const char *resource_id,
 
 void mz__exec_drop_handler(mz_node *node, const char *resource_id)
 {
-    s_handler_entry_free(mz_hmap_remove(node->handlers, resource_id));
+    s_handler_entry_free(mz_hmap_remove(node->ex->handlers, resource_id));
 }
 
 void mz__exec_free_all(mz_node *node)
 {
+    if (node->ex == NULL)
+        return;
     /* Before the execs: freeing an entry clears its exec's pointer. */
-    mz_hmap_free(node->kept, s_kept_free);
-    node->kept = NULL;
-    node->kept_old = node->kept_new = NULL;
-    while (node->execs) {
-        mz_exec *x = node->execs;
-        node->execs = x->next;
+    mz_hmap_free(node->ex->kept, s_kept_free);
+    node->ex->kept = NULL;
+    node->ex->kept_old = node->ex->kept_new = NULL;
+    while (node->ex->execs) {
+        mz_exec *x = node->ex->execs;
+        node->ex->execs = x->next;
         json_decref(x->params);
         free(x);
     }
-    mz_hmap_free(node->handlers, s_handler_entry_free);
-    mz_hmap_free(node->relayed, free);
-    node->handlers = NULL;
-    node->relayed = NULL;
+    mz_hmap_free(node->ex->handlers, s_handler_entry_free);
+    mz_hmap_free(node->ex->relayed, free);
     /* Pending calls were failed by mz__exec_fail_pending before the loop ended. */
+    mz_hmap_free(node->ex->calls, NULL);
+    free(node->ex);
+    node->ex = NULL;
 }
 
 void mz__exec_fail_pending(mz_node *node)
@@ -811,9 +856,9 @@ void mz__exec_fail_pending(mz_node *node)
     void *val;
     mz_call *c;
 
-    while (mz_hmap_count(node->calls) > 0) {
+    while (mz_hmap_count(node->ex->calls) > 0) {
         pos = 0;
-        if (!mz_hmap_next(node->calls, &pos, &key, &val))
+        if (!mz_hmap_next(node->ex->calls, &pos, &key, &val))
             break;
         c = val;
         if (c->early_code) {
@@ -832,10 +877,10 @@ static void s_exec_unlink(mz_exec *x)
     mz_node *node = x->node;
 
     if (x->prev) x->prev->next = x->next;
-    else node->execs = x->next;
+    else node->ex->execs = x->next;
     if (x->next) x->next->prev = x->prev;
     if (!x->expired)
-        node->running--;
+        node->ex->running--;
 }
 
 /* Delivers the outcome to the caller: the local call, or an execute_result. */
@@ -844,7 +889,7 @@ static void s_host_answer(mz_node *node, const char *req_id, const char *caller,
                           const mz_trace *trace)
 {
     if (local) {
-        mz_call *c = mz_hmap_get(node->calls, req_id);
+        mz_call *c = mz_hmap_get(node->ex->calls, req_id);
         if (c != NULL && c->early_code == NULL)
             s_call_finish(c, result, code, msg);
         json_decref(result);
@@ -856,7 +901,7 @@ static void s_host_answer(mz_node *node, const char *req_id, const char *caller,
                                   result ? result : json_null());
     if (pl != NULL && trace != NULL)
         mz__trace_to_json(trace, pl);   /* echoed: the host's span of the call */
-    mz__send(node, mz_msg_new("execute_result", mz_identity_id(node->ident), caller, pl), NULL,
+    mz__send(node, mz__msg_new("execute_result", mz_identity_id(node->ident), caller, pl), NULL,
              NULL);
 }
 
@@ -903,7 +948,7 @@ static const char *s_host_refusal(mz_node *node, const mz_record *rec,
             return MZ_EXEC_BAD_REQUEST;
         }
     }
-    for (mz_exec *y = node->execs; y; y = y->next)
+    for (mz_exec *y = node->ex->execs; y; y = y->next)
         if (!y->expired && strcmp(y->caller, caller) == 0)
             mine++;
     if (mine >= node->o.max_running_per_caller) {
@@ -911,10 +956,10 @@ static const char *s_host_refusal(mz_node *node, const mz_record *rec,
         snprintf(why, 256, "caller %.12s already runs %zu calls here (its limit)", caller, mine);
         return MZ_EXEC_BUSY;
     }
-    if (node->running >= node->o.max_running) {
+    if (node->ex->running >= node->o.max_running) {
         node->c.exec_busy++;
         snprintf(why, 256, "host %.12s is running %zu calls (its limit)",
-                 mz_identity_id(node->ident), node->running);
+                 mz_identity_id(node->ident), node->ex->running);
         return MZ_EXEC_BUSY;
     }
     /* After the busy check: a call refused as busy must not use up the agreement. */
@@ -941,13 +986,13 @@ static void s_host_keep(mz_node *node, mz_exec *x, const char *call_key)
 {
     mz_kept *k;
 
-    if (call_key == NULL || (node->kept == NULL && (node->kept = mz_hmap_new()) == NULL))
+    if (call_key == NULL || (node->ex->kept == NULL && (node->ex->kept = mz_hmap_new()) == NULL))
         return;
     if ((k = calloc(1, sizeof *k)) == NULL)
         return;
     snprintf(k->key, sizeof k->key, "%s", call_key);
     k->x = x;
-    if (mz_hmap_put(node->kept, k->key, k, NULL) == MZ_OK)
+    if (mz_hmap_put(node->ex->kept, k->key, k, NULL) == MZ_OK)
         x->kept = k;
     else
         free(k);
@@ -959,7 +1004,7 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
                        const char *call_key, const mz_trace *trace)
 {
     const mz_record *rec = mz_directory_get(node->dir, resource_id);
-    mz_handler_entry *h = mz_hmap_get(node->handlers, resource_id);
+    mz_handler_entry *h = mz_hmap_get(node->ex->handlers, resource_id);
     uint64_t t0 = uv_hrtime();
     const char *code;
     mz_trace span;
@@ -994,18 +1039,18 @@ static void s_host_run(mz_node *node, const char *req_id, const char *caller,
     x->trace = span;
     x->echo = trace->traceparent[0] != '\0';
     x->t0_ns = t0;
-    x->next = node->execs;
-    if (node->execs)
-        node->execs->prev = x;
-    node->execs = x;
-    node->running++;
+    x->next = node->ex->execs;
+    if (node->ex->execs)
+        node->ex->execs->prev = x;
+    node->ex->execs = x;
+    node->ex->running++;
     s_host_keep(node, x, call_key);
     h->fn(node, x, h->ctx);
 }
 
-void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
+void mz__exec_on_request(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     const char *rid = json_string_value(json_object_get(pl, "resource_id"));
     const char *method = json_string_value(json_object_get(pl, "method"));
     const json_t *params = json_object_get(pl, "params");
@@ -1017,13 +1062,13 @@ void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
     (void)mz__trace_from_json(&trace, pl);
     if (rid == NULL || method == NULL || method[0] == '\0' || strlen(method) > 128 ||
         strlen(rid) > MZ_RESOURCE_ID_MAX) {
-        s_host_answer(node, mz_msg_id(env), mz_msg_sender(env), false, NULL,
+        s_host_answer(node, mz__msg_id(msg), mz__msg_sender(msg), false, NULL,
                       MZ_EXEC_BAD_REQUEST, "execute needs resource_id and method (1-128 bytes)",
                       NULL);
         return;
     }
     if (params != NULL && !json_is_object(params)) {
-        s_host_answer(node, mz_msg_id(env), mz_msg_sender(env), false, NULL,
+        s_host_answer(node, mz__msg_id(msg), mz__msg_sender(msg), false, NULL,
                       MZ_EXEC_BAD_REQUEST, "params must be a JSON object", NULL);
         return;
     }
@@ -1037,13 +1082,13 @@ void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env)
         if (call != NULL && (call[0] == '\0' || strlen(call) > MZ_MSG_ID_MAX))
             call = NULL;      /* not a usable call id: run it, keep nothing */
         if (call != NULL) {
-            snprintf(key, sizeof key, "%s/%s", mz_msg_sender(env), call);
-            if (s_kept_repeat(node, key, mz_msg_id(env), mz_msg_sender(env))) {
+            snprintf(key, sizeof key, "%s/%s", mz__msg_sender(msg), call);
+            if (s_kept_repeat(node, key, mz__msg_id(msg), mz__msg_sender(msg))) {
                 json_decref(empty);
                 return;
             }
         }
-        s_host_run(node, mz_msg_id(env), mz_msg_sender(env), rid, method,
+        s_host_run(node, mz__msg_id(msg), mz__msg_sender(msg), rid, method,
                    params ? params : empty, json_object_get(pl, "agreement"), t, false,
                    call ? key : NULL, &trace);
         json_decref(empty);
@@ -1113,19 +1158,19 @@ void mz__exec_sweep(mz_node *node, int64_t now)
     void *val;
     char ids[64][MZ_MSG_ID_MAX + 1];
 
-    while (n < 64 && mz_hmap_next(node->relayed, &pos, &key, &val))
+    while (n < 64 && mz_hmap_next(node->ex->relayed, &pos, &key, &val))
         if (((mz_relayed *)val)->expires_ms < now)
             snprintf(ids[n++], sizeof ids[0], "%s", key);
     for (size_t i = 0; i < n; i++)
-        free(mz_hmap_remove(node->relayed, ids[i]));
+        free(mz_hmap_remove(node->ex->relayed, ids[i]));
     /* Kept answers in answer order; their timeouts mostly follow it. */
-    while (node->kept_old != NULL && node->kept_old->expires_ms < now)
-        s_kept_remove(node, node->kept_old);
+    while (node->ex->kept_old != NULL && node->ex->kept_old->expires_ms < now)
+        s_kept_remove(node, node->ex->kept_old);
     /* A handler that never answers must not hold a running slot forever. */
-    for (mz_exec *x = node->execs; x; x = x->next)
+    for (mz_exec *x = node->ex->execs; x; x = x->next)
         if (!x->expired && x->deadline_ms + 1000 < now) {
             x->expired = true;
-            node->running--;
+            node->ex->running--;
             node->c.exec_timeouts++;
             s_kept_answer(node, x, NULL, MZ_EXEC_TIMEOUT,
                           "the handler did not answer within the timeout");
@@ -1137,17 +1182,17 @@ void mz__exec_sweep(mz_node *node, int64_t now)
 }
 
 /* The "error" message type: an answer to one of our calls, or logged. */
-void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const json_t *env)
+void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     const char *ref = json_string_value(json_object_get(pl, "ref"));
     const char *code = json_string_value(json_object_get(pl, "code"));
     const char *reason = json_string_value(json_object_get(pl, "reason"));
 
     (void)p;
     node->c.errors_received++;
-    if (mz__exec_on_error(node, mz_msg_sender(env), ref, code, reason))
+    if (mz__exec_on_error(node, mz__msg_sender(msg), ref, code, reason))
         return;
-    mz_log(MZ_LOG_INFO, "handler", "error from %.12s about %s: %s: %s", mz_msg_sender(env),
+    mz_log(MZ_LOG_INFO, "handler", "error from %.12s about %s: %s: %s", mz__msg_sender(msg),
            ref ? ref : "?", code ? code : "?", reason ? reason : "?");
 }

@@ -26,15 +26,15 @@ static const char *s_me(mz_node *node) { return mz_identity_id(node->ident); }
 /* The checks every message passes before its recipient is looked at: a
  * known type, allowed before the hello if it came before it, a fresh
  * timestamp, sealed only if a unicast. NULL: refused (answered, counted). */
-static const mz__type *s_admit(mz_node *node, mz_peer *p, const json_t *env, const char *id)
+static const mz__type *s_admit(mz_node *node, mz_peer *p, const mz_msg *msg, const char *id)
 {
-    const mz__type *t = s_find_type(node, mz_msg_type(env));
+    const mz__type *t = s_find_type(node, mz__msg_type(msg));
     char why[160];
     int64_t ts = 0, now = mz_now_ms();
 
     if (t == NULL) {
         node->c.unknown_type++;
-        snprintf(why, 128, "message %s: unknown type '%s'", id, mz_msg_type(env));
+        snprintf(why, 128, "message %s: unknown type '%s'", id, mz__msg_type(msg));
         mz__reject(node, p, id, "unknown_type", why, !p->up);
         return NULL;
     }
@@ -45,7 +45,7 @@ static const mz__type *s_admit(mz_node *node, mz_peer *p, const json_t *env, con
         mz__reject(node, p, id, "not_authenticated", why, true);
         return NULL;
     }
-    mz_time_parse(mz_msg_timestamp(env), &ts);
+    mz_time_parse(mz__msg_timestamp(msg), &ts);
     if (ts < now - node->o.replay_window_ms || ts > now + node->o.replay_window_ms) {
         node->c.stale++;
         snprintf(why, sizeof why, "message %s: timestamp outside the accepted window of "
@@ -53,7 +53,7 @@ static const mz__type *s_admit(mz_node *node, mz_peer *p, const json_t *env, con
         mz__reject(node, p, id, "stale", why, !p->up);
         return NULL;
     }
-    if (mz_msg_is_sealed(env) && !(t->flags & MZ_T_UNICAST)) {
+    if (mz__msg_is_sealed(msg) && !(t->flags & MZ_T_UNICAST)) {
         node->c.malformed++;
         snprintf(why, sizeof why, "message %s: '%s' cannot be sealed", id, t->name);
         mz__reject(node, p, id, "bad_message", why, !p->up);
@@ -63,20 +63,20 @@ static const mz__type *s_admit(mz_node *node, mz_peer *p, const json_t *env, con
 }
 
 /* A broadcast: once per id, verified, handled, then passed on. */
-static void s_on_broadcast(mz_node *node, mz_peer *p, const mz__type *t, json_t *env,
+static void s_on_broadcast(mz_node *node, mz_peer *p, const mz__type *t, mz_msg *msg,
                            const char *id)
 {
-    const char *from = mz_msg_sender(env);
+    const char *from = mz__msg_sender(msg);
     mz_err e;
 
     if (mz_seen_contains(node->seen, id)) {
         node->c.duplicates++;
-        mz__evidence_duplicate(node, p, env);
+        mz__evidence_duplicate(node, p, msg);
         return;
     }
     /* Remember the id only once it verified: a forged copy arriving first
      * must not suppress the genuine message. */
-    if (mz_msg_verify(env, &e) != MZ_OK) {
+    if (mz__msg_verify(msg, &e) != MZ_OK) {
         node->c.forged++;
         mz__reject(node, p, id, "bad_signature", e.msg, false);
         return;
@@ -87,35 +87,35 @@ static void s_on_broadcast(mz_node *node, mz_peer *p, const mz__type *t, json_t 
     }
     if (strcmp(from, s_me(node)) == 0)
         return;
-    mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
+    mz_routes_offer(node->routes, from, mz_link_id(p->link), mz__msg_hops(msg) + 1,
                     mz_now_ms() + node->o.lease_ms, mz_now_ms());
     node->c.msgs_handled++;
-    mz__obs_msg_in(node, t->name, mz_msg_hops(env));
+    mz__obs_msg_in(node, t->name, mz__msg_hops(msg));
     node->refuse_forward = false;
-    t->fn(node, p, env);
+    t->fn(node, p, msg);
     /* Content a handler refused (a forged record, say) is not passed on. */
     if (!node->refuse_forward)
-        mz__forward(node, p, env, NULL);
+        mz__forward(node, p, msg, NULL);
 }
 
 /* For us (or for the neighbour): opened or verified, not a replay, then
  * handled. */
-static void s_on_local(mz_node *node, mz_peer *p, const mz__type *t, json_t *env,
+static void s_on_local(mz_node *node, mz_peer *p, const mz__type *t, mz_msg *msg,
                        const char *id)
 {
-    const char *from = mz_msg_sender(env);
+    const char *from = mz__msg_sender(msg);
     mz_err e;
 
-    if (mz_msg_is_sealed(env)) {
+    if (mz__msg_is_sealed(msg)) {
         const unsigned char *k = mz__shared_key(node, from);
-        if (k == NULL || mz_msg_open(env, k, 0, &e) != MZ_OK) {
+        if (k == NULL || mz__msg_open(msg, k, &e) != MZ_OK) {
             node->c.bad_seals++;
             if (k == NULL)
                 snprintf(e.msg, sizeof e.msg, "message %s: sender is not a usable key", id);
             mz__reject(node, p, id, "bad_seal", e.msg, !p->up);
             return;
         }
-    } else if (mz_msg_verify(env, &e) != MZ_OK) {
+    } else if (mz__msg_verify(msg, &e) != MZ_OK) {
         node->c.forged++;
         mz__reject(node, p, id, "bad_signature", e.msg, !p->up);
         return;
@@ -138,25 +138,25 @@ static void s_on_local(mz_node *node, mz_peer *p, const mz__type *t, json_t *env
     /* A verified unicast teaches the way back to its origin, so the
      * answer is routable even before the origin's next broadcast. */
     if ((t->flags & MZ_T_UNICAST) && p->up && strcmp(from, s_me(node)) != 0)
-        mz_routes_offer(node->routes, from, mz_link_id(p->link), mz_msg_hops(env) + 1,
+        mz_routes_offer(node->routes, from, mz_link_id(p->link), mz__msg_hops(msg) + 1,
                         mz_now_ms() + node->o.lease_ms, mz_now_ms());
     node->c.msgs_handled++;
-    mz__obs_msg_in(node, t->name, mz_msg_hops(env));
-    t->fn(node, p, env);
+    mz__obs_msg_in(node, t->name, mz__msg_hops(msg));
+    t->fn(node, p, msg);
 }
 
 /* A unicast for another node: relayed to the next hop, or the origin told. */
-static void s_on_relay(mz_node *node, mz_peer *p, const mz__type *t, json_t *env,
+static void s_on_relay(mz_node *node, mz_peer *p, const mz__type *t, mz_msg *msg,
                        const char *id)
 {
-    const char *to = mz_msg_recipient(env);
+    const char *to = mz__msg_recipient(msg);
     mz_peer *hop;
 
-    if (strcmp(mz_msg_sender(env), mz_identity_id(node->ident)) == 0) {
+    if (strcmp(mz__msg_sender(msg), mz_identity_id(node->ident)) == 0) {
         /* Our own message came back: a loop while routes settle. No route
          * leads to ourselves, so fail the attempt here. */
         node->c.unroutable++;
-        (void)mz__exec_on_error(node, mz_msg_sender(env), id, "unreachable",
+        (void)mz__exec_on_error(node, mz__msg_sender(msg), id, "unreachable",
                                 "the message came back to its sender (a routing loop)");
         return;
     }
@@ -166,10 +166,10 @@ static void s_on_relay(mz_node *node, mz_peer *p, const mz__type *t, json_t *env
         node->c.unroutable++;
         snprintf(why, sizeof why, "message %s: no route to node %.12s", id, to);
         if (strcmp(t->name, "error") != 0)
-            mz__send_error_to(node, mz_msg_sender(env), id, "unreachable", why);
+            mz__send_error_to(node, mz__msg_sender(msg), id, "unreachable", why);
     } else {
-        mz__exec_relayed(node, env, mz_link_id(hop->link));
-        mz__forward(node, p, env, hop);
+        mz__exec_relayed(node, msg, mz_link_id(hop->link));
+        mz__forward(node, p, msg, hop);
     }
 }
 
@@ -177,25 +177,25 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
 {
     mz_msg_limits lim = { node->o.max_message, 0, 0 };
     char id[MZ_MSG_ID_MAX + 1] = "";
-    json_t *env = NULL;
+    mz_msg *msg = NULL;
     const mz__type *t;
     const char *to;
     mz_err e;
 
-    if (mz_msg_parse(buf, len, &lim, &env, id, &e) != MZ_OK) {
+    if (mz__msg_parse(buf, len, &lim, &msg, id, &e) != MZ_OK) {
         node->c.malformed++;
         mz__reject(node, p, id, "bad_message", e.msg, !p->up);
         return;
     }
-    if ((t = s_admit(node, p, env, id)) == NULL)
+    if ((t = s_admit(node, p, msg, id)) == NULL)
         goto done;
-    to = mz_msg_recipient(env);
+    to = mz__msg_recipient(msg);
     if (strcmp(to, "*") == 0 && (t->flags & MZ_T_BROADCAST)) {
-        s_on_broadcast(node, p, t, env, id);
+        s_on_broadcast(node, p, t, msg, id);
     } else if (strcmp(to, s_me(node)) == 0 || (strcmp(to, "*") == 0 && (t->flags & MZ_T_LINK))) {
-        s_on_local(node, p, t, env, id);
+        s_on_local(node, p, t, msg, id);
     } else if (t->flags & MZ_T_UNICAST) {
-        s_on_relay(node, p, t, env, id);
+        s_on_relay(node, p, t, msg, id);
     } else {
         char why[160];
         node->c.malformed++;
@@ -204,6 +204,6 @@ void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len)
         mz__reject(node, p, id, "bad_recipient", why, !p->up);
     }
 done:
-    json_decref(env);
+    mz__msg_free(msg);
 }
 

@@ -137,7 +137,7 @@ static void s_send_hello(mz_node *node, mz_peer *p)
     mz_random_hex(p->challenge, 32);
     payload = json_pack("{s:s,s:s,s:s}", "protocol", "meshzero/1", "listen",
                         mz_connmgr_listen_url(node->cm), "challenge", p->challenge);
-    mz__send_link(node, p, mz_msg_new("hello", mz_identity_id(node->ident), "*", payload));
+    mz__send_link(node, p, mz__msg_new("hello", mz_identity_id(node->ident), "*", payload));
 }
 
 /* ---- the hello exchange ---------------------------------------------- */
@@ -188,25 +188,25 @@ static void s_check_up(mz_node *node, mz_peer *p)
         mz__peer_up(node, p);
 }
 
-static void s_on_hello(mz_node *node, mz_peer *p, const json_t *env)
+static void s_on_hello(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     const char *proto = s_str(pl, "protocol"), *listen = s_str(pl, "listen");
-    const char *chal = s_str(pl, "challenge"), *from = mz_msg_sender(env);
+    const char *chal = s_str(pl, "challenge"), *from = mz__msg_sender(msg);
 
     if (p->got_hello) {
-        mz__reject(node, p, mz_msg_id(env), "bad_hello", "second hello on one link", true);
+        mz__reject(node, p, mz__msg_id(msg), "bad_hello", "second hello on one link", true);
         return;
     }
     if (proto == NULL || strcmp(proto, "meshzero/1") != 0) {
         node->c.hello_failures++;
-        mz__reject(node, p, mz_msg_id(env), "bad_hello", "unsupported protocol (want meshzero/1)",
+        mz__reject(node, p, mz__msg_id(msg), "bad_hello", "unsupported protocol (want meshzero/1)",
                  true);
         return;
     }
     if (chal == NULL || strlen(chal) != 64 || listen == NULL || strlen(listen) > 255) {
         node->c.hello_failures++;
-        mz__reject(node, p, mz_msg_id(env), "bad_hello",
+        mz__reject(node, p, mz__msg_id(msg), "bad_hello",
                  "hello payload needs challenge (64 hex) and listen (string)", true);
         return;
     }
@@ -241,30 +241,30 @@ static void s_on_hello(mz_node *node, mz_peer *p, const json_t *env)
             s_net_proof(node, chal, s_me(node), proof);
             json_object_set_new(wpl, "network", json_string(proof));
         }
-        mz__send_link(node, p, mz_msg_new("welcome", s_me(node), p->peer_id, wpl));
+        mz__send_link(node, p, mz__msg_new("welcome", s_me(node), p->peer_id, wpl));
     }
     p->sent_welcome = true;
     s_check_up(node, p);
 }
 
-static void s_on_welcome(mz_node *node, mz_peer *p, const json_t *env)
+static void s_on_welcome(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const char *chal = s_str(mz_msg_payload(env), "challenge");
+    const char *chal = s_str(mz__msg_payload(msg), "challenge");
 
     if (!p->got_hello || p->up) {
         node->c.hello_failures++;
-        mz__reject(node, p, mz_msg_id(env), "bad_hello", "welcome out of order", true);
+        mz__reject(node, p, mz__msg_id(msg), "bad_hello", "welcome out of order", true);
         return;
     }
     /* The signed envelope carries our fresh challenge: proof of the key. */
     if (chal == NULL || strlen(chal) != 64 || p->challenge[0] == '\0' ||
         sodium_memcmp(chal, p->challenge, 64) != 0) {
         node->c.hello_failures++;
-        mz__reject(node, p, mz_msg_id(env), "bad_hello", "welcome does not answer our challenge",
+        mz__reject(node, p, mz__msg_id(msg), "bad_hello", "welcome does not answer our challenge",
                  true);
         return;
     }
-    if (!node->has_netkey && s_str(mz_msg_payload(env), "network") != NULL) {
+    if (!node->has_netkey && s_str(mz__msg_payload(msg), "network") != NULL) {
         /* The peer proves a network key: it will refuse us, who have none.
          * Saying so here is what lets the dialer's user learn why. */
         s_refuse(node, p, &node->c.refused_network, "the peer requires a network key "
@@ -272,7 +272,7 @@ static void s_on_welcome(mz_node *node, mz_peer *p, const json_t *env)
         return;
     }
     if (node->has_netkey) {
-        const char *got = s_str(mz_msg_payload(env), "network");
+        const char *got = s_str(mz__msg_payload(msg), "network");
         char want[65];
         s_net_proof(node, p->challenge, p->peer_id, want);
         if (got == NULL || strlen(got) != 64 || sodium_memcmp(got, want, 64) != 0) {
@@ -515,7 +515,7 @@ static void s_send_alive(mz_node *node)
 
     /* Our direct links, so every node can draw the mesh (PROTOCOL.md "alive"). */
     json_object_set_new(payload, "links", mz__members_links(node));
-    mz__send(node, mz_msg_new("alive", mz_identity_id(node->ident), "*", payload), NULL, NULL);
+    mz__send(node, mz__msg_new("alive", mz_identity_id(node->ident), "*", payload), NULL, NULL);
 }
 
 static void s_finish_stop(mz_node *node);
@@ -1058,18 +1058,16 @@ static mz_status s_connmgr_opts(mz_node *node, const mz_node_opts *opts, mz_conn
 
 static mz_status s_new_maps(mz_node *node, mz_err *err)
 {
+    mz_status rc;
+
     node->nodes = mz_hmap_new();
-    node->calls = mz_hmap_new();
-    node->relayed = mz_hmap_new();
-    node->handlers = mz_hmap_new();
     node->tombs = mz_hmap_new();
     node->keys = mz_hmap_new();
-    node->completing = mz_hmap_new();
-    if (node->completing == NULL || node->keys == NULL || node->tombs == NULL || node->nodes == NULL || node->calls == NULL || node->relayed == NULL ||
-        node->handlers == NULL) {
+    if (node->keys == NULL || node->tombs == NULL || node->nodes == NULL)
         return mz_err_set(err, MZ_ENOMEM, "node: allocating");
-    }
-    return MZ_OK;
+    if ((rc = mz__exec_init(node, err)) != MZ_OK)
+        return rc;
+    return mz__sync_init(node, err);
 }
 
 mz_status mz__node_create(const mz_node_opts *opts, mz_node **out, mz_err *err)
@@ -1190,7 +1188,7 @@ void mz_node_stop(mz_node *node)
     node->stopping = true;
     node->next_alive_ms = mz_now_ms();   /* start of the drain window */
     mz__exec_fail_pending(node);
-    mz__send(node, mz_msg_new("bye", mz_identity_id(node->ident), "*", json_object()), NULL,
+    mz__send(node, mz__msg_new("bye", mz_identity_id(node->ident), "*", json_object()), NULL,
              NULL);
     for (mz_peer *p = node->peers; p; p = p->next)
         if (p->link)
@@ -1216,7 +1214,6 @@ void mz_node_free(mz_node *node)
     node->api_svc = NULL;
     mz__persist_close(node);
     mz__exec_free_all(node);
-    mz_hmap_free(node->calls, NULL);
     mz__events_free(node);
     while (node->peers)
         s_peer_free(node, node->peers);

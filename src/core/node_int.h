@@ -11,6 +11,7 @@
 #include "meshzero/directory.h"
 #include "meshzero/msg.h"
 #include "meshzero/node.h"
+#include "wire/message.h"
 #include "core/counters.h"
 #include "core/obs.h"
 #include "util/hmap.h"
@@ -63,6 +64,9 @@ typedef struct mz_nodeinfo {
     int64_t last_heard_ms;      /* its last alive (or link up) */
 } mz_nodeinfo;
 
+typedef struct mz_exec_state mz_exec_state; /* exec.c's, opaque elsewhere */
+typedef struct mz_sync_state mz_sync_state; /* sync.c's, opaque elsewhere */
+
 /* Generated from the list in counters.h. */
 typedef struct mz_counters {
 #define MZ_X(field, name, family, help) uint64_t field;
@@ -100,21 +104,13 @@ struct mz_node {
     const struct mz__link_service *api_svc; /* serves the API listener's links, or NULL */
     void *api_ctx;
     struct mz_bridge *bridge;   /* registered by the MCP bridge (mz_bridge_of_node) */
-    mz_hmap *calls;             /* request id -> mz_call* we wait on (exec.c) */
-    mz_hmap *relayed;           /* request id -> execute we relayed (exec.c) */
-    mz_hmap *handlers;          /* resource id -> handler entry (exec.c) */
+    mz_exec_state *ex;   /* exec.c: calls, handlers, kept answers */
     mz_hmap *tombs;             /* resource id -> remembered removal (node.c) */
-    struct mz_exec *execs;      /* calls our handlers are running */
-    size_t running;             /* length of execs */
-    mz_hmap *kept;              /* "caller/call" -> struct mz_kept*: calls run here (exec.c) */
-    struct mz_kept *kept_old, *kept_new; /* answered ones, oldest first */
-    size_t kept_answered, kept_bytes;
     mz_events_state ev;         /* events.c */
     mz_http_fn http_fn;         /* HTTP requests on the API listener, or NULL */
     mz_seen *replay;            /* ids of messages handled for us, within the window */
     struct mz_agreements *agreements; /* usage counters of agreements (SQLite) */
-    mz_hmap *completing;        /* node id -> set of its record ids seen in a complete sync */
-    struct mz_syncjob *syncjobs;/* sync replies being paced out (sync.c) */
+    mz_sync_state *sy;   /* sync.c: complete syncs in progress, paced replies */
     mz_persist_state ps;        /* persist.c */
     char fatal[300];            /* why the node stopped itself, or "" */
     void (*stop)(mz_node *node); /* mz_node_stop, for the modules below node.c */
@@ -149,7 +145,7 @@ enum {
     MZ_T_BROADCAST = 4, /* recipient "*": flooded to every node once */
     MZ_T_UNICAST = 8,   /* recipient a node id: routed hop by hop */
 };
-typedef void (*mz__type_fn)(mz_node *node, mz_peer *p, const json_t *env);
+typedef void (*mz__type_fn)(mz_node *node, mz_peer *p, const mz_msg *msg);
 typedef struct mz__type {
     const char *name;
     mz__type_fn fn;
@@ -157,11 +153,11 @@ typedef struct mz__type {
 } mz__type;
 void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len);
 
-/* send.c: outbound. Signs env (takes it) and sends it to one link. */
-mz_status mz__send_link(mz_node *node, mz_peer *p, json_t *env);
-/* Signs env (takes it) and routes it: broadcast to all up peers except
+/* send.c: outbound. Signs msg (takes it) and sends it to one link. */
+mz_status mz__send_link(mz_node *node, mz_peer *p, mz_msg *msg);
+/* Signs msg (takes it) and routes it: broadcast to all up peers except
  * `except` when recipient is "*", else to the next hop. */
-mz_status mz__send(mz_node *node, json_t *env, mz_peer *except, mz_err *err);
+mz_status mz__send(mz_node *node, mz_msg *msg, mz_peer *except, mz_err *err);
 /* Sends an error message naming ref (may be "") to the link's peer. */
 void mz__send_error_link(mz_node *node, mz_peer *p, const char *ref, const char *code,
                          const char *reason);
@@ -171,8 +167,8 @@ void mz__send_error_to(mz_node *node, const char *to, const char *ref, const cha
 /* Logs a refused message, answers it with an error, closes the link if close. */
 void mz__reject(mz_node *node, mz_peer *p, const char *id, const char *code,
                 const char *reason, bool close);
-/* Relays env (hops + 1, not re-signed) to to_one, or floods it but to from. */
-void mz__forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one);
+/* Relays msg (hops + 1, not re-signed) to to_one, or floods it but to from. */
+void mz__forward(mz_node *node, mz_peer *from, mz_msg *msg, mz_peer *to_one);
 /* The up peer that is the next hop towards dest, or NULL. */
 mz_peer *mz__next_hop(mz_node *node, const char *dest);
 mz_peer *mz__peer_by_id(mz_node *node, const char *id);
@@ -199,10 +195,10 @@ void mz__expire_leases(mz_node *node, int64_t now);
 mz_status mz__restore_local_record(mz_node *node, const json_t *rec, mz_err *err);
 void mz__tomb_restore(mz_node *node, const char *rid, const char *owner_key, int64_t version,
                       int64_t until_ms);
-void mz__records_on_announce(mz_node *node, mz_peer *p, const json_t *env);
-void mz__records_on_bye(mz_node *node, mz_peer *p, const json_t *env);
-void mz__records_on_query(mz_node *node, mz_peer *p, const json_t *env);
-void mz__records_on_query_result(mz_node *node, mz_peer *p, const json_t *env);
+void mz__records_on_announce(mz_node *node, mz_peer *p, const mz_msg *msg);
+void mz__records_on_bye(mz_node *node, mz_peer *p, const mz_msg *msg);
+void mz__records_on_query(mz_node *node, mz_peer *p, const mz_msg *msg);
+void mz__records_on_query_result(mz_node *node, mz_peer *p, const mz_msg *msg);
 /* Record signatures: domain and unsigned keys. */
 #define MZ_RECORD_SIG_DOMAIN "meshzero/1 record"
 extern const char *const mz__record_unsigned_keys[];
@@ -216,12 +212,20 @@ void mz__tombs_expire(mz_node *node, int64_t now);
 mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err);
 
 /* exec.c */
-void mz__exec_on_request(mz_node *node, mz_peer *p, const json_t *env);
-void mz__exec_on_result(mz_node *node, mz_peer *p, const json_t *env);
-void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const json_t *env);
+/* Makes exec.c's state (node->ex); MZ_ENOMEM. Freed by mz__exec_free_all. */
+mz_status mz__exec_init(mz_node *node, mz_err *err);
+/* Calls our handlers are running now. */
+size_t mz__exec_running(const mz_node *node);
+/* Answers of finished calls kept for retries. */
+size_t mz__exec_kept(const mz_node *node);
+/* Calls of ours waiting for their answer. */
+size_t mz__exec_pending(const mz_node *node);
+void mz__exec_on_request(mz_node *node, mz_peer *p, const mz_msg *msg);
+void mz__exec_on_result(mz_node *node, mz_peer *p, const mz_msg *msg);
+void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const mz_msg *msg);
 bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const char *code,
                        const char *reason);
-void mz__exec_relayed(mz_node *node, const json_t *env, uint64_t out_link);
+void mz__exec_relayed(mz_node *node, const mz_msg *msg, uint64_t out_link);
 void mz__exec_link_down(mz_node *node, uint64_t link, const char *peer_id);
 void mz__exec_node_gone(mz_node *node, const char *host);
 void mz__exec_sweep(mz_node *node, int64_t now);
@@ -236,7 +240,7 @@ bool mz_topic_reserved(const char *topic);
 bool mz_topic_match(const char *pattern, const char *topic);
 void mz__emit(mz_node *node, const char *topic, const json_t *data, const char *source);
 void mz__emit_record(mz_node *node, const char *topic, const mz_record *rec);
-void mz__events_on_message(mz_node *node, mz_peer *p, const json_t *env);
+void mz__events_on_message(mz_node *node, mz_peer *p, const mz_msg *msg);
 void mz__events_free(mz_node *node);
 
 /* persist.c */
@@ -258,11 +262,13 @@ void mz__persist_tombstone(mz_node *node, const char *rid, const char *owner_key
 void mz__persist_peer(mz_node *node, const char *url, const char *id, bool is_static);
 
 /* sync.c */
+/* Makes sync.c's state (node->sy); MZ_ENOMEM. Freed by mz__sync_free. */
+mz_status mz__sync_init(mz_node *node, mz_err *err);
 void mz__sync_link_up(mz_node *node, mz_peer *p);
-void mz__sync_on_digest(mz_node *node, mz_peer *p, const json_t *env);
-void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env);
-void mz__sync_on_sync(mz_node *node, mz_peer *p, const json_t *env);
-void mz__sync_on_alive(mz_node *node, mz_peer *p, const json_t *env);
+void mz__sync_on_digest(mz_node *node, mz_peer *p, const mz_msg *msg);
+void mz__sync_on_fetch(mz_node *node, mz_peer *p, const mz_msg *msg);
+void mz__sync_on_sync(mz_node *node, mz_peer *p, const mz_msg *msg);
+void mz__sync_on_alive(mz_node *node, mz_peer *p, const mz_msg *msg);
 void mz__sync_on_alive_digest(mz_node *node, const char *from, const json_t *digest);
 json_t *mz__sync_own_digest(mz_node *node);
 void mz__sync_free(mz_node *node);
@@ -279,7 +285,7 @@ void mz__guard_free(mz_node *node);
  * budget; false: refused, res freed and the asker told `busy`. */
 bool mz__guard_query(mz_node *node, const char *asker, const char *ref, json_t *res);
 /* A duplicate broadcast that arrived on p: a possible second path. */
-void mz__evidence_duplicate(mz_node *node, mz_peer *p, const json_t *env);
+void mz__evidence_duplicate(mz_node *node, mz_peer *p, const mz_msg *msg);
 /* The next hop towards dest for a message that came from `from`: never
  * back on from's link (split horizon). NULL: no such route. */
 mz_peer *mz__next_hop_except(mz_node *node, const char *dest, const mz_peer *from);

@@ -368,7 +368,7 @@ nomem:
 
 static void s_announce(mz_node *node, json_t *payload)
 {
-    mz__send(node, mz_msg_new("announce", mz_identity_id(node->ident), "*", payload), NULL,
+    mz__send(node, mz__msg_new("announce", mz_identity_id(node->ident), "*", payload), NULL,
              NULL);
 }
 
@@ -556,10 +556,10 @@ static const char *s_str(const json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
-void mz__records_on_announce(mz_node *node, mz_peer *p, const json_t *env)
+void mz__records_on_announce(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
-    const char *op = s_str(pl, "op"), *from = mz_msg_sender(env);
+    const json_t *pl = mz__msg_payload(msg);
+    const char *op = s_str(pl, "op"), *from = mz__msg_sender(msg);
     mz_err e;
 
     (void)p;
@@ -571,7 +571,7 @@ void mz__records_on_announce(mz_node *node, mz_peer *p, const json_t *env)
             node->c.bad_records++;
             node->refuse_forward = true;
             mz_log(MZ_LOG_WARN, "handler", "announce %s: record not hosted by its sender",
-                   mz_msg_id(env));
+                   mz__msg_id(msg));
             return;
         }
         if (mz__accept_remote_record(node, rec, &e) != MZ_OK) {
@@ -579,32 +579,32 @@ void mz__records_on_announce(mz_node *node, mz_peer *p, const json_t *env)
              * and takeovers stop here. */
             if (e.code != MZ_ESTATE)
                 node->refuse_forward = true;
-            mz_log(MZ_LOG_WARN, "handler", "announce %s from %.12s: %s", mz_msg_id(env), from,
+            mz_log(MZ_LOG_WARN, "handler", "announce %s from %.12s: %s", mz__msg_id(msg), from,
                    e.msg);
         }
     } else if (op && strcmp(op, "remove") == 0) {
         if (mz__apply_tombstone(node, json_object_get(pl, "tombstone"), from, &e) != MZ_OK) {
             if (e.code != MZ_ESTATE)
                 node->refuse_forward = true;
-            mz_log(MZ_LOG_WARN, "handler", "announce %s from %.12s: %s", mz_msg_id(env), from,
+            mz_log(MZ_LOG_WARN, "handler", "announce %s from %.12s: %s", mz__msg_id(msg), from,
                    e.msg);
         }
     } else {
         node->c.malformed++;
         mz_log(MZ_LOG_WARN, "handler", "announce %s: op must be upsert or remove",
-               mz_msg_id(env));
+               mz__msg_id(msg));
     }
 }
 
-void mz__records_on_bye(mz_node *node, mz_peer *p, const json_t *env)
+void mz__records_on_bye(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
     (void)p;
-    mz__forget_node(node, mz_msg_sender(env), "said goodbye");
+    mz__forget_node(node, mz__msg_sender(msg), "said goodbye");
 }
 
-void mz__records_on_query(mz_node *node, mz_peer *p, const json_t *env)
+void mz__records_on_query(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     const json_t *caps = json_object_get(pl, "capabilities");
     const char *capv[MZ_CAPS_MAX];
     const char *loc = s_str(pl, "location");
@@ -630,19 +630,19 @@ void mz__records_on_query(mz_node *node, mz_peer *p, const json_t *env)
     }
     q.capabilities = capv;
     res = mz_directory_query_json(node->dir, &q);
-    if (!mz__guard_query(node, mz_msg_sender(env), mz_msg_id(env), res))
+    if (!mz__guard_query(node, mz__msg_sender(msg), mz__msg_id(msg), res))
         return;
-    mz__send(node, mz_msg_new("query_result", s_me(node), mz_msg_sender(env),
-                              json_pack("{s:s,s:o}", "ref", mz_msg_id(env), "records",
+    mz__send(node, mz__msg_new("query_result", s_me(node), mz__msg_sender(msg),
+                              json_pack("{s:s,s:o}", "ref", mz__msg_id(msg), "records",
                                         res ? res : json_array())),
              NULL, NULL);
 }
 
-void mz__records_on_query_result(mz_node *node, mz_peer *p, const json_t *env)
+void mz__records_on_query_result(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
     (void)node;
     (void)p;
-    mz_log(MZ_LOG_DEBUG, "handler", "query_result %s from %.12s", mz_msg_id(env),
-           mz_msg_sender(env));
+    mz_log(MZ_LOG_DEBUG, "handler", "query_result %s from %.12s", mz__msg_id(msg),
+           mz__msg_sender(msg));
 }
 

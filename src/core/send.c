@@ -52,32 +52,32 @@ const unsigned char *mz__shared_key(mz_node *node, const char *id)
 }
 
 
-static char *s_sign_dump(mz_node *node, json_t *env, size_t *len, mz_err *err)
+static char *s_sign_dump(mz_node *node, mz_msg *msg, size_t *len, mz_err *err)
 {
     char *buf;
 
-    if (env == NULL) {
+    if (msg == NULL) {
         mz_err_set(err, MZ_ENOMEM, "message: allocating");
         return NULL;
     }
-    if (mz_msg_sign(env, node->ident, err) != MZ_OK)
+    if (mz__msg_sign(msg, node->ident, err) != MZ_OK)
         return NULL;
-    buf = mz_msg_dump(env, len);
+    buf = mz__msg_dump(msg, len);
     if (buf == NULL)
         mz_err_set(err, MZ_ENOMEM, "message: serialising");
     return buf;
 }
 
-mz_status mz__send_link(mz_node *node, mz_peer *p, json_t *env)
+mz_status mz__send_link(mz_node *node, mz_peer *p, mz_msg *msg)
 {
     mz_err e;
     size_t len;
-    char *buf = s_sign_dump(node, env, &len, &e);
+    char *buf = s_sign_dump(node, msg, &len, &e);
     mz_status rc;
 
     if (buf != NULL)
-        mz__obs_msg_out(node, mz_msg_type(env));
-    json_decref(env);
+        mz__obs_msg_out(node, mz__msg_type(msg));
+    mz__msg_free(msg);
     if (buf == NULL)
         return e.code;
     rc = p->link ? mz_link_send(p->link, buf, len, &e) : MZ_ESTATE;
@@ -154,46 +154,46 @@ mz_peer *mz__next_hop(mz_node *node, const char *dest)
 
 /* Routed unicasts are sealed for their recipient (unless sealing is off):
  * the AEAD authenticates them, relays cannot read or alter them. */
-static char *s_seal_dump(mz_node *node, json_t *env, size_t *len, mz_err *err)
+static char *s_seal_dump(mz_node *node, mz_msg *msg, size_t *len, mz_err *err)
 {
-    const unsigned char *k = mz__shared_key(node, mz_msg_recipient(env));
+    const unsigned char *k = mz__shared_key(node, mz__msg_recipient(msg));
     char *buf;
 
     if (k == NULL) {
-        mz_err_set(err, MZ_EINVAL, "no sealing key for node %.12s", mz_msg_recipient(env));
+        mz_err_set(err, MZ_EINVAL, "no sealing key for node %.12s", mz__msg_recipient(msg));
         return NULL;
     }
-    if (mz_msg_seal(env, k, err) != MZ_OK)
+    if (mz__msg_seal(msg, k, err) != MZ_OK)
         return NULL;
-    buf = mz_msg_dump(env, len);
+    buf = mz__msg_dump(msg, len);
     if (buf == NULL)
         mz_err_set(err, MZ_ENOMEM, "message: serialising");
     return buf;
 }
 
-mz_status mz__send(mz_node *node, json_t *env, mz_peer *except, mz_err *err)
+mz_status mz__send(mz_node *node, mz_msg *msg, mz_peer *except, mz_err *err)
 {
     size_t len;
     char *buf;
     const char *to;
     mz_status rc = MZ_OK;
 
-    if (env == NULL)
+    if (msg == NULL)
         return mz_err_set(err, MZ_ENOMEM, "message: allocating");
-    to = mz_msg_recipient(env);
+    to = mz__msg_recipient(msg);
     if (strcmp(to, "*") != 0 && !node->o.no_seal)
-        buf = s_seal_dump(node, env, &len, err);
+        buf = s_seal_dump(node, msg, &len, err);
     else
-        buf = s_sign_dump(node, env, &len, err);
+        buf = s_sign_dump(node, msg, &len, err);
     if (buf == NULL) {
-        json_decref(env);
+        mz__msg_free(msg);
         return err ? err->code : MZ_ENOMEM;
     }
-    mz__obs_msg_out(node, mz_msg_type(env));
-    to = mz_msg_recipient(env);
+    mz__obs_msg_out(node, mz__msg_type(msg));
+    to = mz__msg_recipient(msg);
     if (strcmp(to, "*") == 0) {
         /* Our own broadcasts must not be handled again when they echo back. */
-        mz_seen_check_add(node->seen, mz_msg_id(env));
+        mz_seen_check_add(node->seen, mz__msg_id(msg));
         s_flood(node, buf, len, except);
     } else {
         mz_peer *hop = mz__next_hop(node, to);
@@ -203,7 +203,7 @@ mz_status mz__send(mz_node *node, json_t *env, mz_peer *except, mz_err *err)
             s_send_raw_urgent(node, hop, buf, len);
     }
     free(buf);
-    json_decref(env);
+    mz__msg_free(msg);
     return rc;
 }
 
@@ -213,7 +213,7 @@ void mz__send_error_link(mz_node *node, mz_peer *p, const char *ref, const char 
     json_t *payload = json_pack("{s:s,s:s,s:s}", "ref", ref ? ref : "", "code", code,
                                 "reason", reason);
 
-    mz__send_link(node, p, mz_msg_new("error", s_me(node), p->got_hello ? p->peer_id : "*",
+    mz__send_link(node, p, mz__msg_new("error", s_me(node), p->got_hello ? p->peer_id : "*",
                                       payload));
 }
 
@@ -223,13 +223,13 @@ void mz__send_error_to(mz_node *node, const char *to, const char *ref, const cha
 {
     json_t *payload = json_pack("{s:s,s:s,s:s}", "ref", ref, "code", code, "reason", reason);
 
-    mz__send(node, mz_msg_new("error", s_me(node), to, payload), NULL, NULL);
+    mz__send(node, mz__msg_new("error", s_me(node), to, payload), NULL, NULL);
 }
 
 /* Relays must not re-sign: they copy the envelope with hops + 1 only. */
-void mz__forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one)
+void mz__forward(mz_node *node, mz_peer *from, mz_msg *msg, mz_peer *to_one)
 {
-    int hops = mz_msg_hops(env) + 1;
+    int hops = mz__msg_hops(msg) + 1;
     size_t len;
     char *buf;
 
@@ -237,25 +237,25 @@ void mz__forward(mz_node *node, mz_peer *from, json_t *env, mz_peer *to_one)
         node->c.hop_limit_drops++;
         /* A routed message dying here (a loop while routes settle): tell its
          * origin now rather than let it wait for a timeout. */
-        if (to_one != NULL && strcmp(mz_msg_type(env), "error") != 0) {
+        if (to_one != NULL && strcmp(mz__msg_type(msg), "error") != 0) {
             char why[160];
-            snprintf(why, sizeof why, "message %s: hop limit reached at %.12s", mz_msg_id(env),
+            snprintf(why, sizeof why, "message %s: hop limit reached at %.12s", mz__msg_id(msg),
                      s_me(node));
-            mz__send_error_to(node, mz_msg_sender(env), mz_msg_id(env), "unreachable", why);
+            mz__send_error_to(node, mz__msg_sender(msg), mz__msg_id(msg), "unreachable", why);
         }
         return;
     }
-    mz_msg_set_hops(env, hops);
-    buf = mz_msg_dump(env, &len);
+    mz__msg_set_hops(msg, hops);
+    buf = mz__msg_dump(msg, &len);
     if (buf == NULL)
         return;
     if (to_one) {
         s_send_raw_urgent(node, to_one, buf, len);
         node->c.forwarded++;
-        mz__obs_count(&node->obs.msg_fwd, mz_msg_type(env));
+        mz__obs_count(&node->obs.msg_fwd, mz__msg_type(msg));
     } else if (s_flood_relayed(node, buf, len, from) > 0) {
         node->c.forwarded++;
-        mz__obs_count(&node->obs.msg_fwd, mz_msg_type(env));
+        mz__obs_count(&node->obs.msg_fwd, mz__msg_type(msg));
     }
     free(buf);
 }

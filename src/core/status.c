@@ -47,10 +47,10 @@ size_t mz__counter_rows(mz_node *node, mz_counter_row *out, size_t max)
     n = s_add(out, n, max, s_link_rows, sizeof s_link_rows / sizeof s_link_rows[0],
               mz_connmgr_stats_get(node->cm));
     n = s_gauge(out, n, max, "exec_running", "exec_running", "Calls running here now",
-                node->running);
+                mz__exec_running(node));
     return s_gauge(out, n, max, "kept_answers", "exec_kept_answers",
                    "Answers of finished calls kept for retries",
-                   node->kept ? mz_hmap_count(node->kept) : 0);
+                   mz__exec_kept(node));
 }
 
 static json_t *s_counters(mz_node *node)

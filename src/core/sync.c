@@ -15,6 +15,20 @@
 /* How often at most we ask one node for its full record set. */
 #define MZ_FETCH_GAP_MS 5000
 
+/* sync.c's state, reached through node->sy and nowhere else. */
+struct mz_sync_state {
+    mz_hmap *completing;        /* node id -> set of its record ids seen in a complete sync */
+    struct mz_syncjob *jobs;    /* sync replies being paced out */
+};
+
+mz_status mz__sync_init(mz_node *node, mz_err *err)
+{
+    node->sy = calloc(1, sizeof *node->sy);
+    if (node->sy == NULL || (node->sy->completing = mz_hmap_new()) == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "node: allocating");
+    return MZ_OK;
+}
+
 typedef struct mz_digest {
     uint64_t hash;              /* XOR of the records' hashes */
     uint64_t count;
@@ -117,19 +131,19 @@ void mz__sync_link_up(mz_node *node, mz_peer *p)
                                                ni->listen, "hops", hops, "count",
                                                (json_int_t)d.count, "hash", hx));
     }
-    mz__send_link(node, p, mz_msg_new("digest", mz_identity_id(node->ident), p->peer_id,
+    mz__send_link(node, p, mz__msg_new("digest", mz_identity_id(node->ident), p->peer_id,
                                       json_pack("{s:o}", "nodes", nodes)));
 }
 
-void mz__sync_on_digest(mz_node *node, mz_peer *p, const json_t *env)
+void mz__sync_on_digest(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *nodes = json_object_get(mz_msg_payload(env), "nodes");
+    const json_t *nodes = json_object_get(mz__msg_payload(msg), "nodes");
     json_t *want = json_array(), *v;
     size_t i;
 
     if (!json_is_array(nodes) || want == NULL) {
         json_decref(want);
-        mz__send_error_link(node, p, mz_msg_id(env), "bad_payload", "digest needs a nodes array");
+        mz__send_error_link(node, p, mz__msg_id(msg), "bad_payload", "digest needs a nodes array");
         return;
     }
     json_array_foreach(nodes, i, v) {
@@ -154,7 +168,7 @@ void mz__sync_on_digest(mz_node *node, mz_peer *p, const json_t *env)
         return;
     }
     node->c.sync_fetches++;
-    mz__send_link(node, p, mz_msg_new("fetch", mz_identity_id(node->ident), p->peer_id,
+    mz__send_link(node, p, mz__msg_new("fetch", mz_identity_id(node->ident), p->peer_id,
                                       json_pack("{s:o}", "nodes", want)));
 }
 
@@ -208,7 +222,8 @@ static bool s_job_pump(mz_node *node, mz_syncjob *j)
         return true;
     qmax = (node->o.max_send_queue ? node->o.max_send_queue : MZ_DEFAULT_MAX_SEND_QUEUE) / 4;
     while (mz_link_queued_bytes(out->link) < qmax) {
-        json_t *batch = json_array(), *pl, *env;
+        json_t *batch = json_array(), *pl;
+        mz_msg *msg;
         size_t bytes = 0, n = json_array_size(j->rids), start = j->cursor;
         bool last;
 
@@ -236,11 +251,11 @@ static bool s_job_pump(mz_node *node, mz_syncjob *j)
             return true;
         if (j->complete_for)
             json_object_set(pl, "complete_for", j->complete_for);
-        env = mz_msg_new("sync", mz_identity_id(node->ident), j->to, pl);
+        msg = mz__msg_new("sync", mz_identity_id(node->ident), j->to, pl);
         if (j->link_id)
-            mz__send_link(node, out, env);
+            mz__send_link(node, out, msg);
         else
-            mz__send(node, env, NULL, NULL);
+            mz__send(node, msg, NULL, NULL);
         if (last)
             return true;
         if (out->link == NULL || mz_link_closing(out->link))
@@ -251,7 +266,7 @@ static bool s_job_pump(mz_node *node, mz_syncjob *j)
 
 void mz__sync_pump(mz_node *node)
 {
-    for (mz_syncjob **pp = &node->syncjobs; *pp;) {
+    for (mz_syncjob **pp = &node->sy->jobs; *pp;) {
         mz_syncjob *j = *pp;
         if (s_job_pump(node, j)) {
             *pp = j->next;
@@ -309,26 +324,26 @@ static void s_collect_nodes(mz_node *node, const json_t *ids, json_t *rids)
     mz_hmap_free(named, NULL);
 }
 
-void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env)
+void mz__sync_on_fetch(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *ids = json_object_get(mz_msg_payload(env), "nodes");
-    const char *from = mz_msg_sender(env);
+    const json_t *ids = json_object_get(mz__msg_payload(msg), "nodes");
+    const char *from = mz__msg_sender(msg);
     bool routed = !p->up || strcmp(from, p->peer_id) != 0;
     mz_syncjob *j;
     size_t njobs = 0;
 
     if (!json_is_array(ids) || json_array_size(ids) > 4096) {
-        mz__send_error_link(node, p, mz_msg_id(env), "bad_payload",
+        mz__send_error_link(node, p, mz__msg_id(msg), "bad_payload",
                             "fetch needs a nodes array of at most 4096 ids");
         return;
     }
     if (!mz__guard_fetch(node, from)) {
         if (!routed)            /* an error on this link would reach the relay, not the asker */
-            mz__send_error_link(node, p, mz_msg_id(env), "busy",
+            mz__send_error_link(node, p, mz__msg_id(msg), "busy",
                                 "fetch: more than the allowed fetches a second; ask again later");
         return;
     }
-    for (mz_syncjob *k = node->syncjobs; k; k = k->next)
+    for (mz_syncjob *k = node->sy->jobs; k; k = k->next)
         njobs++;
     if (njobs >= MZ_SYNC_JOBS_MAX) {
         node->c.sync_busy++;
@@ -346,8 +361,8 @@ void mz__sync_on_fetch(mz_node *node, mz_peer *p, const json_t *env)
         strcmp(json_string_value(json_array_get(ids, 0)), mz_identity_id(node->ident)) == 0)
         j->complete_for = json_pack("[s]", mz_identity_id(node->ident));
     s_collect_nodes(node, ids, j->rids);
-    j->next = node->syncjobs;
-    node->syncjobs = j;
+    j->next = node->sy->jobs;
+    node->sy->jobs = j;
     mz__sync_pump(node);
 }
 
@@ -381,27 +396,27 @@ static void s_complete(mz_node *node, const char *host, mz_hmap *seen)
     }
 }
 
-void mz__sync_on_sync(mz_node *node, mz_peer *p, const json_t *env)
+void mz__sync_on_sync(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     const json_t *recs = json_object_get(pl, "records");
     const json_t *cf = json_object_get(pl, "complete_for");
-    const char *from = mz_msg_sender(env);
+    const char *from = mz__msg_sender(msg);
     bool complete = json_is_array(cf) && json_array_size(cf) == 1 &&
                     json_is_string(json_array_get(cf, 0)) &&
                     strcmp(json_string_value(json_array_get(cf, 0)), from) == 0;
-    mz_hmap *seen = complete ? mz_hmap_get(node->completing, from) : NULL;
+    mz_hmap *seen = complete ? mz_hmap_get(node->sy->completing, from) : NULL;
     size_t i;
     json_t *v;
     mz_err e;
 
     if (!json_is_array(recs)) {
-        mz__send_error_link(node, p, mz_msg_id(env), "bad_payload", "sync needs a records array");
+        mz__send_error_link(node, p, mz__msg_id(msg), "bad_payload", "sync needs a records array");
         return;
     }
     if (complete && seen == NULL) {
         seen = mz_hmap_new();
-        if (seen == NULL || mz_hmap_put(node->completing, from, seen, NULL) != MZ_OK) {
+        if (seen == NULL || mz_hmap_put(node->sy->completing, from, seen, NULL) != MZ_OK) {
             mz_hmap_free(seen, NULL);
             seen = NULL;
             complete = false;
@@ -423,7 +438,7 @@ void mz__sync_on_sync(mz_node *node, mz_peer *p, const json_t *env)
     }
     if (complete && !json_is_true(json_object_get(pl, "more"))) {
         s_complete(node, from, seen);
-        mz_hmap_free(mz_hmap_remove(node->completing, from), NULL);
+        mz_hmap_free(mz_hmap_remove(node->sy->completing, from), NULL);
     }
 }
 
@@ -441,7 +456,7 @@ void mz__sync_on_alive_digest(mz_node *node, const char *from, const json_t *dg)
     ni->last_fetch_ms = now;
     node->c.sync_fetches++;
     /* Ask the host itself: its answer is authoritative, ghosts included. */
-    mz__send(node, mz_msg_new("fetch", mz_identity_id(node->ident), from,
+    mz__send(node, mz__msg_new("fetch", mz_identity_id(node->ident), from,
                               json_pack("{s:[s]}", "nodes", from)), NULL, NULL);
 }
 
@@ -452,28 +467,29 @@ void mz__sync_free(mz_node *node)
     void *v;
 
     mz__guard_free(node);
-    while (node->syncjobs) {
-        mz_syncjob *j = node->syncjobs;
-        node->syncjobs = j->next;
+    if (node->sy == NULL)
+        return;
+    while (node->sy->jobs) {
+        mz_syncjob *j = node->sy->jobs;
+        node->sy->jobs = j->next;
         s_job_free(j);
     }
-    if (node->completing == NULL)
-        return;
-    while (mz_hmap_next(node->completing, &pos, &k, &v))
+    while (node->sy->completing && mz_hmap_next(node->sy->completing, &pos, &k, &v))
         mz_hmap_free(v, NULL);
-    mz_hmap_free(node->completing, NULL);
-    node->completing = NULL;
+    mz_hmap_free(node->sy->completing, NULL);
+    free(node->sy);
+    node->sy = NULL;
 }
 
-void mz__sync_on_alive(mz_node *node, mz_peer *p, const json_t *env)
+void mz__sync_on_alive(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
-    const json_t *pl = mz_msg_payload(env);
+    const json_t *pl = mz__msg_payload(msg);
     json_int_t lease = json_integer_value(json_object_get(pl, "lease_ms"));
 
     (void)p;
     if (lease < 1000) lease = 1000;
     if (lease > 3600000) lease = 3600000;
-    mz__node_touch(node, mz_msg_sender(env), json_string_value(json_object_get(pl, "listen")), (int64_t)lease);
-    mz__members_on_alive(node, mz_msg_sender(env), pl);
-    mz__sync_on_alive_digest(node, mz_msg_sender(env), json_object_get(pl, "digest"));
+    mz__node_touch(node, mz__msg_sender(msg), json_string_value(json_object_get(pl, "listen")), (int64_t)lease);
+    mz__members_on_alive(node, mz__msg_sender(msg), pl);
+    mz__sync_on_alive_digest(node, mz__msg_sender(msg), json_object_get(pl, "digest"));
 }

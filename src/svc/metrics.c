@@ -163,7 +163,7 @@ static void s_gauges(FILE *f, mz_node *node)
     s_head(f, "subscriptions", "gauge", "Event subscriptions held (own and API clients')");
     fprintf(f, P "subscriptions %zu\n", node->ev.n_subs);
     s_head(f, "calls_pending", "gauge", "Calls this node and its clients await");
-    fprintf(f, P "calls_pending %zu\n", mz_hmap_count(node->calls));
+    fprintf(f, P "calls_pending %zu\n", mz__exec_pending(node));
 }
 
 /* The imported MCP servers, by their configured name (a few, chosen by the
