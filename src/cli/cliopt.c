@@ -252,6 +252,8 @@ int mz_cli_parse(mz_cli *cli, const mz_cli_cmd *cmd, int argc, char **argv, mz_c
     if (cli->node != NULL && !mz_cli_url_ok(cli->node, true))
         return mz_cli_usage(cli, "--node '%s' is not a node API URL: use ws://HOST:PORT, "
                             "wss://HOST:PORT or unix:/PATH", cli->node);
+    if ((cmd->common & MZ_CLI_NOARGS) && cli->argc > 0)
+        return mz_cli_usage(cli, "unexpected argument '%s'", cli->argv[0]);
     return MZ_CLI_GO;
 }
 

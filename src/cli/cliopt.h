@@ -17,7 +17,9 @@
 #include "meshzero/err.h"
 
 /* The shared options a command takes (mz_cli_cmd.common). */
-enum { MZ_CLI_NODE = 1u, MZ_CLI_JSON = 2u };
+/* Common options a command takes, and MZ_CLI_NOARGS: it takes no argument
+ * besides its options (one is a usage error). */
+enum { MZ_CLI_NODE = 1u, MZ_CLI_JSON = 2u, MZ_CLI_NOARGS = 4u };
 
 /* One option of a command. key is what mz_cli_opt_fn receives: a
  * character or a code above 0x100, never 'h' or the MZ_CLI_K_* values. */

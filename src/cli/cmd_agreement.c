@@ -204,8 +204,6 @@ static int s_create_check(const mz_cli *cli, create_args *a)
 {
     struct stat sb;
 
-    if (cli->argc > 0)
-        return mz_cli_usage(cli, "unexpected argument '%s'", cli->argv[0]);
     if (a->key == NULL || a->spec.consumer == NULL || a->spec.resource_id == NULL ||
         a->n_methods == 0 || a->out == NULL)
         return mz_cli_usage(cli, "need --provider-key, --consumer, --resource, at least one "
@@ -289,7 +287,7 @@ static int s_create(int argc, char **argv)
         "Writes a new agreement signed by the provider: the owner key of resource ID lets\n"
         "node NODE_ID call the given methods. The consumer then counter-signs it with\n"
         "'meshzero agreement sign'. With --json prints {\"agreement_id\", \"out\"}.",
-        opts, MZ_CLI_JSON,
+        opts, MZ_CLI_JSON | MZ_CLI_NOARGS,
         "agreement create --provider-key owner.key --consumer 5f1c... --resource db1 \\\n"
         "      --method query --per-day 100 --out db1.agr", false };
     create_args a;
@@ -330,7 +328,7 @@ static int s_sign(int argc, char **argv)
         "Counter-signs an agreement as its consumer, after checking the provider's signature\n"
         "and that the key is the agreement's consumer. The result is what 'meshzero exec\n"
         "--agreement FILE' sends. With --json prints {\"agreement_id\", \"out\"}.",
-        opts, MZ_CLI_JSON,
+        opts, MZ_CLI_JSON | MZ_CLI_NOARGS,
         "agreement sign --data /tmp/a --in db1.agr --out db1.agr\n"
         "agreement sign --key consumer.key --in - --out signed.agr", false };
     const char *v[4] = { NULL, NULL, NULL, NULL };
@@ -345,8 +343,6 @@ static int s_sign(int argc, char **argv)
 
     if (rc != MZ_CLI_GO)
         return rc;
-    if (cli.argc > 0)
-        return mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
     if (in == NULL || out == NULL)
         return mz_cli_usage(&cli, "need --in FILE and --out FILE");
     if (key != NULL && data != NULL)

@@ -244,15 +244,13 @@ static int s_cmd_list(int argc, char **argv)
 {
     static const mz_cli_cmd cmd = {
         "bridge list", "", "Lists the MCP servers the node imports: transport, target, state,\n"
-        "tools, restarts and the last error.", NULL, MZ_CLI_NODE | MZ_CLI_JSON,
+        "tools, restarts and the last error.", NULL, MZ_CLI_NODE | MZ_CLI_JSON | MZ_CLI_NOARGS,
         "bridge list --node ws://127.0.0.1:9101\nbridge list --json", false };
     mz_cli cli;
     int rc = mz_cli_parse(&cli, &cmd, argc, argv, NULL, NULL);
 
     if (rc != MZ_CLI_GO)
         return rc;
-    if (cli.argc > 0)
-        return mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
     return s_list(&cli);
 }
 

@@ -35,7 +35,7 @@ int cmd_id_main(int argc, char **argv)
     static const mz_cli_cmd cmd = {
         "id", "[--data DIR] [--create] [--json]",
         "Prints the node id of a data directory (the public key of DIR/identity.key).",
-        opts, MZ_CLI_JSON, "id --data /tmp/a\nid --data /tmp/new --create --json", false };
+        opts, MZ_CLI_JSON | MZ_CLI_NOARGS, "id --data /tmp/a\nid --data /tmp/new --create --json", false };
     char buf[512], key[600];
     const char *dir[2] = { mz_cli_default_data_dir(buf, sizeof buf), NULL };
     struct stat st;
@@ -46,8 +46,6 @@ int cmd_id_main(int argc, char **argv)
 
     if (rc != MZ_CLI_GO)
         return rc;
-    if (cli.argc > 0)
-        return mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
     snprintf(key, sizeof key, "%s/identity.key", dir[0]);
     if (dir[1] == NULL && stat(key, &st) != 0)
         return mz_cli_fail(&cli, "not_found", "%s has no identity.key (not a node's data "
@@ -257,15 +255,13 @@ int cmd_query_main(int argc, char **argv)
         "Lists the resources the node knows, local and remote, that match every filter\n"
         "given; without filters, all of them. Text output: one line per record; --json\n"
         "prints one array of the full signed records.",
-        opts, MZ_CLI_NODE | MZ_CLI_JSON,
+        opts, MZ_CLI_NODE | MZ_CLI_JSON | MZ_CLI_NOARGS,
         "query --type agent --cap image_processing\n"
         "query --location remote --limit 10 --json --node ws://127.0.0.1:9101", false };
     json_t *params = json_pack("{s:[]}", "capabilities"), *res;
     mz_cli cli;
     int rc = params ? mz_cli_parse(&cli, &cmd, argc, argv, s_query_opt, params) : MZ_EXIT_FAIL;
 
-    if (rc == MZ_CLI_GO && cli.argc > 0)
-        rc = mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
     if (rc != MZ_CLI_GO) {
         json_decref(params);
         return rc;

@@ -40,7 +40,7 @@ static const mz_cli_cmd s_cmd = {
     "'_' (longer than 64 or colliding: cut, plus '_' and 8 hex of the id's SHA-256).\n"
     "Resources imported from MCP servers are called with their own input schema; other\n"
     "resources take {\"method\": ..., \"params\": {...}}. Diagnostics go to stderr.",
-    s_opts, MZ_CLI_NODE,
+    s_opts, MZ_CLI_NODE | MZ_CLI_NOARGS,
     "mcp --node ws://127.0.0.1:8766\nmcp --type '*' --cap local --timeout 60", false };
 
 typedef struct mz_mcpcli {
@@ -333,8 +333,6 @@ int cmd_mcp_main(int argc, char **argv)
         return rc;
     rc = MZ_EXIT_FAIL;
     url = cli.node;
-    if (cli.argc > 0)
-        return mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
     signal(SIGPIPE, SIG_IGN);
     so.capabilities = caps;
     /* The directory answer is reused until a resource.* event says it

@@ -116,14 +116,12 @@ static int cmd_version_main(int argc, char **argv)
 {
     static const mz_cli_cmd cmd = {
         "version", "", "Prints the version of meshzero, the commit it was built from and the\n"
-        "peer protocol it speaks.", NULL, MZ_CLI_JSON, "version\n--json version", false };
+        "peer protocol it speaks.", NULL, MZ_CLI_JSON | MZ_CLI_NOARGS, "version\n--json version", false };
     mz_cli cli;
     int rc = mz_cli_parse(&cli, &cmd, argc, argv, NULL, NULL);
 
     if (rc != MZ_CLI_GO)
         return rc;
-    if (cli.argc > 0)
-        return mz_cli_usage(&cli, "unexpected argument '%s'", cli.argv[0]);
     if (cli.json)
         printf("{\"version\":\"%s\",\"commit\":\"%s\",\"protocol\":\"%s\"}\n", mz_version(),
                MZ_COMMIT, MZ_PROTOCOL_VERSION);
