@@ -17,7 +17,8 @@ import time
 import pytest
 import websockets
 
-from meshlib import BIN, CLI_TIMEOUT, client_env, run, sanitizer_reports, wait_for, wait_linked
+from meshlib import (BIN, CLI_TIMEOUT, client_env, read_log, run, sanitizer_reports, wait_for,
+                     wait_linked)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HANDLERS = os.path.join(HERE, "handlers")
@@ -78,16 +79,10 @@ class Proc:
         return self.proc.pid
 
     def out(self):
-        try:
-            return self.out_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.out_path)
 
     def err(self):
-        try:
-            return self.err_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.err_path)
 
     def poll(self):
         rc = self.proc.poll()

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from meshlib import BIN, client_env, sanitizer_reports, wait_for
+from meshlib import BIN, client_env, read_log, sanitizer_reports, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MCP_DIR = os.path.normpath(os.path.join(HERE, "..", "mcp"))
@@ -118,10 +118,7 @@ class SdkClient:
         return rc
 
     def stderr(self):
-        try:
-            return self.err_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.err_path)
 
     def close(self):
         if self.proc.poll() is None:

@@ -95,6 +95,14 @@ def rpc(url, method, params=None, timeout=5.0):
     return rpc_raw(url, json.dumps(req), timeout=timeout)[0]
 
 
+def read_log(path):
+    """The text of a process's output file so far; "" before it exists."""
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 # ---- nodes -------------------------------------------------------------------
 
 class Node:
@@ -175,10 +183,7 @@ class Node:
         self.rc = self.proc.returncode
 
     def stderr(self):
-        try:
-            return self.err_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.err_path)
 
     # -- client commands against this node's API
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from mcplib import ensure_npm_packages
-from meshlib import wait_for
+from meshlib import read_log, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UI_TESTS = os.path.normpath(os.path.join(HERE, "..", "ui"))
@@ -158,10 +158,7 @@ class Browser:
         assert os.path.getsize(path) > 10000, "screenshot %s is suspiciously small" % path
 
     def stderr(self):
-        try:
-            return self.err_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.err_path)
 
     def close(self):
         if self.proc.poll() is None:
