@@ -50,6 +50,11 @@ typedef struct mz_connmgr_cb {
     void (*on_open)(mz_link *link, void *ctx);
     void (*on_message)(mz_link *link, const char *buf, size_t len, void *ctx);
     void (*on_close)(mz_link *link, const char *reason, void *ctx);
+    /* A message over the link's limit (limit bytes) is arriving: head is
+     * its first head_len bytes; the rest is discarded and the link stays
+     * open. NULL: such a message closes the link (code 1009). */
+    void (*on_oversize)(mz_link *link, const char *head, size_t head_len, size_t limit,
+                        void *ctx);
 } mz_connmgr_cb;
 
 typedef struct mz_connmgr_opts {
@@ -65,7 +70,8 @@ typedef struct mz_connmgr_opts {
     const char *tls_dir;        /* directory holding identity.key; NULL: none */
     const char *tls_ca;         /* PEM CAs trusted for unpinned wss:// dials;
                                    NULL: the system store */
-    size_t max_message;         /* bytes; 0: MZ_DEFAULT_MAX_MESSAGE */
+    size_t max_message;         /* bytes, peer links; 0: MZ_DEFAULT_MAX_MESSAGE */
+    size_t max_api_message;     /* bytes, API links; 0: max_message */
     size_t max_send_queue;      /* bytes; 0: default */
     size_t max_send_msgs;       /* messages; 0: default */
     size_t max_peers;           /* 0: default */
@@ -92,6 +98,7 @@ typedef struct mz_connmgr_opts {
 /* Counters shown by `status`. */
 typedef struct mz_connmgr_stats {
     uint64_t links_opened, links_refused_full, slow_link_closes, oversize_closes;
+    uint64_t oversize_dropped;  /* messages over the limit discarded, link kept */
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dial_failures;
     uint64_t api_refused;
     uint64_t api_host_refused;  /* API requests whose Host header names another host */

@@ -50,7 +50,13 @@ typedef struct mz_node_opts {
     int64_t lease_ms;           /* 0: MZ_DEFAULT_LEASE_MS */
     int max_hops;               /* 0: MZ_DEFAULT_MAX_HOPS */
     size_t seen_capacity;       /* 0: MZ_DEFAULT_SEEN_CAPACITY */
-    size_t max_message;         /* 0: MZ_DEFAULT_MAX_MESSAGE */
+    size_t max_message;         /* 0: MZ_DEFAULT_MAX_MESSAGE (one message on a link) */
+    /* Largest call body, params or result, as compact JSON: over it a call
+     * is refused with MZ_EXEC_TOO_LARGE before anything is sent. */
+    size_t max_payload;         /* 0: MZ_DEFAULT_MAX_PAYLOAD */
+    /* Largest request on the local API (a text message): max_payload and
+     * the JSON-RPC around it. */
+    size_t max_api_message;     /* 0: max_payload + MZ_API_MESSAGE_SLACK */
     size_t max_send_queue;      /* 0: MZ_DEFAULT_MAX_SEND_QUEUE (bytes per link) */
     size_t max_peers;           /* 0: MZ_DEFAULT_MAX_PEERS */
     size_t max_peers_out;       /* of those, outbound; 0: MZ_DEFAULT_MAX_PEERS_OUT */
@@ -108,6 +114,9 @@ typedef struct mz_node_opts {
 #define MZ_DEFAULT_MAX_RUNNING_PER_CALLER 256
 #define MZ_DEFAULT_MAX_KEPT_ANSWERS 4096
 #define MZ_DEFAULT_MAX_KEPT_BYTES (8u << 20)
+/* What an API request may add to max_payload (ids, method, agreement,
+ * whitespace) in the default of max_api_message. */
+#define MZ_API_MESSAGE_SLACK (1u << 20)
 /* Subscriptions one API connection may hold. */
 #define MZ_DEFAULT_MAX_SUBS_PER_CLIENT 1000
 /* Messages per second a peer link may carry (token bucket), and the burst.
@@ -223,6 +232,7 @@ json_t *mz_node_members(mz_node *node);
 #define MZ_EXEC_HANDLER_ERROR "handler_error"  /* the handler failed; message is its text */
 #define MZ_EXEC_BUSY          "busy"           /* host over its concurrency limit */
 #define MZ_EXEC_DENIED        "denied"
+#define MZ_EXEC_TOO_LARGE     "too_large"      /* params or result over a size limit */
 /* The same codes as one list, for tables over them (outcome labels). */
 #define MZ_EXEC_CODES(X)                                                    \
     X(NOT_FOUND, MZ_EXEC_NOT_FOUND, "no such resource")                     \
@@ -231,7 +241,8 @@ json_t *mz_node_members(mz_node *node);
     X(BAD_REQUEST, MZ_EXEC_BAD_REQUEST, "params not an object, no method")  \
     X(HANDLER_ERROR, MZ_EXEC_HANDLER_ERROR, "the handler failed")           \
     X(BUSY, MZ_EXEC_BUSY, "host over its concurrency limit")                \
-    X(DENIED, MZ_EXEC_DENIED, "no valid agreement")
+    X(DENIED, MZ_EXEC_DENIED, "no valid agreement")                      \
+    X(TOO_LARGE, MZ_EXEC_TOO_LARGE, "params or result over a size limit")
 
 /* Calls a host runs at once before answering busy. */
 #define MZ_DEFAULT_MAX_RUNNING   256

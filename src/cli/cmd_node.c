@@ -42,7 +42,13 @@ static const char s_help[] =
     "  --data DIR          data directory holding identity.key (default: see below)\n"
     "  --peer URL          peer to link to and keep linked (repeatable)\n"
     "  --lease-ms N        how long others keep our resources without news (default 15000)\n"
-    "  --max-message N     largest message in bytes (default 1048576)\n"
+    "  --max-message N     largest message on a peer link in bytes (default 1048576);\n"
+    "                      a larger one is dropped and its sender told too_large\n"
+    "  --max-payload N     largest call params or result, as compact JSON (default\n"
+    "                      67108864); over it a call is refused too_large. Until streams\n"
+    "                      are supported, a call across links must also fit one message\n"
+    "  --max-api-message N largest local API request in bytes (default: --max-payload\n"
+    "                      + 1048576); over it the API answers a JSON-RPC error\n"
     "  --max-send-queue N  bytes queued per link before a slow peer is dropped (default 8388608)\n"
     "  --max-peers N       peer links at most (default 64)\n"
     "  --max-peers-out N   of those, dialed by this node (default 32)\n"
@@ -211,6 +217,8 @@ static bool s_size(const char *where, const char *v, size_t *out)
 /* Options that set one size_t field of mz_node_opts. */
 static const struct { int opt; size_t off; } s_size_opts[] = {
     { MZ_OPT_MAX_MESSAGE, offsetof(mz_node_opts, max_message) },
+    { MZ_OPT_MAX_PAYLOAD, offsetof(mz_node_opts, max_payload) },
+    { MZ_OPT_MAX_API_MESSAGE, offsetof(mz_node_opts, max_api_message) },
     { MZ_OPT_MAX_SEND_QUEUE, offsetof(mz_node_opts, max_send_queue) },
     { MZ_OPT_MAX_PEERS, offsetof(mz_node_opts, max_peers) },
     { MZ_OPT_MAX_API_CLIENTS, offsetof(mz_node_opts, max_api_clients) },

@@ -25,6 +25,8 @@ const mz_cfg_key mz_cfg_node_keys[] = {
     { "peer",                   MZ_CFG_LIST,   MZ_OPT_PEER, 64 },
     { "lease-ms",               MZ_CFG_UINT,   MZ_OPT_LEASE_MS, U64 },
     { "max-message",            MZ_CFG_UINT,   MZ_OPT_MAX_MESSAGE, U64 },
+    { "max-payload",            MZ_CFG_UINT,   MZ_OPT_MAX_PAYLOAD, U64 },
+    { "max-api-message",        MZ_CFG_UINT,   MZ_OPT_MAX_API_MESSAGE, U64 },
     { "max-send-queue",         MZ_CFG_UINT,   MZ_OPT_MAX_SEND_QUEUE, U64 },
     { "max-peers",              MZ_CFG_UINT,   MZ_OPT_MAX_PEERS, U64 },
     { "max-peers-out",          MZ_CFG_UINT,   MZ_OPT_MAX_PEERS_OUT, U64 },

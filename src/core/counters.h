@@ -58,6 +58,11 @@
       "Calls sent again after silence")                                                         \
     X(exec_repeats, exec_repeats, exec_repeats, "Repeated calls answered without a second run") \
     X(kept_evicted, kept_evicted, exec_kept_evicted, "Kept answers dropped over their limits")  \
+    X(kept_too_large, kept_too_large, exec_kept_too_large,                                     \
+      "Answers sent but not kept for repeats: larger than --max-kept-bytes")                  \
+    X(exec_too_large, exec_too_large, exec_too_large,                                          \
+      "Calls and answers refused here for size (--max-payload, --max-message)")               \
+    X(oversize_unsent, oversize_unsent, messages_dropped, "")                                   \
     X(events_published, events_published, events_published, "Events published here")           \
     X(events_delivered, events_delivered, events_delivered, "Events delivered to subscribers")  \
     X(subs_refused, subs_refused, subscriptions_refused, "Subscriptions refused (limit)")      \
@@ -79,6 +84,7 @@
     X(api_refused, api_refused, api_refused, "API requests refused: token missing or wrong")   \
     X(slow_link_closes, slow_link_closes, links_closed, "")                                     \
     X(oversize_closes, oversize_closes, links_closed, "")                                       \
+    X(oversize_dropped, oversize_dropped, messages_dropped, "")                                 \
     X(dial_failures, dial_failures, dial_failures, "Dials that failed")                         \
     X(api_host_refused, api_host_refused, api_host_refused,                                    \
       "API requests refused: their Host names another host")                                   \

@@ -74,7 +74,7 @@ typedef struct mz_call {
     uv_timer_t timer;                   /* next of: deadline, retry, retransmit */
     uint64_t link_id;                   /* link the attempt left on; 0: local or none */
     const char *early_code;             /* set: fail with this when the timer fires */
-    char early_msg[200];
+    char early_msg[400];
     json_t *local_req;                  /* a call to our own resource, run on the next
                                            loop turn: {resource_id, method, params} */
     json_t *req_pl;                     /* request payload, sent again by retries */
@@ -385,6 +385,12 @@ mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const c
         s_call_fail_soon(c, MZ_EXEC_BAD_REQUEST, "params must be a JSON object");
         return MZ_OK;
     }
+    if (mz__body_too_large(node, "params", params, NULL, c->early_msg, sizeof c->early_msg)) {
+        node->c.exec_too_large++;
+        c->early_code = MZ_EXEC_TOO_LARGE;
+        uv_timer_start(&c->timer, s_on_call_timer, 0, 0);
+        return MZ_OK;
+    }
     rec = mz_directory_get(node->dir, resource_id);
     if (rec == NULL) {
         char why[200];
@@ -418,6 +424,13 @@ mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const c
         return MZ_OK;
     }
     c->req_pl = pl;
+    /* One message per call until streams: refused here, never by a link. */
+    if (mz__body_too_large(node, "params", params, pl, c->early_msg, sizeof c->early_msg)) {
+        node->c.exec_too_large++;
+        c->early_code = MZ_EXEC_TOO_LARGE;
+        uv_timer_start(&c->timer, s_on_call_timer, 0, 0);
+        return MZ_OK;
+    }
     now = mz_now_ms();
     c->deadline_ms = now + timeout_ms;
     c->rto_ms = MZ_RTO_FIRST_MS;
@@ -464,6 +477,8 @@ bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const c
 {
     mz_call *c = ref ? mz_hmap_get(node->ex->calls, ref) : NULL;
     bool path = code != NULL && strcmp(code, "unreachable") == 0;
+    /* A node on the path that could not pass the request on for its size. */
+    bool size = code != NULL && strcmp(code, MZ_EXEC_TOO_LARGE) == 0;
 
     if (c == NULL || c->early_code != NULL)
         return false;
@@ -471,7 +486,7 @@ bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const c
         return true;            /* about an attempt that is no longer the one in flight */
     /* Only the host may fail a call for its own reasons; any node on the
      * path may say the path broke (no worse than dropping the call). */
-    if (strcmp(from, c->host) != 0 && !path) {
+    if (strcmp(from, c->host) != 0 && !path && !size) {
         node->c.forged++;
         mz_log(MZ_LOG_WARN, "exec", "error about call %s from %.12s, not its host: ignored", ref,
                from);
@@ -479,6 +494,8 @@ bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const c
     }
     if (path)
         s_call_path_failed(c, mz_now_ms(), reason ? reason : "unreachable");
+    else if (size)
+        s_call_finish(c, NULL, MZ_EXEC_TOO_LARGE, reason ? reason : "");
     else
         s_call_finish(c, NULL, MZ_EXEC_HANDLER_ERROR, reason ? reason : "");
     return true;
@@ -677,34 +694,6 @@ static void s_kept_remove(mz_node *node, mz_kept *k)
     s_kept_free(k);
 }
 
-/* About the bytes a JSON value takes serialised, without serialising it
- * (that costs as much as the rest of answering): strings and keys by length,
- * scalars 8 each, so a bound on it is a bound on memory within a small factor. */
-static size_t s_json_bytes(const json_t *v, int depth)
-{
-    size_t n = 8;
-    const char *key;
-    json_t *e;
-    size_t i;
-
-    if (depth > MZ_DEFAULT_MAX_JSON_DEPTH)
-        return n;
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        return n + json_string_length(v);
-    case JSON_ARRAY:
-        json_array_foreach(v, i, e)
-            n += s_json_bytes(e, depth + 1);
-        return n;
-    case JSON_OBJECT:
-        json_object_foreach((json_t *)v, key, e)
-            n += strlen(key) + s_json_bytes(e, depth + 1);
-        return n;
-    default:
-        return n;
-    }
-}
-
 /* Keeps x's answer for repeats of its call; forgets the oldest answers
  * beyond the limits (a repeat of those would run again). */
 static void s_kept_answer(mz_node *node, mz_exec *x, const json_t *result, const char *code,
@@ -725,9 +714,25 @@ static void s_kept_answer(mz_node *node, mz_exec *x, const json_t *result, const
             s_kept_free(k);
             return;
         }
+    } else if ((k->bytes = mz__json_estimate(result ? result : json_null(), 0)) >
+               node->o.max_kept_bytes) {
+        /* Too big to keep, yet the call must not run twice: a repeat gets
+         * this instead of the answer (which was sent once). */
+        char why[200];
+        node->c.kept_too_large++;
+        snprintf(why, sizeof why, "the answer of about %zu bytes was sent once and not kept "
+                 "for repeats (over --max-kept-bytes %zu); the call is not run again", k->bytes,
+                 node->o.max_kept_bytes);
+        k->code = strdup(MZ_EXEC_TOO_LARGE);
+        k->msg = strdup(why);
+        k->bytes = strlen(why);
+        if (k->code == NULL || k->msg == NULL) {
+            mz_hmap_remove(node->ex->kept, k->key);
+            s_kept_free(k);
+            return;
+        }
     } else {
         k->result = json_incref((json_t *)(result ? result : json_null()));
-        k->bytes = s_json_bytes(k->result, 0);
     }
     k->bytes += sizeof *k;
     k->expires_ms = x->deadline_ms + 1000;
@@ -1075,6 +1080,15 @@ void mz__exec_on_request(mz_node *node, mz_peer *p, const mz_msg *msg)
     if (t <= 0 || t > MZ_MAX_EXEC_TIMEOUT_MS)
         t = MZ_DEFAULT_EXEC_TIMEOUT_MS;
     {
+        char why[400];
+        if (mz__body_too_large(node, "params", params, NULL, why, sizeof why)) {
+            node->c.exec_too_large++;
+            s_host_answer(node, mz__msg_id(msg), mz__msg_sender(msg), false, NULL,
+                          MZ_EXEC_TOO_LARGE, why, NULL);
+            return;
+        }
+    }
+    {
         const char *call = json_string_value(json_object_get(pl, "call"));
         char key[sizeof ((mz_kept *)0)->key];
         json_t *empty = params ? NULL : json_object();
@@ -1113,10 +1127,35 @@ static void s_host_done(mz_exec *x, const char *code)
                  uv_hrtime() - x->t0_ns, code);
 }
 
+/* A result that cannot reach the caller (over --max-payload, or over one
+ * message when the caller is across a link) becomes a small too_large
+ * answer: kept and sent in its place, so no repeat resends the big one. */
+static bool s_result_too_large(mz_exec *x, const json_t *result, char *why, size_t cap)
+{
+    json_t *whole = NULL;
+    bool over;
+
+    if (!x->local && (whole = json_pack("{s:s,s:O}", "ref", x->req_id, "result",
+                                        result ? result : json_null())) != NULL)
+        mz__trace_to_json(&x->trace, whole);
+    over = mz__body_too_large(x->node, "result", result, whole, why, cap);
+    json_decref(whole);
+    return over;
+}
+
 void mz_exec_reply(mz_exec *x, json_t *result)
 {
     mz_node *node = x->node;
+    char why[400];
 
+    if (!x->expired && s_result_too_large(x, result, why, sizeof why)) {
+        node->c.exec_too_large++;
+        mz_log(MZ_LOG_WARN, "exec", "call of %s.%s from %.12s: %s", x->resource_id, x->method,
+               x->caller, why);
+        json_decref(result);
+        mz_exec_fail(x, MZ_EXEC_TOO_LARGE, why);
+        return;
+    }
     s_exec_unlink(x);
     if (x->expired) {
         json_decref(result);

@@ -15,6 +15,10 @@ typedef struct mz__link_service {
     void (*on_message)(void *ctx, mz_link *link, const char *buf, size_t len);
     void (*on_close)(void *ctx, mz_link *link);
     void (*free)(void *ctx);    /* by mz_node_free, after the links are gone */
+    /* A request over max_api_message (limit) arrived, head its first bytes;
+     * it is discarded and the link stays open. */
+    void (*on_oversize)(void *ctx, mz_link *link, const char *head, size_t head_len,
+                        size_t limit);
 } mz__link_service;
 /* Attaches svc (borrowed, static) with ctx (owned: svc->free frees it). */
 void mz__node_set_api_service(mz_node *node, const mz__link_service *svc, void *ctx);

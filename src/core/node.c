@@ -18,6 +18,7 @@
 #include "core/node_int.h"
 #include "net/dialhint.h"
 #include "state/store.h"
+#include "wire/stream.h"
 
 static const char *s_me(mz_node *node) { return mz_identity_id(node->ident); }
 
@@ -340,6 +341,39 @@ static void s_on_message(mz_link *link, const char *buf, size_t len, void *ctx)
     /* The rate bucket first: a flooding link is being closed, drop it. */
     if (p != NULL && !mz__rate_take(node, p))
         mz__handle_message(node, p, buf, len);
+}
+
+/* A message over the link's limit, being discarded: the link stays up (its
+ * peer may just have a larger --max-message), and the message's origin,
+ * when its head names it, hears why. */
+static void s_on_oversize(mz_link *link, const char *head, size_t head_len, size_t limit,
+                          void *ctx)
+{
+    mz_node *node = ctx;
+    mz_peer *p = mz_link_user(link);
+    json_t *id, *from;
+    const char *ids, *froms;
+    char why[200];
+
+    if (mz_link_kind_get(link) == MZ_LINK_API) {
+        if (node->api_svc != NULL && node->api_svc->on_oversize != NULL)
+            node->api_svc->on_oversize(node->api_ctx, link, head, head_len, limit);
+        return;
+    }
+    id = mz__head_member(head, head_len, "id");
+    from = mz__head_member(head, head_len, "sender");
+    ids = json_string_value(id);
+    froms = json_string_value(from);
+    snprintf(why, sizeof why, "message %.64s dropped by %.12s: over %zu bytes (--max-message %zu)",
+             ids ? ids : "(no id)", mz_identity_id(node->ident), limit, limit);
+    mz_log(MZ_LOG_WARN, "handler", "from %s: %s", mz_link_peer_addr(link), why);
+    if (p != NULL && p->up && ids != NULL && froms != NULL && mz_id_valid(froms) &&
+        strcmp(froms, mz_identity_id(node->ident)) != 0)
+        mz__send_error_to(node, froms, ids, "too_large", why);
+    else if (p != NULL && p->up)
+        mz__send_error_link(node, p, ids ? ids : "", "too_large", why);
+    json_decref(id);
+    json_decref(from);
 }
 
 static void s_static_remove(mz_node *node, mz_static *s)
@@ -989,6 +1023,10 @@ static void s_apply_defaults(mz_node_opts *o)
     if (o->max_hops > MZ_MAX_HOPS) o->max_hops = MZ_MAX_HOPS;
     if (!o->seen_capacity) o->seen_capacity = MZ_DEFAULT_SEEN_CAPACITY;
     if (!o->max_message) o->max_message = MZ_DEFAULT_MAX_MESSAGE;
+    if (!o->max_payload) o->max_payload = (size_t)MZ_DEFAULT_MAX_PAYLOAD;
+    if (!o->max_api_message)
+        o->max_api_message = o->max_payload > SIZE_MAX - MZ_API_MESSAGE_SLACK
+                           ? SIZE_MAX : o->max_payload + MZ_API_MESSAGE_SLACK;
     if (!o->max_running) o->max_running = MZ_DEFAULT_MAX_RUNNING;
     if (!o->max_pending) o->max_pending = MZ_DEFAULT_MAX_PENDING;
     if (!o->max_subscriptions) o->max_subscriptions = MZ_DEFAULT_MAX_SUBSCRIPTIONS;
@@ -1025,6 +1063,7 @@ static mz_status s_connmgr_opts(mz_node *node, const mz_node_opts *opts, mz_conn
     co->listen_url = opts->listen_url ? opts->listen_url : MZ_DEFAULT_LISTEN_URL;
     co->api_url = opts->api_url;
     co->max_message = node->o.max_message;
+    co->max_api_message = node->o.max_api_message;
     co->max_send_queue = opts->max_send_queue;
     co->max_peers = opts->max_peers;
     co->max_peers_out = opts->max_peers_out;
@@ -1039,6 +1078,7 @@ static mz_status s_connmgr_opts(mz_node *node, const mz_node_opts *opts, mz_conn
     co->cb.on_open = s_on_open;
     co->cb.on_message = s_on_message;
     co->cb.on_close = s_on_close;
+    co->cb.on_oversize = s_on_oversize;
     co->http_cb = s_on_http;
     if (opts->api_url && (opts->api_require_token || !s_loopback_url(opts->api_url))) {
         /* Reachable from other machines: a token is required (api.token). */

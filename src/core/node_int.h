@@ -212,6 +212,28 @@ void mz__tombs_expire(mz_node *node, int64_t now);
 mz_status mz__accept_remote_record(mz_node *node, const json_t *rec, mz_err *err);
 
 /* exec.c */
+/* ---- sizes.c: call bodies against max_payload and max_message ---- */
+
+/* About the bytes v takes serialised, without serialising it: strings and
+ * keys by length, scalars 8 each (a bound within a small factor). */
+size_t mz__json_estimate(const json_t *v, int depth);
+/* v's size as compact JSON when it may exceed limit (then exact), else an
+ * estimate that is at most limit: over limit exactly when v is. */
+size_t mz__json_size(const json_t *v, size_t limit);
+/* Payload bytes one message on a link carries (sealed or signed). */
+size_t mz__msg_room(const mz_node *node);
+/* True, with why (cap bytes, naming the limit and what to do), when body
+ * (a call's params or result, borrowed; what names it) is over
+ * --max-payload, or when whole (the payload that carries it; NULL: it
+ * does not go over a link) does not fit one message (--max-message). */
+bool mz__body_too_large(const mz_node *node, const char *what, const json_t *body,
+                        const json_t *whole, char *why, size_t cap);
+
+/* Member key (a string without escapes, or an integer) of the JSON object
+ * whose first len bytes are head, when it shows among its first bytes:
+ * returns new, or NULL. For answering a message too big to read. */
+json_t *mz__head_member(const char *head, size_t len, const char *key);
+
 /* Makes exec.c's state (node->ex); MZ_ENOMEM. Freed by mz__exec_free_all. */
 mz_status mz__exec_init(mz_node *node, mz_err *err);
 /* Calls our handlers are running now. */

@@ -189,6 +189,17 @@ mz_status mz__send(mz_node *node, mz_msg *msg, mz_peer *except, mz_err *err)
         mz__msg_free(msg);
         return err ? err->code : MZ_ENOMEM;
     }
+    if (len > node->o.max_message) {
+        /* Links carry one message of at most max_message: never send more
+         * (the receiver would drop it); callers check sizes before this. */
+        node->c.oversize_unsent++;
+        rc = mz_err_set(err, MZ_ELIMIT, "%s message of %zu bytes not sent: over --max-message "
+                        "%zu", mz__msg_type(msg), len, node->o.max_message);
+        mz_log(MZ_LOG_WARN, "send", "%s", err ? err->msg : "oversized message not sent");
+        free(buf);
+        mz__msg_free(msg);
+        return rc;
+    }
     mz__obs_msg_out(node, mz__msg_type(msg));
     to = mz__msg_recipient(msg);
     if (strcmp(to, "*") == 0) {
@@ -249,6 +260,17 @@ void mz__forward(mz_node *node, mz_peer *from, mz_msg *msg, mz_peer *to_one)
     buf = mz__msg_dump(msg, &len);
     if (buf == NULL)
         return;
+    if (len > node->o.max_message) {
+        /* Larger than the next link carries: the origin hears why. */
+        char why[160];
+        node->c.oversize_unsent++;
+        snprintf(why, sizeof why, "message %s of %zu bytes: over --max-message %zu of relay %.12s",
+                 mz__msg_id(msg), len, node->o.max_message, s_me(node));
+        if (to_one != NULL && strcmp(mz__msg_type(msg), "error") != 0)
+            mz__send_error_to(node, mz__msg_sender(msg), mz__msg_id(msg), "too_large", why);
+        free(buf);
+        return;
+    }
     if (to_one) {
         s_send_raw_urgent(node, to_one, buf, len);
         node->c.forwarded++;

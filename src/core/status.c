@@ -70,6 +70,8 @@ static json_t *s_limits(mz_node *node)
     const mz_node_opts *o = &node->o;
     struct { const char *name; int64_t v; } t[] = {
         { "max_message", (int64_t)o->max_message },
+        { "max_payload", (int64_t)o->max_payload },
+        { "max_api_message", (int64_t)o->max_api_message },
         { "max_hops", o->max_hops },
         { "lease_ms", o->lease_ms },
         { "seen_capacity", (int64_t)o->seen_capacity },

@@ -233,11 +233,11 @@ static void s_deliver_one(mn_link *l)
         l->ulast = NULL;
     l->in_bytes -= m->len;
     l->in_count--;
-    if (m->len > cm->b.o.max_message) {
+    if (m->len > mz__link_max_message(&l->b)) {
         char why[100];
-        cm->b.stats.oversize_closes++;
-        snprintf(why, sizeof why, "message too big: over %zu bytes", cm->b.o.max_message);
-        s_mn_close(&l->b, 1009, why);
+        snprintf(why, sizeof why, "message too big: over %zu bytes", mz__link_max_message(&l->b));
+        if (!mz__link_oversize(&l->b, m->buf + MZ_LINK_PRE, m->len))
+            s_mn_close(&l->b, 1009, why);
     } else {
         cm->b.stats.msgs_in++;
         cm->b.stats.bytes_in += m->len;
@@ -650,11 +650,11 @@ void mz_memnet_deliver(mz_connmgr *base, uint64_t id, const char *buf, size_t le
 
     if (l == NULL || l->closing || !l->b.open)
         return;
-    if (len > base->o.max_message) {
+    if (len > mz__link_max_message(&l->b)) {
         char why[100];
-        base->stats.oversize_closes++;
-        snprintf(why, sizeof why, "message too big: over %zu bytes", base->o.max_message);
-        s_mn_close(&l->b, 1009, why);
+        snprintf(why, sizeof why, "message too big: over %zu bytes", mz__link_max_message(&l->b));
+        if (!mz__link_oversize(&l->b, buf, len))
+            s_mn_close(&l->b, 1009, why);
         return;
     }
     base->stats.msgs_in++;

@@ -14,6 +14,7 @@ void mz__connmgr_init(mz_connmgr *cm, const mz_transport *t, const mz_connmgr_op
     cm->loop = opts->loop;
     cm->next_id = 1;
     if (!cm->o.max_message) cm->o.max_message = MZ_DEFAULT_MAX_MESSAGE;
+    if (!cm->o.max_api_message) cm->o.max_api_message = cm->o.max_message;
     if (!cm->o.max_send_queue) cm->o.max_send_queue = MZ_DEFAULT_MAX_SEND_QUEUE;
     if (!cm->o.max_send_msgs) cm->o.max_send_msgs = MZ_DEFAULT_MAX_SEND_MSGS;
     if (!cm->o.max_peers) cm->o.max_peers = MZ_DEFAULT_MAX_PEERS;
@@ -21,6 +22,24 @@ void mz__connmgr_init(mz_connmgr *cm, const mz_transport *t, const mz_connmgr_op
     if (!cm->o.max_api_clients) cm->o.max_api_clients = MZ_DEFAULT_MAX_API_CLIENTS;
     if (!cm->o.ping_secs) cm->o.ping_secs = MZ_DEFAULT_PING_SECS;
     if (!cm->o.hangup_secs) cm->o.hangup_secs = MZ_DEFAULT_HANGUP_SECS;
+}
+
+size_t mz__link_max_message(const mz_link *l)
+{
+    return l->kind == MZ_LINK_API ? l->cm->o.max_api_message : l->cm->o.max_message;
+}
+
+bool mz__link_oversize(mz_link *l, const char *head, size_t head_len)
+{
+    mz_connmgr *cm = l->cm;
+
+    if (cm->o.cb.on_oversize == NULL) {
+        cm->stats.oversize_closes++;
+        return false;
+    }
+    cm->stats.oversize_dropped++;
+    cm->o.cb.on_oversize(l, head, head_len, mz__link_max_message(l), cm->o.ctx);
+    return true;
 }
 
 void mz__link_init(mz_link *l, mz_connmgr *cm, mz_link_kind kind, bool outbound)

@@ -79,6 +79,14 @@ void mz__connmgr_init(mz_connmgr *cm, const mz_transport *t, const mz_connmgr_op
 mz_status mz__connmgr_dial_check(const mz_connmgr *cm, const char *url, mz_link_kind kind,
                                  mz_url *u, mz_err *err);
 /* Fills the base of a new link of cm (next id, kind, direction). */
+/* The largest message link l accepts: max_api_message on API links. */
+size_t mz__link_max_message(const mz_link *l);
+/* A message over that limit is arriving on l (head: its first head_len
+ * bytes): counts it and tells the owner. True when the transport must
+ * discard it and keep the link; false when it must close the link with
+ * 1009 (the owner takes no such reports). */
+bool mz__link_oversize(mz_link *l, const char *head, size_t head_len);
+
 void mz__link_init(mz_link *l, mz_connmgr *cm, mz_link_kind kind, bool outbound);
 
 #endif

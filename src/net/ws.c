@@ -65,6 +65,7 @@ struct ws_link {
     size_t qbytes, qcount;
     char *rx;                   /* message being reassembled from fragments */
     size_t rx_len, rx_cap;
+    bool rx_skip;               /* discarding the rest of an oversized message */
     uv_getaddrinfo_t *gai;      /* pending name resolution (dial) */
     struct ws_link *prev, *next;/* all links of the manager */
 };
@@ -604,12 +605,22 @@ static int s_on_receive(struct lws *wsi, ws_link *l, const char *in, size_t len)
     if (lws_frame_is_binary(wsi))
         return s_close_from_rx(wsi, l, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
                                "binary frames are not supported");
-    if (l->rx_len + len > cm->b.o.max_message) {
+    if (l->rx_skip) {
+        l->rx_skip = !final;
+        return 0;
+    }
+    if (l->rx_len + len > mz__link_max_message(&l->b)) {
         char why[100];
-        int n = snprintf(why, sizeof why, "message too big: over %zu bytes", cm->b.o.max_message);
-        cm->b.stats.oversize_closes++;
+        const char *head = l->rx_len ? l->rx : in;
+        size_t head_len = l->rx_len ? l->rx_len : len;
+        /* The owner answers from the head; the link stays up. */
+        if (mz__link_oversize(&l->b, head, head_len)) {
+            l->rx_len = 0;
+            l->rx_skip = !final;
+            return 0;
+        }
+        snprintf(why, sizeof why, "message too big: over %zu bytes", mz__link_max_message(&l->b));
         mz_log_raw(MZ_LOG_WARN, "connmgr", "link %s: %s, closing", l->b.addr, why);
-        (void)n;
         return s_close_from_rx(wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, why);
     }
     if (final && l->rx_len == 0) {

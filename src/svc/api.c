@@ -470,7 +470,7 @@ static void s_on_call_done(mz_node *node, const json_t *result, const char *code
                                 "result", result ? result : json_null(), "trace",
                                 "traceparent", tp));
         } else {
-            char msg[320];
+            char msg[520];
             json_t *e;
             snprintf(msg, sizeof msg, "%s: %s", code, message ? message : "");
             e = json_pack("{s:i,s:s,s:{s:s,s:s,s:s?}}", "code", RPC_SERVER_ERROR, "message",
@@ -481,31 +481,6 @@ static void s_on_call_done(mz_node *node, const json_t *result, const char *code
     }
     json_decref(w->id);
     free(w);
-}
-
-/* Room an execute's envelope needs besides params and agreement: ids,
- * timestamp, resource id, method, signature or seal (docs/PROTOCOL.md). */
-#define MZ_EXEC_ENVELOPE_BYTES 2048
-
-/* An execute whose params (with its agreement) cannot fit in one message
- * under the node's max_message is refused here, naming the limit, instead
- * of being dropped by a link on the way. A sealed payload grows by 4/3
- * (base64). */
-static bool s_exec_too_large(mz_api *api, const json_t *params, mz_err *err)
-{
-    size_t max = api->node->o.max_message, room, n;
-
-    n = json_dumpb(json_object_get(params, "params"), NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY)
-        + json_dumpb(json_object_get(params, "agreement"), NULL, 0, JSON_COMPACT);
-    room = max > MZ_EXEC_ENVELOPE_BYTES ? max - MZ_EXEC_ENVELOPE_BYTES : 0;
-    if (!api->node->o.no_seal)
-        room = room / 4 * 3;
-    if (n <= room)
-        return false;
-    mz_err_set(err, MZ_ELIMIT, "params of %zu bytes exceed what one execute message carries "
-               "(%zu bytes of params under max_message %zu%s)", n, room, max,
-               api->node->o.no_seal ? "" : ", sealed");
-    return true;
 }
 
 static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
@@ -545,10 +520,6 @@ static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json
     w->api = api;
     w->link_id = c->link_id;
     w->id = json_deep_copy(id ? id : json_null());
-    if (s_exec_too_large(api, params, err)) {
-        s_on_call_done(api->node, NULL, "too_large", err->msg, w);
-        return RPC_ASYNC;
-    }
     /* params that are not an object (null included) reach the node, which
      * answers bad_request; only an absent params means {}. */
     /* params.traceparent / params.tracestate: the caller's W3C trace context. */
@@ -988,7 +959,29 @@ static void s_on_message(void *ctx, mz_link *link, const char *buf, size_t len)
     json_decref(req);
 }
 
-static const mz__link_service s_service = { s_on_open, s_on_message, s_on_close, s_api_free };
+/* A request over --max-api-message: discarded by the link, answered here
+ * (with its id when its first bytes show one) instead of a close. */
+static void s_on_oversize(void *ctx, mz_link *link, const char *head, size_t head_len,
+                          size_t limit)
+{
+    mz_api *api = ctx;
+    mz_api_client *c = s_client(api, link);
+    json_t *id = mz__head_member(head, head_len, "id");
+    char why[300];
+
+    if (c != NULL) {
+        api->calls++;
+        api->errors++;
+        snprintf(why, sizeof why, "request too large: over %zu bytes, the largest request this "
+                 "API reads (--max-api-message %zu; calls carry at most --max-payload %zu of "
+                 "params)", limit, limit, api->node->o.max_payload);
+        s_reply_error(c, id, RPC_INVALID_REQ, MZ_ELIMIT, why);
+    }
+    json_decref(id);
+}
+
+static const mz__link_service s_service = { s_on_open, s_on_message, s_on_close, s_api_free,
+                                            s_on_oversize };
 
 mz_status mz__api_attach(mz_node *node, mz_err *err)
 {

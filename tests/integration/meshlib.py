@@ -54,9 +54,12 @@ def sanitizer_reports(text):
     return [m for m in SANITIZER_MARKERS if m in text]
 
 
-def run(args, timeout=CLI_TIMEOUT, check_sanitizer=True):
-    """Runs `meshzero ARGS...` and returns the CompletedProcess (text)."""
-    p = subprocess.run([BIN] + list(args), stdin=subprocess.DEVNULL,
+def run(args, timeout=CLI_TIMEOUT, check_sanitizer=True, stdin=None):
+    """Runs `meshzero ARGS...` (STDIN: bytes for its standard input, else
+    none) and returns the CompletedProcess (text)."""
+    p = subprocess.run([BIN] + list(args),
+                       stdin=subprocess.DEVNULL if stdin is None else None,
+                       input=None if stdin is None else stdin.decode(),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, timeout=timeout, env=client_env())
     if check_sanitizer:
