@@ -26,9 +26,35 @@ static json_t *s_json_arg(const mz_cli *cli, const char *what, const char *text,
     return v;
 }
 
+/* --params-file FILE, or "-" for standard input: a JSON object. NULL after
+ * printing why: *fail set when the file could not be read (exit 1, as for
+ * --agreement), else a usage error naming the file and the place. */
+static json_t *s_load_params(const mz_cli *cli, const char *file, bool *fail)
+{
+    json_error_t je;
+    bool in = strcmp(file, "-") == 0;
+    json_t *v = in ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &je)
+                   : json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+    const char *name = in ? "standard input" : file;
+
+    *fail = v == NULL && je.line < 0;
+    if (*fail) {                        /* not read at all: jansson's text says why */
+        mz_cli_fail(cli, "bad_request", "--params-file %s: cannot read: %s", name, je.text);
+    } else if (v == NULL) {
+        mz_cli_usage(cli, "--params-file %s: not JSON at line %d column %d: %s", name,
+                     je.line, je.column, je.text);
+    } else if (!json_is_object(v)) {
+        mz_cli_usage(cli, "--params-file %s: must hold a JSON object like {\"k\": 1}", name);
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
 typedef struct exec_args {
     double timeout;
     const char *agreement_file;
+    const char *params_file;
 } exec_args;
 
 static int s_exec_opt(mz_cli *cli, int key, const char *arg, void *ctx)
@@ -38,6 +64,10 @@ static int s_exec_opt(mz_cli *cli, int key, const char *arg, void *ctx)
 
     if (key == 'a') {
         x->agreement_file = arg;
+        return 0;
+    }
+    if (key == 'p') {
+        x->params_file = arg;
         return 0;
     }
     x->timeout = strtod(arg, &end);
@@ -114,19 +144,29 @@ int cmd_exec_main(int argc, char **argv)
                                     "this node) with the call; denied: REASON says why a host\n"
                                     "refused it (default: none)" },
         { "timeout", 't', "SEC", "give up after SEC seconds (default 30, at most 600)" },
+        { "params-file", 'p', "FILE", "read PARAMS_JSON from FILE, or from standard input\n"
+                                      "when FILE is - (for params too big for a command line)" },
         { NULL, 0, NULL, NULL } };
     static const mz_cli_cmd cmd = {
-        "exec", "ID METHOD [PARAMS_JSON] [--agreement FILE] [--timeout SEC]",
+        "exec", "ID METHOD [PARAMS_JSON | - | --params-file FILE] [--agreement FILE] "
+        "[--timeout SEC]",
         "Calls METHOD of resource ID wherever it is hosted and prints the result as JSON.\n"
-        "PARAMS_JSON is a JSON object (default {}). On failure prints CODE: MESSAGE on\n"
-        "stderr (codes: not_found, unreachable, timeout, bad_request, handler_error, busy,\n"
-        "denied, too_large) and exits 1; an MCP tool result with isError true also exits 1.\n"
+        "PARAMS_JSON is a JSON object (default {}); - reads it from standard input, as\n"
+        "does --params-file -. Params over the node's --max-payload, or too big for one\n"
+        "message between nodes (--max-message), fail too_large. On failure prints\n"
+        "CODE: MESSAGE on stderr (codes: not_found, unreachable, timeout, bad_request,\n"
+        "handler_error, busy, denied, too_large) and exits 1; an MCP tool result with\n"
+        "isError true also exits 1.\n"
         "With --json prints {\"result\": ...} or {\"error\": {\"code\", \"message\"}} on stdout\n"
         "and the same {\"error\"} object on stderr.",
         opts, MZ_CLI_NODE | MZ_CLI_JSON,
         "exec agent123 process_image '{\"image_url\":\"https://example.com/a.jpg\"}'\n"
-        "exec everything/echo call '{\"message\":\"hi\"}' --timeout 5 --json", false };
-    exec_args x = { 30.0, NULL };
+        "exec everything/echo call '{\"message\":\"hi\"}' --timeout 5 --json\n"
+        "exec docs/summarise run --params-file request.json\n"
+        "exec docs/summarise run - < request.json",
+        false };
+    exec_args x = { 30.0, NULL, NULL };
+    bool unread = false;
     json_t *params, *call, *agreement = NULL, *res = NULL;
     mz_apiclient *c;
     mz_cli cli;
@@ -137,9 +177,14 @@ int cmd_exec_main(int argc, char **argv)
         return rc;
     if (cli.argc < 2 || cli.argc > 3)
         return mz_cli_usage(&cli, "need ID METHOD [PARAMS_JSON]");
-    params = cli.argc == 3 ? s_json_arg(&cli, "PARAMS_JSON", cli.argv[2], true) : json_object();
+    if (cli.argc == 3 && x.params_file != NULL)
+        return mz_cli_usage(&cli, "give PARAMS_JSON or --params-file, not both");
+    if (cli.argc == 3 && strcmp(cli.argv[2], "-") == 0)
+        x.params_file = "-";
+    params = x.params_file ? s_load_params(&cli, x.params_file, &unread)
+           : cli.argc == 3 ? s_json_arg(&cli, "PARAMS_JSON", cli.argv[2], true) : json_object();
     if (params == NULL)
-        return MZ_EXIT_USAGE;
+        return unread ? MZ_EXIT_FAIL : MZ_EXIT_USAGE;
     if (x.agreement_file != NULL && (agreement = s_load_agreement(&cli, x.agreement_file)) == NULL) {
         json_decref(params);
         return MZ_EXIT_FAIL;

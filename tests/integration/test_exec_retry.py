@@ -157,3 +157,46 @@ def test_kept_answers_are_bounded(mesh):
     assert cd["kept_answers"] == 2, cd
     assert cd["kept_evicted"] == 1, cd
     wait_for(lambda: len(calls) == 3, 1.0, what="three calls run")
+
+
+def test_answer_over_max_kept_bytes_is_not_kept_nor_run_twice(mesh):
+    """D (--max-kept-bytes 65536) answers 100 KB: too big to keep. The relay
+    drops that answer; A's retransmit reaches D, which does not run the call
+    again: it answers too_large saying the answer was sent once and not kept
+    (counted kept_too_large); earlier kept answers are not pushed out."""
+    a = mesh.node("A")
+    d = mesh.node("D", extra=["--max-kept-bytes", "65536"])
+    calls = []
+    mangle = drop_first("execute_result")
+
+    async def serve_big(dc):
+        while True:
+            m = await dc.pushes.get()
+            if m.get("method") == "execute":
+                calls.append(m["params"])
+                n = m["params"]["params"]["n"]
+                await dc.send({"jsonrpc": "2.0", "id": m["id"],
+                               "result": {"text": "y" * n}})
+
+    async def go():
+        async with relayed_handler(a, d, "big", serve_big) as (relay, ac, _):
+            small = await ac.call("execute_remote", {"resource_id": "big", "method": "m",
+                                                     "params": {"n": 10}}, timeout=15)
+            relay.mangle = mangle
+            big = await ac.call("execute_remote", {"resource_id": "big", "method": "m",
+                                                   "params": {"n": 100 * 1024},
+                                                   "timeout_ms": 8000}, timeout=15)
+            return small, big
+    small, big = arun(go())
+    assert small.get("result") == {"text": "y" * 10}, small
+    assert mangle.state["dropped"] == 1
+    err = big.get("error") or {}
+    assert err.get("data", {}).get("code") == "too_large", big
+    assert "not kept" in err["message"] and "--max-kept-bytes 65536" in err["message"], big
+    assert len(calls) == 2, calls          # the small call and the big one, each once
+    cd, ca = counters(d), counters(a)
+    assert ca["exec_retransmits"] >= 1, ca
+    assert cd["exec_repeats"] >= 1, cd
+    assert cd["kept_too_large"] == 1, cd
+    assert cd["kept_evicted"] == 0, cd
+    assert cd["kept_answers"] == 2, cd

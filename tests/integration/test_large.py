@@ -226,11 +226,11 @@ def test_exec_params_from_a_file_and_stdin(mesh, tmp_path):
             ["exec", "big", "m", "--params-file", "-", "--json", "--node", a.api], stdin=data))
         return r1, r2
     (r1, r2), seen = arun(with_host(c, a, echo_size, body), 60)
-    assert r1.returncode == 0 and json.loads(r1.stdout) == {"n": 300 * KB}, r1
-    assert r2.returncode == 0 and json.loads(r2.stdout) == {"n": 300 * KB}, r2
+    assert r1.returncode == 0 and json.loads(r1.stdout) == {"result": {"n": 300 * KB}}, r1
+    assert r2.returncode == 0 and json.loads(r2.stdout) == {"result": {"n": 300 * KB}}, r2
     missing = run(["exec", "big", "m", "--params-file", str(tmp_path / "nope.json"),
                    "--node", a.api])
-    assert missing.returncode == 2 and "nope.json" in missing.stderr, missing
+    assert missing.returncode == 1 and "nope.json" in missing.stderr, missing
     badp = run(["exec", "big", "m", "--params-file", str(bad), "--node", a.api])
     assert badp.returncode == 2, badp
     assert "bad.json" in badp.stderr and "line 2" in badp.stderr, badp
