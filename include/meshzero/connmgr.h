@@ -51,9 +51,10 @@ typedef struct mz_connmgr_cb {
     void (*on_message)(mz_link *link, const char *buf, size_t len, void *ctx);
     void (*on_close)(mz_link *link, const char *reason, void *ctx);
     /* A message over the link's limit (limit bytes) is arriving: head is
-     * its first head_len bytes; the rest is discarded and the link stays
-     * open. NULL: such a message closes the link (code 1009). */
-    void (*on_oversize)(mz_link *link, const char *head, size_t head_len, size_t limit,
+     * its first head_len bytes. Return true to have it discarded with the
+     * link kept open, false to close the link (code 1009, counted
+     * oversize_closes); NULL: always close. */
+    bool (*on_oversize)(mz_link *link, const char *head, size_t head_len, size_t limit,
                         void *ctx);
 } mz_connmgr_cb;
 

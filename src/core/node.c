@@ -343,10 +343,11 @@ static void s_on_message(mz_link *link, const char *buf, size_t len, void *ctx)
         mz__handle_message(node, p, buf, len);
 }
 
-/* A message over the link's limit, being discarded: the link stays up (its
- * peer may just have a larger --max-message), and the message's origin,
- * when its head names it, hears why. */
-static void s_on_oversize(mz_link *link, const char *head, size_t head_len, size_t limit,
+/* A message over the link's limit. From a linked peer it is discarded
+ * and the link kept (the peer may just have a larger --max-message): the
+ * message's origin, when its head names it, hears why. Before the hello
+ * the link closes (1009): a stranger gets no such patience. */
+static bool s_on_oversize(mz_link *link, const char *head, size_t head_len, size_t limit,
                           void *ctx)
 {
     mz_node *node = ctx;
@@ -356,24 +357,28 @@ static void s_on_oversize(mz_link *link, const char *head, size_t head_len, size
     char why[200];
 
     if (mz_link_kind_get(link) == MZ_LINK_API) {
-        if (node->api_svc != NULL && node->api_svc->on_oversize != NULL)
-            node->api_svc->on_oversize(node->api_ctx, link, head, head_len, limit);
-        return;
+        if (node->api_svc == NULL || node->api_svc->on_oversize == NULL)
+            return false;
+        node->api_svc->on_oversize(node->api_ctx, link, head, head_len, limit);
+        return true;
     }
+    if (p == NULL || !p->up)
+        return false;
     id = mz__head_member(head, head_len, "id");
     from = mz__head_member(head, head_len, "sender");
     ids = json_string_value(id);
     froms = json_string_value(from);
     snprintf(why, sizeof why, "message %.64s dropped by %.12s: over %zu bytes (--max-message %zu)",
              ids ? ids : "(no id)", mz_identity_id(node->ident), limit, limit);
-    mz_log(MZ_LOG_WARN, "handler", "from %s: %s", mz_link_peer_addr(link), why);
-    if (p != NULL && p->up && ids != NULL && froms != NULL && mz_id_valid(froms) &&
+    mz_log(MZ_LOG_WARN, "handler", "from %.12s: %s", p->peer_id, why);
+    if (ids != NULL && froms != NULL && mz_id_valid(froms) && strcmp(froms, p->peer_id) != 0 &&
         strcmp(froms, mz_identity_id(node->ident)) != 0)
         mz__send_error_to(node, froms, ids, "too_large", why);
-    else if (p != NULL && p->up)
+    else
         mz__send_error_link(node, p, ids ? ids : "", "too_large", why);
     json_decref(id);
     json_decref(from);
+    return true;
 }
 
 static void s_static_remove(mz_node *node, mz_static *s)

@@ -33,12 +33,12 @@ bool mz__link_oversize(mz_link *l, const char *head, size_t head_len)
 {
     mz_connmgr *cm = l->cm;
 
-    if (cm->o.cb.on_oversize == NULL) {
+    if (cm->o.cb.on_oversize == NULL ||
+        !cm->o.cb.on_oversize(l, head, head_len, mz__link_max_message(l), cm->o.ctx)) {
         cm->stats.oversize_closes++;
         return false;
     }
     cm->stats.oversize_dropped++;
-    cm->o.cb.on_oversize(l, head, head_len, mz__link_max_message(l), cm->o.ctx);
     return true;
 }
 

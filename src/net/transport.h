@@ -84,7 +84,7 @@ size_t mz__link_max_message(const mz_link *l);
 /* A message over that limit is arriving on l (head: its first head_len
  * bytes): counts it and tells the owner. True when the transport must
  * discard it and keep the link; false when it must close the link with
- * 1009 (the owner takes no such reports). */
+ * 1009 (the owner said so, or takes no such reports). */
 bool mz__link_oversize(mz_link *l, const char *head, size_t head_len);
 
 void mz__link_init(mz_link *l, mz_connmgr *cm, mz_link_kind kind, bool outbound);

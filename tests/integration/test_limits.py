@@ -247,14 +247,19 @@ async def size_boundary(a):
         assert rec["node"] == key.id and rec["location"] == "remote"
         assert await _has_peer(conn, key.id)
         assert not [m for m in peer.inbox if m.get("type") == "error"], peer.inbox
-        # 3000 bytes, equally valid: the link is closed with 1009.
+        # 3000 bytes, equally valid: dropped, the sender told too_large, and
+        # the link (of a peer that said hello) kept.
         await peer.send(sized_announce(key, "too-big", 3000))
-        code, reason = await peer.wait_closed(5.0)
-        assert code == 1009, (code, reason)
-        assert reason.startswith("message too big"), reason
-        await until(lambda: _lacks_peer(conn, key.id), 5.0, "the link closed at A")
+        err = await peer.expect(lambda m: m.get("type") == "error" and
+                                m.get("payload", {}).get("code") == "too_large", 5.0,
+                                "A's too_large error")
+        assert "over 2048 bytes (--max-message 2048)" in err["payload"]["reason"], err
+        assert await _has_peer(conn, key.id)
         rs = await conn.result("query_resources", {})
         assert "too-big" not in {r["resource_id"] for r in rs}
+        # The link still carries messages.
+        await peer.send(sized_announce(key, "fits-too", 1500))
+        await in_directory(conn, "fits-too", 5.0)
     finally:
         await conn.close()
         await peer.close()
@@ -265,8 +270,9 @@ def test_max_message_boundary(mesh):
     assert a.status()["limits"]["max_message"] == 2048
     c0 = counters(a)
     arun(size_boundary(a), 30.0)
-    c1 = wait_for(counter_above(a, "oversize_closes", c0["oversize_closes"]), 5.0)
-    assert c1["oversize_closes"] == c0["oversize_closes"] + 1
+    c1 = wait_for(counter_above(a, "oversize_dropped", c0["oversize_dropped"]), 5.0)
+    assert c1["oversize_dropped"] == c0["oversize_dropped"] + 1
+    assert c1["oversize_closes"] == c0["oversize_closes"]
 
 
 def test_api_metadata_over_16k_refused(mesh):

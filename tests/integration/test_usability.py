@@ -250,7 +250,7 @@ def test_exec_params_over_the_limit_refused_at_the_caller(mesh):
     wait_for(lambda: "far" in a.ids(), 10.0, what="far on A")
     out = exec_cli(a, "far", "m", {"blob": "x" * 60000}, json_out=True)
     assert out.rc == 1 and out.code == "too_large", out
-    assert "max_message 65536" in out.message, out
+    assert "--max-message 65536" in out.message, out
     assert a.status()["peers"] == 1      # the link was not dropped by an oversize frame
 
 
