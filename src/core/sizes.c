@@ -1,5 +1,5 @@
 /* Sizes of call bodies against the node's limits (docs/PROTOCOL.md
- * "Limits"): found before anything is sent, so that a call or an answer
+ * §1): found before anything is sent, so that a call or an answer
  * that cannot travel is refused at its edge with too_large, naming the
  * limit, instead of being dropped by a link on the way. */
 #include <stdio.h>

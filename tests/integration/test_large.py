@@ -127,9 +127,9 @@ def test_result_over_the_link_limit_becomes_too_large_without_resends(mesh):
 
 def test_max_payload_refuses_at_cli_api_and_on_the_host(mesh, tmp_path):
     """--max-payload 1000: a 2000-byte call is refused with too_large naming
-    --max-payload 1000 through the API and the CLI (the C API is the same
-    function: tests/unit); a host with --max-payload 1000 refuses a caller
-    whose own limit is larger."""
+    --max-payload 1000 through the API and the CLI (the C API,
+    mz_node_execute_remote, in tests/unit/test_exec.c); a host with
+    --max-payload 1000 refuses a caller whose own limit is larger."""
     a = mesh.node("A", extra=["--max-payload", "1000"])
     c = mesh.node("C", peers=[a])
     wait_linked([(a, c)])

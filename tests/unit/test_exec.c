@@ -21,7 +21,8 @@ typedef struct host {
     mz_node *cut_from, *cut_to; /* link cut when a call arrives (both set) */
 } host;
 
-/* echo: answers with the params and the caller; hold: keeps the call. */
+/* echo: answers with the params and the caller; hold: keeps the call;
+ * grow: answers params.n bytes. */
 static void s_handler(mz_node *node, mz_exec *x, void *ctx)
 {
     host *h = ctx;
@@ -35,13 +36,22 @@ static void s_handler(mz_node *node, mz_exec *x, void *ctx)
         h->held = x;
         return;
     }
+    if (strcmp(mz_exec_method(x), "grow") == 0) {     /* a result of params.n bytes */
+        size_t n = (size_t)json_integer_value(json_object_get(mz_exec_params(x), "n"));
+        char *blob = calloc(1, n + 1);
+        assert_non_null(blob);
+        memset(blob, 'y', n);
+        mz_exec_reply(x, json_pack("{s:s}", "blob", blob));
+        free(blob);
+        return;
+    }
     mz_exec_reply(x, json_pack("{s:O,s:s}", "params", mz_exec_params(x), "caller",
                                mz_exec_caller(x)));
 }
 
 static void s_host(mz_node *n, const char *id, host *h)
 {
-    static const char *const methods[] = { "echo", "hold", NULL };
+    static const char *const methods[] = { "echo", "hold", "grow", NULL };
     mz_err e;
 
     mt_register(n, id);
@@ -212,6 +222,102 @@ static void test_retry_after_cut_runs_the_call_once(void **state)
     mt_free(&m);
 }
 
+
+/* A params object of about n bytes as compact JSON: {"blob":"xxx..."}. */
+static json_t *s_blob(size_t n)
+{
+    char *x = malloc(n + 1);
+    json_t *p;
+
+    assert_non_null(x);
+    memset(x, 'x', n);
+    x[n] = '\0';
+    p = json_pack("{s:s}", "blob", x);
+    free(x);
+    return p;
+}
+
+/* max_payload 1000 at the caller: 2000 bytes of params fail too_large,
+ * naming --max-payload and its value, before anything is sent. */
+static void test_params_over_max_payload_refused_at_the_caller(void **state)
+{
+    mt_mesh m;
+    mz_node *a, *b;
+    mz_node_opts o = { 0 };
+    host h = { 0 };
+    outcome out = { 0 };
+    json_t *params = s_blob(2000);
+    seen sn;
+    uint64_t sent;
+
+    (void)state;
+    mt_init(&m);
+    o.max_payload = 1000;
+    a = mt_node(&m, &o);
+    b = mt_node(&m, NULL);
+    assert_true(mt_link(&m, a, b));
+    s_host(b, "small", &h);
+    sn = (seen){ a, "small" };
+    assert_true(mt_run_until(&m, s_has, &sn, MT_DEADLINE_MS));
+    sent = mt_counter(a, "exec_too_large");
+    s_call(&m, a, "small", params, MT_DEADLINE_MS, &out);
+    assert_string_equal(out.code, MZ_EXEC_TOO_LARGE);
+    assert_non_null(strstr(out.message, "--max-payload 1000"));
+    assert_int_equal(h.runs, 0);
+    assert_int_equal(mt_counter(a, "exec_too_large"), sent + 1);
+    json_decref(params);
+    mt_free(&m);
+}
+
+/* A - B - C: 900 KB of params cannot fit one message (1 MiB, sealed):
+ * A refuses the call naming --max-message; no link drops a message. */
+static void test_params_over_one_message_refused_at_the_caller(void **state)
+{
+    mt_mesh m;
+    mz_node *a, *b, *c;
+    host h = { 0 };
+    outcome out = { 0 };
+    json_t *params = s_blob(900 * 1024);
+
+    (void)state;
+    s_chain_hosting(&m, &a, &b, &c, "far", &h);
+    s_call(&m, a, "far", params, MT_DEADLINE_MS, &out);
+    assert_string_equal(out.code, MZ_EXEC_TOO_LARGE);
+    assert_non_null(strstr(out.message, "--max-message 1048576"));
+    assert_int_equal(h.runs, 0);
+    assert_int_equal(mt_counter(a, "oversize_unsent"), 0);
+    assert_int_equal(mt_counter(b, "oversize_dropped") + mt_counter(b, "oversize_closes"), 0);
+    json_decref(params);
+    mt_free(&m);
+}
+
+/* The host's result does not fit one message to the caller: the caller
+ * gets a small too_large answer naming --max-message instead, the handler
+ * ran once, and the host sent nothing oversized. */
+static void test_result_over_one_message_answered_too_large(void **state)
+{
+    mt_mesh m;
+    mz_node *a, *b, *c;
+    host h = { 0 };
+    outcome out = { 0 };
+    json_t *params = json_pack("{s:i}", "n", 1200 * 1024);
+    mz_err e;
+
+    (void)state;
+    s_chain_hosting(&m, &a, &b, &c, "grow", &h);
+    assert_int_equal(mz_node_execute_remote(a, "grow", "grow", params, MT_DEADLINE_MS, s_done,
+                                            &out, &e), MZ_OK);
+    assert_true(mt_run_until(&m, s_is_done, &out, MT_DEADLINE_MS));
+    assert_string_equal(out.code, MZ_EXEC_TOO_LARGE);
+    assert_non_null(strstr(out.message, "result is"));
+    assert_non_null(strstr(out.message, "--max-message 1048576"));
+    assert_int_equal(h.runs, 1);
+    assert_int_equal(mt_counter(c, "exec_too_large"), 1);
+    assert_int_equal(mt_counter(c, "oversize_unsent"), 0);
+    json_decref(params);
+    mt_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +325,9 @@ int main(void)
         cmocka_unit_test(test_execute_vanished_resource_is_not_found),
         cmocka_unit_test(test_execute_unknown_resource_is_not_found),
         cmocka_unit_test(test_retry_after_cut_runs_the_call_once),
+        cmocka_unit_test(test_params_over_max_payload_refused_at_the_caller),
+        cmocka_unit_test(test_params_over_one_message_refused_at_the_caller),
+        cmocka_unit_test(test_result_over_one_message_answered_too_large),
     };
 
     mz_log_set_level(MZ_LOG_ERROR);
