@@ -345,7 +345,8 @@ static void s_on_message(mz_link *link, const char *buf, size_t len, void *ctx)
 
 /* A message over the link's limit. From a linked peer it is discarded
  * and the link kept (the peer may just have a larger --max-message): the
- * message's origin, when its head names it, hears why. Before the hello
+ * message's origin, when its head names it and a route leads there, hears
+ * why (else the link does). Before the hello
  * the link closes (1009): a stranger gets no such patience. */
 static bool s_on_oversize(mz_link *link, const char *head, size_t head_len, size_t limit,
                           void *ctx)
@@ -372,7 +373,7 @@ static bool s_on_oversize(mz_link *link, const char *head, size_t head_len, size
              ids ? ids : "(no id)", mz_identity_id(node->ident), limit, limit);
     mz_log(MZ_LOG_WARN, "handler", "from %.12s: %s", p->peer_id, why);
     if (ids != NULL && froms != NULL && mz_id_valid(froms) && strcmp(froms, p->peer_id) != 0 &&
-        strcmp(froms, mz_identity_id(node->ident)) != 0)
+        strcmp(froms, mz_identity_id(node->ident)) != 0 && mz__next_hop(node, froms) != NULL)
         mz__send_error_to(node, froms, ids, "too_large", why);
     else
         mz__send_error_link(node, p, ids ? ids : "", "too_large", why);
