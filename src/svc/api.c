@@ -960,16 +960,25 @@ static void s_on_message(void *ctx, mz_link *link, const char *buf, size_t len)
 }
 
 /* A request over --max-api-message: discarded by the link, answered here
- * (with its id when its first bytes show one) instead of a close. */
+ * (with its id when its first bytes show one) instead of a close; a
+ * handler's answer that big fails its call too_large. */
 static void s_on_oversize(void *ctx, mz_link *link, const char *head, size_t head_len,
                           size_t limit)
 {
     mz_api *api = ctx;
     mz_api_client *c = s_client(api, link);
     json_t *id = mz__head_member(head, head_len, "id");
+    const char *pid = json_string_value(id);
+    mz_exec *x = c != NULL && pid != NULL ? mz_hmap_remove(c->pushed, pid) : NULL;
     char why[300];
 
-    if (c != NULL) {
+    if (x != NULL) {
+        /* A handler's answer to a call we pushed: the call fails now
+         * instead of timing out. */
+        snprintf(why, sizeof why, "the handler's answer is over %zu bytes, the largest message "
+                 "its node's API reads (--max-api-message %zu)", limit, limit);
+        mz_exec_fail(x, MZ_EXEC_TOO_LARGE, why);
+    } else if (c != NULL) {
         api->calls++;
         api->errors++;
         snprintf(why, sizeof why, "request too large: over %zu bytes, the largest request this "

@@ -238,3 +238,39 @@ def test_exec_params_from_a_file_and_stdin(mesh, tmp_path):
     assert both.returncode == 2, both
     helped = run(["exec", "--help"])
     assert "--params-file" in helped.stdout, helped
+
+
+def test_params_just_under_one_message_pass_a_relay(mesh):
+    """780,000 bytes of params (under the ~767 KiB a sealed 1 MiB message
+    leaves) go A - B - C and back: the size check refuses no call that fits."""
+    a, b, c = line(mesh)
+    before = {n.name: n.peer_ids() for n in (a, b, c)}
+
+    async def body(ac):
+        return await ac.call("execute_remote", {"resource_id": "big", "method": "m",
+                                                "params": {"blob": "x" * 780000}}, timeout=20)
+    res, seen = arun(with_host(c, a, echo_size, body), 40)
+    assert res.get("result") == {"n": 780000}, res
+    assert_links_kept((a, b, c), before)
+    for n in (a, b, c):
+        assert counters(n)["oversize_unsent"] == 0, (n.name, counters(n))
+
+
+def test_handler_answer_over_max_api_message_fails_the_call(mesh):
+    """C (--max-api-message 65536) hosts a resource served by an API client
+    that answers 100 KB: C cannot read that answer; the call fails
+    too_large at once (not a timeout) and C's API connection stays open."""
+    a = mesh.node("A")
+    c = mesh.node("C", peers=[a], extra=["--max-api-message", "65536"])
+    wait_linked([(a, c)])
+
+    async def body(ac):
+        return await ac.call("execute_remote", {"resource_id": "big", "method": "m",
+                                                "params": {"answer": 100 * KB},
+                                                "timeout_ms": 20000}, timeout=25)
+    res, seen = arun(with_host(c, a, echo_size, body), 40)
+    err = res.get("error") or {}
+    assert err.get("data", {}).get("code") == "too_large", res
+    assert "--max-api-message 65536" in err["message"], res
+    assert len(seen) == 1
+    assert counters(c)["oversize_closes"] == 0
