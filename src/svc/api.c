@@ -9,6 +9,7 @@
 #include "core/node_int.h"
 #include "core/pins.h"
 #include "svc/mcp_view.h"
+#include "bridge/bridge_int.h"
 #include "svc/http.h"
 #include "util/nearest.h"
 
@@ -777,7 +778,9 @@ static int m_bridge_remove(mz_api *api, mz_api_client *c, const json_t *id,
 static int s_mcp_views(mz_api *api, const char *method, const json_t *params,
                        json_t **result, mz_err *err)
 {
-    if (mz_mcpviews_api(api->node, method, params, result, err) != MZ_OK)
+    mz_mcpviews *vs = mz__bridge_views(mz_bridge_of_node(api->node));
+
+    if (mz_mcpviews_api(vs, api->node, method, params, result, err) != MZ_OK)
         return err->code == MZ_EINVAL ? RPC_INVALID_PARAMS : RPC_SERVER_ERROR;
     return 0;
 }

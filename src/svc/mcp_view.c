@@ -491,11 +491,9 @@ static mz_status s_api_approve(mz_mcpviews *vs, mz_node *node, const json_t *par
     return *result ? MZ_OK : mz_err_set(err, MZ_ENOMEM, "mcp_approve: out of memory");
 }
 
-mz_status mz_mcpviews_api(mz_node *node, const char *method, const json_t *params,
-                          json_t **result, mz_err *err)
+mz_status mz_mcpviews_api(mz_mcpviews *vs, mz_node *node, const char *method,
+                          const json_t *params, json_t **result, mz_err *err)
 {
-    mz_mcpviews *vs = mz__bridge_views(mz_bridge_of_node(node));
-
     if (vs == NULL)
         return mz_err_set(err, MZ_ESTATE, "this node runs no MCP bridge, so it has no views");
     if (strcmp(method, "mcp_view") == 0)

@@ -61,9 +61,9 @@ json_t *mz_mcpviews_records(mz_mcpviews *vs, const mz_mcpview *v, mz_node *node)
 
 /* The local API's mcp_view {view} -> {view, definition, pin, records} and
  * mcp_approve {tool, view?} -> {approved: [{view, tool, resource_id,
- * tool_hash, previous}]} on node's views. MZ_ENOTFOUND for an unknown view
- * or tool, MZ_EINVAL for bad params. */
-mz_status mz_mcpviews_api(mz_node *node, const char *method, const json_t *params,
-                          json_t **result, mz_err *err);
+ * tool_hash, previous}]} on node's views vs (NULL: MZ_ESTATE, no bridge).
+ * MZ_ENOTFOUND for an unknown view or tool, MZ_EINVAL for bad params. */
+mz_status mz_mcpviews_api(mz_mcpviews *vs, mz_node *node, const char *method,
+                          const json_t *params, json_t **result, mz_err *err);
 
 #endif

@@ -174,3 +174,15 @@ def test_api_tool_hash_mismatch_is_refused(chain):
     bad = rpc(a.api, "execute_remote", {"resource_id": "rp/nothing", "method": "call",
                                         "params": {}, "tool_hash": h})
     assert bad["error"]["data"]["code"] == "not_found", bad
+
+
+def test_bad_view_definition_stops_the_node_with_exit_2(tmp_path):
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps({"mcp-views": {"fs": {"capabilty": "mcp:fs"}}}))
+    p = run(["node", "--listen", "ws://127.0.0.1:0", "--api", "ws://127.0.0.1:0", "--data",
+             str(tmp_path / "d"), "--config", str(cfg)])
+    assert p.returncode == 2, p.stderr
+    assert 'view "fs": unknown key "capabilty"' in p.stderr, p.stderr
+    p = run(["node", "--listen", "ws://127.0.0.1:0", "--api", "ws://127.0.0.1:0", "--data",
+             str(tmp_path / "d"), "--mcp-views", "[1]"])
+    assert p.returncode == 2 and "mcp-views" in p.stderr, p.stderr
