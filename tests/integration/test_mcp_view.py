@@ -13,7 +13,8 @@ import pytest
 
 from execlib import wait_known
 from meshlib import rpc, run, wait_for, wait_linked
-from mcplib import MCP_DIR, ensure_npm_packages, mcp_http_url, mcp_stdio_spec, run_sdk
+from mcplib import (MCP_DIR, SdkClient, ensure_npm_packages, mcp_http_url, mcp_stdio_spec,
+                    run_sdk)
 from test_mcp_export import http_post
 
 RUGPULL = os.path.join(MCP_DIR, "rugpull.mjs")
@@ -186,3 +187,20 @@ def test_bad_view_definition_stops_the_node_with_exit_2(tmp_path):
     p = run(["node", "--listen", "ws://127.0.0.1:0", "--api", "ws://127.0.0.1:0", "--data",
              str(tmp_path / "d"), "--mcp-views", "[1]"])
     assert p.returncode == 2 and "mcp-views" in p.stderr, p.stderr
+
+
+def test_view_list_changed_follows_its_own_tools(chain, tmp_path):
+    """`meshzero mcp --view` subscribes before it answers initialize, so once
+    the client is connected a tool joining the view is announced."""
+    a, b, d = chain
+    cl = SdkClient(tmp_path, dict(mcp_stdio_spec(a, "--view", "clocks"), ops=[
+        {"op": "wait_list_changed", "timeout_ms": 15000}, {"op": "list"}]), name="view")
+    try:
+        assert cl.line()["op"] == "connected"
+        assert cl.line()["op"] == "waiting"
+        d.register("late-clock", "tool", caps=["clock"], meta={"description": "added on D"})
+        assert cl.line(30) == {"op": "wait_list_changed", "seen": True}
+        assert sorted(t["name"] for t in cl.line()["tools"]) == ["late-clock", "rp_clock"]
+        assert cl.wait() == 0
+    finally:
+        cl.close()
