@@ -500,7 +500,7 @@ static bool s_start_call(mz_mcpsrv_req *r, const json_t *records)
     const json_t *args = json_object_get(r->params, "arguments");
     json_t *map = mz_mcp_map_tools(records), *ent = NULL, *empty = NULL;
     const json_t *rec;
-    const char *method = "call";
+    const char *method = "call", *pin;
     size_t i;
 
     if (map == NULL) {
@@ -518,10 +518,10 @@ static bool s_start_call(mz_mcpsrv_req *r, const json_t *records)
     rec = json_object_get(ent, "record");
     r->resource_id = strdup(json_string_value(json_object_get(ent, "resource_id")));
     /* A view's pin goes with the call: the node checks it before sending. */
-    if (json_is_string(json_object_get(json_object_get(rec, "pin"), "pinned")))
-        r->tool_hash = strdup(json_string_value(json_object_get(json_object_get(rec, "pin"),
-                                                                "pinned")));
-    if (r->resource_id == NULL) {
+    pin = json_string_value(json_object_get(json_object_get(rec, "pin"), "pinned"));
+    if (pin != NULL)
+        r->tool_hash = strdup(pin);
+    if (r->resource_id == NULL || (pin != NULL && r->tool_hash == NULL)) {
         json_decref(map);
         s_error(s, r->conn, r->id, MZ_RPC_INTERNAL, "out of memory");
         return false;

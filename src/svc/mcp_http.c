@@ -313,8 +313,8 @@ static mz_mcpep *s_endpoint(mz_mcphttp *h, const char *uri, bool *mcp, char *vie
 
 static int s_on_request(mz_mcphttp *h, struct lws *wsi, mz_hconn **slot, const char *uri)
 {
-    char view[128];
-    bool mcp;
+    char view[128] = "";
+    bool mcp = false;
     mz_mcpep *ep = h->serve ? s_endpoint(h, uri, &mcp, view, sizeof view) : NULL;
     char origin[256], accept[256], ctype[128], ver[32];
     mz_hconn *c = *slot;
