@@ -114,7 +114,7 @@ void mz__frame_hdr_init(mz_frame_hdr *h, uint8_t type, const uint8_t src[MZ_FRAM
     /* A link-only type is never forwarded: one hop is all it may take. */
     h->hop_limit = cls == MZ_FRAME_C_LINK ? 1 : MZ_FRAME_DEFAULT_HOP_LIMIT;
     h->time_ms = mz_now_ms();
-    randombytes_buf(h->id, sizeof h->id);
+    mz_random_buf(h->id, sizeof h->id);
     memcpy(h->src, src, sizeof h->src);
     if (dst != NULL)
         memcpy(h->dst, dst, sizeof h->dst);
@@ -354,7 +354,7 @@ mz_status mz__frame_seal(mz_frame_hdr *h, const uint8_t *plain, size_t plain_len
 
     if ((rc = s_prepare(h, plain_len, MZ_FRAME_TAG_LEN, MZ_FRAME_F_SEALED, cap, err)) != MZ_OK)
         return rc;
-    randombytes_buf(h->nonce, sizeof h->nonce);
+    mz_random_buf(h->nonce, sizeof h->nonce);
     /* The plaintext may already sit where the body goes; the header is
      * written around it, never over it. */
     mz__frame_hdr_encode(h, out);
