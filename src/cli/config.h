@@ -51,6 +51,7 @@ enum {
     MZ_OPT_RATE_BURST, MZ_OPT_REPLAY_WINDOW_MS, MZ_OPT_TLS_CERT, MZ_OPT_TLS_KEY, MZ_OPT_TLS_CA,
     MZ_OPT_CONFIG, MZ_OPT_HELP, MZ_OPT_LOG_FORMAT, MZ_OPT_LOG_CALLS,
     MZ_OPT_FETCH_RATE, MZ_OPT_REPLY_RATE, MZ_OPT_REPLY_RATE_ALL, MZ_OPT_DRAIN_MS,
+    MZ_OPT_WIRE1,
 };
 
 /* Every option of `meshzero node` but --config and --help: the command's

@@ -176,6 +176,23 @@ static void s_on_local(mz_node *node, mz_peer *p, const mz__type *t, mz_msg *msg
     s_local_handle(node, p, t, msg, id);
 }
 
+/* The next hop toward `to` but p; NULL: none, counted and the origin `from`
+ * told (never for an error). */
+static mz_peer *s_relay_hop(mz_node *node, mz_peer *p, const mz__type *t, const char *id,
+                            const char *from, const char *to)
+{
+    mz_peer *hop = mz__next_hop_except(node, to, p);
+    char why[160];
+
+    if (hop != NULL)
+        return hop;
+    node->c.unroutable++;
+    snprintf(why, sizeof why, "message %s: no route to node %.12s", id, to);
+    if (strcmp(t->name, "error") != 0)
+        mz__send_error_to(node, from, id, "unreachable", why);
+    return NULL;
+}
+
 /* A unicast for another node: relayed to the next hop, or the origin told. */
 static void s_on_relay(mz_node *node, mz_peer *p, const mz__type *t, mz_msg *msg,
                        const char *id)
@@ -191,14 +208,8 @@ static void s_on_relay(mz_node *node, mz_peer *p, const mz__type *t, mz_msg *msg
                                 "the message came back to its sender (a routing loop)");
         return;
     }
-    hop = mz__next_hop_except(node, to, p);
-    if (hop == NULL) {
-        char why[160];
-        node->c.unroutable++;
-        snprintf(why, sizeof why, "message %s: no route to node %.12s", id, to);
-        if (strcmp(t->name, "error") != 0)
-            mz__send_error_to(node, mz__msg_sender(msg), id, "unreachable", why);
-    } else {
+    hop = s_relay_hop(node, p, t, id, mz__msg_sender(msg), to);
+    if (hop != NULL) {
         mz__exec_relayed(node, msg, mz_link_id(hop->link));
         mz__forward(node, p, msg, hop);
     }
@@ -241,6 +252,29 @@ done:
 
 /* ---- wire v2 frames (PROTOCOL.md section 10) --------------------------- */
 
+/* The message of an authentic frame; NULL: refused (a body that is not a
+ * JSON object within the limits), answered and counted. */
+static mz_msg *s_frame_msg(mz_node *node, mz_peer *p, const uint8_t *buf,
+                           const mz_frame_hdr *h, const uint8_t *plain, size_t pl,
+                           const char *id)
+{
+    mz_msg *msg = NULL;
+    mz_err e;
+
+    if (mz__msg_from_frame(buf, h, plain, pl, &msg, &e) == MZ_OK)
+        return msg;
+    node->c.malformed++;
+    mz__reject(node, p, id, "bad_message", e.msg, false);
+    return NULL;
+}
+
+/* A frame whose signature does not verify: refused, counted. */
+static void s_frame_forged(mz_node *node, mz_peer *p, const char *id, const char *why)
+{
+    node->c.forged++;
+    mz__reject(node, p, id, "bad_signature", why, false);
+}
+
 /* A broadcast frame: verified once, deduplicated by message id, handled,
  * and its bytes passed on. */
 static void s_frame_broadcast(mz_node *node, mz_peer *p, const mz__type *t, const uint8_t *buf,
@@ -258,19 +292,14 @@ static void s_frame_broadcast(mz_node *node, mz_peer *p, const mz__type *t, cons
         return;
     }
     if (mz__frame_verify(buf, len, h, &plain, &pl, &e) != MZ_OK) {
-        if (dup) {
+        if (dup)
             node->c.duplicates++;
-            return;
-        }
-        node->c.forged++;
-        mz__reject(node, p, id, "bad_signature", e.msg, false);
+        else
+            s_frame_forged(node, p, id, e.msg);
         return;
     }
-    if (mz__msg_from_frame(buf, h, plain, pl, &msg, &e) != MZ_OK) {
-        node->c.malformed++;
-        mz__reject(node, p, id, "bad_message", e.msg, false);
+    if ((msg = s_frame_msg(node, p, buf, h, plain, pl, id)) == NULL)
         return;
-    }
     if (dup || mz_seen_check_add(node->seen, id)) {
         node->c.duplicates++;
         mz__evidence_duplicate(node, p, msg);
@@ -307,14 +336,10 @@ static void s_frame_local(mz_node *node, mz_peer *p, const mz__type *t, const ui
         }
         plain = own;
     } else if (mz__frame_verify(buf, len, h, &plain, &pl, &e) != MZ_OK) {
-        node->c.forged++;
-        mz__reject(node, p, id, "bad_signature", e.msg, false);
+        s_frame_forged(node, p, id, e.msg);
         return;
     }
-    if (mz__msg_from_frame(buf, h, plain, pl, &msg, &e) != MZ_OK) {
-        node->c.malformed++;
-        mz__reject(node, p, id, "bad_message", e.msg, false);
-    } else {
+    if ((msg = s_frame_msg(node, p, buf, h, plain, pl, id)) != NULL) {
         mz__node_speaks_v2(node, src);
         s_local_handle(node, p, t, msg, id);
     }
@@ -327,6 +352,7 @@ static void s_frame_relay(mz_node *node, mz_peer *p, const mz__type *t, const ui
                           size_t len, const mz_frame_hdr *h, const char *id)
 {
     char src[MZ_ID_HEX_LEN + 1], dst[MZ_ID_HEX_LEN + 1];
+    json_t *pl = NULL;
     mz_peer *hop;
 
     if (memcmp(h->src, mz_identity_pk(node->ident), MZ_FRAME_NODE_LEN) == 0) {
@@ -338,16 +364,17 @@ static void s_frame_relay(mz_node *node, mz_peer *p, const mz__type *t, const ui
     }
     sodium_bin2hex(src, sizeof src, h->src, sizeof h->src);
     sodium_bin2hex(dst, sizeof dst, h->dst, sizeof h->dst);
-    hop = mz__next_hop_except(node, dst, p);
-    if (hop == NULL) {
-        char why[160];
-        node->c.unroutable++;
-        snprintf(why, sizeof why, "message %s: no route to node %.12s", id, dst);
-        if (strcmp(t->name, "error") != 0)
-            mz__send_error_to(node, src, id, "unreachable", why);
+    if ((hop = s_relay_hop(node, p, t, id, src, dst)) == NULL)
         return;
-    }
-    mz__exec_relayed_ids(node, t->name, id, src, dst, NULL, mz_link_id(hop->link));
+    /* A signed call (--no-seal) is readable on the way, as its envelope
+     * was: the relay log and the relayed-call table keep their fields. */
+    if ((h->flags & MZ_FRAME_F_SIGNED) && (h->type == MZ_FRAME_EXECUTE ||
+                                           h->type == MZ_FRAME_EXECUTE_RESULT))
+        pl = json_loadb((const char *)buf + h->hdr_len, h->body_len - MZ_FRAME_SIG_LEN,
+                        JSON_REJECT_DUPLICATES, NULL);
+    mz__exec_relayed_ids(node, t->name, id, src, dst, json_is_object(pl) ? pl : NULL,
+                         mz_link_id(hop->link));
+    json_decref(pl);
     node->c.frames_relayed++;
     mz__forward_frame(node, p, buf, len, NULL, hop);
 }

@@ -135,10 +135,11 @@ static void s_send_hello(mz_node *node, mz_peer *p)
     json_t *payload;
 
     mz_random_hex(p->challenge, 32);
+    payload = json_pack("{s:s,s:s,s:s}", "protocol", "meshzero/1", "listen",
+                        mz_connmgr_listen_url(node->cm), "challenge", p->challenge);
     /* "wire": the framings this node speaks (PROTOCOL.md "Negotiation"). */
-    payload = json_pack("{s:s,s:s,s:s,s:[ii]}", "protocol", "meshzero/1", "listen",
-                        mz_connmgr_listen_url(node->cm), "challenge", p->challenge, "wire", 1,
-                        2);
+    if (payload != NULL && !node->o.wire1)
+        json_object_set_new(payload, "wire", json_pack("[ii]", 1, 2));
     mz__send_link(node, p, mz__msg_new("hello", mz_identity_id(node->ident), "*", payload));
 }
 
@@ -234,7 +235,7 @@ static void s_on_hello(mz_node *node, mz_peer *p, const mz_msg *msg)
     snprintf(p->peer_id, sizeof p->peer_id, "%s", from);
     snprintf(p->listen, sizeof p->listen, "%s", listen);
     p->got_hello = true;
-    p->offers_v2 = s_offers_v2(json_object_get(pl, "wire"));
+    p->offers_v2 = !node->o.wire1 && s_offers_v2(json_object_get(pl, "wire"));
     {
         const char *pin = s_pin(p);
         char why[200];

@@ -7,7 +7,8 @@ import asyncio
 import struct
 
 import mzproto as mp
-from execlib import ApiConn
+from execlib import ApiConn, exec_cli, handler, wait_known
+from execlib import procs  # noqa: F401 -- a fixture
 from seclib import ids, status, wait_linked
 from test_interop import arun, wait_for_async
 
@@ -175,3 +176,23 @@ def test_broken_frames_refused_clearly_and_node_keeps_serving(mesh):
             await other.close()
     arun(go())
     assert ids(a) is not None
+
+
+def test_mixed_mesh_with_a_node_that_speaks_only_envelopes(mesh, procs):
+    """O - B - C where O runs --wire1 (as an older node does): B and C speak
+    frames, O only envelopes; records reach O as envelopes B converted, and
+    calls both ways work, B relaying envelopes as text on its v2 link."""
+    c = mesh.node("C")
+    b = mesh.node("B", peers=[c])
+    o = mesh.node("O", peers=[b], extra=("--wire1",))
+    wait_linked([(o, b), (b, c)])
+    procs.serve(c, "echoC", handler("echo.sh"), caps=["echo"])
+    procs.serve(o, "echoO", handler("echo.sh"), caps=["echo"])
+    wait_known(o, "echoC")
+    wait_known(c, "echoO")
+    out = exec_cli(o, "echoC", "m", {"x": 1})
+    assert out.rc == 0 and out.json["input"]["caller"] == o.id, out
+    out = exec_cli(c, "echoO", "m", {"y": 2})
+    assert out.rc == 0 and out.json["input"]["caller"] == c.id, out
+    assert status(o)["counters"]["frames_in"] == 0
+    assert status(b)["counters"]["frames_in"] > 0 and status(c)["counters"]["frames_in"] > 0
