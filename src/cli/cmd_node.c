@@ -55,6 +55,7 @@ static const char s_help[] =
     "                      re-read on SIGHUP)\n"
     "  --network-key FILE  admit only nodes that prove knowledge of this shared secret\n"
     "  --no-seal           send unicasts signed instead of end-to-end sealed\n"
+    "  --wire1             offer peers only JSON envelopes, not binary wire v2 frames\n"
     "  --min-links N       below N links, dial known nodes (default 1)\n"
     "  --max-running N     calls this node runs at once (default 256; more: busy)\n"
     "  --max-running-per-caller N  of those, from one caller (default 256)\n"
@@ -424,6 +425,7 @@ static bool s_node_opt(node_args *a, int c, const char *arg, bool from_file, con
     case MZ_OPT_TRUST: a->o.trust_file = arg; break;
     case MZ_OPT_NETWORK_KEY: a->o.network_key_file = arg; break;
     case MZ_OPT_NO_SEAL: a->o.no_seal = true; break;
+    case MZ_OPT_WIRE1: a->o.wire1 = true; break;
     case MZ_OPT_API_REQUIRE_TOKEN: a->o.api_require_token = true; break;
     case MZ_OPT_TLS_CERT: a->o.tls_cert = arg; break;
     case MZ_OPT_TLS_KEY: a->o.tls_key = arg; break;

@@ -42,6 +42,7 @@ const mz_cfg_key mz_cfg_node_keys[] = {
     { "trust",                  MZ_CFG_STRING, MZ_OPT_TRUST, 0 },
     { "network-key",            MZ_CFG_STRING, MZ_OPT_NETWORK_KEY, 0 },
     { "no-seal",                MZ_CFG_FLAG,   MZ_OPT_NO_SEAL, 0 },
+    { "wire1",                  MZ_CFG_FLAG,   MZ_OPT_WIRE1, 0 },
     { "min-links",              MZ_CFG_UINT,   MZ_OPT_MIN_LINKS, U64 },
     { "max-links",              MZ_CFG_UINT,   MZ_OPT_MAX_LINKS, U64 },
     { "max-running",            MZ_CFG_UINT,   MZ_OPT_MAX_RUNNING, U64 },
