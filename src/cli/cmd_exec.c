@@ -55,6 +55,7 @@ typedef struct exec_args {
     double timeout;
     const char *agreement_file;
     const char *params_file;
+    const char *tool_hash;
 } exec_args;
 
 static int s_exec_opt(mz_cli *cli, int key, const char *arg, void *ctx)
@@ -68,6 +69,14 @@ static int s_exec_opt(mz_cli *cli, int key, const char *arg, void *ctx)
     }
     if (key == 'p') {
         x->params_file = arg;
+        return 0;
+    }
+    if (key == 'H') {
+        /* A pin is a lowercase hex SHA-256, as tool_hash is listed. */
+        if (strlen(arg) != 64 || strspn(arg, "0123456789abcdef") != 64)
+            return mz_cli_usage(cli, "--tool-hash takes 64 lowercase hex digits (the "
+                                "tool_hash of the resource's metadata), not '%.80s'", arg);
+        x->tool_hash = arg;
         return 0;
     }
     x->timeout = strtod(arg, &end);
@@ -146,17 +155,20 @@ int cmd_exec_main(int argc, char **argv)
         { "timeout", 't', "SEC", "give up after SEC seconds (default 30, at most 600)" },
         { "params-file", 'p', "FILE", "read PARAMS_JSON from FILE, or from standard input\n"
                                       "when FILE is - (for params too big for a command line)" },
+        { "tool-hash", 'H', "HASH", "call only if the resource's tool_hash is still HASH;\n"
+                                    "else definition_changed, checked by this node before\n"
+                                    "sending (default: no pin)" },
         { NULL, 0, NULL, NULL } };
     static const mz_cli_cmd cmd = {
         "exec", "ID METHOD [PARAMS_JSON | - | --params-file FILE] [--agreement FILE] "
-        "[--timeout SEC]",
+        "[--timeout SEC] [--tool-hash HASH]",
         "Calls METHOD of resource ID wherever it is hosted and prints the result as JSON.\n"
         "PARAMS_JSON is a JSON object (default {}); - reads it from standard input, as\n"
         "does --params-file -. Params over the node's --max-payload, or too big for one\n"
         "message between nodes (--max-message), fail too_large. On failure prints\n"
         "CODE: MESSAGE on stderr (codes: not_found, unreachable, timeout, bad_request,\n"
-        "handler_error, busy, denied, too_large) and exits 1; an MCP tool result with\n"
-        "isError true also exits 1.\n"
+        "handler_error, busy, denied, too_large, definition_changed) and exits 1; an MCP\n"
+        "tool result with isError true also exits 1.\n"
         "With --json prints {\"result\": ...} or {\"error\": {\"code\", \"message\"}} on stdout\n"
         "and the same {\"error\"} object on stderr.",
         opts, MZ_CLI_NODE | MZ_CLI_JSON,
@@ -165,7 +177,7 @@ int cmd_exec_main(int argc, char **argv)
         "exec docs/summarise run --params-file request.json\n"
         "exec docs/summarise run - < request.json",
         false };
-    exec_args x = { 30.0, NULL, NULL };
+    exec_args x = { 30.0, NULL, NULL, NULL };
     bool unread = false;
     json_t *params, *call, *agreement = NULL, *res = NULL;
     mz_apiclient *c;
@@ -192,7 +204,9 @@ int cmd_exec_main(int argc, char **argv)
     call = json_pack("{s:s,s:s,s:o,s:I}", "resource_id", cli.argv[0], "method", cli.argv[1],
                      "params", params, "timeout_ms", (json_int_t)(x.timeout * 1000));
     if (call == NULL || (agreement != NULL &&
-                         json_object_set_new(call, "agreement", json_incref(agreement)) != 0)) {
+                         json_object_set_new(call, "agreement", json_incref(agreement)) != 0) ||
+        (x.tool_hash != NULL &&
+         json_object_set_new(call, "tool_hash", json_string(x.tool_hash)) != 0)) {
         json_decref(call);
         json_decref(agreement);
         return mz_cli_fail(&cli, "out_of_memory", "out of memory");
