@@ -31,7 +31,6 @@
 #define MZ_META_HEADROOM 64
 
 typedef enum { MZ_BS_STARTING, MZ_BS_UP, MZ_BS_BACKOFF, MZ_BS_STOPPED } mz_bstate;
-static const char *const s_state_names[4] = { "starting", "up", "backoff", "stopped" };
 
 typedef enum { MZ_BC_INIT, MZ_BC_LIST, MZ_BC_CALL } mz_bcall_kind;
 
@@ -54,6 +53,7 @@ typedef struct mz_bsrv {
     mz_bridge *b;
     char name[MZ_BRIDGE_NAME_MAX + 1];
     char **argv;                /* stdio: NULL-terminated copy; NULL for HTTP */
+    char **env;                 /* stdio: its environment (mz__bridge_env_build) */
     char *url;                  /* HTTP: the endpoint */
     char **tags;
     size_t n_tags;
@@ -102,6 +102,9 @@ typedef struct mz_bsrv {
     struct mz_bsrv *next;
 } mz_bsrv;
 
+struct mz_bsrv;
+static const char *s_state_name(const struct mz_bsrv *s);
+
 /* Every state change is logged at the default level, with why. */
 static void s_set_state(mz_bsrv *s, mz_bstate st)
 {
@@ -110,10 +113,24 @@ static void s_set_state(mz_bsrv *s, mz_bstate st)
     if (s->state == st && st != MZ_BS_STARTING)
         return;
     s->state = st;
-    f = json_pack("{s:s,s:s,s:s}", "server", s->name, "state", s_state_names[st], "reason",
+    f = json_pack("{s:s,s:s,s:s}", "server", s->name, "state", s_state_name(s), "reason",
                   st == MZ_BS_UP ? "" : s->last_error);
     mz_log_event(MZ_LOG_INFO, "bridge", "bridge.state", f);
     json_decref(f);
+}
+
+/* The state as reported (docs/MCP.md "Server states"): starting (not yet
+ * listed), ready, degraded (down after a failure: being restarted, its tools
+ * withdrawn), failed (given up: not retried). */
+static const char *s_state_name(const mz_bsrv *s)
+{
+    switch (s->state) {
+    case MZ_BS_STARTING: return s->restarts > 0 || s->last_error[0] ? "degraded" : "starting";
+    case MZ_BS_UP: return "ready";
+    case MZ_BS_BACKOFF: return "degraded";
+    case MZ_BS_STOPPED: return "failed";
+    }
+    return "failed";
 }
 
 static void s_count_call(mz_bsrv *s, const char *outcome)
@@ -444,7 +461,7 @@ static json_t *s_tool_meta(mz_bsrv *s, const json_t *tool, char hash[65], char *
                            size_t whylen)
 {
     static const char *const copied[] = { "title", "description", "inputSchema",
-                                          "outputSchema", "annotations" };
+                                          "outputSchema", "annotations", "icons", "_meta" };
     char *canon;
     size_t len;
     json_t *meta;
@@ -696,7 +713,19 @@ static void s_on_response(mz_bsrv *s, const json_t *msg)
         switch (c->kind) {
         case MZ_BC_INIT: s_fail(s, "initialize failed: %s", why); break;
         case MZ_BC_LIST: s_fail(s, "tools/list failed: %s", why); break;
-        case MZ_BC_CALL: s_call_fail(s, c->x, MZ_EXEC_HANDLER_ERROR, why); break;
+        case MZ_BC_CALL:
+            if (json_is_object(err) && json_is_integer(json_object_get(err, "code"))) {
+                /* The server's error as it gave it, for an MCP client at
+                 * the other end (docs/MCP.md "Errors"). */
+                s_count_call(s, MZ_EXEC_HANDLER_ERROR);
+                mz_exec_fail_data(c->x, MZ_EXEC_HANDLER_ERROR, why,
+                                  json_pack("{s:{s:O,s:s,s:O?}}", MZ_MCP_ERROR_KEY, "code",
+                                            json_object_get(err, "code"), "message",
+                                            m ? m : "", "data", json_object_get(err, "data")));
+            } else {
+                s_call_fail(s, c->x, MZ_EXEC_HANDLER_ERROR, why);
+            }
+            break;
         }
         free(c);
         return;
@@ -961,8 +990,8 @@ static void s_start_stdio(mz_bsrv *s)
     s->pin_closed = false;
     s->line_len = s->errlen = 0;
     s->kill_at_ms = s->eof_at_ms = 0;
-    r = mz__spawn_piped(s->b->loop, &s->proc, s->argv, &s->pin, &s->pout, &s->perr, s_on_exit,
-                        0);
+    r = mz__spawn_piped_env(s->b->loop, &s->proc, s->argv, s->env, &s->pin, &s->pout, &s->perr,
+                            s_on_exit, 0);
     if (r != 0) {
         /* libuv wants the process handle closed even when the spawn failed. */
         s_close_handles(s);
@@ -1165,6 +1194,7 @@ static void s_srv_free(mz_bsrv *s)
     for (char **a = s->argv; a && *a; a++)
         free(*a);
     free(s->argv);
+    mz__bridge_env_free(s->env);
     free(s->url);
     for (size_t i = 0; i < s->n_tags; i++)
         free(s->tags[i]);
@@ -1244,7 +1274,7 @@ mz_status mz_bridge_new(const mz_bridge_opts *opts, mz_bridge **out, mz_err *err
     uv_timer_start(&b->tick, s_on_tick, MZ_BRIDGE_TICK_MS, MZ_BRIDGE_TICK_MS);
     /* The tick never keeps the loop alive by itself; child processes do. */
     uv_unref((uv_handle_t *)&b->tick);
-    if ((rc = mz__mcphttp_new(b->node, opts->http_endpoint, &b->http, err)) != MZ_OK) {
+    if ((rc = mz__mcphttp_new(b->node, b->loop, opts->http_endpoint, &b->http, err)) != MZ_OK) {
         b->stopping = true;
         mz_bridge_free(b);
         return rc;
@@ -1298,6 +1328,8 @@ static mz_status s_add(mz_bridge *b, const mz_bridge_spec *spec, mz_bridge_tap_f
                               "characters of A-Z a-z 0-9 _ . : / -", spec->name,
                               spec->tags[i]);
     }
+    if (mz__bridge_env_check(spec->name, spec, err) != MZ_OK)
+        return err->code;
     for (s = b->servers; s; s = s->next)
         if (strcmp(s->name, spec->name) == 0)
             return mz_err_set(err, MZ_EEXIST, "bridge: a server named %s is already imported",
@@ -1323,6 +1355,8 @@ static mz_status s_add(mz_bridge *b, const mz_bridge_spec *spec, mz_bridge_tap_f
         oom = oom || s->argv == NULL;
         for (size_t i = 0; !oom && i < argc; i++)
             s->argv[i] = s_dup_or_null(spec->argv[i], &oom);
+        s->env = oom ? NULL : mz__bridge_env_build(spec);
+        oom = oom || s->env == NULL;
     }
     s->url = s_dup_or_null(spec->url, &oom);
     if (spec->n_tags > 0) {
@@ -1441,7 +1475,7 @@ static json_t *s_entry(const mz_bsrv *s)
 
     e = json_pack("{s:s,s:s,s:s,s:s,s:o,s:O,s:I,s:s}", "name", s->name, "transport",
                   s->url ? "http" : "stdio", "target", s->url ? s->url : s->argv[0], "state",
-                  s_state_names[s->state], "tools", tools, "skipped", s->skipped,
+                  s_state_name(s), "tools", tools, "skipped", s->skipped,
                   "restarts", (json_int_t)s->restarts, "last_error", s->last_error);
     if (e != NULL)
         json_object_set_new(e, "calls", s->served ? json_deep_copy(s->served) : json_object());
@@ -1450,6 +1484,18 @@ static json_t *s_entry(const mz_bsrv *s)
     if (e != NULL && s->running)
         json_object_set_new(e, "pid", json_integer(s->pid));
     return e;
+}
+
+json_t *mz_bridge_states(mz_bridge *b)
+{
+    json_t *o = json_object();
+
+    for (mz_bsrv *s = b->servers; o && s; s = s->next)
+        json_object_set_new(o, s->name,
+                            json_pack("{s:s,s:I,s:s}", "state", s_state_name(s), "tools",
+                                      (json_int_t)mz_hmap_count(s->tools), "last_error",
+                                      s->last_error));
+    return o;
 }
 
 json_t *mz_bridge_list(mz_bridge *b)
@@ -1472,10 +1518,33 @@ static mz_status s_forget_stopped(mz_bridge *b, const char *name, mz_err *err)
     return mz_bridge_remove(b, name, err);
 }
 
+/* params.KEY, when present, as up to max strings in out (borrowed); *n their count. */
+static mz_status s_str_array(const json_t *params, const char *key, const char **out, size_t max,
+                             size_t *n, mz_err *err)
+{
+    const json_t *arr = json_object_get(params, key), *v;
+    size_t i;
+
+    *n = 0;
+    if (arr == NULL)
+        return MZ_OK;
+    if (!json_is_array(arr) || json_array_size(arr) > max)
+        return mz_err_set(err, MZ_EINVAL, "params.%s must be an array of at most %zu strings",
+                          key, max);
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(v))
+            return mz_err_set(err, MZ_EINVAL, "params.%s[%zu] must be a string", key, i);
+        out[i] = json_string_value(v);
+    }
+    *n = json_array_size(arr);
+    return MZ_OK;
+}
+
 mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result, mz_err *err)
 {
-    const json_t *cmd = json_object_get(params, "command"), *tags = json_object_get(params, "tags");
+    const json_t *cmd = json_object_get(params, "command");
     const char *argv[65], *tagv[MZ_BRIDGE_MAX_TAGS];
+    const char *envv[MZ_BRIDGE_MAX_ENV], *passv[MZ_BRIDGE_MAX_ENV];
     mz_bridge_spec spec;
     size_t i;
     json_t *v;
@@ -1500,18 +1569,14 @@ mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result,
         argv[json_array_size(cmd)] = NULL;
         spec.argv = argv;
     }
-    if (tags != NULL) {
-        if (!json_is_array(tags) || json_array_size(tags) > MZ_BRIDGE_MAX_TAGS)
-            return mz_err_set(err, MZ_EINVAL, "params.tags must be an array of at most %d "
-                              "strings", MZ_BRIDGE_MAX_TAGS);
-        json_array_foreach(tags, i, v) {
-            if (!json_is_string(v))
-                return mz_err_set(err, MZ_EINVAL, "params.tags[%zu] must be a string", i);
-            tagv[i] = json_string_value(v);
-        }
-        spec.tags = tagv;
-        spec.n_tags = json_array_size(tags);
-    }
+    if ((rc = s_str_array(params, "tags", tagv, MZ_BRIDGE_MAX_TAGS, &spec.n_tags, err)) != MZ_OK ||
+        (rc = s_str_array(params, "env", envv, MZ_BRIDGE_MAX_ENV, &spec.n_env, err)) != MZ_OK ||
+        (rc = s_str_array(params, "env_pass", passv, MZ_BRIDGE_MAX_ENV, &spec.n_env_pass,
+                          err)) != MZ_OK)
+        return rc;
+    spec.tags = tagv;
+    spec.env = envv;
+    spec.env_pass = passv;
     if ((rc = s_forget_stopped(b, spec.name, err)) != MZ_OK)
         return rc;
     /* The caller waits for it (bridge add): a server that never comes up is

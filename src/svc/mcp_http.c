@@ -63,6 +63,7 @@ struct mz_mcphttp {
     uint64_t next_id;
     uint64_t sub;               /* resource.* subscription */
     bool subscribed;
+    mz_mcpnotify *notify;       /* coalesces list_changed (s_on_event) */
 };
 
 static int s_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
@@ -162,6 +163,8 @@ static void s_exec_cb(mz_node *node, const json_t *result, const char *code,
                       const char *message, void *ctx)
 {
     mz_mcpsrv_req_trace(ctx, mz_node_call_traceparent(node));
+    if (code != NULL)
+        mz_mcpsrv_req_error_data(ctx, mz_node_call_error_data(node));
     mz_mcpsrv_exec_done(ctx, result, code, message);
 }
 
@@ -190,20 +193,16 @@ static void s_op_send(void *ctx, uint64_t conn, json_t *msg)
     json_decref(msg);
 }
 
-/* resource.* events: tell SSE clients when the tool list changed. */
-static void s_on_event(mz_node *node, const char *topic, const json_t *data,
-                       const char *source, void *ctx)
+/* One burst of resource events is over: tell SSE clients the tool list
+ * changed. */
+static void s_notify_all(void *ctx)
 {
     static const char ev[] =
         "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
     mz_mcphttp *h = ctx;
 
-    (void)node;
-    (void)topic;
-    (void)source;
-    if (h->stopped || h->srv == NULL || !mz_mcpsrv_record_matches(h->srv, data))
+    if (h->stopped)
         return;
-    mz_mcpsrv_invalidate(h->srv);
     for (mz_hconn *c = h->conns; c; c = c->next) {
         char *nb;
         if (!c->sse || c->drop)
@@ -219,6 +218,23 @@ static void s_on_event(mz_node *node, const char *topic, const json_t *data,
         }
         lws_callback_on_writable(c->wsi);
     }
+}
+
+/* resource.* events: the cached directory answer is stale; the clients are
+ * told once the burst is over. */
+static void s_on_event(mz_node *node, const char *topic, const json_t *data,
+                       const char *source, void *ctx)
+{
+    mz_mcphttp *h = ctx;
+
+    (void)node;
+    (void)topic;
+    (void)source;
+    if (h->stopped || h->srv == NULL || !mz_mcpsrv_record_matches(h->srv, data))
+        return;
+    mz_mcpsrv_invalidate(h->srv);
+    if (h->notify != NULL)
+        mz__mcpnotify_poke(h->notify);
 }
 
 /* ---- lws callbacks ----------------------------------------------------------- */
@@ -453,7 +469,7 @@ static int s_http(void *vwsi, int reason, void *user, void *in, size_t len, void
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
+mz_status mz__mcphttp_new(mz_node *node, uv_loop_t *loop, bool serve_mcp, mz_mcphttp **out,
                           mz_err *err)
 {
     mz_mcphttp *h = calloc(1, sizeof *h);
@@ -485,6 +501,11 @@ mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
         return rc;
     }
     h->subscribed = serve_mcp;
+    if (serve_mcp && (h->notify = mz__mcpnotify_new(loop, s_notify_all, h)) == NULL) {
+        mz__mcphttp_stop(h);
+        mz__mcphttp_free(h);
+        return mz_err_set(err, MZ_ENOMEM, "mcp http: allocating");
+    }
     /* Our row of the API listener's route table; alone without one. */
     /* Our rows of the API listener's route table (/ui/: the dashboard, which
      * s_http hands to ui.c); alone without one. */
@@ -503,6 +524,8 @@ void mz__mcphttp_stop(mz_mcphttp *h)
     if (h->subscribed)
         mz_node_unsubscribe(h->node, h->sub, NULL);
     h->subscribed = false;
+    mz__mcpnotify_free(h->notify);
+    h->notify = NULL;
     /* Calls still running answer into the void (their requests are orphaned). */
     mz_mcpsrv_free(h->srv);
     h->srv = NULL;

@@ -202,7 +202,7 @@ class RawMcp:
         return rc
 
 
-def bridge_entry(node, name, timeout=30.0, state="up"):
+def bridge_entry(node, name, timeout=30.0, state="ready"):
     """Waits for bridge NAME on NODE to reach STATE; returns its entry."""
     def get():
         p = node.cli("bridge", "list", "--json")

@@ -81,11 +81,7 @@ def test_everything_on_d_echo_and_get_sum_from_a(mesh):
 
 def test_crash_mid_call_then_tools_return(mesh, tmp_path):
     state = tmp_path / "crashy.starts"
-    os.environ["CRASHY_STATE"] = str(state)
-    try:
-        a, b, c, d = square(mesh, ["--mcp", crashy_cmd()])
-    finally:
-        del os.environ["CRASHY_STATE"]
+    a, b, c, d = square(mesh, ["--mcp", crashy_cmd(), "--mcp-env", "CRASHY_STATE=%s" % state])
     wait_known(a, "crashy/crash", timeout=30)
     out = exec_cli(a, "crashy/crash", "call", {}, json_out=True)
     assert out.code == "handler_error", out
@@ -154,7 +150,7 @@ def test_bridge_add_against_running_node(mesh):
     p = add("ev2", "--tag", "demo", "--json", "--", "node", EVERYTHING, "stdio", timeout=60)
     assert p.returncode == 0, p.stderr
     entry = json.loads(p.stdout)
-    assert entry["state"] == "up" and "ev2/echo" in entry["tools"]
+    assert entry["state"] == "ready" and "ev2/echo" in entry["tools"]
     rec = wait_known(a, "ev2/echo")
     assert "demo" in rec["capabilities"]
     out = exec_cli(a, "ev2/echo", "call", {"message": "added"}, json_out=True)

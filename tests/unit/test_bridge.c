@@ -127,7 +127,8 @@ static void test_negotiate(void **state)
     assert_string_equal(mz_mcp_negotiate("2025-03-26"), "2025-03-26");
     assert_string_equal(mz_mcp_negotiate("2025-06-18"), "2025-06-18");
     assert_string_equal(mz_mcp_negotiate("2025-11-25"), "2025-11-25");
-    assert_string_equal(mz_mcp_negotiate("2024-11-05"), MZ_MCP_LATEST);
+    assert_string_equal(mz_mcp_negotiate("2024-11-05"), "2024-11-05");
+    assert_string_equal(mz_mcp_negotiate("2024-10-07"), MZ_MCP_LATEST);
     assert_string_equal(mz_mcp_negotiate(NULL), MZ_MCP_LATEST);
     assert_false(mz_mcp_version_supported("2099-01-01"));
 }
