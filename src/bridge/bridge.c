@@ -96,6 +96,8 @@ typedef struct mz_bsrv {
     bool relist;                /* list_changed arrived meanwhile */
     mz_hmap *tools;             /* resource id -> mz_btool */
     json_t *skipped;            /* [{tool, reason}] of the last listing */
+    json_t *skipped_before;     /* while a listing is applied: the one before */
+    size_t changed;             /* while a listing is applied: tools added/updated/gone */
     mz_bridge_tap_fn tap;       /* mz__bridge_add_tap: the caller is the transport */
     void *tap_ctx;
     json_t *served;             /* outcome -> calls served (bridge_list, /metrics) */
@@ -121,14 +123,15 @@ static void s_set_state(mz_bsrv *s, mz_bstate st)
 
 /* The state as reported (docs/MCP.md "Server states"): starting (not yet
  * listed), ready, degraded (down after a failure: being restarted, its tools
- * withdrawn), failed (given up: not retried). */
+ * withdrawn), failed (given up: not retried); stopped only while being
+ * removed or shut down. */
 static const char *s_state_name(const mz_bsrv *s)
 {
     switch (s->state) {
     case MZ_BS_STARTING: return s->restarts > 0 || s->last_error[0] ? "degraded" : "starting";
     case MZ_BS_UP: return "ready";
     case MZ_BS_BACKOFF: return "degraded";
-    case MZ_BS_STOPPED: return "failed";
+    case MZ_BS_STOPPED: return s->removed ? "stopped" : "failed";
     }
     return "failed";
 }
@@ -449,8 +452,17 @@ static void s_skip(mz_bsrv *s, const char *tool, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    mz_log(MZ_LOG_WARN, "bridge", "mcp %s: tool '%.100s' not imported: %s", s->name, tool, why);
-    json_array_append_new(s->skipped, json_pack("{s:s,s:s}", "tool", tool, "reason", why));
+    json_t *e = json_pack("{s:s,s:s}", "tool", tool, "reason", why), *old;
+    size_t i;
+    bool known = false;
+
+    /* A relisting that skips the same tools again says nothing new. */
+    json_array_foreach(s->skipped_before, i, old)
+        known = known || json_equal(old, e);
+    if (!known)
+        mz_log(MZ_LOG_WARN, "bridge", "mcp %s: tool '%.100s' not imported: %s", s->name, tool,
+               why);
+    json_array_append_new(s->skipped, e);
 }
 
 static void s_on_exec(mz_node *node, mz_exec *x, void *ctx);
@@ -558,6 +570,7 @@ static bool s_register_tool(mz_bsrv *s, const json_t *tool, const char *rid, mz_
         return false;
     }
     json_decref(meta);
+    s->changed++;
     if (mz_hmap_put(next, rid, t, NULL) != MZ_OK) {
         mz_node_unregister_resource(s->b->node, rid, NULL);
         s_btool_free(t);
@@ -574,10 +587,14 @@ static void s_apply_listing(mz_bsrv *s)
     const char *key;
     void *val;
     json_t *tool;
+    bool was_up = s->state == MZ_BS_UP;
 
-    json_decref(s->skipped);
+    s->skipped_before = s->skipped;
     s->skipped = json_array();
+    s->changed = 0;
     if (next == NULL || s->skipped == NULL) {
+        json_decref(s->skipped_before);
+        s->skipped_before = NULL;
         mz_hmap_free(next, NULL);
         s_fail(s, "out of memory applying the tool list");
         return;
@@ -612,8 +629,10 @@ static void s_apply_listing(mz_bsrv *s)
     }
     /* Tools the server no longer lists go away. */
     while (mz_hmap_next(s->tools, &pos, &key, &val))
-        if (mz_hmap_get(next, key) == NULL)
+        if (mz_hmap_get(next, key) == NULL) {
             mz_node_unregister_resource(s->b->node, key, NULL);
+            s->changed++;
+        }
     mz_hmap_free(s->tools, s_btool_free);
     s->tools = next;
     json_decref(s->listing);
@@ -625,8 +644,13 @@ static void s_apply_listing(mz_bsrv *s)
         s->up_since_ms = mz_now_ms();
         s->last_error[0] = '\0';
     }
-    mz_log(MZ_LOG_INFO, "bridge", "mcp %s: %zu tools imported, %zu skipped", s->name,
-           mz_hmap_count(s->tools), json_array_size(s->skipped));
+    /* Logged when something changed: a server's list_changed right after
+     * initialize (common) relists the same tools. */
+    if (!was_up || s->changed > 0 || !json_equal(s->skipped, s->skipped_before))
+        mz_log(MZ_LOG_INFO, "bridge", "mcp %s: %zu tools imported, %zu skipped", s->name,
+               mz_hmap_count(s->tools), json_array_size(s->skipped));
+    json_decref(s->skipped_before);
+    s->skipped_before = NULL;
     if (s->relist) {
         s->relist = false;
         s->listing_now = true;
@@ -719,7 +743,7 @@ static void s_on_response(mz_bsrv *s, const json_t *msg)
                  * the other end (docs/MCP.md "Errors"). */
                 s_count_call(s, MZ_EXEC_HANDLER_ERROR);
                 mz_exec_fail_data(c->x, MZ_EXEC_HANDLER_ERROR, why,
-                                  json_pack("{s:{s:O,s:s,s:O?}}", MZ_MCP_ERROR_KEY, "code",
+                                  json_pack("{s:{s:O,s:s,s:O*}}", MZ_MCP_ERROR_KEY, "code",
                                             json_object_get(err, "code"), "message",
                                             m ? m : "", "data", json_object_get(err, "data")));
             } else {

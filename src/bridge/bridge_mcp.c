@@ -596,7 +596,7 @@ static json_t *s_server_error(const mz_mcpsrv_req *r)
 
     if (!json_is_integer(code) || !json_is_string(msg))
         return NULL;
-    return json_pack("{s:s,s:O,s:{s:O,s:O,s:O?}}", "jsonrpc", "2.0", "id",
+    return json_pack("{s:s,s:O,s:{s:O,s:O,s:O*}}", "jsonrpc", "2.0", "id",
                      r->id ? r->id : json_null(), "error", "code", code, "message", msg,
                      "data", json_object_get(e, "data"));
 }

@@ -926,7 +926,7 @@ static void s_host_answer_data(mz_node *node, const char *req_id, const char *ca
         json_decref(result);
         return;
     }
-    json_t *pl = code ? json_pack("{s:s,s:{s:s,s:s,s:O?}}", "ref", req_id, "error", "code", code,
+    json_t *pl = code ? json_pack("{s:s,s:{s:s,s:s,s:O*}}", "ref", req_id, "error", "code", code,
                                   "message", msg ? msg : "", "data", data)
                       : json_pack("{s:s,s:o}", "ref", req_id, "result",
                                   result ? result : json_null());

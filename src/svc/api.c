@@ -476,7 +476,7 @@ static void s_on_call_done(mz_node *node, const json_t *result, const char *code
             char msg[320];
             json_t *e;
             snprintf(msg, sizeof msg, "%s: %s", code, message ? message : "");
-            e = json_pack("{s:i,s:s,s:{s:s,s:s,s:s?,s:O?}}", "code", RPC_SERVER_ERROR,
+            e = json_pack("{s:i,s:s,s:{s:s,s:s,s:s?,s:O*}}", "code", RPC_SERVER_ERROR,
                           "message", msg, "data", "code", code, "message",
                           message ? message : "", "traceparent", tp, "data",
                           mz_node_call_error_data(node));
