@@ -16,21 +16,12 @@ import pytest
 from execlib import exec_cli, wait_known
 from meshlib import run, wait_for, wait_linked
 from mcplib import (EVERYTHING, bridge_entry, crashy_cmd, ensure_npm_packages,
-                    everything_cmd)
+                    everything_cmd, square)
 
 
 @pytest.fixture(autouse=True)
 def npm_packages():
     ensure_npm_packages()
-
-
-def square(mesh, d_extra=()):
-    a = mesh.node("A")
-    b = mesh.node("B", peers=[a])
-    c = mesh.node("C", peers=[a])
-    d = mesh.node("D", peers=[b, c], extra=list(d_extra))
-    wait_linked([(a, b), (a, c), (b, d), (c, d)])
-    return a, b, c, d
 
 
 def text_of(result):

@@ -14,6 +14,7 @@ import pytest
 
 from execlib import exec_cli, wait_known
 from meshlib import run, wait_for, wait_linked
+import mcplib
 from mcplib import (CRASHY, EVERYTHING, SdkClient, bridge_entry, crashy_cmd,
                     ensure_npm_packages, mcp_http_url, mcp_stdio_spec, run_sdk)
 
@@ -24,11 +25,7 @@ def npm_packages():
 
 
 def square(mesh, d_extra=()):
-    a = mesh.node("A")
-    b = mesh.node("B", peers=[a])
-    c = mesh.node("C", peers=[a])
-    d = mesh.node("D", peers=[b, c], extra=list(d_extra))
-    wait_linked([(a, b), (a, c), (b, d), (c, d)])
+    a, b, c, d = mcplib.square(mesh, d_extra)
     assert d.id not in a.peer_ids()
     return a, b, c, d
 
