@@ -709,6 +709,30 @@ static void s_on_init(mz_bsrv *s, const json_t *res)
     s_list(s, NULL);
 }
 
+/* The server's JSON-RPC error as the mesh error's data, for an MCP client
+ * at the other end (docs/MCP.md "Calls"). One over MZ_BRIDGE_ERROR_MAX
+ * bytes keeps its code and the start of its message only. Returns new. */
+static json_t *s_server_error(mz_bsrv *s, const json_t *err)
+{
+    const json_t *code = json_object_get(err, "code"), *data = json_object_get(err, "data");
+    const char *m = json_string_value(json_object_get(err, "message"));
+    size_t len = json_dumpb(err, NULL, 0, JSON_COMPACT);
+
+    if (len > MZ_BRIDGE_ERROR_MAX) {
+        size_t n = m ? strlen(m) : 0;
+        if (n > 1024)
+            for (n = 1024; n > 0 && ((unsigned char)m[n] & 0xC0) == 0x80; n--)
+                ;               /* cut on a UTF-8 character boundary */
+        mz_log(MZ_LOG_WARN, "bridge", "mcp %s: a JSON-RPC error of %zu bytes, over %d "
+               "(MZ_BRIDGE_ERROR_MAX): its data is left out", s->name, len,
+               MZ_BRIDGE_ERROR_MAX);
+        return json_pack("{s:{s:O,s:s#}}", MZ_MCP_ERROR_KEY, "code", code, "message",
+                         m ? m : "", (int)n);
+    }
+    return json_pack("{s:{s:O,s:s,s:O*}}", MZ_MCP_ERROR_KEY, "code", code, "message", m ? m : "",
+                     "data", data);
+}
+
 static void s_on_response(mz_bsrv *s, const json_t *msg)
 {
     const json_t *id = json_object_get(msg, "id"), *res = json_object_get(msg, "result");
@@ -739,13 +763,8 @@ static void s_on_response(mz_bsrv *s, const json_t *msg)
         case MZ_BC_LIST: s_fail(s, "tools/list failed: %s", why); break;
         case MZ_BC_CALL:
             if (json_is_object(err) && json_is_integer(json_object_get(err, "code"))) {
-                /* The server's error as it gave it, for an MCP client at
-                 * the other end (docs/MCP.md "Errors"). */
                 s_count_call(s, MZ_EXEC_HANDLER_ERROR);
-                mz_exec_fail_data(c->x, MZ_EXEC_HANDLER_ERROR, why,
-                                  json_pack("{s:{s:O,s:s,s:O*}}", MZ_MCP_ERROR_KEY, "code",
-                                            json_object_get(err, "code"), "message",
-                                            m ? m : "", "data", json_object_get(err, "data")));
+                mz_exec_fail_data(c->x, MZ_EXEC_HANDLER_ERROR, why, s_server_error(s, err));
             } else {
                 s_call_fail(s, c->x, MZ_EXEC_HANDLER_ERROR, why);
             }

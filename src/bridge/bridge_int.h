@@ -29,6 +29,8 @@
 /* Member of a mesh call error's data holding the JSON-RPC error an imported
  * MCP server answered ({code, message, data?}): the export answers it as is. */
 #define MZ_MCP_ERROR_KEY "mcp_error"
+/* Largest server JSON-RPC error carried whole (compact JSON bytes). */
+#define MZ_BRIDGE_ERROR_MAX (64 * 1024)
 /* The _meta key prefix reserved for meshzero's own keys on exported tools
  * (a tool's own keys under it are dropped). */
 #define MZ_MCP_META_PREFIX "meshzero/"

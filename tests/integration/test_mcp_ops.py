@@ -88,6 +88,12 @@ def test_server_error_code_data_and_tool_meta_reach_the_client(mesh, tmp_path):
     st, r = post_mcp(a, {"jsonrpc": "2.0", "id": 8, "method": "tools/call",
                          "params": {"name": "crashy_rpcerror", "arguments": {}}})
     assert r["error"] == {"code": -32602, "message": "bad arguments, says crashy"}, r
+    # An error over 64 KiB keeps its code and message, not its data.
+    st, r = post_mcp(a, {"jsonrpc": "2.0", "id": 10, "method": "tools/call",
+                         "params": {"name": "crashy_rpcerror",
+                                    "arguments": {"code": -32042, "data": "x" * 100000}}})
+    assert r["error"] == {"code": -32042, "message": "bad arguments, says crashy"}, r
+    assert "over 65536 (MZ_BRIDGE_ERROR_MAX)" in d.stderr()
     # A mesh failure (here the server crashing mid-call) is still the mesh's
     # -32000 with its code.
     st, r = post_mcp(a, {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
