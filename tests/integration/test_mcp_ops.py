@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from execlib import exec_cli, wait_known
-from meshlib import run, wait_for, wait_linked
+from meshlib import rpc, run, wait_for, wait_linked
 import mcplib
 from mcplib import (CRASHY, EVERYTHING, SdkClient, bridge_entry, crashy_cmd,
                     ensure_npm_packages, mcp_http_url, mcp_stdio_spec, run_sdk)
@@ -65,6 +65,14 @@ def test_server_error_code_data_and_tool_meta_reach_the_client(mesh, tmp_path):
     # The mesh caller sees the error's data beside its handler_error.
     r = run(["exec", "crashy/rpcerror", "call", json.dumps(args), "--json", "--node", a.api])
     assert r.returncode == 1 and "MCP error -32042" in r.stdout, r
+    # The API's execute_remote carries it in error.data.data (PROTOCOL.md §8).
+    r = rpc(a.api, "execute_remote", {"resource_id": "crashy/rpcerror", "method": "call",
+                                      "params": args}, timeout=20)
+    assert r["error"]["data"]["code"] == "handler_error", r
+    assert r["error"]["data"]["data"] == {"mcp_error": {
+        "code": -32042, "message": "bad arguments, says crashy", "data": ELICIT}}, r
+    r = rpc(a.api, "execute_remote", {"resource_id": "crashy/fail", "method": "frob"}, timeout=20)
+    assert r["error"]["data"]["code"] == "bad_request" and "data" not in r["error"]["data"], r
     ops = [{"op": "call", "name": "crashy_rpcerror", "arguments": args}, {"op": "list"}]
     for spec in both_transports(a, ops=ops):
         connected, called, listed = run_sdk(tmp_path, spec, name=spec["transport"])
