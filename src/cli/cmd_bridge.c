@@ -235,6 +235,11 @@ static int s_cmd_add(int argc, char **argv)
         rc = mz_cli_usage(&cli, "give NAME and either -- COMMAND [ARGS...] or --url URL");
         goto fail;
     }
+    if (a.url != NULL && json_array_size(a.env) + json_array_size(a.env_pass) > 0) {
+        rc = mz_cli_usage(&cli, "--env and --env-pass are for a command's environment, not "
+                          "for a --url server");
+        goto fail;
+    }
     if (a.url == NULL) {
         cmd = json_array();
         for (int i = n + 1; cmd && i < cli.argc; i++)

@@ -166,6 +166,8 @@ def test_server_gets_only_the_environment_it_is_given(mesh):
     assert p.returncode == 1 and "1BAD" in p.stderr, p.stderr
     p = bridge_add(d, "x3", "--env-pass", "NO-DASH", "--", "true")
     assert p.returncode == 1 and "NO-DASH" in p.stderr, p.stderr
+    p = bridge_add(d, "x4", "--env", "A=b", "--url", "http://127.0.0.1:9/mcp")
+    assert p.returncode == 2 and "--url" in p.stderr, p.stderr
 
 
 def metric_states(node):
