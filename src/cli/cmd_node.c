@@ -15,6 +15,7 @@
 #include "cliopt.h"
 #include "config.h"
 #include "util/log.h"
+#include "svc/mcp_view.h"
 #include "meshzero.h"
 #include "meshzero/bridge.h"
 
@@ -84,6 +85,10 @@ static const char s_help[] =
     "  --mcp-env-pass NAME pass NAME from this environment to every --mcp server\n"
     "                      (repeatable); they get only PATH, HOME, LANG and these\n"
     "  --no-mcp-http       do not serve MCP at /mcp on the API listener\n"
+    "  --mcp-views JSON    named subsets of the mesh's tools served at /mcp/NAME and\n"
+    "                      by `meshzero mcp --view NAME`: {\"NAME\": {\"type\": T,\n"
+    "                      \"capability\": [all of], \"tag\": [any of], \"owner\": O,\n"
+    "                      \"node\": ID, \"pin\": true, \"pins\": FILE}} (docs/MCP.md)\n"
     "  --config FILE       read options from FILE, a JSON object whose keys are the long\n"
     "                      option names without dashes: {\"listen\": \"ws://0.0.0.0:7000\",\n"
     "                      \"peer\": [\"ws://a:7000\", \"ws://b:7000\"], \"min-links\": 2,\n"
@@ -132,11 +137,14 @@ static void s_on_signal(uv_signal_t *h, int signum)
 
 #define MAX_CLI_MCP 32
 
+/* --mcp-views (checked when parsed) and the data directory its pins go to. */
+static const char *s_views, *s_data_dir;
+
 /* Creates the bridge and starts importing the --mcp servers. */
 static bool s_start_bridge(mz_node *node, uv_loop_t *loop, bool http, const char **mcp,
                            size_t n_mcp, const mz_bridge_spec *common)
 {
-    mz_bridge_opts bo = { loop, node, http };
+    mz_bridge_opts bo = { loop, node, http, s_views, s_data_dir };
     mz_err e;
 
     if (mz_bridge_new(&bo, &s_bridge, &e) != MZ_OK) {
@@ -354,6 +362,21 @@ static bool s_numeric_opt(node_args *a, int c, const char *where, const char *ar
     return true;
 }
 
+/* --mcp-views: checked now, so a bad definition is a usage error. */
+static bool s_views_opt(const char *where, const char *arg)
+{
+    mz_mcpviews *vs;
+    mz_err e;
+
+    if (mz_mcpviews_new(arg, NULL, &vs, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero node: %s: %s\n", where, e.msg);
+        return false;
+    }
+    mz_mcpviews_free(vs);
+    s_views = arg;
+    return true;
+}
+
 static bool s_log_opt(const char *where, const char *arg)
 {
     static const struct { const char *name; int level; } levels[] = {
@@ -407,6 +430,7 @@ static bool s_node_opt(node_args *a, int c, const char *arg, bool from_file, con
     case MZ_OPT_MCP_ENV: return s_list_add(&a->l_env, from_file, where, name, arg);
     case MZ_OPT_MCP_ENV_PASS: return s_list_add(&a->l_env_pass, from_file, where, name, arg);
     case MZ_OPT_NO_MCP_HTTP: a->mcp_http = false; break;
+    case MZ_OPT_MCP_VIEWS: return s_views_opt(where, arg);
     case MZ_OPT_TRUST: a->o.trust_file = arg; break;
     case MZ_OPT_NETWORK_KEY: a->o.network_key_file = arg; break;
     case MZ_OPT_NO_SEAL: a->o.no_seal = true; break;
@@ -564,6 +588,7 @@ static int s_node_run(node_args *a)
          * usage error; anything else is a failure to start. */
         return e.code == MZ_EINVAL ? MZ_EXIT_USAGE : MZ_EXIT_FAIL;
     }
+    s_data_dir = a->o.data_dir;
     mz_bridge_spec common = { .tags = a->l_tags.v, .n_tags = a->l_tags.n,
                               .env = a->l_env.v, .n_env = a->l_env.n,
                               .env_pass = a->l_env_pass.v, .n_env_pass = a->l_env_pass.n };
