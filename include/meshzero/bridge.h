@@ -31,7 +31,7 @@
 
 /* MCP revisions spoken, oldest first; the last is the one offered when a
  * client asks for one we do not know. */
-#define MZ_MCP_VERSIONS { "2025-03-26", "2025-06-18", "2025-11-25" }
+#define MZ_MCP_VERSIONS { "2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25" }
 #define MZ_MCP_LATEST   "2025-11-25"
 /* Longest bridge name (NAME in NAME=CMD; "mcp:NAME" is a capability, at
  * most 64 characters); characters A-Z a-z 0-9 _ . - */
@@ -54,6 +54,8 @@
 #define MZ_BRIDGE_MAX_TOOLS 1024
 /* Tags (extra capabilities) per imported server. */
 #define MZ_BRIDGE_MAX_TAGS 16
+/* Entries of a server's env and of its env_pass (mz_bridge_spec). */
+#define MZ_BRIDGE_MAX_ENV 64
 /* Servers one bridge imports at most. */
 #define MZ_BRIDGE_MAX_SERVERS 64
 
@@ -148,6 +150,9 @@ const json_t *mz_mcpsrv_req_meta(const mz_mcpsrv_req *req);
 const char *mz_mcpsrv_req_tool_hash(const mz_mcpsrv_req *req);
 /* The traceparent to echo in the call's result _meta (before exec_done). */
 void mz_mcpsrv_req_trace(mz_mcpsrv_req *req, const char *traceparent);
+/* The failed call's error data (borrowed, copied; before exec_done): when it
+ * holds an imported MCP server's JSON-RPC error, that error is answered. */
+void mz_mcpsrv_req_error_data(mz_mcpsrv_req *req, const json_t *data);
 
 /* Forgets the cached directory answer (a resource came, changed or went). */
 void mz_mcpsrv_invalidate(mz_mcpsrv *s);
@@ -178,6 +183,13 @@ typedef struct mz_bridge_spec {
     const char *url;                    /* Streamable HTTP: http://HOST:PORT/PATH */
     const char *const *tags;            /* extra capabilities of every tool */
     size_t n_tags;
+    /* stdio: the server's environment is PATH, HOME and LANG (from this
+     * process), the variables env_pass names (from this process, when
+     * set), then env ("NAME=value"); at most MZ_BRIDGE_MAX_ENV of each. */
+    const char *const *env;
+    size_t n_env;
+    const char *const *env_pass;
+    size_t n_env_pass;
 } mz_bridge_spec;
 
 /* Creates the bridge on the node; with http_endpoint the node's API listener
@@ -192,8 +204,11 @@ mz_status mz_bridge_add(mz_bridge *b, const mz_bridge_spec *spec, mz_err *err);
 /* Stops importing a server: its resources are withdrawn and its process ends. */
 mz_status mz_bridge_remove(mz_bridge *b, const char *name, mz_err *err);
 /* Returns new: [{"name","transport","target","state","tools":[ids],"restarts",
- * "last_error","server"?}] where state is starting, up, backoff or stopped. */
+ * "last_error","server"?}] where state is starting, ready, degraded or failed. */
 json_t *mz_bridge_list(mz_bridge *b);
+/* Returns new: {"NAME": {"state","tools":N,"last_error"}} of every server
+ * (the node's status carries it as "bridge"). */
+json_t *mz_bridge_states(mz_bridge *b);
 /* Parses "NAME=CMD ARGS..." (split on blanks, no shell; quotes ' and " group
  * words) or "NAME=http://..." into spec, whose strings point into *store
  * (returns new, the caller frees it with free()). */

@@ -284,6 +284,9 @@ mz_status mz_node_execute_traced(mz_node *node, const char *resource_id, const c
 /* Inside a result callback: the traceparent of that call (the host's span
  * when its answer carried one, else the caller's); NULL elsewhere. */
 const char *mz_node_call_traceparent(const mz_node *node);
+/* Inside a result callback: the failed call's error data (borrowed; NULL
+ * when the error carried none, or elsewhere). */
+const json_t *mz_node_call_error_data(const mz_node *node);
 
 /* One call being served by a local handler. Reply exactly once. */
 typedef struct mz_exec mz_exec;
@@ -301,6 +304,9 @@ const char *mz_exec_tracestate(const mz_exec *x);
 void mz_exec_reply(mz_exec *x, json_t *result);
 /* Completes the call with an error (code one of MZ_EXEC_*) and frees x. */
 void mz_exec_fail(mz_exec *x, const char *code, const char *message);
+/* The same with data (taken; may be NULL): any JSON detail carried to the
+ * caller in the error's "data" member (docs/PROTOCOL.md execute_result). */
+void mz_exec_fail_data(mz_exec *x, const char *code, const char *message, json_t *data);
 
 /* A resource handler: reply through x now or later from the loop. */
 typedef void (*mz_handler_fn)(mz_node *node, mz_exec *x, void *ctx);

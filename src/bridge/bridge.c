@@ -31,7 +31,6 @@
 #define MZ_META_HEADROOM 64
 
 typedef enum { MZ_BS_STARTING, MZ_BS_UP, MZ_BS_BACKOFF, MZ_BS_STOPPED } mz_bstate;
-static const char *const s_state_names[4] = { "starting", "up", "backoff", "stopped" };
 
 typedef enum { MZ_BC_INIT, MZ_BC_LIST, MZ_BC_CALL } mz_bcall_kind;
 
@@ -54,6 +53,7 @@ typedef struct mz_bsrv {
     mz_bridge *b;
     char name[MZ_BRIDGE_NAME_MAX + 1];
     char **argv;                /* stdio: NULL-terminated copy; NULL for HTTP */
+    char **env;                 /* stdio: its environment (mz__bridge_env_build) */
     char *url;                  /* HTTP: the endpoint */
     char **tags;
     size_t n_tags;
@@ -96,11 +96,16 @@ typedef struct mz_bsrv {
     bool relist;                /* list_changed arrived meanwhile */
     mz_hmap *tools;             /* resource id -> mz_btool */
     json_t *skipped;            /* [{tool, reason}] of the last listing */
+    json_t *skipped_before;     /* while a listing is applied: the one before */
+    size_t changed;             /* while a listing is applied: tools added/updated/gone */
     mz_bridge_tap_fn tap;       /* mz__bridge_add_tap: the caller is the transport */
     void *tap_ctx;
     json_t *served;             /* outcome -> calls served (bridge_list, /metrics) */
     struct mz_bsrv *next;
 } mz_bsrv;
+
+struct mz_bsrv;
+static const char *s_state_name(const struct mz_bsrv *s);
 
 /* Every state change is logged at the default level, with why. */
 static void s_set_state(mz_bsrv *s, mz_bstate st)
@@ -110,10 +115,25 @@ static void s_set_state(mz_bsrv *s, mz_bstate st)
     if (s->state == st && st != MZ_BS_STARTING)
         return;
     s->state = st;
-    f = json_pack("{s:s,s:s,s:s}", "server", s->name, "state", s_state_names[st], "reason",
+    f = json_pack("{s:s,s:s,s:s}", "server", s->name, "state", s_state_name(s), "reason",
                   st == MZ_BS_UP ? "" : s->last_error);
     mz_log_event(MZ_LOG_INFO, "bridge", "bridge.state", f);
     json_decref(f);
+}
+
+/* The state as reported (docs/MCP.md "Server states"): starting (not yet
+ * listed), ready, degraded (down after a failure: being restarted, its tools
+ * withdrawn), failed (given up: not retried); stopped only while being
+ * removed or shut down. */
+static const char *s_state_name(const mz_bsrv *s)
+{
+    switch (s->state) {
+    case MZ_BS_STARTING: return s->restarts > 0 || s->last_error[0] ? "degraded" : "starting";
+    case MZ_BS_UP: return "ready";
+    case MZ_BS_BACKOFF: return "degraded";
+    case MZ_BS_STOPPED: return s->removed ? "stopped" : "failed";
+    }
+    return "failed";
 }
 
 static void s_count_call(mz_bsrv *s, const char *outcome)
@@ -432,8 +452,17 @@ static void s_skip(mz_bsrv *s, const char *tool, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    mz_log(MZ_LOG_WARN, "bridge", "mcp %s: tool '%.100s' not imported: %s", s->name, tool, why);
-    json_array_append_new(s->skipped, json_pack("{s:s,s:s}", "tool", tool, "reason", why));
+    json_t *e = json_pack("{s:s,s:s}", "tool", tool, "reason", why), *old;
+    size_t i;
+    bool known = false;
+
+    /* A relisting that skips the same tools again says nothing new. */
+    json_array_foreach(s->skipped_before, i, old)
+        known = known || json_equal(old, e);
+    if (!known)
+        mz_log(MZ_LOG_WARN, "bridge", "mcp %s: tool '%.100s' not imported: %s", s->name, tool,
+               why);
+    json_array_append_new(s->skipped, e);
 }
 
 static void s_on_exec(mz_node *node, mz_exec *x, void *ctx);
@@ -444,7 +473,7 @@ static json_t *s_tool_meta(mz_bsrv *s, const json_t *tool, char hash[65], char *
                            size_t whylen)
 {
     static const char *const copied[] = { "title", "description", "inputSchema",
-                                          "outputSchema", "annotations" };
+                                          "outputSchema", "annotations", "icons", "_meta" };
     char *canon;
     size_t len;
     json_t *meta;
@@ -541,6 +570,7 @@ static bool s_register_tool(mz_bsrv *s, const json_t *tool, const char *rid, mz_
         return false;
     }
     json_decref(meta);
+    s->changed++;
     if (mz_hmap_put(next, rid, t, NULL) != MZ_OK) {
         mz_node_unregister_resource(s->b->node, rid, NULL);
         s_btool_free(t);
@@ -557,10 +587,14 @@ static void s_apply_listing(mz_bsrv *s)
     const char *key;
     void *val;
     json_t *tool;
+    bool was_up = s->state == MZ_BS_UP;
 
-    json_decref(s->skipped);
+    s->skipped_before = s->skipped;
     s->skipped = json_array();
+    s->changed = 0;
     if (next == NULL || s->skipped == NULL) {
+        json_decref(s->skipped_before);
+        s->skipped_before = NULL;
         mz_hmap_free(next, NULL);
         s_fail(s, "out of memory applying the tool list");
         return;
@@ -595,8 +629,10 @@ static void s_apply_listing(mz_bsrv *s)
     }
     /* Tools the server no longer lists go away. */
     while (mz_hmap_next(s->tools, &pos, &key, &val))
-        if (mz_hmap_get(next, key) == NULL)
+        if (mz_hmap_get(next, key) == NULL) {
             mz_node_unregister_resource(s->b->node, key, NULL);
+            s->changed++;
+        }
     mz_hmap_free(s->tools, s_btool_free);
     s->tools = next;
     json_decref(s->listing);
@@ -608,8 +644,13 @@ static void s_apply_listing(mz_bsrv *s)
         s->up_since_ms = mz_now_ms();
         s->last_error[0] = '\0';
     }
-    mz_log(MZ_LOG_INFO, "bridge", "mcp %s: %zu tools imported, %zu skipped", s->name,
-           mz_hmap_count(s->tools), json_array_size(s->skipped));
+    /* Logged when something changed: a server's list_changed right after
+     * initialize (common) relists the same tools. */
+    if (!was_up || s->changed > 0 || !json_equal(s->skipped, s->skipped_before))
+        mz_log(MZ_LOG_INFO, "bridge", "mcp %s: %zu tools imported, %zu skipped", s->name,
+               mz_hmap_count(s->tools), json_array_size(s->skipped));
+    json_decref(s->skipped_before);
+    s->skipped_before = NULL;
     if (s->relist) {
         s->relist = false;
         s->listing_now = true;
@@ -668,6 +709,30 @@ static void s_on_init(mz_bsrv *s, const json_t *res)
     s_list(s, NULL);
 }
 
+/* The server's JSON-RPC error as the mesh error's data, for an MCP client
+ * at the other end (docs/MCP.md "Calls"). One over MZ_BRIDGE_ERROR_MAX
+ * bytes keeps its code and the start of its message only. Returns new. */
+static json_t *s_server_error(mz_bsrv *s, const json_t *err)
+{
+    const json_t *code = json_object_get(err, "code"), *data = json_object_get(err, "data");
+    const char *m = json_string_value(json_object_get(err, "message"));
+    size_t len = json_dumpb(err, NULL, 0, JSON_COMPACT);
+
+    if (len > MZ_BRIDGE_ERROR_MAX) {
+        size_t n = m ? strlen(m) : 0;
+        if (n > 1024)
+            for (n = 1024; n > 0 && ((unsigned char)m[n] & 0xC0) == 0x80; n--)
+                ;               /* cut on a UTF-8 character boundary */
+        mz_log(MZ_LOG_WARN, "bridge", "mcp %s: a JSON-RPC error of %zu bytes, over %d "
+               "(MZ_BRIDGE_ERROR_MAX): its data is left out", s->name, len,
+               MZ_BRIDGE_ERROR_MAX);
+        return json_pack("{s:{s:O,s:s#}}", MZ_MCP_ERROR_KEY, "code", code, "message",
+                         m ? m : "", (int)n);
+    }
+    return json_pack("{s:{s:O,s:s,s:O*}}", MZ_MCP_ERROR_KEY, "code", code, "message", m ? m : "",
+                     "data", data);
+}
+
 static void s_on_response(mz_bsrv *s, const json_t *msg)
 {
     const json_t *id = json_object_get(msg, "id"), *res = json_object_get(msg, "result");
@@ -696,7 +761,14 @@ static void s_on_response(mz_bsrv *s, const json_t *msg)
         switch (c->kind) {
         case MZ_BC_INIT: s_fail(s, "initialize failed: %s", why); break;
         case MZ_BC_LIST: s_fail(s, "tools/list failed: %s", why); break;
-        case MZ_BC_CALL: s_call_fail(s, c->x, MZ_EXEC_HANDLER_ERROR, why); break;
+        case MZ_BC_CALL:
+            if (json_is_object(err) && json_is_integer(json_object_get(err, "code"))) {
+                s_count_call(s, MZ_EXEC_HANDLER_ERROR);
+                mz_exec_fail_data(c->x, MZ_EXEC_HANDLER_ERROR, why, s_server_error(s, err));
+            } else {
+                s_call_fail(s, c->x, MZ_EXEC_HANDLER_ERROR, why);
+            }
+            break;
         }
         free(c);
         return;
@@ -961,8 +1033,8 @@ static void s_start_stdio(mz_bsrv *s)
     s->pin_closed = false;
     s->line_len = s->errlen = 0;
     s->kill_at_ms = s->eof_at_ms = 0;
-    r = mz__spawn_piped(s->b->loop, &s->proc, s->argv, &s->pin, &s->pout, &s->perr, s_on_exit,
-                        0);
+    r = mz__spawn_piped_env(s->b->loop, &s->proc, s->argv, s->env, &s->pin, &s->pout, &s->perr,
+                            s_on_exit, 0);
     if (r != 0) {
         /* libuv wants the process handle closed even when the spawn failed. */
         s_close_handles(s);
@@ -1165,6 +1237,7 @@ static void s_srv_free(mz_bsrv *s)
     for (char **a = s->argv; a && *a; a++)
         free(*a);
     free(s->argv);
+    mz__bridge_env_free(s->env);
     free(s->url);
     for (size_t i = 0; i < s->n_tags; i++)
         free(s->tags[i]);
@@ -1244,7 +1317,7 @@ mz_status mz_bridge_new(const mz_bridge_opts *opts, mz_bridge **out, mz_err *err
     uv_timer_start(&b->tick, s_on_tick, MZ_BRIDGE_TICK_MS, MZ_BRIDGE_TICK_MS);
     /* The tick never keeps the loop alive by itself; child processes do. */
     uv_unref((uv_handle_t *)&b->tick);
-    if ((rc = mz__mcphttp_new(b->node, opts->http_endpoint, opts->views,
+    if ((rc = mz__mcphttp_new(b->node, b->loop, opts->http_endpoint, opts->views,
                               opts->data_dir, &b->http, err)) != MZ_OK) {
         b->stopping = true;
         mz_bridge_free(b);
@@ -1299,6 +1372,8 @@ static mz_status s_add(mz_bridge *b, const mz_bridge_spec *spec, mz_bridge_tap_f
                               "characters of A-Z a-z 0-9 _ . : / -", spec->name,
                               spec->tags[i]);
     }
+    if (mz__bridge_env_check(spec->name, spec, err) != MZ_OK)
+        return err->code;
     for (s = b->servers; s; s = s->next)
         if (strcmp(s->name, spec->name) == 0)
             return mz_err_set(err, MZ_EEXIST, "bridge: a server named %s is already imported",
@@ -1324,6 +1399,8 @@ static mz_status s_add(mz_bridge *b, const mz_bridge_spec *spec, mz_bridge_tap_f
         oom = oom || s->argv == NULL;
         for (size_t i = 0; !oom && i < argc; i++)
             s->argv[i] = s_dup_or_null(spec->argv[i], &oom);
+        s->env = oom ? NULL : mz__bridge_env_build(spec);
+        oom = oom || s->env == NULL;
     }
     s->url = s_dup_or_null(spec->url, &oom);
     if (spec->n_tags > 0) {
@@ -1442,7 +1519,7 @@ static json_t *s_entry(const mz_bsrv *s)
 
     e = json_pack("{s:s,s:s,s:s,s:s,s:o,s:O,s:I,s:s}", "name", s->name, "transport",
                   s->url ? "http" : "stdio", "target", s->url ? s->url : s->argv[0], "state",
-                  s_state_names[s->state], "tools", tools, "skipped", s->skipped,
+                  s_state_name(s), "tools", tools, "skipped", s->skipped,
                   "restarts", (json_int_t)s->restarts, "last_error", s->last_error);
     if (e != NULL)
         json_object_set_new(e, "calls", s->served ? json_deep_copy(s->served) : json_object());
@@ -1451,6 +1528,18 @@ static json_t *s_entry(const mz_bsrv *s)
     if (e != NULL && s->running)
         json_object_set_new(e, "pid", json_integer(s->pid));
     return e;
+}
+
+json_t *mz_bridge_states(mz_bridge *b)
+{
+    json_t *o = json_object();
+
+    for (mz_bsrv *s = b->servers; o && s; s = s->next)
+        json_object_set_new(o, s->name,
+                            json_pack("{s:s,s:I,s:s}", "state", s_state_name(s), "tools",
+                                      (json_int_t)mz_hmap_count(s->tools), "last_error",
+                                      s->last_error));
+    return o;
 }
 
 json_t *mz_bridge_list(mz_bridge *b)
@@ -1473,10 +1562,33 @@ static mz_status s_forget_stopped(mz_bridge *b, const char *name, mz_err *err)
     return mz_bridge_remove(b, name, err);
 }
 
+/* params.KEY, when present, as up to max strings in out (borrowed); *n their count. */
+static mz_status s_str_array(const json_t *params, const char *key, const char **out, size_t max,
+                             size_t *n, mz_err *err)
+{
+    const json_t *arr = json_object_get(params, key), *v;
+    size_t i;
+
+    *n = 0;
+    if (arr == NULL)
+        return MZ_OK;
+    if (!json_is_array(arr) || json_array_size(arr) > max)
+        return mz_err_set(err, MZ_EINVAL, "params.%s must be an array of at most %zu strings",
+                          key, max);
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(v))
+            return mz_err_set(err, MZ_EINVAL, "params.%s[%zu] must be a string", key, i);
+        out[i] = json_string_value(v);
+    }
+    *n = json_array_size(arr);
+    return MZ_OK;
+}
+
 mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result, mz_err *err)
 {
-    const json_t *cmd = json_object_get(params, "command"), *tags = json_object_get(params, "tags");
+    const json_t *cmd = json_object_get(params, "command");
     const char *argv[65], *tagv[MZ_BRIDGE_MAX_TAGS];
+    const char *envv[MZ_BRIDGE_MAX_ENV], *passv[MZ_BRIDGE_MAX_ENV];
     mz_bridge_spec spec;
     size_t i;
     json_t *v;
@@ -1501,18 +1613,14 @@ mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result,
         argv[json_array_size(cmd)] = NULL;
         spec.argv = argv;
     }
-    if (tags != NULL) {
-        if (!json_is_array(tags) || json_array_size(tags) > MZ_BRIDGE_MAX_TAGS)
-            return mz_err_set(err, MZ_EINVAL, "params.tags must be an array of at most %d "
-                              "strings", MZ_BRIDGE_MAX_TAGS);
-        json_array_foreach(tags, i, v) {
-            if (!json_is_string(v))
-                return mz_err_set(err, MZ_EINVAL, "params.tags[%zu] must be a string", i);
-            tagv[i] = json_string_value(v);
-        }
-        spec.tags = tagv;
-        spec.n_tags = json_array_size(tags);
-    }
+    if ((rc = s_str_array(params, "tags", tagv, MZ_BRIDGE_MAX_TAGS, &spec.n_tags, err)) != MZ_OK ||
+        (rc = s_str_array(params, "env", envv, MZ_BRIDGE_MAX_ENV, &spec.n_env, err)) != MZ_OK ||
+        (rc = s_str_array(params, "env_pass", passv, MZ_BRIDGE_MAX_ENV, &spec.n_env_pass,
+                          err)) != MZ_OK)
+        return rc;
+    spec.tags = tagv;
+    spec.env = envv;
+    spec.env_pass = passv;
     if ((rc = s_forget_stopped(b, spec.name, err)) != MZ_OK)
         return rc;
     /* The caller waits for it (bridge add): a server that never comes up is

@@ -26,6 +26,15 @@
 #define MZ_RPC_SERVER_ERROR   (-32000)
 #define MZ_RPC_CANCELLED      (-32800)
 
+/* Member of a mesh call error's data holding the JSON-RPC error an imported
+ * MCP server answered ({code, message, data?}): the export answers it as is. */
+#define MZ_MCP_ERROR_KEY "mcp_error"
+/* Largest server JSON-RPC error carried whole (compact JSON bytes). */
+#define MZ_BRIDGE_ERROR_MAX (64 * 1024)
+/* The _meta key prefix reserved for meshzero's own keys on exported tools
+ * (a tool's own keys under it are dropped). */
+#define MZ_MCP_META_PREFIX "meshzero/"
+
 /* Writes the lowercase hex SHA-256 of len bytes to out. */
 void mz__sha256_hex(const void *data, size_t len, char out[65]);
 
@@ -34,12 +43,40 @@ void mz__sha256_hex(const void *data, size_t len, char out[65]);
 json_t *mz__rpc_error(const json_t *id, int code, const char *message, json_t *data);
 json_t *mz__rpc_result(const json_t *id, json_t *result);   /* takes result */
 
+/* ---- a stdio server's environment (bridge_env.c) -------------------------- */
+
+#define MZ_BRIDGE_ENV_NAME_MAX  128
+#define MZ_BRIDGE_ENV_VALUE_MAX 32768
+
+/* MZ_EINVAL (naming the entry) unless spec's env and env_pass are valid. */
+mz_status mz__bridge_env_check(const char *server, const mz_bridge_spec *spec, mz_err *err);
+/* Returns new: the NULL-terminated "NAME=value" array to start the server
+ * with (PATH, HOME, LANG, env_pass from this process, then env); NULL when
+ * out of memory. Free with mz__bridge_env_free. */
+char **mz__bridge_env_build(const mz_bridge_spec *spec);
+void mz__bridge_env_free(char **env);
+
+/* ---- list_changed coalescing (mcp_notify.c) ------------------------------ */
+
+/* A burst of resource events is told once: after this long without another
+ * event, and at most this long after its first. */
+#define MZ_MCP_NOTIFY_QUIET_MS 100
+#define MZ_MCP_NOTIFY_MAX_MS   1000
+
+typedef struct mz_mcpnotify mz_mcpnotify;
+/* fn(ctx) runs once per burst of pokes. NULL when out of memory. */
+mz_mcpnotify *mz__mcpnotify_new(uv_loop_t *loop, void (*fn)(void *ctx), void *ctx);
+/* One event of a burst. */
+void mz__mcpnotify_poke(mz_mcpnotify *n);
+/* Drops what is pending; frees once its timer closed. NULL-safe. */
+void mz__mcpnotify_free(mz_mcpnotify *n);
+
 /* ---- the node's /mcp endpoint (mcp_http.c) ------------------------------- */
 
 typedef struct mz_mcphttp mz_mcphttp;
 /* Installs the node's HTTP handler: MCP at /mcp when serve_mcp, and the
  * Origin check on API WebSocket upgrades. */
-mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, const char *views,
+mz_status mz__mcphttp_new(mz_node *node, uv_loop_t *loop, bool serve_mcp, const char *views,
                           const char *data_dir, mz_mcphttp **out, mz_err *err);
 /* The node's MCP views (svc/mcp_view.h), or NULL. */
 struct mz_mcpviews *mz__mcphttp_views(const mz_mcphttp *h);

@@ -201,6 +201,7 @@ struct mz_mcpsrv_req {
     bool wrap;                  /* tools/call of a non-MCP resource: wrap its result */
     bool cancelled;             /* answer nothing */
     char traceparent[64];       /* tools/call: echoed in the result's _meta, or "" */
+    json_t *err_data;           /* tools/call: the mesh error's data, or NULL */
     uint64_t gen;               /* srv->gen when its query started */
     mz_mcpsrv_req *prev, *next; /* srv->reqs */
 };
@@ -282,6 +283,7 @@ static void s_req_free(mz_mcpsrv_req *r)
     s_req_unlink(r);
     json_decref(r->id);
     json_decref(r->params);
+    json_decref(r->err_data);
     free(r->resource_id);
     free(r->tool_hash);
     free(r);
@@ -370,6 +372,26 @@ static json_t *s_generic_schema(void)
                      "required", "method");
 }
 
+/* A tool's _meta: its own (an imported tool's, as its server listed it)
+ * without keys under meshzero's reserved prefix, then meshzero's. NULL
+ * when out of memory. */
+static json_t *s_tool_meta_keys(const json_t *meta, const char *rid, const char *node)
+{
+    const json_t *own = json_object_get(meta, "_meta");
+    json_t *m = json_object(), *v;
+    const char *key;
+
+    if (m == NULL)
+        return NULL;
+    if (json_is_object(own))
+        json_object_foreach((json_t *)own, key, v)
+            if (strncmp(key, MZ_MCP_META_PREFIX, sizeof MZ_MCP_META_PREFIX - 1) != 0)
+                json_object_set(m, key, v);
+    json_object_set_new(m, MZ_MCP_META_PREFIX "resource_id", json_string(rid ? rid : ""));
+    json_object_set_new(m, MZ_MCP_META_PREFIX "node", json_string(node ? node : ""));
+    return m;
+}
+
 /* A tool whose definition changed since its view pinned it: listed with a
  * warning instead of its new text (which is what a rug-pull wants an LLM to
  * read), and with an empty schema; calls are refused until approved. */
@@ -419,7 +441,7 @@ static json_t *s_tool_json(const json_t *ent)
     if (s_pin_changed(pin))
         return s_changed_tool_json(ent, pin);
     t = json_pack("{s:O}", "name", json_object_get(ent, "name"));
-    m = json_pack("{s:s,s:s}", "meshzero/resource_id", rid, "meshzero/node", node ? node : "");
+    m = s_tool_meta_keys(meta, rid, node);
     if (t == NULL || m == NULL) {
         json_decref(t);
         json_decref(m);
@@ -445,8 +467,10 @@ static json_t *s_tool_json(const json_t *ent)
     }
     if (json_is_object(json_object_get(meta, "annotations")))
         json_object_set(t, "annotations", json_object_get(meta, "annotations"));
+    if (json_is_array(json_object_get(meta, "icons")))
+        json_object_set(t, "icons", json_object_get(meta, "icons"));
     if (hash)
-        json_object_set_new(m, "meshzero/tool_hash", json_string(hash));
+        json_object_set_new(m, MZ_MCP_META_PREFIX "tool_hash", json_string(hash));
     json_object_set_new(t, "_meta", m);
     return t;
 }
@@ -603,6 +627,27 @@ void mz_mcpsrv_req_trace(mz_mcpsrv_req *r, const char *traceparent)
     snprintf(r->traceparent, sizeof r->traceparent, "%s", traceparent ? traceparent : "");
 }
 
+void mz_mcpsrv_req_error_data(mz_mcpsrv_req *r, const json_t *data)
+{
+    json_decref(r->err_data);
+    r->err_data = data ? json_deep_copy(data) : NULL;
+}
+
+/* The JSON-RPC error an imported MCP server answered, carried in the mesh
+ * error's data: sent to the client as the server gave it. NULL if none. */
+static json_t *s_server_error(const mz_mcpsrv_req *r)
+{
+    const json_t *e = json_object_get(r->err_data, MZ_MCP_ERROR_KEY);
+    const json_t *code = json_object_get(e, "code");
+    const json_t *msg = json_object_get(e, "message");
+
+    if (!json_is_integer(code) || !json_is_string(msg))
+        return NULL;
+    return json_pack("{s:s,s:O,s:{s:O,s:O,s:O*}}", "jsonrpc", "2.0", "id",
+                     r->id ? r->id : json_null(), "error", "code", code, "message", msg,
+                     "data", json_object_get(e, "data"));
+}
+
 /* Adds _meta.traceparent to a CallToolResult (takes and returns res). */
 static json_t *s_with_trace(const mz_mcpsrv_req *r, json_t *res)
 {
@@ -630,7 +675,11 @@ void mz_mcpsrv_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *cod
     }
     if (code != NULL && strcmp(code, "definition_changed") == 0)
         mz_mcpsrv_invalidate(s);    /* the list shows the tool as changed from now on */
-    if (code != NULL) {
+    json_t *server_err = code != NULL ? s_server_error(r) : NULL;
+
+    if (server_err != NULL) {
+        s_send(s, r->conn, server_err);
+    } else if (code != NULL) {
         /* A mesh failure (the tool never ran, or its host failed) is a
          * protocol error; a tool's own failure arrives as a result with
          * isError and is passed on as such. */

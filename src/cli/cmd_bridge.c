@@ -96,7 +96,7 @@ static json_t *s_wait_up(const mz_cli *cli, mz_apiclient *c, const char *name, d
         ent = json_incref(s_find(list, name));
         json_decref(list);
         st = json_string_value(json_object_get(ent, "state"));
-        if (st != NULL && strcmp(st, "up") == 0)
+        if (st != NULL && strcmp(st, "ready") == 0)
             return ent;
         if (st != NULL && strcmp(st, "starting") != 0) {
             mz_cli_fail(cli, "unreachable", "%s: %s (not retried; 'meshzero bridge remove %s' "
@@ -148,6 +148,7 @@ out:
 
 typedef struct add_args {
     json_t *tags;
+    json_t *env, *env_pass;     /* "NAME=value" / names */
     const char *url;
     double wait_s;
 } add_args;
@@ -159,6 +160,12 @@ static int s_add_opt(mz_cli *cli, int key, const char *arg, void *ctx)
 
     if (key == 't')
         json_array_append_new(a->tags, json_string(arg));
+    else if (key == 'e' && (strchr(arg, '=') == NULL || arg[0] == '='))
+        return mz_cli_usage(cli, "--env needs NAME=VALUE, not '%s'", arg);
+    else if (key == 'e')
+        json_array_append_new(a->env, json_string(arg));
+    else if (key == 'p')
+        json_array_append_new(a->env_pass, json_string(arg));
     else if (key == 'u')
         a->url = arg;
     else {
@@ -174,30 +181,39 @@ static const mz_cli_opt s_add_opts[] = {
     { "url", 'u', "URL", "a Streamable HTTP server (http://HOST:PORT/PATH) instead of a\n"
                          "command" },
     { "wait", 'w', "SECS", "how long to wait for the tools (default 30; 0: do not wait)" },
+    { "env", 'e', "NAME=VALUE", "set in the server's environment (repeatable)" },
+    { "env-pass", 'p', "NAME", "pass NAME from the node's environment (repeatable); the\n"
+                              "server gets only PATH, HOME, LANG and these" },
     { NULL, 0, NULL, NULL } };
 
 static const mz_cli_cmd s_add_cmd = {
-    "bridge add", "NAME [--tag TAG]... [--wait SECS] -- COMMAND [ARGS...]\n"
+    "bridge add", "NAME [--tag TAG]... [--env NAME=VALUE]... [--env-pass NAME]... [--wait SECS]\n"
+    "    -- COMMAND [ARGS...]\n"
     "NAME --url http://HOST:PORT/PATH [--tag TAG]... [--wait SECS]",
     "The node runs COMMAND (no shell) as an MCP server over stdio, or talks to a\n"
     "Streamable HTTP MCP server at --url; each of its tools becomes a resource\n"
     "NAME/<tool> of type tool. Waits until the tools are registered and prints them.\n"
     "A server that fails before its tools were listed is not retried: the command\n"
-    "exits 1 with the reason.",
+    "exits 1 with the reason. The command's environment is PATH, HOME and LANG of\n"
+    "the node, the --env-pass variables, then the --env settings: nothing else of\n"
+    "the node's environment.",
     s_add_opts, MZ_CLI_NODE | MZ_CLI_JSON,
     "bridge add everything -- npx -y @modelcontextprotocol/server-everything stdio\n"
+    "bridge add gh --env GITHUB_HOST=github.com --env-pass GITHUB_TOKEN -- github-mcp\n"
     "bridge add files --url http://127.0.0.1:3001/mcp --tag local", true };
 
 static int s_cmd_add(int argc, char **argv)
 {
-    add_args a = { json_array(), NULL, 30 };
+    add_args a = { json_array(), json_array(), json_array(), NULL, 30 };
     json_t *params, *cmd = NULL;
     const char *name;
     mz_cli cli, rest;
     int rc, n = 1;
 
-    if (a.tags == NULL)
-        return MZ_EXIT_FAIL;
+    if (a.tags == NULL || a.env == NULL || a.env_pass == NULL) {
+        rc = MZ_EXIT_FAIL;
+        goto fail;
+    }
     if ((rc = mz_cli_parse(&cli, &s_add_cmd, argc, argv, s_add_opt, &a)) != MZ_CLI_GO)
         goto fail;
     name = cli.argc > 0 ? cli.argv[0] : NULL;
@@ -219,12 +235,18 @@ static int s_cmd_add(int argc, char **argv)
         rc = mz_cli_usage(&cli, "give NAME and either -- COMMAND [ARGS...] or --url URL");
         goto fail;
     }
+    if (a.url != NULL && json_array_size(a.env) + json_array_size(a.env_pass) > 0) {
+        rc = mz_cli_usage(&cli, "--env and --env-pass are for a command's environment, not "
+                          "for a --url server");
+        goto fail;
+    }
     if (a.url == NULL) {
         cmd = json_array();
         for (int i = n + 1; cmd && i < cli.argc; i++)
             json_array_append_new(cmd, json_string(cli.argv[i]));
     }
-    params = json_pack("{s:s,s:o}", "name", name, "tags", a.tags);
+    params = json_pack("{s:s,s:o,s:o,s:o}", "name", name, "tags", a.tags, "env", a.env,
+                       "env_pass", a.env_pass);
     if (params == NULL || (a.url == NULL && cmd == NULL)) {
         json_decref(params);
         json_decref(cmd);
@@ -237,6 +259,8 @@ static int s_cmd_add(int argc, char **argv)
     return s_add(&cli, name, params, a.wait_s);
 fail:
     json_decref(a.tags);
+    json_decref(a.env);
+    json_decref(a.env_pass);
     return rc;
 }
 

@@ -394,6 +394,12 @@ static void s_print_status(const json_t *res)
     json_object_foreach((json_t *)cn, k, v)
         printf(" %s=%lld", k, (long long)json_integer_value(v));
     printf("\n");
+    json_object_foreach(json_object_get(res, "bridge"), k, v)
+        printf("mcp       %s %s, %lld tools%s%s\n", k,
+               json_string_value(json_object_get(v, "state")),
+               (long long)json_integer_value(json_object_get(v, "tools")),
+               json_string_value(json_object_get(v, "last_error"))[0] ? ": " : "",
+               json_string_value(json_object_get(v, "last_error")));
     s_print_limits(json_object_get(res, "limits"));
 }
 

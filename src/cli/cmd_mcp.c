@@ -13,14 +13,13 @@
 #include "cli.h"
 #include "cliopt.h"
 #include "util/hmap.h"
+#include "bridge/bridge_int.h"
 #include "meshzero/bridge.h"
 #include "meshzero/node.h"
 #include "svc/mcp_view.h"
 
 /* Longest line read from stdin. */
 #define MZ_MCP_MAX_LINE (16u * 1024 * 1024)
-/* list_changed notifications are coalesced over this many ms. */
-#define MZ_MCP_NOTIFY_MS 50
 /* Longest reuse of a directory answer (events invalidate it sooner). */
 #define MZ_MCP_CACHE_MS 2000
 
@@ -58,8 +57,7 @@ typedef struct mz_mcpcli {
     bool in_open;
     uv_tty_t tty;
     bool is_tty;
-    uv_timer_t notify;
-    bool notify_armed;
+    mz_mcpnotify *notify;       /* coalesces list_changed */
     char *line;
     size_t line_len, line_cap;
     bool line_skip;             /* discarding an overlong line */
@@ -181,12 +179,9 @@ static void s_op_execute(void *ctx, const char *rid, const char *method, const j
                             mz_mcpsrv_req_tool_hash(req)));
 }
 
-static void s_on_notify_timer(uv_timer_t *t)
+static void s_on_notify(void *ctx)
 {
-    mz_mcpcli *m = t->data;
-
-    m->notify_armed = false;
-    s_op_send(m, 0, mz_mcp_list_changed_msg());
+    s_op_send(ctx, 0, mz_mcp_list_changed_msg());
 }
 
 /* Everything the node sends that is not the answer to a blocking call:
@@ -205,10 +200,8 @@ static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
         if (topic && strncmp(topic, "resource.", 9) == 0 &&
             (m->view ? mz_mcpview_match(m->view, rec) : mz_mcpsrv_record_matches(m->srv, rec))) {
             mz_mcpsrv_invalidate(m->srv);
-            if (!m->notify_armed) {
-                m->notify_armed = true;
-                uv_timer_start(&m->notify, s_on_notify_timer, MZ_MCP_NOTIFY_MS, 0);
-            }
+            if (m->notify != NULL)
+                mz__mcpnotify_poke(m->notify);
         }
         return;
     }
@@ -225,6 +218,8 @@ static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
             if (code == NULL) {
                 code = MZ_EXEC_HANDLER_ERROR;
                 text = json_string_value(json_object_get(e, "message"));
+            } else if (w->kind == MZ_WAIT_EXEC) {
+                mz_mcpsrv_req_error_data(w->req, json_object_get(d, "data"));
             }
             s_complete(w, NULL, code, text ? text : "");
         } else {
@@ -436,8 +431,10 @@ int cmd_mcp_main(int argc, char **argv)
     json_decref(res);
     mz_apiclient_set_push(m.api, s_on_push, &m);
     loop = mz_apiclient_loop(m.api);
-    uv_timer_init(loop, &m.notify);
-    m.notify.data = &m;
+    if ((m.notify = mz__mcpnotify_new(loop, s_on_notify, &m)) == NULL) {
+        fprintf(stderr, "meshzero mcp: out of memory\n");
+        goto out;
+    }
     if (uv_guess_handle(STDIN_FILENO) == UV_TTY) {
         m.is_tty = true;
         uv_tty_init(loop, &m.tty, STDIN_FILENO, 1);
@@ -450,7 +447,6 @@ int cmd_mcp_main(int argc, char **argv)
             uv_read_start((uv_stream_t *)&m.in, s_alloc, s_on_stdin) != 0) {
             fprintf(stderr, "meshzero mcp: stdin must be a pipe, a socket or a terminal\n");
             uv_close((uv_handle_t *)&m.in, NULL);
-            uv_close((uv_handle_t *)&m.notify, NULL);
             goto out;
         }
     }
@@ -460,8 +456,8 @@ int cmd_mcp_main(int argc, char **argv)
     else
         rc = MZ_EXIT_OK;
     uv_close(m.is_tty ? (uv_handle_t *)&m.tty : (uv_handle_t *)&m.in, NULL);
-    uv_close((uv_handle_t *)&m.notify, NULL);
 out:
+    mz__mcpnotify_free(m.notify);
     /* Requests still waiting on the node end here; their answers go
      * nowhere (the client left, or the node did). */
     mz_mcpsrv_free(m.srv);

@@ -88,6 +88,9 @@ static const char s_help[] =
     "                      over stdio, or NAME=http://HOST:PORT/PATH (Streamable HTTP);\n"
     "                      its tools become resources NAME/<tool> (repeatable)\n"
     "  --mcp-tag TAG       extra capability of every imported tool (repeatable)\n"
+    "  --mcp-env NAME=VALUE  set in every --mcp server's environment (repeatable)\n"
+    "  --mcp-env-pass NAME pass NAME from this environment to every --mcp server\n"
+    "                      (repeatable); they get only PATH, HOME, LANG and these\n"
     "  --no-mcp-http       do not serve MCP at /mcp on the API listener\n"
     "  --mcp-views JSON    named subsets of the mesh's tools served at /mcp/NAME and\n"
     "                      by `meshzero mcp --view NAME`: {\"NAME\": {\"type\": T,\n"
@@ -146,7 +149,7 @@ static const char *s_views, *s_data_dir;
 
 /* Creates the bridge and starts importing the --mcp servers. */
 static bool s_start_bridge(mz_node *node, uv_loop_t *loop, bool http, const char **mcp,
-                           size_t n_mcp, const char **tags, size_t n_tags)
+                           size_t n_mcp, const mz_bridge_spec *common)
 {
     mz_bridge_opts bo = { loop, node, http, s_views, s_data_dir };
     mz_err e;
@@ -162,8 +165,12 @@ static bool s_start_bridge(mz_node *node, uv_loop_t *loop, bool http, const char
             fprintf(stderr, "meshzero node: %s\n", e.msg);
             return false;
         }
-        spec.tags = tags;
-        spec.n_tags = n_tags;
+        spec.tags = common->tags;
+        spec.n_tags = common->n_tags;
+        spec.env = common->env;
+        spec.n_env = common->n_env;
+        spec.env_pass = common->env_pass;
+        spec.n_env_pass = common->n_env_pass;
         if (mz_bridge_add(s_bridge, &spec, &e) != MZ_OK) {
             fprintf(stderr, "meshzero node: --mcp %s\n", e.msg);
             free(store);
@@ -315,7 +322,8 @@ typedef struct node_args {
     const char *peers[MAX_CLI_PEERS];
     const char *mcp[MAX_CLI_MCP];
     const char *mcp_tags[MZ_BRIDGE_MAX_TAGS];
-    s_list l_peers, l_mcp, l_tags;
+    const char *mcp_env[MZ_BRIDGE_MAX_ENV], *mcp_env_pass[MZ_BRIDGE_MAX_ENV];
+    s_list l_peers, l_mcp, l_tags, l_env, l_env_pass;
     char datadir[512];
     bool json, mcp_http;
     mz_cfg *cfg;                /* the options point into it and into all */
@@ -428,6 +436,8 @@ static bool s_node_opt(node_args *a, int c, const char *arg, bool from_file, con
     case MZ_OPT_LOG_CALLS: a->o.log_calls = true; break;
     case MZ_OPT_MCP: return s_list_add(&a->l_mcp, from_file, where, name, arg);
     case MZ_OPT_MCP_TAG: return s_list_add(&a->l_tags, from_file, where, name, arg);
+    case MZ_OPT_MCP_ENV: return s_list_add(&a->l_env, from_file, where, name, arg);
+    case MZ_OPT_MCP_ENV_PASS: return s_list_add(&a->l_env_pass, from_file, where, name, arg);
     case MZ_OPT_NO_MCP_HTTP: a->mcp_http = false; break;
     case MZ_OPT_MCP_VIEWS: return s_views_opt(where, arg);
     case MZ_OPT_TRUST: a->o.trust_file = arg; break;
@@ -589,8 +599,10 @@ static int s_node_run(node_args *a)
         return e.code == MZ_EINVAL ? MZ_EXIT_USAGE : MZ_EXIT_FAIL;
     }
     s_data_dir = a->o.data_dir;
-    if (!s_start_bridge(node, &loop, a->mcp_http, a->l_mcp.v, a->l_mcp.n, a->l_tags.v,
-                        a->l_tags.n)) {
+    mz_bridge_spec common = { .tags = a->l_tags.v, .n_tags = a->l_tags.n,
+                              .env = a->l_env.v, .n_env = a->l_env.n,
+                              .env_pass = a->l_env_pass.v, .n_env_pass = a->l_env_pass.n };
+    if (!s_start_bridge(node, &loop, a->mcp_http, a->l_mcp.v, a->l_mcp.n, &common)) {
         mz_bridge_free(s_bridge);
         mz_node_stop(node);
         uv_run(&loop, UV_RUN_DEFAULT);
@@ -614,6 +626,8 @@ int cmd_node_main(int argc, char **argv)
     a->l_peers = (s_list){ a->peers, 0, MAX_CLI_PEERS, false };
     a->l_mcp = (s_list){ a->mcp, 0, MAX_CLI_MCP, false };
     a->l_tags = (s_list){ a->mcp_tags, 0, MZ_BRIDGE_MAX_TAGS, false };
+    a->l_env = (s_list){ a->mcp_env, 0, MZ_BRIDGE_MAX_ENV, false };
+    a->l_env_pass = (s_list){ a->mcp_env_pass, 0, MZ_BRIDGE_MAX_ENV, false };
     a->mcp_http = true;
     rc = s_node_parse(a, argc, argv);
     if (rc == MZ_CLI_GO)

@@ -39,6 +39,8 @@ const mz_cfg_key mz_cfg_node_keys[] = {
     { "json",                   MZ_CFG_FLAG,   MZ_OPT_JSON, 0 },
     { "mcp",                    MZ_CFG_LIST,   MZ_OPT_MCP, 32 },
     { "mcp-tag",                MZ_CFG_LIST,   MZ_OPT_MCP_TAG, 16 },
+    { "mcp-env",                MZ_CFG_LIST,   MZ_OPT_MCP_ENV, 64 },
+    { "mcp-env-pass",           MZ_CFG_LIST,   MZ_OPT_MCP_ENV_PASS, 64 },
     { "no-mcp-http",            MZ_CFG_FLAG,   MZ_OPT_NO_MCP_HTTP, 0 },
     { "mcp-views",              MZ_CFG_OBJECT, MZ_OPT_MCP_VIEWS, 0 },
     { "trust",                  MZ_CFG_STRING, MZ_OPT_TRUST, 0 },

@@ -93,6 +93,7 @@ typedef struct mz_call {
     char why[160];                      /* last path failure, for the final error */
     mz_trace trace;                     /* this node's span of the call */
     char trace_echo[56];                /* the host's traceparent from its answer */
+    json_t *err_data;                   /* the error's data member, or NULL (owned) */
     uint64_t t0_ns;                     /* started (uv_hrtime) */
     char resource_id[MZ_RESOURCE_ID_MAX + 1], method[129];   /* for the call log */
 } mz_call;
@@ -106,6 +107,7 @@ static void s_call_free_cb(uv_handle_t *h)
 
     json_decref(c->local_req);
     json_decref(c->req_pl);
+    json_decref(c->err_data);
     free(c);
 }
 
@@ -126,6 +128,12 @@ static void s_call_finish(mz_call *c, const json_t *result, const char *code, co
         c->cb(node, result, code, msg, c->ctx);
     s_finishing = NULL;
     uv_close((uv_handle_t *)&c->timer, s_call_free_cb);
+}
+
+const json_t *mz_node_call_error_data(const mz_node *node)
+{
+    (void)node;
+    return s_finishing ? s_finishing->err_data : NULL;
 }
 
 const char *mz_node_call_traceparent(const mz_node *node)
@@ -464,6 +472,9 @@ void mz__exec_on_result(mz_node *node, mz_peer *p, const mz_msg *msg)
     if (json_is_object(e)) {
         const char *code = json_string_value(json_object_get(e, "code"));
         const char *text = json_string_value(json_object_get(e, "message"));
+        json_t *data = json_object_get(e, "data");
+        if (data != NULL && !json_is_null(data))
+            c->err_data = json_incref(data);
         s_call_finish(c, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, text ? text : "");
     } else {
         const json_t *r = json_object_get(pl, "result");
@@ -658,6 +669,9 @@ struct mz_exec {
 static void s_host_answer(mz_node *node, const char *req_id, const char *caller, bool local,
                           json_t *result, const char *code, const char *msg,
                           const mz_trace *trace);
+static void s_host_answer_data(mz_node *node, const char *req_id, const char *caller, bool local,
+                               json_t *result, const char *code, const char *msg,
+                               const json_t *data, const mz_trace *trace);
 
 /* A call run here, by (caller, call): while it runs, a repeat only moves the
  * answer to the repeat's envelope id; once answered, a repeat gets the kept
@@ -665,8 +679,9 @@ static void s_host_answer(mz_node *node, const char *req_id, const char *caller,
 typedef struct mz_kept {
     char key[MZ_ID_HEX_LEN + 1 + MZ_MSG_ID_MAX + 1];  /* "caller/call" */
     mz_exec *x;                         /* running; NULL once answered */
-    json_t *result;                     /* the answer: result, or code + msg */
+    json_t *result;                     /* the answer: result, or code + msg (+ data) */
     char *code, *msg;
+    json_t *data;
     size_t bytes;
     int64_t expires_ms;
     struct mz_kept *older, *newer;      /* answered ones: node->ex->kept_old..kept_new */
@@ -681,6 +696,7 @@ static void s_kept_free(void *p)
     if (k->x != NULL)
         k->x->kept = NULL;
     json_decref(k->result);
+    json_decref(k->data);
     free(k->code);
     free(k->msg);
     free(k);
@@ -703,7 +719,7 @@ static void s_kept_remove(mz_node *node, mz_kept *k)
 /* Keeps x's answer for repeats of its call; forgets the oldest answers
  * beyond the limits (a repeat of those would run again). */
 static void s_kept_answer(mz_node *node, mz_exec *x, const json_t *result, const char *code,
-                          const char *msg)
+                          const char *msg, const json_t *data)
 {
     mz_kept *k = x->kept;
 
@@ -719,6 +735,10 @@ static void s_kept_answer(mz_node *node, mz_exec *x, const json_t *result, const
             mz_hmap_remove(node->ex->kept, k->key);
             s_kept_free(k);
             return;
+        }
+        if (data != NULL) {
+            k->data = json_incref((json_t *)data);
+            k->bytes += mz__json_estimate(data, 0);
         }
     } else if ((k->bytes = mz__json_estimate(result ? result : json_null(), 0)) >
                node->o.max_kept_bytes) {
@@ -774,8 +794,8 @@ static bool s_kept_repeat(mz_node *node, const char *key, const char *req_id, co
      * replies_paced) and the caller's next retransmit asks again. */
     if (!mz__guard_reply(node, caller, k->bytes))
         return true;
-    s_host_answer(node, req_id, caller, false, k->result ? json_incref(k->result) : NULL, k->code,
-                  k->msg, NULL);
+    s_host_answer_data(node, req_id, caller, false, k->result ? json_incref(k->result) : NULL,
+                       k->code, k->msg, k->data, NULL);
     return true;
 }
 
@@ -894,20 +914,31 @@ static void s_exec_unlink(mz_exec *x)
         node->ex->running--;
 }
 
-/* Delivers the outcome to the caller: the local call, or an execute_result. */
 static void s_host_answer(mz_node *node, const char *req_id, const char *caller, bool local,
                           json_t *result, const char *code, const char *msg,
                           const mz_trace *trace)
 {
+    s_host_answer_data(node, req_id, caller, local, result, code, msg, NULL, trace);
+}
+
+/* Delivers the outcome to the caller: the local call, or an execute_result.
+ * data (borrowed, may be NULL): the error's detail for the caller. */
+static void s_host_answer_data(mz_node *node, const char *req_id, const char *caller, bool local,
+                               json_t *result, const char *code, const char *msg,
+                               const json_t *data, const mz_trace *trace)
+{
     if (local) {
         mz_call *c = mz_hmap_get(node->ex->calls, req_id);
-        if (c != NULL && c->early_code == NULL)
+        if (c != NULL && c->early_code == NULL) {
+            if (code != NULL && data != NULL)
+                c->err_data = json_incref((json_t *)data);
             s_call_finish(c, result, code, msg);
+        }
         json_decref(result);
         return;
     }
-    json_t *pl = code ? json_pack("{s:s,s:{s:s,s:s}}", "ref", req_id, "error", "code", code,
-                                  "message", msg ? msg : "")
+    json_t *pl = code ? json_pack("{s:s,s:{s:s,s:s,s:O*}}", "ref", req_id, "error", "code", code,
+                                  "message", msg ? msg : "", "data", data)
                       : json_pack("{s:s,s:o}", "ref", req_id, "result",
                                   result ? result : json_null());
     if (pl != NULL && trace != NULL)
@@ -1169,7 +1200,7 @@ void mz_exec_reply(mz_exec *x, json_t *result)
         free(x);
         return;
     }
-    s_kept_answer(node, x, result, NULL, NULL);
+    s_kept_answer(node, x, result, NULL, NULL, NULL);
     s_host_done(x, NULL);
     s_host_answer(node, x->req_id, x->caller, x->local, result ? result : json_null(), NULL,
                   NULL, x->echo ? &x->trace : NULL);
@@ -1179,19 +1210,27 @@ void mz_exec_reply(mz_exec *x, json_t *result)
 
 void mz_exec_fail(mz_exec *x, const char *code, const char *message)
 {
+    mz_exec_fail_data(x, code, message, NULL);
+}
+
+void mz_exec_fail_data(mz_exec *x, const char *code, const char *message, json_t *data)
+{
     mz_node *node = x->node;
 
     s_exec_unlink(x);
     if (x->expired) {
+        json_decref(data);
         json_decref(x->params);
         free(x);
         return;
     }
-    s_kept_answer(node, x, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "");
+    s_kept_answer(node, x, NULL, code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "",
+                  data);
     s_host_done(x, code ? code : MZ_EXEC_HANDLER_ERROR);
-    s_host_answer(node, x->req_id, x->caller, x->local, NULL,
-                  code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "",
-                  x->echo ? &x->trace : NULL);
+    s_host_answer_data(node, x->req_id, x->caller, x->local, NULL,
+                       code ? code : MZ_EXEC_HANDLER_ERROR, message ? message : "", data,
+                       x->echo ? &x->trace : NULL);
+    json_decref(data);
     json_decref(x->params);
     free(x);
 }
@@ -1218,7 +1257,7 @@ void mz__exec_sweep(mz_node *node, int64_t now)
             node->ex->running--;
             node->c.exec_timeouts++;
             s_kept_answer(node, x, NULL, MZ_EXEC_TIMEOUT,
-                          "the handler did not answer within the timeout");
+                          "the handler did not answer within the timeout", NULL);
             s_host_done(x, MZ_EXEC_TIMEOUT);
             s_host_answer(node, x->req_id, x->caller, x->local, NULL, MZ_EXEC_TIMEOUT,
                           "the handler did not answer within the timeout",

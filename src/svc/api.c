@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "meshzero/bridge.h"
 #include "state/agreement.h"
 #include "util/log.h"
 #include "core/node_int.h"
@@ -414,6 +415,8 @@ json_t *mz__api_status(mz_node *node)
     if (st)
         json_object_set_new(json_object_get(st, "counters"), "api_calls",
                             json_integer((json_int_t)mz__api_calls(node)));
+    if (st && mz_bridge_of_node(node) != NULL)
+        json_object_set_new(st, "bridge", mz_bridge_states(mz_bridge_of_node(node)));
     return st;
 }
 
@@ -476,9 +479,10 @@ static void s_on_call_done(mz_node *node, const json_t *result, const char *code
             char msg[520];
             json_t *e;
             snprintf(msg, sizeof msg, "%s: %s", code, message ? message : "");
-            e = json_pack("{s:i,s:s,s:{s:s,s:s,s:s?}}", "code", RPC_SERVER_ERROR, "message",
-                          msg, "data", "code", code, "message", message ? message : "",
-                          "traceparent", tp);
+            e = json_pack("{s:i,s:s,s:{s:s,s:s,s:s?,s:O*}}", "code", RPC_SERVER_ERROR,
+                          "message", msg, "data", "code", code, "message",
+                          message ? message : "", "traceparent", tp, "data",
+                          mz_node_call_error_data(node));
             s_send(c, json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", w->id, "error", e));
         }
     }
@@ -689,7 +693,6 @@ static int m_agreement_usage(mz_api *api, mz_api_client *c, const json_t *id,
 }
 
 /* MCP bridge (src/bridge.c): import a server, list the imported ones. */
-#include "meshzero/bridge.h"
 
 static int m_bridge_add(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
                         json_t **result, mz_err *err)
@@ -795,7 +798,7 @@ static const struct mz_method {
     { "unsubscribe",         m_unsubscribe, "subscription" },
     { "publish",             m_publish, "topic data" },
     { "agreement_usage",     m_agreement_usage, "agreement_id" },
-    { "bridge_add",          m_bridge_add, "name command url tags" },
+    { "bridge_add",          m_bridge_add, "name command url tags env env_pass" },
     { "bridge_list",         m_bridge_list, "" },
     { "bridge_remove",       m_bridge_remove, "name" },
     { "mcp_view",            m_mcp_view, "view" },

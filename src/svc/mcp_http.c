@@ -40,6 +40,7 @@ typedef struct mz_mcpep {
     mz_mcphttp *h;
     const mz_mcpview *view;     /* borrowed from h->views; NULL: the whole mesh */
     mz_mcpsrv *srv;
+    mz_mcpnotify *notify;       /* coalesces its list_changed (s_on_event) */
 } mz_mcpep;
 
 typedef struct mz_hconn {
@@ -66,6 +67,7 @@ typedef struct mz_hconn {
 
 struct mz_mcphttp {
     mz_node *node;              /* borrowed */
+    uv_loop_t *loop;            /* borrowed */
     bool serve;                 /* answer /mcp */
     bool stopped;
     mz_mcpviews *views;
@@ -176,6 +178,8 @@ static void s_exec_cb(mz_node *node, const json_t *result, const char *code,
                       const char *message, void *ctx)
 {
     mz_mcpsrv_req_trace(ctx, mz_node_call_traceparent(node));
+    if (code != NULL)
+        mz_mcpsrv_req_error_data(ctx, mz_node_call_error_data(node));
     mz_mcpsrv_exec_done(ctx, result, code, message);
 }
 
@@ -236,7 +240,18 @@ static void s_notify(mz_mcpep *ep)
     }
 }
 
-/* resource.* events: each endpoint whose tools the record is among hears it. */
+/* A burst of resource events is over (mcp_notify.c). */
+static void s_notify_burst(void *ctx)
+{
+    mz_mcpep *ep = ctx;
+
+    if (!ep->h->stopped)
+        s_notify(ep);
+}
+
+/* resource.* events: each endpoint whose tools the record is among hears it:
+ * its cached directory answer is stale now, its clients are told once the
+ * burst is over. */
 static void s_on_event(mz_node *node, const char *topic, const json_t *data,
                        const char *source, void *ctx)
 {
@@ -247,7 +262,13 @@ static void s_on_event(mz_node *node, const char *topic, const json_t *data,
     (void)source;
     for (size_t i = 0; !h->stopped && i < h->n_eps; i++) {
         mz_mcpep *ep = &h->eps[i];
-        if (ep->view ? mz_mcpview_match(ep->view, data) : mz_mcpsrv_record_matches(ep->srv, data))
+        if (!(ep->view ? mz_mcpview_match(ep->view, data)
+                       : mz_mcpsrv_record_matches(ep->srv, data)))
+            continue;
+        mz_mcpsrv_invalidate(ep->srv);
+        if (ep->notify != NULL)
+            mz__mcpnotify_poke(ep->notify);
+        else
             s_notify(ep);
     }
 }
@@ -542,19 +563,25 @@ static mz_status s_ep_new(mz_mcphttp *h, const mz_mcpview *v, mz_err *err)
     o.ctx = ep;
     ep->h = h;
     ep->view = v;
-    if ((rc = mz_mcpsrv_new(&o, &ep->srv, err)) == MZ_OK)
-        h->n_eps++;
-    return rc;
+    if ((rc = mz_mcpsrv_new(&o, &ep->srv, err)) != MZ_OK)
+        return rc;
+    h->n_eps++;
+    if (h->serve && (ep->notify = mz__mcpnotify_new(h->loop, s_notify_burst, ep)) == NULL)
+        return mz_err_set(err, MZ_ENOMEM, "mcp http: allocating");
+    return MZ_OK;
 }
 
 static void s_eps_free(mz_mcphttp *h)
 {
-    for (size_t i = 0; i < h->n_eps; i++)
+    for (size_t i = 0; i < h->n_eps; i++) {
         mz_mcpsrv_free(h->eps[i].srv);
+        mz__mcpnotify_free(h->eps[i].notify);
+        h->eps[i].notify = NULL;
+    }
     h->n_eps = 0;
 }
 
-mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, const char *views,
+mz_status mz__mcphttp_new(mz_node *node, uv_loop_t *loop, bool serve_mcp, const char *views,
                           const char *data_dir, mz_mcphttp **out, mz_err *err)
 {
     mz_mcphttp *h = calloc(1, sizeof *h);
@@ -564,6 +591,7 @@ mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, const char *views,
     if (h == NULL)
         return mz_err_set(err, MZ_ENOMEM, "mcp http: allocating");
     h->node = node;
+    h->loop = loop;
     h->serve = serve_mcp;
     if ((rc = mz_mcpviews_new(views, data_dir, &h->views, err)) != MZ_OK ||
         (rc = s_ep_new(h, NULL, err)) != MZ_OK)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from meshlib import BIN, client_env, read_log, sanitizer_reports, wait_for
+from meshlib import BIN, client_env, read_log, sanitizer_reports, wait_for, wait_linked
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MCP_DIR = os.path.normpath(os.path.join(HERE, "..", "mcp"))
@@ -65,6 +65,17 @@ def ensure_npm_packages(pkg_dir=MCP_DIR):
         if p.returncode != 0 or not _installed_ok(pkg_dir):
             pytest.fail("npm ci in %s failed (exit %d):\n%s" % (pkg_dir, p.returncode, p.stdout),
                         pytrace=False)
+
+
+def square(mesh, d_extra=()):
+    """The seed square A-B, A-C, B-D, C-D (D two hops from A), D started
+    with d_extra (its --mcp servers)."""
+    a = mesh.node("A")
+    b = mesh.node("B", peers=[a])
+    c = mesh.node("C", peers=[a])
+    d = mesh.node("D", peers=[b, c], extra=list(d_extra))
+    wait_linked([(a, b), (a, c), (b, d), (c, d)])
+    return a, b, c, d
 
 
 def everything_cmd():
@@ -202,7 +213,7 @@ class RawMcp:
         return rc
 
 
-def bridge_entry(node, name, timeout=30.0, state="up"):
+def bridge_entry(node, name, timeout=30.0, state="ready"):
     """Waits for bridge NAME on NODE to reach STATE; returns its entry."""
     def get():
         p = node.cli("bridge", "list", "--json")

@@ -16,21 +16,12 @@ import pytest
 from execlib import exec_cli, wait_known
 from meshlib import run, wait_for, wait_linked
 from mcplib import (EVERYTHING, bridge_entry, crashy_cmd, ensure_npm_packages,
-                    everything_cmd)
+                    everything_cmd, square)
 
 
 @pytest.fixture(autouse=True)
 def npm_packages():
     ensure_npm_packages()
-
-
-def square(mesh, d_extra=()):
-    a = mesh.node("A")
-    b = mesh.node("B", peers=[a])
-    c = mesh.node("C", peers=[a])
-    d = mesh.node("D", peers=[b, c], extra=list(d_extra))
-    wait_linked([(a, b), (a, c), (b, d), (c, d)])
-    return a, b, c, d
 
 
 def text_of(result):
@@ -81,11 +72,7 @@ def test_everything_on_d_echo_and_get_sum_from_a(mesh):
 
 def test_crash_mid_call_then_tools_return(mesh, tmp_path):
     state = tmp_path / "crashy.starts"
-    os.environ["CRASHY_STATE"] = str(state)
-    try:
-        a, b, c, d = square(mesh, ["--mcp", crashy_cmd()])
-    finally:
-        del os.environ["CRASHY_STATE"]
+    a, b, c, d = square(mesh, ["--mcp", crashy_cmd(), "--mcp-env", "CRASHY_STATE=%s" % state])
     wait_known(a, "crashy/crash", timeout=30)
     out = exec_cli(a, "crashy/crash", "call", {}, json_out=True)
     assert out.code == "handler_error", out
@@ -154,7 +141,7 @@ def test_bridge_add_against_running_node(mesh):
     p = add("ev2", "--tag", "demo", "--json", "--", "node", EVERYTHING, "stdio", timeout=60)
     assert p.returncode == 0, p.stderr
     entry = json.loads(p.stdout)
-    assert entry["state"] == "up" and "ev2/echo" in entry["tools"]
+    assert entry["state"] == "ready" and "ev2/echo" in entry["tools"]
     rec = wait_known(a, "ev2/echo")
     assert "demo" in rec["capabilities"]
     out = exec_cli(a, "ev2/echo", "call", {"message": "added"}, json_out=True)

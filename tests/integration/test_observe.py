@@ -421,7 +421,7 @@ def test_trace_reaches_an_imported_mcp_server_in_meta(mesh):
               if s.labels == {"server": "meta", "outcome": "ok"}]
     assert served and served[0].value == 1, fams["meshzero_bridge_calls"].samples
     up = [s for s in fams["meshzero_bridge_servers"].samples if s.labels.get("server") == "meta"]
-    assert up and up[0].labels["state"] == "up"
+    assert up and up[0].labels["state"] == "ready"
     # The bridge's state changes are logged at a node's default level.
-    assert re.search(r"INFO  \[bridge\] bridge.state server=meta state=up", a.stderr()), \
+    assert re.search(r"INFO  \[bridge\] bridge.state server=meta state=ready", a.stderr()), \
         a.stderr()

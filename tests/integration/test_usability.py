@@ -166,13 +166,13 @@ def test_bridge_failed_add_not_retried_remove_and_readd(mesh):
     assert p.returncode == 1 and "cannot start" in p.stderr and "not retried" in p.stderr, \
         p.stderr
     entry = json.loads(d.cli("bridge", "list", "--json").stdout)[0]
-    assert entry["state"] == "stopped", entry
+    assert entry["state"] == "failed", entry
     stays(lambda: json.loads(d.cli("bridge", "list", "--json").stdout)[0]["restarts"] == 0,
           3.0, "the failed server was restarted")
     # the same name again (now a working server) replaces the failed entry
     p = run(["bridge", "add", "bad", "--node", d.api, "--json", "--", "node", CRASHY])
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["state"] == "up"
+    assert json.loads(p.stdout)["state"] == "ready"
     wait_for(lambda: "bad/ok" in a.ids(), 10.0, what="bad/ok on A")
     pid = json.loads(d.cli("bridge", "list", "--json").stdout)[0]["pid"]
     p = d.cli("bridge", "remove", "bad")

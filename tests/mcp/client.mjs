@@ -4,10 +4,16 @@
 //      or {"transport": "http", "url": "http://127.0.0.1:PORT/mcp"}
 //   plus "ops": a list run in order, each printing one JSON line on stdout:
 //     {"op": "list"}                              -> {"op","tools":[...]}
-//     {"op": "call", "name": N, "arguments": {}}  -> {"op","result"} or {"op","error":{code,message}}
+//     {"op": "call", "name": N, "arguments": {}}  -> {"op","result"} or {"op","error":{code,message,data}}
 //     {"op": "wait_list_changed", "timeout_ms": T} -> prints {"op":"waiting"} first, then
 //                                                     {"op","seen":true|false}
 //     {"op": "repeat_call", "name", "arguments", "count"} -> {"op","us":[per-call µs]}
+//     {"op": "count_list_changed", "present": N?, "absent": N?, "timeout_ms", "quiet_ms"}
+//        -> prints {"op":"waiting"} first; once tools/list has tool N (present) or lacks
+//           it (absent), listens quiet_ms more, then {"op","count","done":true|false}: the
+//           list_changed notifications that arrived since the op started
+//   "protocolVersion" in SPEC: the version the client asks for in initialize (the
+//   SDK itself always asks for its latest).
 // The first line is {"op":"connected","protocolVersion","serverInfo"}.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -25,9 +31,29 @@ client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
   if (waiter) waiter();
 });
 
-const transport = spec.transport === "http"
+// HTTP: notifications arrive on the GET event stream the transport opens
+// after initialization; count_list_changed says "waiting" only once it is open.
+let sseOpened;
+const sseOpen = new Promise((resolve) => { sseOpened = resolve; });
+const realFetch = globalThis.fetch;
+globalThis.fetch = async (url, init) => {
+  const r = await realFetch(url, init);
+  if ((init?.method ?? "GET") === "GET" && r.ok &&
+      (r.headers.get("content-type") || "").startsWith("text/event-stream")) sseOpened();
+  return r;
+};
+
+const transport0 = spec.transport === "http"
   ? new StreamableHTTPClientTransport(new URL(spec.url))
   : new StdioClientTransport({ command: spec.command, args: spec.args || [], stderr: "inherit" });
+const transport = transport0;
+if (spec.protocolVersion) {
+  const send = transport.send.bind(transport);
+  transport.send = (msg, opts) => {
+    if (msg.method === "initialize") msg = { ...msg, params: { ...msg.params, protocolVersion: spec.protocolVersion } };
+    return send(msg, opts);
+  };
+}
 
 // The SDK tells the transport the negotiated version; keep a copy.
 let negotiated = null;
@@ -48,7 +74,7 @@ try {
                                         { timeout: op.timeout_ms || 60000 });
         out({ op: "call", result: r });
       } catch (e) {
-        out({ op: "call", error: { code: e.code ?? null, message: String(e.message) } });
+        out({ op: "call", error: { code: e.code ?? null, message: String(e.message), data: e.data ?? null } });
       }
     } else if (op.op === "wait_list_changed") {
       const before = changed;
@@ -59,6 +85,30 @@ try {
         waiter = () => { clearTimeout(t); waiter = null; resolve(true); };
       });
       out({ op: "wait_list_changed", seen });
+    } else if (op.op === "count_list_changed") {
+      if (spec.transport === "http") await sseOpen;
+      const before = changed;
+      out({ op: "waiting" });
+      const deadline = Date.now() + (op.timeout_ms || 20000);
+      const wanted = async () => {
+        const names = (await client.listTools()).tools.map((t) => t.name);
+        return op.present ? names.includes(op.present) : !names.includes(op.absent);
+      };
+      let done = false;
+      while (!done && Date.now() < deadline) {
+        if (changed > before) done = await wanted();
+        if (!done) {
+          const seen = changed;
+          await new Promise((resolve) => {
+            const t = setTimeout(() => { waiter = null; resolve(); }, Math.max(deadline - Date.now(), 0));
+            waiter = () => { clearTimeout(t); waiter = null; resolve(); };
+            if (changed > seen) waiter();
+          });
+        }
+      }
+      // A burst over the mesh could still be on its way: listen a while longer.
+      await new Promise((resolve) => setTimeout(resolve, op.quiet_ms || 1500));
+      out({ op: "count_list_changed", count: changed - before, done });
     } else if (op.op === "repeat_call") {
       const us = [];
       for (let i = 0; i < op.count; i++) {

@@ -2,7 +2,8 @@
 // break the protocol on purpose. Tools:
 //   ok        answers {"content":[{"type":"text","text":"ok <n>"}]}
 //   fail      a tool failure: a result with isError true
-//   rpcerror  a JSON-RPC error instead of a result
+//   rpcerror  a JSON-RPC error instead of a result (arguments.code and .data, when
+//             given, are its code and data)
 //   crash     exits (status 3) in the middle of the call, no answer
 //   slow      answers after arguments.ms milliseconds
 //   garbage   writes non-JSON lines and a stray response before its answer
@@ -19,7 +20,8 @@ process.stdout.write("this is not JSON-RPC\n{\"also\": \"not a message\"}\n");
 
 const schema = { type: "object", properties: { ms: { type: "number" } } };
 const tools = [
-  { name: "ok", description: "answers ok", inputSchema: schema },
+  { name: "ok", description: "answers ok", inputSchema: schema,
+    _meta: { "org.example/owner": "crashy", "meshzero/node": "forged by the server" } },
   { name: "fail", description: "fails as a tool", inputSchema: schema },
   { name: "rpcerror", description: "fails as a protocol", inputSchema: schema },
   { name: "crash", description: "exits mid-call", inputSchema: schema },
@@ -47,7 +49,7 @@ createInterface({ input: process.stdin }).on("line", (line) => {
     calls++;
     if (name === "ok") send({ jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: "ok " + calls }] } });
     else if (name === "fail") send({ jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: "it broke" }], isError: true } });
-    else if (name === "rpcerror") send({ jsonrpc: "2.0", id: m.id, error: { code: -32602, message: "bad arguments, says crashy" } });
+    else if (name === "rpcerror") send({ jsonrpc: "2.0", id: m.id, error: { code: args.code ?? -32602, message: "bad arguments, says crashy", ...(args.data !== undefined ? { data: args.data } : {}) } });
     else if (name === "crash") process.exit(3);
     else if (name === "slow") setTimeout(() => send({ jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: "slow" }] } }), args.ms || 1000);
     else if (name === "garbage") {

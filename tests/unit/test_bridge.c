@@ -127,7 +127,8 @@ static void test_negotiate(void **state)
     assert_string_equal(mz_mcp_negotiate("2025-03-26"), "2025-03-26");
     assert_string_equal(mz_mcp_negotiate("2025-06-18"), "2025-06-18");
     assert_string_equal(mz_mcp_negotiate("2025-11-25"), "2025-11-25");
-    assert_string_equal(mz_mcp_negotiate("2024-11-05"), MZ_MCP_LATEST);
+    assert_string_equal(mz_mcp_negotiate("2024-11-05"), "2024-11-05");
+    assert_string_equal(mz_mcp_negotiate("2024-10-07"), MZ_MCP_LATEST);
     assert_string_equal(mz_mcp_negotiate(NULL), MZ_MCP_LATEST);
     assert_false(mz_mcp_version_supported("2099-01-01"));
 }
@@ -313,6 +314,27 @@ static void test_srv_list_and_call(void **state)
     assert_int_equal(s_err_code(m), -32000);
     assert_string_equal(json_string_value(json_object_get(json_object_get(m, "error"),
                                                           "message")), "unreachable: no route");
+    /* an imported server's JSON-RPC error in the mesh error's data: answered
+     * as the server gave it; other data leaves the mesh's -32000 */
+    {
+        json_t *d = json_pack("{s:{s:i,s:s,s:{s:i}}}", "mcp_error", "code", -32042, "message",
+                              "auth first", "data", "n", 1);
+        s_do(s, &f, "{\"jsonrpc\":\"2.0\",\"id\":41,\"method\":\"tools/call\","
+             "\"params\":{\"name\":\"ev_echo\"}}", MZ_MCP_PENDING);
+        mz_mcpsrv_req_error_data(f.pending, d);
+        mz_mcpsrv_exec_done(f.pending, NULL, "handler_error", "MCP error -32042: auth first");
+        m = json_array_get(f.sent, json_array_size(f.sent) - 1);
+        assert_true(json_equal(json_object_get(m, "error"), json_object_get(d, "mcp_error")));
+        json_decref(d);
+        d = json_pack("{s:s}", "other", "x");
+        s_do(s, &f, "{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"tools/call\","
+             "\"params\":{\"name\":\"ev_echo\"}}", MZ_MCP_PENDING);
+        mz_mcpsrv_req_error_data(f.pending, d);
+        mz_mcpsrv_exec_done(f.pending, NULL, "handler_error", "broke");
+        m = json_array_get(f.sent, json_array_size(f.sent) - 1);
+        assert_int_equal(s_err_code(m), -32000);
+        json_decref(d);
+    }
     /* a generic resource: method and params from the arguments, result wrapped */
     s_do(s, &f, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":"
          "{\"name\":\"agent9\",\"arguments\":{\"method\":\"run\",\"params\":{\"k\":1}}}}",
