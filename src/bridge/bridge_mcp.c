@@ -188,7 +188,7 @@ done:
 
 /* ---- the export server --------------------------------------------------- */
 
-typedef enum { MZ_REQ_LIST, MZ_REQ_CALL } mz_req_kind;
+typedef enum { MZ_REQ_LIST, MZ_REQ_CALL, MZ_REQ_EXT } mz_req_kind;
 
 struct mz_mcpsrv_req {
     mz_mcpsrv *srv;             /* NULL once the server was freed (orphan) */
@@ -201,6 +201,7 @@ struct mz_mcpsrv_req {
     bool cancelled;             /* answer nothing */
     char traceparent[64];       /* tools/call: echoed in the result's _meta, or "" */
     uint64_t gen;               /* srv->gen when its query started */
+    void *ext;                  /* MZ_REQ_EXT: mcpsrv_res.c's */
     mz_mcpsrv_req *prev, *next; /* srv->reqs */
 };
 
@@ -218,6 +219,7 @@ struct mz_mcpsrv {
     json_t *cache;              /* the last directory answer, or NULL */
     int64_t cache_until_ms;
     uint64_t gen;               /* bumped by every invalidation */
+    void *res;                  /* mcpsrv_res.c's state */
 };
 
 mz_status mz_mcpsrv_new(const mz_mcpsrv_opts *o, mz_mcpsrv **out, mz_err *err)
@@ -300,6 +302,7 @@ void mz_mcpsrv_free(mz_mcpsrv *s)
     free(s->type);
     json_decref(s->query_params);
     json_decref(s->cache);
+    mz__mcpres_free(s->res);
     free(s);
 }
 
@@ -509,6 +512,10 @@ void mz_mcpsrv_query_done(mz_mcpsrv_req *r, const json_t *records, const char *w
 {
     mz_mcpsrv *s = r->srv;
 
+    if (r->kind == MZ_REQ_EXT) {
+        mz__mcpres_query_done(r, records, why);
+        return;
+    }
     if (s == NULL || r->cancelled) {
         s_req_free(r);
         return;
@@ -577,6 +584,10 @@ void mz_mcpsrv_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *cod
 {
     mz_mcpsrv *s = r->srv;
 
+    if (r->kind == MZ_REQ_EXT) {
+        mz__mcpres_exec_done(r, result, code, message);
+        return;
+    }
     if (s == NULL || r->cancelled) {
         s_req_free(r);
         return;
@@ -654,8 +665,8 @@ static mz_mcp_outcome m_initialize(mz_mcpsrv *s, uint64_t conn, const json_t *id
                     "meshzero mesh", "version", MZ_BRIDGE_SOFTWARE_VERSION, "instructions",
                     "The tools are resources of a meshzero mesh: each call runs on the node "
                     "that hosts the resource, which may be several hops away.");
-    s_send(s, conn, mz__rpc_result(id, res));
-    return MZ_MCP_REPLIED;
+    /* Resources, prompts and completions are advertised when the mesh has them. */
+    return res ? mz__mcpres_initialize(s, conn, id, res) : MZ_MCP_REPLIED;
 }
 
 static mz_mcp_outcome m_ping(mz_mcpsrv *s, uint64_t conn, const json_t *id,
@@ -786,8 +797,85 @@ mz_mcp_outcome mz_mcpsrv_handle(mz_mcpsrv *s, uint64_t conn, const char *buf, si
             out = s_methods[i].fn(s, conn, id, params);
             goto done;
         }
+    if (mz__mcpres_knows(method)) {
+        out = mz__mcpres_handle(s, conn, id, method, params);
+        goto done;
+    }
     s_error(s, conn, id, MZ_RPC_NO_METHOD, "method not found: '%.100s'", method);
 done:
     json_decref(msg);
     return out;
+}
+
+/* ---- requests of mcpsrv_res.c (bridge_int.h) -------------------------------- */
+
+mz_mcpsrv_req *mz__mcpsrv_req_new(mz_mcpsrv *s, uint64_t conn, const json_t *id, void *ext)
+{
+    mz_mcpsrv_req *r = calloc(1, sizeof *r);
+
+    if (r == NULL || (r->id = id ? json_deep_copy(id) : json_null()) == NULL) {
+        free(r);
+        return NULL;
+    }
+    r->srv = s;
+    r->conn = conn;
+    r->kind = MZ_REQ_EXT;
+    r->ext = ext;
+    r->gen = s->gen;
+    r->next = s->reqs;
+    if (s->reqs)
+        s->reqs->prev = r;
+    s->reqs = r;
+    return r;
+}
+
+void mz__mcpsrv_req_free(mz_mcpsrv_req *r)
+{
+    s_req_free(r);
+}
+
+void *mz__mcpsrv_req_ext(const mz_mcpsrv_req *r)
+{
+    return r->ext;
+}
+
+mz_mcpsrv *mz__mcpsrv_req_live(const mz_mcpsrv_req *r)
+{
+    return r->cancelled ? NULL : r->srv;
+}
+
+uint64_t mz__mcpsrv_req_conn(const mz_mcpsrv_req *r)
+{
+    return r->conn;
+}
+
+const json_t *mz__mcpsrv_req_id(const mz_mcpsrv_req *r)
+{
+    return r->id;
+}
+
+void mz__mcpsrv_query(mz_mcpsrv_req *r, const json_t *params)
+{
+    r->srv->ops.query(r->srv->ctx, params, r);
+}
+
+void mz__mcpsrv_execute(mz_mcpsrv_req *r, const char *rid, const char *method,
+                        const json_t *params)
+{
+    r->srv->ops.execute(r->srv->ctx, rid, method, params, r->srv->timeout_ms, r);
+}
+
+void mz__mcpsrv_send(mz_mcpsrv *s, uint64_t conn, json_t *msg)
+{
+    s_send(s, conn, msg);
+}
+
+const json_t *mz__mcpsrv_caps(const mz_mcpsrv *s)
+{
+    return json_object_get(s->query_params, "capabilities");
+}
+
+void **mz__mcpsrv_res_slot(mz_mcpsrv *s)
+{
+    return &s->res;
 }

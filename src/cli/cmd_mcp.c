@@ -181,6 +181,10 @@ static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
     if (method != NULL && strcmp(method, "event") == 0) {
         const json_t *p = json_object_get(msg, "params");
         const char *topic = json_string_value(json_object_get(p, "topic"));
+        json_t *note = topic ? mz_mcpsrv_event(m->srv, topic, json_object_get(p, "data"))
+                             : NULL;
+        if (note != NULL)
+            s_op_send(m, 0, note);
         if (topic && strncmp(topic, "resource.", 9) == 0 &&
             mz_mcpsrv_record_matches(m->srv, json_object_get(p, "data"))) {
             mz_mcpsrv_invalidate(m->srv);
@@ -357,6 +361,14 @@ int cmd_mcp_main(int argc, char **argv)
      * event subscription for list_changed. */
     if (mz_apiclient_call(m.api, "subscribe", json_pack("{s:s}", "topic", "resource.*"), 10000,
                           &res, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero mcp: %s\n", e.msg);
+        goto out;
+    }
+    json_decref(res);
+    res = NULL;
+    /* Resource updates and resource/prompt list changes (mcp.* events). */
+    if (mz_apiclient_call(m.api, "subscribe", json_pack("{s:s}", "topic", MZ_MCP_EVENT_PATTERN),
+                          10000, &res, &e) != MZ_OK) {
         fprintf(stderr, "meshzero mcp: %s\n", e.msg);
         goto out;
     }

@@ -62,10 +62,12 @@ struct mz_mcphttp {
     mz_hconn *conns;
     uint64_t next_id;
     uint64_t sub;               /* resource.* subscription */
+    uint64_t sub_mcp;           /* mcp.* (resource updates, list_changed) */
     bool subscribed;
 };
 
 static int s_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
+static void s_broadcast(mz_mcphttp *h, const char *ev, size_t n);
 
 /* ---- connections ------------------------------------------------------------- */
 
@@ -204,18 +206,49 @@ static void s_on_event(mz_node *node, const char *topic, const json_t *data,
     if (h->stopped || h->srv == NULL || !mz_mcpsrv_record_matches(h->srv, data))
         return;
     mz_mcpsrv_invalidate(h->srv);
+    s_broadcast(h, ev, sizeof ev);
+}
+
+/* mcp.* events: resource updates and list changes for every SSE client
+ * (the endpoint has no sessions: a subscription is the endpoint's). */
+static void s_on_mcp_event(mz_node *node, const char *topic, const json_t *data,
+                           const char *source, void *ctx)
+{
+    mz_mcphttp *h = ctx;
+    json_t *msg;
+    char *text, *ev;
+    size_t n;
+
+    (void)node;
+    (void)source;
+    if (h->stopped || h->srv == NULL || (msg = mz_mcpsrv_event(h->srv, topic, data)) == NULL)
+        return;
+    text = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    n = text ? strlen(text) + 32 : 0;
+    if (text != NULL && (ev = malloc(n)) != NULL) {
+        snprintf(ev, n, "event: message\ndata: %s\n\n", text);
+        s_broadcast(h, ev, strlen(ev) + 1);
+        free(ev);
+    }
+    free(text);
+}
+
+/* Queues one SSE event (n bytes with its NUL) to every event stream. */
+static void s_broadcast(mz_mcphttp *h, const char *ev, size_t n)
+{
     for (mz_hconn *c = h->conns; c; c = c->next) {
         char *nb;
         if (!c->sse || c->drop)
             continue;
-        if (c->sse_len + sizeof ev > MZ_MCPHTTP_MAX_SSE_QUEUE ||
-            (nb = realloc(c->sse_q, c->sse_len + sizeof ev)) == NULL) {
+        if (c->sse_len + n > MZ_MCPHTTP_MAX_SSE_QUEUE ||
+            (nb = realloc(c->sse_q, c->sse_len + n)) == NULL) {
             mz_log(MZ_LOG_WARN, "mcp-http", "SSE client too slow, dropping it");
             c->drop = true;
         } else {
-            memcpy(nb + c->sse_len, ev, sizeof ev - 1);
+            memcpy(nb + c->sse_len, ev, n - 1);
             c->sse_q = nb;
-            c->sse_len += sizeof ev - 1;
+            c->sse_len += n - 1;
         }
         lws_callback_on_writable(c->wsi);
     }
@@ -484,6 +517,13 @@ mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
         free(h);
         return rc;
     }
+    if (serve_mcp && (rc = mz_node_subscribe(node, MZ_MCP_EVENT_PATTERN, s_on_mcp_event, h,
+                                             &h->sub_mcp, err)) != MZ_OK) {
+        mz_node_unsubscribe(node, h->sub, NULL);
+        mz_mcpsrv_free(h->srv);
+        free(h);
+        return rc;
+    }
     h->subscribed = serve_mcp;
     /* Our row of the API listener's route table; alone without one. */
     /* Our rows of the API listener's route table (/ui/: the dashboard, which
@@ -500,8 +540,10 @@ void mz__mcphttp_stop(mz_mcphttp *h)
     if (h == NULL || h->stopped)
         return;
     h->stopped = true;
-    if (h->subscribed)
+    if (h->subscribed) {
         mz_node_unsubscribe(h->node, h->sub, NULL);
+        mz_node_unsubscribe(h->node, h->sub_mcp, NULL);
+    }
     h->subscribed = false;
     /* Calls still running answer into the void (their requests are orphaned). */
     mz_mcpsrv_free(h->srv);
