@@ -8,11 +8,17 @@
 //     {"op": "wait_list_changed", "timeout_ms": T} -> prints {"op":"waiting"} first, then
 //                                                     {"op","seen":true|false}
 //     {"op": "repeat_call", "name", "arguments", "count"} -> {"op","us":[per-call µs]}
+//     {"op": "request", "method": M, "params": {}} -> {"op","method","result"} or {"op","method","error"}
+//       (any request; resources/*, prompts/*, completion/complete)
+//     {"op": "wait_updated", "uri": U, "timeout_ms": T} -> {"op","seen":true|false}
+//       (a notifications/resources/updated for U since the client started)
+// "connected" also carries the server's capabilities.
 // The first line is {"op":"connected","protocolVersion","serverInfo"}.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
+import { ToolListChangedNotificationSchema, ResourceUpdatedNotificationSchema,
+         ResultSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const spec = JSON.parse(process.argv[2]);
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -23,6 +29,13 @@ const client = new Client({ name: "meshzero-test", version: "1.0.0" });
 client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
   changed++;
   if (waiter) waiter();
+});
+
+const updated = [];
+let updWaiter = null;
+client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+  updated.push(n.params.uri);
+  if (updWaiter) updWaiter();
 });
 
 const transport = spec.transport === "http"
@@ -37,7 +50,8 @@ transport.setProtocolVersion = (v) => { negotiated = v; setVersion?.(v); };
 try {
   await client.connect(transport);
   out({ op: "connected", protocolVersion: negotiated,
-        serverInfo: client.getServerVersion() });
+        serverInfo: client.getServerVersion(),
+        capabilities: client.getServerCapabilities() });
   for (const op of spec.ops || []) {
     if (op.op === "list") {
       const r = await client.listTools();
@@ -59,6 +73,25 @@ try {
         waiter = () => { clearTimeout(t); waiter = null; resolve(true); };
       });
       out({ op: "wait_list_changed", seen });
+    } else if (op.op === "request") {
+      try {
+        const r = await client.request({ method: op.method, params: op.params || {} },
+                                       ResultSchema.passthrough(), { timeout: op.timeout_ms || 60000 });
+        out({ op: "request", method: op.method, result: r });
+      } catch (e) {
+        out({ op: "request", method: op.method,
+              error: { code: e.code ?? null, message: String(e.message) } });
+      }
+    } else if (op.op === "wait_updated") {
+      const seen = await new Promise((resolve) => {
+        if (updated.includes(op.uri)) return resolve(true);
+        const t = setTimeout(() => { updWaiter = null; resolve(false); }, op.timeout_ms || 10000);
+        updWaiter = () => {
+          if (!updated.includes(op.uri)) return;
+          clearTimeout(t); updWaiter = null; resolve(true);
+        };
+      });
+      out({ op: "wait_updated", seen });
     } else if (op.op === "repeat_call") {
       const us = [];
       for (let i = 0; i < op.count; i++) {

@@ -1,0 +1,127 @@
+"""MCP resources, resource templates, prompts and completions through the
+mesh: server-everything imported on D of the seed square, the official SDK
+client (tests/mcp/client.mjs) on A, two hops away, through `meshzero mcp`
+(stdio) and A's /mcp (Streamable HTTP): lists, text and blob reads, a
+subscription whose update notification arrives, prompts fetched with
+arguments, completions for a prompt and a resource template.
+"""
+import base64
+
+import pytest
+
+from execlib import wait_known
+from mcplib import ensure_npm_packages, mcp_http_url, mcp_stdio_spec, run_sdk
+from test_mcp_export import square  # noqa: F401  (the fixture)
+
+SRV = "meshzero://everything/"
+DOC = SRV + "demo://resource/static/document/features.md"
+TEXT_TEMPLATE = SRV + "demo://resource/dynamic/text/{resourceId}"
+
+
+@pytest.fixture(autouse=True)
+def npm_packages():
+    ensure_npm_packages()
+
+
+def req(method, params=None):
+    return {"op": "request", "method": method, "params": params or {}}
+
+
+OPS = [
+    req("resources/list"),
+    req("resources/templates/list"),
+    req("resources/read", {"uri": SRV + "demo://resource/dynamic/text/3"}),
+    req("resources/read", {"uri": SRV + "demo://resource/dynamic/blob/2"}),
+    req("resources/read", {"uri": DOC}),
+    req("prompts/list"),
+    req("prompts/get", {"name": "everything/args-prompt",
+                        "arguments": {"city": "Lyon", "state": "Rhone"}}),
+    req("prompts/get", {"name": "everything/resource-prompt",
+                        "arguments": {"resourceType": "Text", "resourceId": "4"}}),
+    req("completion/complete", {"ref": {"type": "ref/prompt",
+                                        "name": "everything/completable-prompt"},
+                                "argument": {"name": "department", "value": "S"}}),
+    req("completion/complete", {"ref": {"type": "ref/prompt",
+                                        "name": "everything/completable-prompt"},
+                                "argument": {"name": "name", "value": ""},
+                                "context": {"arguments": {"department": "Engineering"}}}),
+    req("completion/complete", {"ref": {"type": "ref/resource", "uri": TEXT_TEMPLATE},
+                                "argument": {"name": "resourceId", "value": "7"}}),
+    req("resources/subscribe", {"uri": DOC}),
+    {"op": "call", "name": "everything_toggle-subscriber-updates", "arguments": {}},
+    {"op": "wait_updated", "uri": DOC, "timeout_ms": 15000},
+    {"op": "call", "name": "everything_toggle-subscriber-updates", "arguments": {}},
+    req("resources/unsubscribe", {"uri": DOC}),
+    req("resources/read", {"uri": "demo://resource/dynamic/text/3"}),
+    req("resources/read", {"uri": SRV.replace("everything", "nobody") + "x://y"}),
+    req("prompts/get", {"name": "no-slash"}),
+]
+
+
+def check(lines):
+    (connected, listed, templates, text, blob, doc, prompts, args, embedded, dept, names,
+     tmpl_comp, sub, on, updated, off, unsub, foreign, nobody, badprompt) = lines
+    caps = connected["capabilities"]
+    assert caps["resources"]["subscribe"] is True, caps
+    assert "prompts" in caps and "completions" in caps and "tools" in caps, caps
+
+    uris = {r["uri"]: r for r in listed["result"]["resources"]}
+    assert DOC in uris, sorted(uris)
+    assert uris[DOC]["mimeType"] == "text/markdown"
+    assert all(u.startswith(SRV) for u in uris)
+    tmpls = {t["uriTemplate"] for t in templates["result"]["resourceTemplates"]}
+    assert TEXT_TEMPLATE in tmpls, tmpls
+
+    c = text["result"]["contents"][0]
+    assert c["uri"] == SRV + "demo://resource/dynamic/text/3"
+    assert c["text"].startswith("Resource 3:"), c
+    b = blob["result"]["contents"][0]
+    assert b["uri"] == SRV + "demo://resource/dynamic/blob/2"
+    assert "text" not in b and len(base64.b64decode(b["blob"])) > 0, b
+    assert "Everything Server" in doc["result"]["contents"][0]["text"]
+
+    pnames = {p["name"]: p for p in prompts["result"]["prompts"]}
+    assert {"everything/simple-prompt", "everything/args-prompt",
+            "everything/completable-prompt", "everything/resource-prompt"} <= set(pnames)
+    assert [a["name"] for a in pnames["everything/args-prompt"]["arguments"]] == ["city", "state"]
+    assert args["result"]["messages"][0]["content"]["text"] == "What's weather in Lyon, Rhone?"
+    res = [m["content"]["resource"] for m in embedded["result"]["messages"]
+           if m["content"]["type"] == "resource"]
+    # an embedded resource's URI is one the client can read through the mesh
+    assert res and res[0]["uri"] == SRV + "demo://resource/dynamic/text/4", embedded
+
+    assert dept["result"]["completion"]["values"] == ["Sales", "Support"], dept
+    assert names["result"]["completion"]["values"] == ["Alice", "Bob", "Charlie"], names
+    assert tmpl_comp["result"]["completion"]["values"] == ["7"], tmpl_comp
+
+    assert sub["result"] == {}, sub
+    assert "result" in on and not on["result"].get("isError"), on
+    assert updated == {"op": "wait_updated", "seen": True}
+    assert "result" in off and unsub["result"] == {}, unsub
+
+    assert foreign["error"]["code"] == -32002, foreign
+    assert "meshzero://RECORD/URI" in foreign["error"]["message"]
+    assert nobody["error"]["code"] == -32002 and "nobody" in nobody["error"]["message"], nobody
+    assert badprompt["error"]["code"] == -32602, badprompt
+
+
+def test_stdio_client_resources_prompts_completions_two_hops(square, tmp_path):  # noqa: F811
+    a, b, c, d = square
+    wait_known(a, "everything")
+    check(run_sdk(tmp_path, dict(mcp_stdio_spec(a), ops=OPS)))
+
+
+def test_http_client_resources_prompts_completions_two_hops(square, tmp_path):  # noqa: F811
+    a, b, c, d = square
+    wait_known(a, "everything")
+    check(run_sdk(tmp_path, {"transport": "http", "url": mcp_http_url(a), "ops": OPS}))
+
+
+def test_capabilities_only_for_what_the_mesh_has(mesh, tmp_path):
+    """A mesh with no imported resources or prompts advertises only tools."""
+    a = mesh.node("A")
+    lines = run_sdk(tmp_path, dict(mcp_stdio_spec(a), ops=[req("resources/list"),
+                                                           req("prompts/list")]))
+    assert set(lines[0]["capabilities"]) == {"tools"}, lines[0]
+    assert lines[1]["result"] == {"resources": []}
+    assert lines[2]["result"] == {"prompts": []}
