@@ -9,7 +9,7 @@ import base64
 
 import pytest
 
-from execlib import wait_known
+from execlib import assert_exec_error, exec_cli, wait_known
 from mcplib import ensure_npm_packages, mcp_http_url, mcp_stdio_spec, run_sdk
 from test_mcp_export import square  # noqa: F401  (the fixture)
 
@@ -115,6 +115,22 @@ def test_http_client_resources_prompts_completions_two_hops(square, tmp_path):  
     a, b, c, d = square
     wait_known(a, "everything")
     check(run_sdk(tmp_path, {"transport": "http", "url": mcp_http_url(a), "ops": OPS}))
+
+
+def test_server_record_called_with_exec(square):  # noqa: F811
+    """The mcp-server record from any node: its methods are MCP's, its
+    results the server's own; methods it does not offer are refused."""
+    a, b, c, d = square
+    rec = wait_known(a, "everything")
+    assert rec["resource_type"] == "mcp-server"
+    assert {"mcp", "mcp:everything", "mcp-resources", "mcp-subscribe", "mcp-prompts",
+            "mcp-completions"} <= set(rec["capabilities"]), rec
+    out = exec_cli(a, "everything", "resources/read",
+                   {"uri": "demo://resource/dynamic/text/5"}, json_out=True)
+    assert out.rc == 0, out
+    assert out.json["result"]["contents"][0]["uri"] == "demo://resource/dynamic/text/5", out
+    assert_exec_error(exec_cli(a, "everything", "tools/call", {"name": "echo"}, json_out=True),
+                      "bad_request")
 
 
 def test_capabilities_only_for_what_the_mesh_has(mesh, tmp_path):
