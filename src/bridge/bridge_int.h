@@ -172,5 +172,11 @@ void mz__mcpres_query_done(mz_mcpsrv_req *r, const json_t *records, const char *
 void mz__mcpres_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *code,
                           const char *message);
 void mz__mcpres_free(void *state);
+/* A tool record's server record id (new) when the tool is an imported one
+ * (metadata.bridge), else NULL. */
+char *mz__mcpres_links_rid(const json_t *tool_record);
+/* Exports the URIs of resource_link and embedded resource content items of
+ * a CallToolResult (changed in place). */
+void mz__mcpres_export_links(json_t *result, const char *rid);
 
 #endif

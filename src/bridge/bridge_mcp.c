@@ -202,6 +202,7 @@ struct mz_mcpsrv_req {
     char traceparent[64];       /* tools/call: echoed in the result's _meta, or "" */
     uint64_t gen;               /* srv->gen when its query started */
     void *ext;                  /* MZ_REQ_EXT: mcpsrv_res.c's */
+    char *links_rid;            /* tools/call of an imported tool: its server's record */
     mz_mcpsrv_req *prev, *next; /* srv->reqs */
 };
 
@@ -284,6 +285,7 @@ static void s_req_free(mz_mcpsrv_req *r)
     json_decref(r->id);
     json_decref(r->params);
     free(r->resource_id);
+    free(r->links_rid);
     free(r);
 }
 
@@ -482,6 +484,7 @@ static bool s_start_call(mz_mcpsrv_req *r, const json_t *records)
     }
     rec = json_object_get(ent, "record");
     r->resource_id = strdup(json_string_value(json_object_get(ent, "resource_id")));
+    r->links_rid = mz__mcpres_links_rid(rec);
     if (r->resource_id == NULL) {
         json_decref(map);
         s_error(s, r->conn, r->id, MZ_RPC_INTERNAL, "out of memory");
@@ -604,7 +607,11 @@ void mz_mcpsrv_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *cod
                                        message ? message : "", "resource_id", r->resource_id)));
     } else if (!r->wrap && json_is_object(result) &&
                json_is_array(json_object_get(result, "content"))) {
-        s_send(s, r->conn, mz__rpc_result(r->id, s_with_trace(r, json_deep_copy(result))));
+        json_t *res = json_deep_copy(result);
+        /* Resource links name the server's URIs: make them readable here. */
+        if (res != NULL && r->links_rid != NULL)
+            mz__mcpres_export_links(res, r->links_rid);
+        s_send(s, r->conn, mz__rpc_result(r->id, s_with_trace(r, res)));
     } else {
         json_t *w = s_wrap_result(result ? result : json_null());
         if (w == NULL)

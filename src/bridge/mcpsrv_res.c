@@ -165,23 +165,50 @@ static void s_export_member(json_t *obj, const char *key, const char *rid, bool 
         json_object_set_new(obj, key, n);
 }
 
+/* One content item: an embedded resource's or a resource link's URI. */
+static void s_export_content(json_t *c, const char *rid)
+{
+    const char *type = json_string_value(json_object_get(c, "type"));
+
+    if (type == NULL)
+        return;
+    if (strcmp(type, "resource") == 0 && json_is_object(json_object_get(c, "resource")))
+        s_export_member(json_object_get(c, "resource"), "uri", rid, true);
+    else if (strcmp(type, "resource_link") == 0)
+        s_export_member(c, "uri", rid, true);
+}
+
 /* URIs inside a read or prompts/get result become exported ones, so that
  * the client can read what it was shown. */
 static void s_export_result(json_t *res, const char *rid)
 {
-    json_t *v, *c;
+    json_t *v;
     size_t i;
 
     json_array_foreach(json_object_get(res, "contents"), i, v)
         s_export_member(v, "uri", rid, true);
-    json_array_foreach(json_object_get(res, "messages"), i, v) {
-        c = json_object_get(v, "content");
-        if (json_is_object(json_object_get(c, "resource")))
-            s_export_member(json_object_get(c, "resource"), "uri", rid, true);
-        else if (json_is_string(json_object_get(c, "type")) &&
-                 strcmp(json_string_value(json_object_get(c, "type")), "resource_link") == 0)
-            s_export_member(c, "uri", rid, true);
-    }
+    json_array_foreach(json_object_get(res, "messages"), i, v)
+        s_export_content(json_object_get(v, "content"), rid);
+}
+
+void mz__mcpres_export_links(json_t *result, const char *rid)
+{
+    json_t *v;
+    size_t i;
+
+    json_array_foreach(json_object_get(result, "content"), i, v)
+        s_export_content(v, rid);
+}
+
+char *mz__mcpres_links_rid(const json_t *rec)
+{
+    const char *b = json_string_value(json_object_get(json_object_get(rec, "metadata"),
+                                                      "bridge"));
+    const char *type = json_string_value(json_object_get(rec, "resource_type"));
+
+    if (type == NULL || strcmp(type, "tool") != 0 || !s_rid_ok(b))
+        return NULL;
+    return strdup(b);
 }
 
 /* ---- requests ------------------------------------------------------------------ */

@@ -55,12 +55,15 @@ OPS = [
     req("resources/read", {"uri": "demo://resource/dynamic/text/3"}),
     req("resources/read", {"uri": SRV.replace("everything", "nobody") + "x://y"}),
     req("prompts/get", {"name": "no-slash"}),
+    {"op": "call", "name": "everything_get-resource-links", "arguments": {"count": 2}},
+    req("resources/read", {"uri": SRV + "demo://resource/dynamic/text/2"}),
 ]
 
 
 def check(lines):
     (connected, listed, templates, text, blob, doc, prompts, args, embedded, dept, names,
-     tmpl_comp, sub, on, updated, off, unsub, foreign, nobody, badprompt) = lines
+     tmpl_comp, sub, on, updated, off, unsub, foreign, nobody, badprompt, links,
+     followed) = lines
     caps = connected["capabilities"]
     assert caps["resources"]["subscribe"] is True, caps
     assert "prompts" in caps and "completions" in caps and "tools" in caps, caps
@@ -103,6 +106,12 @@ def check(lines):
     assert "meshzero://RECORD/URI" in foreign["error"]["message"]
     assert nobody["error"]["code"] == -32002 and "nobody" in nobody["error"]["message"], nobody
     assert badprompt["error"]["code"] == -32602, badprompt
+
+    # resource links a tool returns can be followed through the mesh
+    linked = [x["uri"] for x in links["result"]["content"] if x["type"] == "resource_link"]
+    assert linked == [SRV + "demo://resource/dynamic/blob/1",
+                      SRV + "demo://resource/dynamic/text/2"], links
+    assert followed["result"]["contents"][0]["text"].startswith("Resource 2:"), followed
 
 
 def test_stdio_client_resources_prompts_completions_two_hops(square, tmp_path):  # noqa: F811
