@@ -150,12 +150,13 @@ void mz_mcpsrv_invalidate(mz_mcpsrv *s);
 /* True when a record (borrowed) passes the server's filter: a change to it
  * changes the tool list. */
 bool mz_mcpsrv_record_matches(const mz_mcpsrv *s, const json_t *record);
-/* A mesh event of the MCP bridge (topics mcp.*; data borrowed) as the
- * notification to send every client of s (new), or NULL when it concerns
- * none: notifications/resources/updated for a URI subscribed to through s,
- * notifications/resources|prompts/list_changed. */
+/* A mesh event (mcp.* or resource.*; data borrowed) as the notifications
+ * to send every client of s: a new array of messages, or NULL when it
+ * concerns none. notifications/resources/updated for a URI subscribed to
+ * through s; notifications/resources|prompts/list_changed when a server's
+ * lists changed or an mcp-server record came, changed or went. */
 json_t *mz_mcpsrv_event(mz_mcpsrv *s, const char *topic, const json_t *data);
-/* Topics to subscribe to for mz_mcpsrv_event. */
+/* Topics to subscribe to for mz_mcpsrv_event (besides resource.*). */
 #define MZ_MCP_EVENT_PATTERN "mcp.*"
 /* Returns new: the notifications/tools/list_changed message. */
 json_t *mz_mcp_list_changed_msg(void);

@@ -598,27 +598,70 @@ static void s_finish(mz_xop *op)
 
 /* ---- events ------------------------------------------------------------------ */
 
+static json_t *s_note(const char *method, const json_t *params)
+{
+    json_t *m = json_pack("{s:s,s:s}", "jsonrpc", "2.0", "method", method);
+
+    if (m != NULL && params != NULL)
+        json_object_set_new(m, "params", json_deep_copy(params));
+    return m;
+}
+
+/* A server record came, changed or went: its lists changed. */
+static void s_record_event(mz_mcpsrv *s, const json_t *rec, json_t *out)
+{
+    const json_t *want = mz__mcpsrv_caps(s), *w, *c;
+    bool res = false, prompts = false;
+    size_t i, j;
+
+    json_array_foreach(want, i, w) {
+        bool has = false;
+        json_array_foreach(json_object_get(rec, "capabilities"), j, c)
+            has = has || json_equal(c, w);
+        if (!has)
+            return;             /* not in this server's view */
+    }
+    json_array_foreach(json_object_get(rec, "capabilities"), j, c) {
+        res = res || strcmp(json_string_value(c), "mcp-resources") == 0;
+        prompts = prompts || strcmp(json_string_value(c), "mcp-prompts") == 0;
+    }
+    if (res)
+        json_array_append_new(out, s_note("notifications/resources/list_changed", NULL));
+    if (prompts)
+        json_array_append_new(out, s_note("notifications/prompts/list_changed", NULL));
+}
+
 json_t *mz_mcpsrv_event(mz_mcpsrv *s, const char *topic, const json_t *data)
 {
     const char *rid = json_string_value(json_object_get(data, "resource_id"));
     const char *uri = json_string_value(json_object_get(data, "uri"));
     const char *kind = json_string_value(json_object_get(data, "kind"));
+    const char *type = json_string_value(json_object_get(data, "resource_type"));
     mz_xstate *x = s_state(s);
-    json_t *ex, *msg = NULL;
+    json_t *ex, *out = json_array();
 
-    if (topic == NULL || !s_rid_ok(rid) || x == NULL)
+    if (topic == NULL || !s_rid_ok(rid) || x == NULL || out == NULL) {
+        json_decref(out);
         return NULL;
+    }
     if (strcmp(topic, MZ_MCP_TOPIC_UPDATED) == 0 && uri != NULL) {
-        if ((ex = s_export_name(NULL, rid, uri)) == NULL)
-            return NULL;
-        if (mz_hmap_get(x->subs, json_string_value(ex)) != NULL)
-            msg = json_pack("{s:s,s:s,s:{s:O}}", "jsonrpc", "2.0", "method",
-                            "notifications/resources/updated", "params", "uri", ex);
+        if ((ex = s_export_name(NULL, rid, uri)) != NULL &&
+            mz_hmap_get(x->subs, json_string_value(ex)) != NULL)
+            json_array_append_new(out, json_pack("{s:s,s:s,s:{s:O}}", "jsonrpc", "2.0",
+                                                 "method", "notifications/resources/updated",
+                                                 "params", "uri", ex));
         json_decref(ex);
     } else if (strcmp(topic, MZ_MCP_TOPIC_LIST_CHANGED) == 0 && kind != NULL) {
-        msg = json_pack("{s:s,s:s}", "jsonrpc", "2.0", "method",
-                        strcmp(kind, "prompts") == 0 ? "notifications/prompts/list_changed"
-                                                     : "notifications/resources/list_changed");
+        json_array_append_new(out, s_note(strcmp(kind, "prompts") == 0
+                                              ? "notifications/prompts/list_changed"
+                                              : "notifications/resources/list_changed", NULL));
+    } else if (strncmp(topic, "resource.", 9) == 0 && type != NULL &&
+               strcmp(type, MZ_MCP_SERVER_TYPE) == 0) {
+        s_record_event(s, data, out);
     }
-    return msg;
+    if (json_array_size(out) == 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
 }

@@ -181,10 +181,12 @@ static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
     if (method != NULL && strcmp(method, "event") == 0) {
         const json_t *p = json_object_get(msg, "params");
         const char *topic = json_string_value(json_object_get(p, "topic"));
-        json_t *note = topic ? mz_mcpsrv_event(m->srv, topic, json_object_get(p, "data"))
-                             : NULL;
-        if (note != NULL)
-            s_op_send(m, 0, note);
+        json_t *notes = topic ? mz_mcpsrv_event(m->srv, topic, json_object_get(p, "data"))
+                              : NULL, *n;
+        size_t i;
+        json_array_foreach(notes, i, n)
+            s_op_send(m, 0, json_incref(n));
+        json_decref(notes);
         if (topic && strncmp(topic, "resource.", 9) == 0 &&
             mz_mcpsrv_record_matches(m->srv, json_object_get(p, "data"))) {
             mz_mcpsrv_invalidate(m->srv);

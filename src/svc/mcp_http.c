@@ -68,6 +68,8 @@ struct mz_mcphttp {
 
 static int s_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
 static void s_broadcast(mz_mcphttp *h, const char *ev, size_t n);
+static void s_on_mcp_event(mz_node *node, const char *topic, const json_t *data,
+                           const char *source, void *ctx);
 
 /* ---- connections ------------------------------------------------------------- */
 
@@ -201,9 +203,11 @@ static void s_on_event(mz_node *node, const char *topic, const json_t *data,
     mz_mcphttp *h = ctx;
 
     (void)node;
-    (void)topic;
     (void)source;
-    if (h->stopped || h->srv == NULL || !mz_mcpsrv_record_matches(h->srv, data))
+    if (h->stopped || h->srv == NULL)
+        return;
+    s_on_mcp_event(node, topic, data, source, ctx);     /* an mcp-server record */
+    if (!mz_mcpsrv_record_matches(h->srv, data))
         return;
     mz_mcpsrv_invalidate(h->srv);
     s_broadcast(h, ev, sizeof ev);
@@ -215,23 +219,24 @@ static void s_on_mcp_event(mz_node *node, const char *topic, const json_t *data,
                            const char *source, void *ctx)
 {
     mz_mcphttp *h = ctx;
-    json_t *msg;
-    char *text, *ev;
-    size_t n;
+    json_t *msgs, *msg;
+    size_t i;
 
     (void)node;
     (void)source;
-    if (h->stopped || h->srv == NULL || (msg = mz_mcpsrv_event(h->srv, topic, data)) == NULL)
+    if (h->stopped || h->srv == NULL || (msgs = mz_mcpsrv_event(h->srv, topic, data)) == NULL)
         return;
-    text = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
-    n = text ? strlen(text) + 32 : 0;
-    if (text != NULL && (ev = malloc(n)) != NULL) {
-        snprintf(ev, n, "event: message\ndata: %s\n\n", text);
-        s_broadcast(h, ev, strlen(ev) + 1);
-        free(ev);
+    json_array_foreach(msgs, i, msg) {
+        char *text = json_dumps(msg, JSON_COMPACT), *ev;
+        size_t n = text ? strlen(text) + 32 : 0;
+        if (text != NULL && (ev = malloc(n)) != NULL) {
+            snprintf(ev, n, "event: message\ndata: %s\n\n", text);
+            s_broadcast(h, ev, strlen(ev) + 1);
+            free(ev);
+        }
+        free(text);
     }
-    free(text);
+    json_decref(msgs);
 }
 
 /* Queues one SSE event (n bytes with its NUL) to every event stream. */

@@ -9,8 +9,10 @@ import base64
 
 import pytest
 
+from meshlib import run
 from execlib import assert_exec_error, exec_cli, wait_known
-from mcplib import ensure_npm_packages, mcp_http_url, mcp_stdio_spec, run_sdk
+from mcplib import (EVERYTHING, SdkClient, ensure_npm_packages, mcp_http_url, mcp_stdio_spec,
+                    run_sdk)
 from test_mcp_export import square  # noqa: F401  (the fixture)
 
 SRV = "meshzero://everything/"
@@ -150,3 +152,47 @@ def test_capabilities_only_for_what_the_mesh_has(mesh, tmp_path):
     assert set(lines[0]["capabilities"]) == {"tools"}, lines[0]
     assert lines[1]["result"] == {"resources": []}
     assert lines[2]["result"] == {"prompts": []}
+
+
+def test_a_server_added_elsewhere_changes_the_lists(square, tmp_path):  # noqa: F811
+    """bridge add on B: clients on A hear resources and prompts list_changed;
+    the second server's equal URIs stay apart from the first's."""
+    a, b, c, d = square
+    wait_known(a, "everything")
+    ops = [{"op": "wait_note", "method": "notifications/resources/list_changed",
+            "timeout_ms": 30000},
+           {"op": "wait_note", "method": "notifications/prompts/list_changed",
+            "timeout_ms": 30000},
+           req("resources/list")]
+    toggle = {"op": "call", "name": "everything_toggle-subscriber-updates", "arguments": {}}
+    # The HTTP client's notifications come on its GET event stream: an
+    # update for a subscribed URI arriving shows the stream is open.
+    barrier = [req("resources/subscribe", {"uri": DOC}), toggle,
+               {"op": "wait_updated", "uri": DOC, "timeout_ms": 15000}, toggle]
+    clients = [SdkClient(tmp_path, dict(mcp_stdio_spec(a), ops=ops), name="stdio"),
+               SdkClient(tmp_path, {"transport": "http", "url": mcp_http_url(a),
+                                    "ops": barrier + ops}, name="http")]
+    try:
+        for cl in clients:
+            assert cl.line()["op"] == "connected"
+        http = clients[1]
+        assert http.line()["result"] == {}
+        assert "result" in http.line()
+        assert http.line(30) == {"op": "wait_updated", "seen": True}
+        assert "result" in http.line()
+        for cl in clients:
+            assert cl.line()["op"] == "waiting"
+        p = run(["bridge", "add", "ev2", "--node", b.api, "--", "node", EVERYTHING, "stdio"],
+                timeout=60)
+        assert p.returncode == 0, p.stderr
+        for cl in clients:
+            assert cl.line(40) == {"op": "wait_note", "seen": True}, cl.stderr()
+            assert cl.line()["op"] == "waiting"
+            assert cl.line(40) == {"op": "wait_note", "seen": True}, cl.stderr()
+            uris = {r["uri"] for r in cl.line()["result"]["resources"]}
+            doc = "demo://resource/static/document/features.md"
+            assert {"meshzero://everything/" + doc, "meshzero://ev2/" + doc} <= uris
+            assert cl.wait() == 0
+    finally:
+        for cl in clients:
+            cl.close()

@@ -12,12 +12,16 @@
 //       (any request; resources/*, prompts/*, completion/complete)
 //     {"op": "wait_updated", "uri": U, "timeout_ms": T} -> {"op","seen":true|false}
 //       (a notifications/resources/updated for U since the client started)
+//     {"op": "wait_note", "method": M, "timeout_ms": T} -> prints {"op":"waiting"} first, then
+//       {"op","seen":true|false} (a notifications/resources|prompts/list_changed since the
+//       client started)
 // "connected" also carries the server's capabilities.
 // The first line is {"op":"connected","protocolVersion","serverInfo"}.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ToolListChangedNotificationSchema, ResourceUpdatedNotificationSchema,
+         ResourceListChangedNotificationSchema, PromptListChangedNotificationSchema,
          ResultSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const spec = JSON.parse(process.argv[2]);
@@ -37,6 +41,15 @@ client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
   updated.push(n.params.uri);
   if (updWaiter) updWaiter();
 });
+
+const notes = [];
+let noteWaiter = null;
+for (const schema of [ResourceListChangedNotificationSchema, PromptListChangedNotificationSchema]) {
+  client.setNotificationHandler(schema, (n) => {
+    notes.push(n.method);
+    if (noteWaiter) noteWaiter();
+  });
+}
 
 const transport = spec.transport === "http"
   ? new StreamableHTTPClientTransport(new URL(spec.url))
@@ -92,6 +105,15 @@ try {
         };
       });
       out({ op: "wait_updated", seen });
+    } else if (op.op === "wait_note") {
+      out({ op: "waiting" });
+      const seen = await new Promise((resolve) => {
+        const has = () => notes.includes(op.method);
+        if (has()) return resolve(true);
+        const t = setTimeout(() => { noteWaiter = null; resolve(false); }, op.timeout_ms || 10000);
+        noteWaiter = () => { if (has()) { clearTimeout(t); noteWaiter = null; resolve(true); } };
+      });
+      out({ op: "wait_note", seen });
     } else if (op.op === "repeat_call") {
       const us = [];
       for (let i = 0; i < op.count; i++) {
