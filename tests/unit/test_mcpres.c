@@ -122,6 +122,13 @@ static const json_t *s_last(const fake *f)
     return json_array_get(f->sent, json_array_size(f->sent) - 1);
 }
 
+/* The error code of the last message sent. */
+static int s_last_code(const fake *f)
+{
+    return (int)json_integer_value(json_object_get(json_object_get(s_last(f), "error"),
+                                                   "code"));
+}
+
 static void test_list_fans_out_and_pages(void **state)
 {
     fake f;
@@ -158,8 +165,7 @@ static void test_list_fans_out_and_pages(void **state)
     /* a cursor that is not ours */
     assert_int_equal(s_do(s, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"resources/list\","
                              "\"params\":{\"cursor\":\"zzz\"}}"), MZ_MCP_REPLIED);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(s_last(&f), "error"),
-                                                        "code")), -32602);
+    assert_int_equal(s_last_code(&f), -32602);
     mz_mcpsrv_free(s);
     s_fake_free(&f);
 }
@@ -187,8 +193,7 @@ static void test_routing_filter_and_failures(void **state)
     /* s2 offers no prompts: refused before any call */
     assert_int_equal(s_do(s, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"prompts/get\","
                              "\"params\":{\"name\":\"s2/p\"}}"), MZ_MCP_REPLIED);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(s_last(&f), "error"),
-                                                        "code")), -32602);
+    assert_int_equal(s_last_code(&f), -32602);
     assert_int_equal(f.n_pend, 1);
     /* a mesh failure of a read: -32000 with the code */
     assert_int_equal(s_do(s, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"resources/read\","
@@ -201,8 +206,7 @@ static void test_routing_filter_and_failures(void **state)
     /* completion with a bad ref */
     assert_int_equal(s_do(s, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"completion/complete\","
                              "\"params\":{\"ref\":{\"type\":\"ref/x\"}}}"), MZ_MCP_REPLIED);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(s_last(&f), "error"),
-                                                        "code")), -32602);
+    assert_int_equal(s_last_code(&f), -32602);
     mz_mcpsrv_free(s);
     s_fake_free(&f);
 
@@ -210,8 +214,7 @@ static void test_routing_filter_and_failures(void **state)
     s = s_srv(&f, "mcp-prompts");
     assert_int_equal(s_do(s, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"resources/read\","
                              "\"params\":{\"uri\":\"meshzero://s2/a://x\"}}"), MZ_MCP_REPLIED);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(s_last(&f), "error"),
-                                                        "code")), -32002);
+    assert_int_equal(s_last_code(&f), -32002);
     mz_mcpsrv_free(s);
     s_fake_free(&f);
 }
