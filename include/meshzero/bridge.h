@@ -54,6 +54,9 @@
 #define MZ_BRIDGE_MAX_TOOLS 1024
 /* Tags (extra capabilities) per imported server. */
 #define MZ_BRIDGE_MAX_TAGS 16
+/* Resource subscriptions at most: per export server (meshzero mcp, /mcp),
+ * and distinct URIs per imported server on its host. */
+#define MZ_MCP_MAX_SUBSCRIPTIONS 1024
 /* Servers one bridge imports at most. */
 #define MZ_BRIDGE_MAX_SERVERS 64
 

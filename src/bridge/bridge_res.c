@@ -115,6 +115,12 @@ static bool s_count_sub(mz_bres *r, mz_exec *x)
         return false;
     }
     n = (uintptr_t)mz_hmap_get(r->subs, uri);
+    if (strcmp(m + 10, "subscribe") == 0 && n == 0 &&
+        mz_hmap_count(r->subs) >= MZ_MCP_MAX_SUBSCRIPTIONS) {
+        mz_exec_fail(x, MZ_EXEC_BUSY, "the MCP server already has the most subscribed URIs "
+                     "through the mesh (MZ_MCP_MAX_SUBSCRIPTIONS)");
+        return false;
+    }
     if (strcmp(m + 10, "subscribe") == 0) {
         (void)mz_hmap_put(r->subs, uri, (void *)(n + 1), NULL);
         return true;

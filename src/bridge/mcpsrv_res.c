@@ -16,6 +16,8 @@
 
 #define MZ_URI_PREFIX "meshzero://"
 #define MZ_URI_PREFIX_LEN 11
+#define MZ_STR_(x) #x
+#define MZ_STR(x) MZ_STR_(x)
 /* MCP's error code for a resource that does not exist. */
 #define MZ_RPC_NO_RESOURCE (-32002)
 
@@ -113,9 +115,8 @@ static bool s_rid_ok(const char *rid)
 }
 
 /* Returns new: meshzero://RID/ORIG (or RID/ORIG for prompts). */
-static json_t *s_export_name(const mz_xmethod *m, const char *rid, const char *orig)
+static json_t *s_export_name(bool uri, const char *rid, const char *orig)
 {
-    bool uri = m == NULL || strcmp(m->field, "name") != 0;
     size_t n = strlen(rid) + strlen(orig) + MZ_URI_PREFIX_LEN + 2;
     char *buf = malloc(n);
     json_t *v;
@@ -160,7 +161,7 @@ static void s_export_member(json_t *obj, const char *key, const char *rid, bool 
 
     if (v == NULL)
         return;
-    n = uri ? s_export_name(NULL, rid, v) : s_export_name(&s_xmethods[2], rid, v);
+    n = s_export_name(uri, rid, v);
     if (n != NULL)
         json_object_set_new(obj, key, n);
 }
@@ -376,6 +377,13 @@ mz_mcp_outcome mz__mcpres_handle(mz_mcpsrv *s, uint64_t conn, const json_t *id,
         }
         return s_begin(s, conn, id, m, params, NULL, NULL);
     }
+    if (strcmp(method, "resources/subscribe") == 0 && s_state(s) != NULL &&
+        mz_hmap_count(s_state(s)->subs) >= MZ_MCP_MAX_SUBSCRIPTIONS) {
+        mz__mcpsrv_send(s, conn, mz__rpc_error(id, MZ_RPC_INVALID_PARAMS,
+                        "already " MZ_STR(MZ_MCP_MAX_SUBSCRIPTIONS) " subscriptions, the "
+                        "limit (MZ_MCP_MAX_SUBSCRIPTIONS): unsubscribe some first", NULL));
+        return MZ_MCP_REPLIED;
+    }
     if ((fwd = s_target(s, conn, id, m, params, rid)) == NULL)
         return MZ_MCP_REPLIED;
     out = s_begin(s, conn, id, m, fwd, rid, NULL);
@@ -551,7 +559,7 @@ static void s_note_sub(mz_xop *op, mz_mcpsrv *s)
     const char *orig = json_string_value(json_object_get(op->params, "uri"));
     json_t *ex;
 
-    if (x == NULL || orig == NULL || (ex = s_export_name(NULL, op->rid, orig)) == NULL)
+    if (x == NULL || orig == NULL || (ex = s_export_name(true, op->rid, orig)) == NULL)
         return;
     if (strcmp(op->m->name, "resources/subscribe") == 0)
         (void)mz_hmap_put(x->subs, json_string_value(ex), (void *)1, NULL);
@@ -645,7 +653,7 @@ json_t *mz_mcpsrv_event(mz_mcpsrv *s, const char *topic, const json_t *data)
         return NULL;
     }
     if (strcmp(topic, MZ_MCP_TOPIC_UPDATED) == 0 && uri != NULL) {
-        if ((ex = s_export_name(NULL, rid, uri)) != NULL &&
+        if ((ex = s_export_name(true, rid, uri)) != NULL &&
             mz_hmap_get(x->subs, json_string_value(ex)) != NULL)
             json_array_append_new(out, json_pack("{s:s,s:s,s:{s:O}}", "jsonrpc", "2.0",
                                                  "method", "notifications/resources/updated",
