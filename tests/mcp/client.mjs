@@ -8,6 +8,7 @@
 //     {"op": "wait_list_changed", "timeout_ms": T} -> prints {"op":"waiting"} first, then
 //                                                     {"op","seen":true|false}
 //     {"op": "repeat_call", "name", "arguments", "count"} -> {"op","us":[per-call µs]}
+//     {"op": "repeat_request", "method", "params", "count"} -> {"op","us":[per-request µs]}
 //     {"op": "request", "method": M, "params": {}} -> {"op","method","result"} or {"op","method","error"}
 //       (any request; resources/*, prompts/*, completion/complete)
 //     {"op": "wait_updated", "uri": U, "timeout_ms": T} -> {"op","seen":true|false}
@@ -114,6 +115,14 @@ try {
         noteWaiter = () => { if (has()) { clearTimeout(t); noteWaiter = null; resolve(true); } };
       });
       out({ op: "wait_note", seen });
+    } else if (op.op === "repeat_request") {
+      const us = [];
+      for (let i = 0; i < op.count; i++) {
+        const t0 = process.hrtime.bigint();
+        await client.request({ method: op.method, params: op.params || {} }, ResultSchema.passthrough());
+        us.push(Number(process.hrtime.bigint() - t0) / 1000);
+      }
+      out({ op: "repeat_request", us });
     } else if (op.op === "repeat_call") {
       const us = [];
       for (let i = 0; i < op.count; i++) {
