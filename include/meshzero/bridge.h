@@ -145,6 +145,10 @@ void mz_mcpsrv_exec_done(mz_mcpsrv_req *req, const json_t *result, const char *c
 /* A tools/call's params._meta (borrowed; NULL if none): where MCP carries
  * the caller's trace context (traceparent, tracestate). */
 const json_t *mz_mcpsrv_req_meta(const mz_mcpsrv_req *req);
+/* A tools/call's required tool_hash (the view's pin, borrowed), or NULL:
+ * the backend refuses the call with definition_changed when the resource's
+ * record has another one. */
+const char *mz_mcpsrv_req_tool_hash(const mz_mcpsrv_req *req);
 /* The traceparent to echo in the call's result _meta (before exec_done). */
 void mz_mcpsrv_req_trace(mz_mcpsrv_req *req, const char *traceparent);
 
@@ -172,6 +176,9 @@ typedef struct mz_bridge_opts {
     uv_loop_t *loop;            /* borrowed; the node's loop */
     mz_node *node;              /* borrowed; outlives the bridge */
     bool http_endpoint;         /* serve MCP at /mcp on the node's API listener */
+    const char *views;          /* "mcp-views" JSON text: named views served at
+                                   /mcp/<view> (docs/MCP.md "Views"); NULL: none */
+    const char *data_dir;       /* where view pins are kept; NULL: in memory */
 } mz_bridge_opts;
 
 /* One MCP server to import. Everything is copied. */

@@ -49,6 +49,9 @@ typedef enum { MZ_LINK_PEER = 0, MZ_LINK_API = 1 } mz_link_kind;
 typedef struct mz_connmgr_cb {
     void (*on_open)(mz_link *link, void *ctx);
     void (*on_message)(mz_link *link, const char *buf, size_t len, void *ctx);
+    /* A binary message (a wire v2 frame). NULL: binary messages are refused
+     * (close 1003), as before wire v2. */
+    void (*on_binary)(mz_link *link, const uint8_t *buf, size_t len, void *ctx);
     void (*on_close)(mz_link *link, const char *reason, void *ctx);
 } mz_connmgr_cb;
 
@@ -134,6 +137,10 @@ mz_status mz_link_send(mz_link *link, const char *buf, size_t len, mz_err *err);
 /* Like mz_link_send, but ahead of the non-urgent messages already queued
  * (calls and their answers overtake relayed broadcasts). */
 mz_status mz_link_send_urgent(mz_link *link, const char *buf, size_t len, mz_err *err);
+/* Like mz_link_send (urgent: like mz_link_send_urgent), as one binary
+ * message: a wire v2 frame. */
+mz_status mz_link_send_binary(mz_link *link, const void *buf, size_t len, bool urgent,
+                              mz_err *err);
 /* Takes buf (malloc'd with LWS_PRE bytes of headroom: the message starts at
  * buf + MZ_LINK_PRE). Same limits as mz_link_send; buf is freed on failure. */
 mz_status mz_link_send_owned(mz_link *link, char *buf, size_t len, mz_err *err);

@@ -169,6 +169,9 @@ mz_status mz_msg_seal(json_t *env, const unsigned char key[32], mz_err *err);
  * MZ_ESIG when authentication fails (forged, altered, wrong key). */
 mz_status mz_msg_open(json_t *env, const unsigned char key[32], size_t max_depth, mz_err *err);
 
+/* Fills buf with n random bytes (a per-thread stream seeded once from the
+ * system: no syscall per call). For ids and nonces, not long-term keys. */
+void mz_random_buf(void *buf, size_t n);
 /* Fills buf with n random bytes as 2n lowercase hex characters plus NUL. */
 void mz_random_hex(char *buf, size_t n);
 

@@ -67,6 +67,8 @@ typedef struct mz_node_opts {
     const char *tls_key;
     const char *tls_ca;         /* PEM CAs for unpinned wss:// peers; NULL: system store */
     bool no_seal;               /* send unicasts signed instead of sealed (benchmarks) */
+    bool wire1;                 /* offer only JSON envelopes, not wire v2 frames (what an
+                                   older node does: interop tests, A/B measurements) */
     size_t max_records_per_node;  /* remote records one node may host here; 0: default */
     size_t max_records_per_owner; /* records one owner key may sign; 0: default */
     size_t max_running_per_caller;/* calls one caller may run here at once; 0: default */

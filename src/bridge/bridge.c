@@ -1275,7 +1275,8 @@ mz_status mz_bridge_new(const mz_bridge_opts *opts, mz_bridge **out, mz_err *err
     uv_timer_start(&b->tick, s_on_tick, MZ_BRIDGE_TICK_MS, MZ_BRIDGE_TICK_MS);
     /* The tick never keeps the loop alive by itself; child processes do. */
     uv_unref((uv_handle_t *)&b->tick);
-    if ((rc = mz__mcphttp_new(b->node, opts->http_endpoint, &b->http, err)) != MZ_OK) {
+    if ((rc = mz__mcphttp_new(b->node, opts->http_endpoint, opts->views,
+                              opts->data_dir, &b->http, err)) != MZ_OK) {
         b->stopping = true;
         mz_bridge_free(b);
         return rc;
@@ -1556,6 +1557,11 @@ mz_status mz_bridge_api_add(mz_bridge *b, const json_t *params, json_t **result,
         return rc;
     *result = s_entry(b->servers);
     return *result ? MZ_OK : mz_err_set(err, MZ_ENOMEM, "bridge_add: allocating");
+}
+
+struct mz_mcpviews *mz__bridge_views(const mz_bridge *b)
+{
+    return b ? mz__mcphttp_views(b->http) : NULL;
 }
 
 mz_bridge *mz_bridge_of_node(const mz_node *node)

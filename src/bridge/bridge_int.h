@@ -39,8 +39,11 @@ json_t *mz__rpc_result(const json_t *id, json_t *result);   /* takes result */
 typedef struct mz_mcphttp mz_mcphttp;
 /* Installs the node's HTTP handler: MCP at /mcp when serve_mcp, and the
  * Origin check on API WebSocket upgrades. */
-mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
-                          mz_err *err);
+mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, const char *views,
+                          const char *data_dir, mz_mcphttp **out, mz_err *err);
+/* The node's MCP views (svc/mcp_view.h), or NULL. */
+struct mz_mcpviews *mz__mcphttp_views(const mz_mcphttp *h);
+struct mz_mcpviews *mz__bridge_views(const mz_bridge *b);
 /* Ends SSE streams and detaches the handler. */
 void mz__mcphttp_stop(mz_mcphttp *h);
 void mz__mcphttp_free(mz_mcphttp *h);

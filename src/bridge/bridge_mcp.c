@@ -197,6 +197,7 @@ struct mz_mcpsrv_req {
     mz_req_kind kind;
     json_t *params;             /* the request's params (owned) */
     char *resource_id;          /* tools/call: the resource being called */
+    char *tool_hash;            /* tools/call: the pinned hash the call requires, or NULL */
     bool wrap;                  /* tools/call of a non-MCP resource: wrap its result */
     bool cancelled;             /* answer nothing */
     char traceparent[64];       /* tools/call: echoed in the result's _meta, or "" */
@@ -285,6 +286,7 @@ static void s_req_free(mz_mcpsrv_req *r)
     json_decref(r->id);
     json_decref(r->params);
     free(r->resource_id);
+    free(r->tool_hash);
     free(r->links_rid);
     free(r);
 }
@@ -373,6 +375,39 @@ static json_t *s_generic_schema(void)
                      "required", "method");
 }
 
+/* A tool whose definition changed since its view pinned it: listed with a
+ * warning instead of its new text (which is what a rug-pull wants an LLM to
+ * read), and with an empty schema; calls are refused until approved. */
+static json_t *s_changed_tool_json(const json_t *ent, const json_t *pin)
+{
+    const char *name = json_string_value(json_object_get(ent, "name"));
+    const char *was = json_string_value(json_object_get(pin, "pinned"));
+    const char *now = json_string_value(json_object_get(pin, "current"));
+    const char *node = json_string_value(json_object_get(json_object_get(ent, "record"), "node"));
+    char d[400];
+
+    snprintf(d, sizeof d, "meshzero: the definition of this tool changed since it was pinned "
+             "(tool_hash %.12s... now %.12s...). Its new description is withheld and calls are "
+             "refused with definition_changed until someone approves it with `meshzero mcp "
+             "approve %s`.", was, now, name);
+    return json_pack("{s:s,s:s,s:s,s:{s:s},s:{s:s,s:s,s:s,s:{s:s,s:s}}}", "name", name, "title",
+                     "definition changed: not approved", "description", d, "inputSchema",
+                     "type", "object", "_meta", "meshzero/resource_id",
+                     json_string_value(json_object_get(ent, "resource_id")),
+                     "meshzero/node", node ? node : "",
+                     "meshzero/tool_hash", now, "meshzero/definition_changed", "pinned", was,
+                     "current", now);
+}
+
+/* True when a record's view pin differs from its current tool_hash. */
+static bool s_pin_changed(const json_t *pin)
+{
+    const char *was = json_string_value(json_object_get(pin, "pinned"));
+    const char *now = json_string_value(json_object_get(pin, "current"));
+
+    return was != NULL && now != NULL && strcmp(was, now) != 0;
+}
+
 /* The MCP tool for a mapping entry {name, resource_id, record}. */
 static json_t *s_tool_json(const json_t *ent)
 {
@@ -383,8 +418,11 @@ static json_t *s_tool_json(const json_t *ent)
     const char *desc = json_string_value(json_object_get(meta, "description"));
     const char *title = json_string_value(json_object_get(meta, "title"));
     const char *hash = json_string_value(json_object_get(meta, "tool_hash"));
+    const json_t *pin = json_object_get(rec, "pin");
     json_t *t, *m;
 
+    if (s_pin_changed(pin))
+        return s_changed_tool_json(ent, pin);
     t = json_pack("{s:O}", "name", json_object_get(ent, "name"));
     m = json_pack("{s:s,s:s}", "meshzero/resource_id", rid, "meshzero/node", node ? node : "");
     if (t == NULL || m == NULL) {
@@ -467,7 +505,7 @@ static bool s_start_call(mz_mcpsrv_req *r, const json_t *records)
     const json_t *args = json_object_get(r->params, "arguments");
     json_t *map = mz_mcp_map_tools(records), *ent = NULL, *empty = NULL;
     const json_t *rec;
-    const char *method = "call";
+    const char *method = "call", *pin;
     size_t i;
 
     if (map == NULL) {
@@ -485,7 +523,11 @@ static bool s_start_call(mz_mcpsrv_req *r, const json_t *records)
     rec = json_object_get(ent, "record");
     r->resource_id = strdup(json_string_value(json_object_get(ent, "resource_id")));
     r->links_rid = mz__mcpres_links_rid(rec);
-    if (r->resource_id == NULL) {
+    /* A view's pin goes with the call: the node checks it before sending. */
+    pin = json_string_value(json_object_get(json_object_get(rec, "pin"), "pinned"));
+    if (pin != NULL)
+        r->tool_hash = strdup(pin);
+    if (r->resource_id == NULL || (pin != NULL && r->tool_hash == NULL)) {
         json_decref(map);
         s_error(s, r->conn, r->id, MZ_RPC_INTERNAL, "out of memory");
         return false;
@@ -556,6 +598,11 @@ static json_t *s_wrap_result(const json_t *result)
     return out;
 }
 
+const char *mz_mcpsrv_req_tool_hash(const mz_mcpsrv_req *r)
+{
+    return r->tool_hash;
+}
+
 const json_t *mz_mcpsrv_req_meta(const mz_mcpsrv_req *r)
 {
     return json_object_get(r->params, "_meta");
@@ -595,6 +642,8 @@ void mz_mcpsrv_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *cod
         s_req_free(r);
         return;
     }
+    if (code != NULL && strcmp(code, "definition_changed") == 0)
+        mz_mcpsrv_invalidate(s);    /* the list shows the tool as changed from now on */
     if (code != NULL) {
         /* A mesh failure (the tool never ran, or its host failed) is a
          * protocol error; a tool's own failure arrives as a result with

@@ -114,6 +114,25 @@ static bool s_rid_ok(const char *rid)
            strlen(rid) <= MZ_RESOURCE_ID_MAX;
 }
 
+/* True when a directory record (borrowed) is a server record offering cap
+ * (NULL: anything). Checked here: a view's backend answers with its own set. */
+static bool s_offers(const json_t *rec, const char *cap)
+{
+    const char *type = json_string_value(json_object_get(rec, "resource_type"));
+    const json_t *c;
+    size_t i;
+
+    if (type == NULL || strcmp(type, MZ_MCP_SERVER_TYPE) != 0 ||
+        !s_rid_ok(json_string_value(json_object_get(rec, "resource_id"))))
+        return false;
+    if (cap == NULL)
+        return true;
+    json_array_foreach(json_object_get(rec, "capabilities"), i, c)
+        if (json_is_string(c) && strcmp(json_string_value(c), cap) == 0)
+            return true;
+    return false;
+}
+
 /* Returns new: meshzero://RID/ORIG (or RID/ORIG for prompts). */
 static json_t *s_export_name(bool uri, const char *rid, const char *orig)
 {
@@ -414,7 +433,7 @@ static void s_fan_out(mz_xop *op, const json_t *records)
     json_array_foreach(records, i, rec) {
         const char *rid = json_string_value(json_object_get(rec, "resource_id"));
         json_t *p = json_object();
-        if (!s_rid_ok(rid) || p == NULL) {
+        if (!s_offers(rec, op->m->cap) || p == NULL) {
             json_decref(p);
             continue;
         }
@@ -455,7 +474,7 @@ void mz__mcpres_query_done(mz_mcpsrv_req *r, const json_t *records, const char *
         s_fan_out(op, records);
     } else {
         json_array_foreach(records, i, rec)
-            found = found || (json_is_string(json_object_get(rec, "resource_id")) &&
+            found = found || (s_offers(rec, op->m->cap) &&
                               strcmp(json_string_value(json_object_get(rec, "resource_id")),
                                      op->rid) == 0);
         if (!found) {
@@ -526,20 +545,15 @@ void mz__mcpres_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *co
 /* initialize: what the mesh's records offer, and nothing more. */
 static void s_finish_init(mz_xop *op, mz_mcpsrv *s)
 {
-    json_t *caps = json_object_get(op->init, "capabilities"), *rec, *c;
+    json_t *caps = json_object_get(op->init, "capabilities"), *rec;
     bool res = false, sub = false, prompts = false, comp = false;
-    size_t i, j;
+    size_t i;
 
     json_array_foreach(op->items, i, rec) {
-        if (!s_rid_ok(json_string_value(json_object_get(rec, "resource_id"))))
-            continue;
-        json_array_foreach(json_object_get(rec, "capabilities"), j, c) {
-            const char *v = json_string_value(c);
-            res = res || strcmp(v, "mcp-resources") == 0;
-            sub = sub || strcmp(v, "mcp-subscribe") == 0;
-            prompts = prompts || strcmp(v, "mcp-prompts") == 0;
-            comp = comp || strcmp(v, "mcp-completions") == 0;
-        }
+        res = res || s_offers(rec, "mcp-resources");
+        sub = sub || s_offers(rec, "mcp-subscribe");
+        prompts = prompts || s_offers(rec, "mcp-prompts");
+        comp = comp || s_offers(rec, "mcp-completions");
     }
     if (res)
         json_object_set_new(caps, "resources",
@@ -629,10 +643,8 @@ static void s_record_event(mz_mcpsrv *s, const json_t *rec, json_t *out)
         if (!has)
             return;             /* not in this server's view */
     }
-    json_array_foreach(json_object_get(rec, "capabilities"), j, c) {
-        res = res || strcmp(json_string_value(c), "mcp-resources") == 0;
-        prompts = prompts || strcmp(json_string_value(c), "mcp-prompts") == 0;
-    }
+    res = s_offers(rec, "mcp-resources");
+    prompts = s_offers(rec, "mcp-prompts");
     if (res)
         json_array_append_new(out, s_note("notifications/resources/list_changed", NULL));
     if (prompts)

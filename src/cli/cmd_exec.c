@@ -29,6 +29,7 @@ static json_t *s_json_arg(const mz_cli *cli, const char *what, const char *text,
 typedef struct exec_args {
     double timeout;
     const char *agreement_file;
+    const char *tool_hash;
 } exec_args;
 
 static int s_exec_opt(mz_cli *cli, int key, const char *arg, void *ctx)
@@ -38,6 +39,14 @@ static int s_exec_opt(mz_cli *cli, int key, const char *arg, void *ctx)
 
     if (key == 'a') {
         x->agreement_file = arg;
+        return 0;
+    }
+    if (key == 'H') {
+        /* A pin is a lowercase hex SHA-256, as tool_hash is listed. */
+        if (strlen(arg) != 64 || strspn(arg, "0123456789abcdef") != 64)
+            return mz_cli_usage(cli, "--tool-hash takes 64 lowercase hex digits (the "
+                                "tool_hash of the resource's metadata), not '%.80s'", arg);
+        x->tool_hash = arg;
         return 0;
     }
     x->timeout = strtod(arg, &end);
@@ -114,19 +123,22 @@ int cmd_exec_main(int argc, char **argv)
                                     "this node) with the call; denied: REASON says why a host\n"
                                     "refused it (default: none)" },
         { "timeout", 't', "SEC", "give up after SEC seconds (default 30, at most 600)" },
+        { "tool-hash", 'H', "HASH", "call only if the resource's tool_hash is still HASH;\n"
+                                    "else definition_changed, checked by this node before\n"
+                                    "sending (default: no pin)" },
         { NULL, 0, NULL, NULL } };
     static const mz_cli_cmd cmd = {
-        "exec", "ID METHOD [PARAMS_JSON] [--agreement FILE] [--timeout SEC]",
+        "exec", "ID METHOD [PARAMS_JSON] [--agreement FILE] [--timeout SEC] [--tool-hash HASH]",
         "Calls METHOD of resource ID wherever it is hosted and prints the result as JSON.\n"
         "PARAMS_JSON is a JSON object (default {}). On failure prints CODE: MESSAGE on\n"
         "stderr (codes: not_found, unreachable, timeout, bad_request, handler_error, busy,\n"
-        "denied, too_large) and exits 1; an MCP tool result with isError true also exits 1.\n"
+        "denied, too_large, definition_changed) and exits 1; an MCP tool result with isError true also exits 1.\n"
         "With --json prints {\"result\": ...} or {\"error\": {\"code\", \"message\"}} on stdout\n"
         "and the same {\"error\"} object on stderr.",
         opts, MZ_CLI_NODE | MZ_CLI_JSON,
         "exec agent123 process_image '{\"image_url\":\"https://example.com/a.jpg\"}'\n"
         "exec everything/echo call '{\"message\":\"hi\"}' --timeout 5 --json", false };
-    exec_args x = { 30.0, NULL };
+    exec_args x = { 30.0, NULL, NULL };
     json_t *params, *call, *agreement = NULL, *res = NULL;
     mz_apiclient *c;
     mz_cli cli;
@@ -147,7 +159,9 @@ int cmd_exec_main(int argc, char **argv)
     call = json_pack("{s:s,s:s,s:o,s:I}", "resource_id", cli.argv[0], "method", cli.argv[1],
                      "params", params, "timeout_ms", (json_int_t)(x.timeout * 1000));
     if (call == NULL || (agreement != NULL &&
-                         json_object_set_new(call, "agreement", json_incref(agreement)) != 0)) {
+                         json_object_set_new(call, "agreement", json_incref(agreement)) != 0) ||
+        (x.tool_hash != NULL &&
+         json_object_set_new(call, "tool_hash", json_string(x.tool_hash)) != 0)) {
         json_decref(call);
         json_decref(agreement);
         return mz_cli_fail(&cli, "out_of_memory", "out of memory");

@@ -15,6 +15,7 @@
 #include "util/hmap.h"
 #include "meshzero/bridge.h"
 #include "meshzero/node.h"
+#include "svc/mcp_view.h"
 
 /* Longest line read from stdin. */
 #define MZ_MCP_MAX_LINE (16u * 1024 * 1024)
@@ -28,10 +29,13 @@ static const mz_cli_opt s_opts[] = {
     { "cap", 'c', "CAP", "only resources with this capability (repeatable: all of them;\n"
                          "default: any)" },
     { "timeout", 'T', "SECS", "per tools/call (default 30, at most 600)" },
+    { "view", 'v', "NAME", "present the node's MCP view NAME (its mcp-views config)\n"
+                          "instead of --type/--cap; unknown: exit 2 naming the views" },
     { NULL, 0, NULL, NULL } };
 
 static const mz_cli_cmd s_cmd = {
-    "mcp", "[--type TYPE] [--cap CAP]... [--timeout SECS]",
+    "mcp", "[--type TYPE] [--cap CAP]... [--view NAME] [--timeout SECS]\n"
+           "       meshzero mcp approve TOOL [--view NAME]",
     "Runs an MCP server on stdin/stdout (the MCP stdio transport) whose tools are the\n"
     "resources of the mesh, as seen by the node whose API is at --node. tools/list is a\n"
     "directory query; tools/call runs execute_remote on the resource's host, anywhere in\n"
@@ -39,9 +43,13 @@ static const mz_cli_cmd s_cmd = {
     "Tool names are the resource ids with characters outside A-Z a-z 0-9 _ - replaced by\n"
     "'_' (longer than 64 or colliding: cut, plus '_' and 8 hex of the id's SHA-256).\n"
     "Resources imported from MCP servers are called with their own input schema; other\n"
-    "resources take {\"method\": ..., \"params\": {...}}. Diagnostics go to stderr.",
+    "resources take {\"method\": ..., \"params\": {...}}. Diagnostics go to stderr.\n"
+    "In a view that pins tools, a tool whose tool_hash changed since it was pinned is\n"
+    "listed with a warning and its calls fail with definition_changed until\n"
+    "`meshzero mcp approve TOOL` (see its --help).",
     s_opts, MZ_CLI_NODE | MZ_CLI_NOARGS,
-    "mcp --node ws://127.0.0.1:8766\nmcp --type '*' --cap local --timeout 60", false };
+    "mcp --node ws://127.0.0.1:8766\nmcp --type '*' --cap local --timeout 60\n"
+    "mcp --view small\nmcp approve everything_echo --view small", false };
 
 typedef struct mz_mcpcli {
     mz_apiclient *api;
@@ -59,6 +67,8 @@ typedef struct mz_mcpcli {
     unsigned long long next;
     bool stop;
     bool broken;                /* stdout is gone */
+    const char *view_name;      /* --view, or NULL */
+    mz_mcpview *view;           /* its definition, for resource events */
 } mz_mcpcli;
 
 /* ---- stdout ------------------------------------------------------------------- */
@@ -103,6 +113,9 @@ typedef struct mz_wait {
 
 static void s_complete(mz_wait *w, const json_t *result, const char *code, const char *msg)
 {
+    /* mcp_view answers {view, definition, pin, records}. */
+    if (w->kind == MZ_WAIT_QUERY && json_is_object(result))
+        result = json_object_get(result, "records");
     if (w->kind == MZ_WAIT_QUERY)
         mz_mcpsrv_query_done(w->req, code ? NULL : result, msg);
     else
@@ -145,7 +158,13 @@ static void s_api_request(mz_mcpcli *m, mz_wait_kind kind, mz_mcpsrv_req *req,
 
 static void s_op_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
 {
-    s_api_request(ctx, MZ_WAIT_QUERY, req, "query_resources", json_deep_copy(params));
+    mz_mcpcli *m = ctx;
+
+    if (m->view_name != NULL)
+        s_api_request(m, MZ_WAIT_QUERY, req, "mcp_view", json_pack("{s:s}", "view",
+                                                                    m->view_name));
+    else
+        s_api_request(m, MZ_WAIT_QUERY, req, "query_resources", json_deep_copy(params));
 }
 
 static void s_op_execute(void *ctx, const char *rid, const char *method, const json_t *params,
@@ -155,10 +174,11 @@ static void s_op_execute(void *ctx, const char *rid, const char *method, const j
 
     /* The client's trace context (params._meta) goes on with the call. */
     s_api_request(ctx, MZ_WAIT_EXEC, req, "execute_remote",
-                  json_pack("{s:s,s:s,s:O,s:I,s:O?,s:O?}", "resource_id", rid, "method", method,
-                            "params", params, "timeout_ms", (json_int_t)timeout_ms,
+                  json_pack("{s:s,s:s,s:O,s:I,s:O?,s:O?,s:s?}", "resource_id", rid, "method",
+                            method, "params", params, "timeout_ms", (json_int_t)timeout_ms,
                             "traceparent", json_object_get(meta, "traceparent"), "tracestate",
-                            json_object_get(meta, "tracestate")));
+                            json_object_get(meta, "tracestate"), "tool_hash",
+                            mz_mcpsrv_req_tool_hash(req)));
 }
 
 static void s_on_notify_timer(uv_timer_t *t)
@@ -181,14 +201,14 @@ static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
     if (method != NULL && strcmp(method, "event") == 0) {
         const json_t *p = json_object_get(msg, "params");
         const char *topic = json_string_value(json_object_get(p, "topic"));
-        json_t *notes = topic ? mz_mcpsrv_event(m->srv, topic, json_object_get(p, "data"))
-                              : NULL, *n;
+        const json_t *rec = json_object_get(p, "data");
+        json_t *notes = topic ? mz_mcpsrv_event(m->srv, topic, rec) : NULL, *n;
         size_t i;
         json_array_foreach(notes, i, n)
             s_op_send(m, 0, json_incref(n));
         json_decref(notes);
         if (topic && strncmp(topic, "resource.", 9) == 0 &&
-            mz_mcpsrv_record_matches(m->srv, json_object_get(p, "data"))) {
+            (m->view ? mz_mcpview_match(m->view, rec) : mz_mcpsrv_record_matches(m->srv, rec))) {
             mz_mcpsrv_invalidate(m->srv);
             if (!m->notify_armed) {
                 m->notify_armed = true;
@@ -293,9 +313,19 @@ static void s_on_stdin(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- main ------------------------------------------------------------------------ */
 
+static int s_approve_opt(mz_cli *cli, int key, const char *arg, void *ctx)
+{
+    (void)cli;
+    (void)key;
+    *(const char **)ctx = arg;
+    return 0;
+}
+
 typedef struct mcp_args {
     mz_mcpsrv_opts *so;
     const char **caps;
+    const char *view;
+    bool filtered;              /* --type or --cap given */
 } mcp_args;
 
 static int s_mcp_opt(mz_cli *cli, int key, const char *arg, void *ctx)
@@ -305,11 +335,13 @@ static int s_mcp_opt(mz_cli *cli, int key, const char *arg, void *ctx)
     double v;
 
     switch (key) {
-    case 't': a->so->resource_type = arg; break;
+    case 't': a->so->resource_type = arg; a->filtered = true; break;
+    case 'v': a->view = arg; break;
     case 'c':
         if (a->so->n_capabilities == MZ_CAPS_MAX)
             return mz_cli_usage(cli, "at most %d --cap options", MZ_CAPS_MAX);
         a->caps[a->so->n_capabilities++] = arg;
+        a->filtered = true;
         break;
     case 'T':
         v = strtod(arg, &end);
@@ -321,13 +353,41 @@ static int s_mcp_opt(mz_cli *cli, int key, const char *arg, void *ctx)
     return 0;
 }
 
+/* --view: asks the node for the view (an unknown one is a usage error
+ * naming the known views) and presents it. */
+static int s_open_view(mz_mcpcli *m, const mz_cli *cli, mz_mcpsrv_opts *so)
+{
+    json_t *res = NULL;
+    mz_err e;
+    int rc = MZ_CLI_GO;
+
+    if (mz_apiclient_call(m->api, "mcp_view", json_pack("{s:s}", "view", m->view_name), 10000,
+                          &res, &e) != MZ_OK)
+        return e.code == MZ_ENOTFOUND ? mz_cli_usage(cli, "%s", e.msg)
+                                      : mz_cli_fail_err(cli, &e);
+    if (mz_mcpview_parse(m->view_name, json_object_get(res, "definition"), &m->view, &e) !=
+        MZ_OK) {
+        rc = mz_cli_fail_err(cli, &e);
+    } else {
+        so->resource_type = mz_mcpview_type(m->view);
+        /* A pinning view is asked afresh for every request: an approval
+         * made elsewhere counts at once. */
+        if (json_is_true(json_object_get(res, "pin")))
+            so->cache_ms = 0;
+    }
+    json_decref(res);
+    return rc;
+}
+
+static int cmd_mcp_approve_main(int argc, char **argv);
+
 int cmd_mcp_main(int argc, char **argv)
 {
     const char *url, *caps[MZ_CAPS_MAX];
     mz_mcpsrv_opts so;
     mz_mcpcli m;
     json_t *res = NULL;
-    mcp_args args = { &so, caps };
+    mcp_args args = { &so, caps, NULL, false };
     mz_cli cli;
     mz_err e;
     int rc;
@@ -335,8 +395,14 @@ int cmd_mcp_main(int argc, char **argv)
 
     memset(&so, 0, sizeof so);
     memset(&m, 0, sizeof m);
+    if (argc > 1 && strcmp(argv[1], "approve") == 0)
+        return cmd_mcp_approve_main(argc - 1, argv + 1);
     if ((rc = mz_cli_parse(&cli, &s_cmd, argc, argv, s_mcp_opt, &args)) != MZ_CLI_GO)
         return rc;
+    if (args.view != NULL && args.filtered)
+        return mz_cli_usage(&cli, "--view NAME replaces --type and --cap (the view's "
+                            "definition on the node says what it presents)");
+    m.view_name = args.view;
     rc = MZ_EXIT_FAIL;
     url = cli.node;
     signal(SIGPIPE, SIG_IGN);
@@ -353,8 +419,14 @@ int cmd_mcp_main(int argc, char **argv)
         fprintf(stderr, "meshzero mcp: out of memory\n");
         return MZ_EXIT_FAIL;
     }
-    if (mz_mcpsrv_new(&so, &m.srv, &e) != MZ_OK ||
-        mz_apiclient_open(url, 10000, &m.api, &e) != MZ_OK) {
+    if (mz_apiclient_open(url, 10000, &m.api, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero mcp: %s\n", e.msg);
+        goto out;
+    }
+    if (m.view_name != NULL && (rc = s_open_view(&m, &cli, &so)) != MZ_CLI_GO)
+        goto out;
+    rc = MZ_EXIT_FAIL;
+    if (mz_mcpsrv_new(&so, &m.srv, &e) != MZ_OK) {
         fprintf(stderr, "meshzero mcp: %s\n", e.msg);
         goto out;
     }
@@ -420,6 +492,56 @@ out:
         mz_hmap_free(m.waits, NULL);
     }
     mz_apiclient_free(m.api);
+    mz_mcpview_free(m.view);
     free(m.line);
     return rc;
+}
+
+/* meshzero mcp approve TOOL [--view NAME] */
+static int cmd_mcp_approve_main(int argc, char **argv)
+{
+    static const mz_cli_opt opts[] = {
+        { "view", 'v', "NAME", "only in this view (default: every view that pins tools)" },
+        { NULL, 0, NULL, NULL } };
+    static const mz_cli_cmd cmd = {
+        "mcp approve", "TOOL [--view NAME]",
+        "Approves the current definition of TOOL (its MCP tool name as the view lists it,\n"
+        "or its resource id) in the node's pinning MCP views: its pin becomes its current\n"
+        "tool_hash, so calls refused with definition_changed go through again and the\n"
+        "view lists its new description. Exit 2 for an unknown view, 1 for a tool no\n"
+        "pinning view has.",
+        opts, MZ_CLI_NODE | MZ_CLI_JSON,
+        "mcp approve everything_echo\nmcp approve everything/echo --view small --json", false };
+    const char *view = NULL;
+    json_t *res = NULL, *a;
+    mz_apiclient *c;
+    mz_cli cli;
+    mz_err e;
+    size_t i;
+    int rc = mz_cli_parse(&cli, &cmd, argc, argv, s_approve_opt, &view);
+
+    if (rc != MZ_CLI_GO)
+        return rc;
+    if (cli.argc != 1)
+        return mz_cli_usage(&cli, "need TOOL (a tool name or a resource id)");
+    if (mz_apiclient_open(cli.node, 10000, &c, &e) != MZ_OK)
+        return mz_cli_fail_err(&cli, &e);
+    if (mz_apiclient_call(c, "mcp_approve", json_pack("{s:s,s:s?}", "tool", cli.argv[0], "view",
+                                                      view), 10000, &res, &e) != MZ_OK) {
+        mz_apiclient_free(c);
+        return e.code == MZ_ENOTFOUND && strncmp(e.msg, "unknown MCP view", 16) == 0
+                   ? mz_cli_usage(&cli, "%s", e.msg) : mz_cli_fail_err(&cli, &e);
+    }
+    mz_apiclient_free(c);
+    if (cli.json)
+        mz_cli_print_json(res);
+    else
+        json_array_foreach(json_object_get(res, "approved"), i, a)
+            printf("approved %s in view %s: tool_hash %s (was %s)\n",
+                   json_string_value(json_object_get(a, "tool")),
+                   json_string_value(json_object_get(a, "view")),
+                   json_string_value(json_object_get(a, "tool_hash")),
+                   json_string_value(json_object_get(a, "previous")));
+    json_decref(res);
+    return MZ_EXIT_OK;
 }

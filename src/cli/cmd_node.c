@@ -15,6 +15,7 @@
 #include "cliopt.h"
 #include "config.h"
 #include "util/log.h"
+#include "svc/mcp_view.h"
 #include "meshzero.h"
 #include "meshzero/bridge.h"
 
@@ -54,6 +55,7 @@ static const char s_help[] =
     "                      re-read on SIGHUP)\n"
     "  --network-key FILE  admit only nodes that prove knowledge of this shared secret\n"
     "  --no-seal           send unicasts signed instead of end-to-end sealed\n"
+    "  --wire1             offer peers only JSON envelopes, not binary wire v2 frames\n"
     "  --min-links N       below N links, dial known nodes (default 1)\n"
     "  --max-running N     calls this node runs at once (default 256; more: busy)\n"
     "  --max-running-per-caller N  of those, from one caller (default 256)\n"
@@ -81,6 +83,10 @@ static const char s_help[] =
     "                      its tools become resources NAME/<tool> (repeatable)\n"
     "  --mcp-tag TAG       extra capability of every imported tool (repeatable)\n"
     "  --no-mcp-http       do not serve MCP at /mcp on the API listener\n"
+    "  --mcp-views JSON    named subsets of the mesh's tools served at /mcp/NAME and\n"
+    "                      by `meshzero mcp --view NAME`: {\"NAME\": {\"type\": T,\n"
+    "                      \"capability\": [all of], \"tag\": [any of], \"owner\": O,\n"
+    "                      \"node\": ID, \"pin\": true, \"pins\": FILE}} (docs/MCP.md)\n"
     "  --config FILE       read options from FILE, a JSON object whose keys are the long\n"
     "                      option names without dashes: {\"listen\": \"ws://0.0.0.0:7000\",\n"
     "                      \"peer\": [\"ws://a:7000\", \"ws://b:7000\"], \"min-links\": 2,\n"
@@ -129,11 +135,14 @@ static void s_on_signal(uv_signal_t *h, int signum)
 
 #define MAX_CLI_MCP 32
 
+/* --mcp-views (checked when parsed) and the data directory its pins go to. */
+static const char *s_views, *s_data_dir;
+
 /* Creates the bridge and starts importing the --mcp servers. */
 static bool s_start_bridge(mz_node *node, uv_loop_t *loop, bool http, const char **mcp,
                            size_t n_mcp, const char **tags, size_t n_tags)
 {
-    mz_bridge_opts bo = { loop, node, http };
+    mz_bridge_opts bo = { loop, node, http, s_views, s_data_dir };
     mz_err e;
 
     if (mz_bridge_new(&bo, &s_bridge, &e) != MZ_OK) {
@@ -346,6 +355,21 @@ static bool s_numeric_opt(node_args *a, int c, const char *where, const char *ar
     return true;
 }
 
+/* --mcp-views: checked now, so a bad definition is a usage error. */
+static bool s_views_opt(const char *where, const char *arg)
+{
+    mz_mcpviews *vs;
+    mz_err e;
+
+    if (mz_mcpviews_new(arg, NULL, &vs, &e) != MZ_OK) {
+        fprintf(stderr, "meshzero node: %s: %s\n", where, e.msg);
+        return false;
+    }
+    mz_mcpviews_free(vs);
+    s_views = arg;
+    return true;
+}
+
 static bool s_log_opt(const char *where, const char *arg)
 {
     static const struct { const char *name; int level; } levels[] = {
@@ -397,9 +421,11 @@ static bool s_node_opt(node_args *a, int c, const char *arg, bool from_file, con
     case MZ_OPT_MCP: return s_list_add(&a->l_mcp, from_file, where, name, arg);
     case MZ_OPT_MCP_TAG: return s_list_add(&a->l_tags, from_file, where, name, arg);
     case MZ_OPT_NO_MCP_HTTP: a->mcp_http = false; break;
+    case MZ_OPT_MCP_VIEWS: return s_views_opt(where, arg);
     case MZ_OPT_TRUST: a->o.trust_file = arg; break;
     case MZ_OPT_NETWORK_KEY: a->o.network_key_file = arg; break;
     case MZ_OPT_NO_SEAL: a->o.no_seal = true; break;
+    case MZ_OPT_WIRE1: a->o.wire1 = true; break;
     case MZ_OPT_API_REQUIRE_TOKEN: a->o.api_require_token = true; break;
     case MZ_OPT_TLS_CERT: a->o.tls_cert = arg; break;
     case MZ_OPT_TLS_KEY: a->o.tls_key = arg; break;
@@ -554,6 +580,7 @@ static int s_node_run(node_args *a)
          * usage error; anything else is a failure to start. */
         return e.code == MZ_EINVAL ? MZ_EXIT_USAGE : MZ_EXIT_FAIL;
     }
+    s_data_dir = a->o.data_dir;
     if (!s_start_bridge(node, &loop, a->mcp_http, a->l_mcp.v, a->l_mcp.n, a->l_tags.v,
                         a->l_tags.n)) {
         mz_bridge_free(s_bridge);

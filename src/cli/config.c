@@ -38,9 +38,11 @@ const mz_cfg_key mz_cfg_node_keys[] = {
     { "mcp",                    MZ_CFG_LIST,   MZ_OPT_MCP, 32 },
     { "mcp-tag",                MZ_CFG_LIST,   MZ_OPT_MCP_TAG, 16 },
     { "no-mcp-http",            MZ_CFG_FLAG,   MZ_OPT_NO_MCP_HTTP, 0 },
+    { "mcp-views",              MZ_CFG_OBJECT, MZ_OPT_MCP_VIEWS, 0 },
     { "trust",                  MZ_CFG_STRING, MZ_OPT_TRUST, 0 },
     { "network-key",            MZ_CFG_STRING, MZ_OPT_NETWORK_KEY, 0 },
     { "no-seal",                MZ_CFG_FLAG,   MZ_OPT_NO_SEAL, 0 },
+    { "wire1",                  MZ_CFG_FLAG,   MZ_OPT_WIRE1, 0 },
     { "min-links",              MZ_CFG_UINT,   MZ_OPT_MIN_LINKS, U64 },
     { "max-links",              MZ_CFG_UINT,   MZ_OPT_MAX_LINKS, U64 },
     { "max-running",            MZ_CFG_UINT,   MZ_OPT_MAX_RUNNING, U64 },
@@ -188,6 +190,18 @@ static mz_status s_member(mz_cfg *c, const mz_cfg_key *k, const json_t *v, const
             return mz_err_set(err, MZ_EINVAL, "%.*s: key \"%s\": expected true or false, got "
                               "%s", MZ_CFG_PATH_SHOWN, file, k->name, s_type_name(v));
         return json_is_true(v) ? s_add(c, k->name, NULL, k->name) : MZ_OK;
+    case MZ_CFG_OBJECT: {
+        char *text;
+        mz_status rc;
+        if (!json_is_object(v))
+            return mz_err_set(err, MZ_EINVAL, "%.*s: key \"%s\": expected an object, got %s",
+                              MZ_CFG_PATH_SHOWN, file, k->name, s_type_name(v));
+        if ((text = json_dumps(v, JSON_COMPACT)) == NULL)
+            return mz_err_set(err, MZ_ENOMEM, "config: out of memory");
+        rc = s_add(c, k->name, text, k->name);
+        free(text);
+        return rc;
+    }
     case MZ_CFG_LIST:
         if (json_is_string(v)) {
             if ((s = s_string(v, file, k->name, err)) == NULL)

@@ -6,7 +6,8 @@
  *
  * Values: a string for options taking a text, a non-negative integer for
  * numeric ones, true/false for flags (false: as if absent), and a string or
- * an array of strings for repeatable options. The file becomes a list of
+ * an array of strings for repeatable options, an object for structured ones
+ * ("mcp-views"). The file becomes a list of
  * "--name=value" / "--name" arguments that the command parses before its
  * own, so command-line options win (a repeatable option given on the
  * command line replaces the file's list). The parser is separate from the
@@ -28,6 +29,7 @@ typedef enum {
     MZ_CFG_UINT,                /* integer 0..max, as "--name=N" */
     MZ_CFG_FLAG,                /* true: "--name"; false: nothing */
     MZ_CFG_LIST,                /* string or array of at most max strings: one "--name=text" each */
+    MZ_CFG_OBJECT,              /* a JSON object, as "--name=<its compact JSON>" */
 } mz_cfg_kind;
 
 /* One option a config file may set. */
@@ -51,6 +53,7 @@ enum {
     MZ_OPT_RATE_BURST, MZ_OPT_REPLAY_WINDOW_MS, MZ_OPT_TLS_CERT, MZ_OPT_TLS_KEY, MZ_OPT_TLS_CA,
     MZ_OPT_CONFIG, MZ_OPT_HELP, MZ_OPT_LOG_FORMAT, MZ_OPT_LOG_CALLS,
     MZ_OPT_FETCH_RATE, MZ_OPT_REPLY_RATE, MZ_OPT_REPLY_RATE_ALL, MZ_OPT_DRAIN_MS,
+    MZ_OPT_MCP_VIEWS, MZ_OPT_WIRE1,
 };
 
 /* Every option of `meshzero node` but --config and --help: the command's

@@ -69,7 +69,10 @@
     X(fetch_dups, fetch_dups, sync_refused, "")                                                \
     X(replies_paced, replies_paced, sync_replies_paced,                                        \
       "Replies held back by an asker's reply budget")                                          \
-    X(unbound_records, unbound_records, records_refused, "")
+    X(unbound_records, unbound_records, records_refused, "")                                   \
+    X(frames_in, frames_in, frames_in, "Wire v2 frames received")                              \
+    X(frames_relayed, frames_relayed, frames_relayed,                                          \
+      "Wire v2 unicast frames relayed from their header alone")
 
 /* The link layer's counters (struct mz_connmgr_stats), same columns. */
 #define MZ_LINK_COUNTERS(X)                                                                     \

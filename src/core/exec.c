@@ -536,12 +536,18 @@ typedef struct mz_relayed {
 
 void mz__exec_relayed(mz_node *node, const mz_msg *msg, uint64_t out_link)
 {
-    const char *type = mz__msg_type(msg);
+    mz__exec_relayed_ids(node, mz__msg_type(msg), mz__msg_id(msg), mz__msg_sender(msg),
+                         mz__msg_recipient(msg), mz__msg_payload(msg), out_link);
+}
+
+void mz__exec_relayed_ids(mz_node *node, const char *type, const char *id, const char *sender,
+                          const char *recipient, const json_t *pl, uint64_t out_link)
+{
     json_int_t t;
     mz_relayed *r;
 
     if (strcmp(type, "execute_result") == 0) {
-        const char *ref = json_string_value(json_object_get(mz__msg_payload(msg), "ref"));
+        const char *ref = json_string_value(json_object_get(pl, "ref"));
         if (ref)
             free(mz_hmap_remove(node->ex->relayed, ref));
         return;
@@ -549,22 +555,22 @@ void mz__exec_relayed(mz_node *node, const mz_msg *msg, uint64_t out_link)
     if (strcmp(type, "execute") != 0)
         return;
     /* A sealed request's payload is not ours to read: it logs without names. */
-    mz__obs_relay(node, mz__msg_sender(msg), mz__msg_recipient(msg), mz__msg_payload(msg));
+    mz__obs_relay(node, sender, recipient, pl);
     if (mz_hmap_count(node->ex->relayed) >= MZ_RELAY_TRACK_MAX)
         return;
     r = calloc(1, sizeof *r);
     if (r == NULL)
         return;
-    t = json_integer_value(json_object_get(mz__msg_payload(msg), "timeout_ms"));
+    t = json_integer_value(json_object_get(pl, "timeout_ms"));
     if (t <= 0 || t > MZ_MAX_EXEC_TIMEOUT_MS)
         t = MZ_DEFAULT_EXEC_TIMEOUT_MS;
-    snprintf(r->origin, sizeof r->origin, "%s", mz__msg_sender(msg));
+    snprintf(r->origin, sizeof r->origin, "%s", sender);
     r->out_link = out_link;
     r->expires_ms = mz_now_ms() + t;
     {
         void *old = NULL;
         /* The same call id seen twice (a retry over another path) replaces. */
-        if (mz_hmap_put(node->ex->relayed, mz__msg_id(msg), r, &old) != MZ_OK)
+        if (mz_hmap_put(node->ex->relayed, id, r, &old) != MZ_OK)
             free(r);
         free(old);
     }

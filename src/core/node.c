@@ -137,6 +137,9 @@ static void s_send_hello(mz_node *node, mz_peer *p)
     mz_random_hex(p->challenge, 32);
     payload = json_pack("{s:s,s:s,s:s}", "protocol", "meshzero/1", "listen",
                         mz_connmgr_listen_url(node->cm), "challenge", p->challenge);
+    /* "wire": the framings this node speaks (PROTOCOL.md "Negotiation"). */
+    if (payload != NULL && !node->o.wire1)
+        json_object_set_new(payload, "wire", json_pack("[ii]", 1, 2));
     mz__send_link(node, p, mz__msg_new("hello", mz_identity_id(node->ident), "*", payload));
 }
 
@@ -188,6 +191,18 @@ static void s_check_up(mz_node *node, mz_peer *p)
         mz__peer_up(node, p);
 }
 
+/* True when a hello's "wire" array offers 2. */
+static bool s_offers_v2(const json_t *wire)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(wire, i, v)
+        if (json_integer_value(v) == 2)
+            return true;
+    return false;
+}
+
 static void s_on_hello(mz_node *node, mz_peer *p, const mz_msg *msg)
 {
     const json_t *pl = mz__msg_payload(msg);
@@ -220,6 +235,7 @@ static void s_on_hello(mz_node *node, mz_peer *p, const mz_msg *msg)
     snprintf(p->peer_id, sizeof p->peer_id, "%s", from);
     snprintf(p->listen, sizeof p->listen, "%s", listen);
     p->got_hello = true;
+    p->offers_v2 = !node->o.wire1 && s_offers_v2(json_object_get(pl, "wire"));
     {
         const char *pin = s_pin(p);
         char why[200];
@@ -235,7 +251,8 @@ static void s_on_hello(mz_node *node, mz_peer *p, const mz_msg *msg)
         }
     }
     {
-        json_t *wpl = json_pack("{s:s}", "challenge", chal);
+        json_t *wpl = p->offers_v2 ? json_pack("{s:s,s:i}", "challenge", chal, "wire", 2)
+                                   : json_pack("{s:s}", "challenge", chal);
         if (node->has_netkey && wpl != NULL) {
             char proof[65];
             s_net_proof(node, chal, s_me(node), proof);
@@ -282,6 +299,11 @@ static void s_on_welcome(mz_node *node, mz_peer *p, const mz_msg *msg)
         }
     }
     p->challenge[0] = '\0';
+    /* Both hellos offered v2 and the peer accepted ours: frames from now. */
+    p->v2 = p->offers_v2 &&
+            json_integer_value(json_object_get(mz__msg_payload(msg), "wire")) == 2;
+    if (p->v2)
+        mz__node_speaks_v2(node, p->peer_id);
     s_check_up(node, p);
 }
 
@@ -340,6 +362,15 @@ static void s_on_message(mz_link *link, const char *buf, size_t len, void *ctx)
     /* The rate bucket first: a flooding link is being closed, drop it. */
     if (p != NULL && !mz__rate_take(node, p))
         mz__handle_message(node, p, buf, len);
+}
+
+static void s_on_binary(mz_link *link, const uint8_t *buf, size_t len, void *ctx)
+{
+    mz_node *node = ctx;
+    mz_peer *p = mz_link_user(link);
+
+    if (p != NULL && !mz__rate_take(node, p))
+        mz__handle_frame(node, p, buf, len);
 }
 
 static void s_static_remove(mz_node *node, mz_static *s)
@@ -1038,6 +1069,7 @@ static mz_status s_connmgr_opts(mz_node *node, const mz_node_opts *opts, mz_conn
     co->transport = opts->transport;
     co->cb.on_open = s_on_open;
     co->cb.on_message = s_on_message;
+    co->cb.on_binary = s_on_binary;
     co->cb.on_close = s_on_close;
     co->http_cb = s_on_http;
     if (opts->api_url && (opts->api_require_token || !s_loopback_url(opts->api_url))) {

@@ -30,6 +30,8 @@ typedef struct mz_peer {
     bool got_hello;             /* peer_id is set */
     bool sent_welcome;
     bool up;                    /* both sides proved their keys */
+    bool offers_v2;             /* its hello offered wire v2 */
+    bool v2;                    /* the link speaks wire v2 frames (both offered it) */
     int64_t since_ms;           /* link opened */
     int64_t hello_deadline_ms;
     double tokens;              /* rate limit bucket */
@@ -152,6 +154,8 @@ typedef struct mz__type {
     unsigned flags;
 } mz__type;
 void mz__handle_message(mz_node *node, mz_peer *p, const char *buf, size_t len);
+/* The same for a binary message: a wire v2 frame (PROTOCOL.md section 10). */
+void mz__handle_frame(mz_node *node, mz_peer *p, const uint8_t *buf, size_t len);
 
 /* send.c: outbound. Signs msg (takes it) and sends it to one link. */
 mz_status mz__send_link(mz_node *node, mz_peer *p, mz_msg *msg);
@@ -174,6 +178,14 @@ mz_peer *mz__next_hop(mz_node *node, const char *dest);
 mz_peer *mz__peer_by_id(mz_node *node, const char *id);
 /* Shared sealing key with node id (cached); NULL if id is not a valid key. */
 const unsigned char *mz__shared_key(mz_node *node, const char *id);
+/* Remembers that node id speaks wire v2 (a frame from it verified or
+ * opened, or its link negotiated v2): unicasts to it may travel as frames. */
+void mz__node_speaks_v2(mz_node *node, const char *id);
+/* Relays a frame (buf, len as received; borrowed) with hops + 1 to to_one,
+ * or floods it to every peer but from (msg: the frame's message, which a
+ * peer without wire v2 gets as an envelope). */
+void mz__forward_frame(mz_node *node, mz_peer *from, const uint8_t *buf, size_t len,
+                       mz_msg *msg, mz_peer *to_one);
 
 /* node.c */
 /* Charges one message to p's rate bucket; pauses or closes a flooding link.
@@ -226,6 +238,10 @@ void mz__exec_on_error_msg(mz_node *node, mz_peer *p, const mz_msg *msg);
 bool mz__exec_on_error(mz_node *node, const char *from, const char *ref, const char *code,
                        const char *reason);
 void mz__exec_relayed(mz_node *node, const mz_msg *msg, uint64_t out_link);
+/* The same from the routing fields alone (a relayed frame: pl NULL, its
+ * body is sealed). */
+void mz__exec_relayed_ids(mz_node *node, const char *type, const char *id, const char *sender,
+                          const char *recipient, const json_t *pl, uint64_t out_link);
 void mz__exec_link_down(mz_node *node, uint64_t link, const char *peer_id);
 void mz__exec_node_gone(mz_node *node, const char *host);
 void mz__exec_sweep(mz_node *node, int64_t now);

@@ -25,9 +25,17 @@ mz_peer *mz__peer_by_id(mz_node *node, const char *id)
 /* Shared keys cached at most; the cache is simply emptied when full. */
 #define MZ_KEY_CACHE_MAX 4096
 
-const unsigned char *mz__shared_key(mz_node *node, const char *id)
+/* What the node keeps per other node: the pair key, and whether that node
+ * speaks wire v2 (forgotten with the cache: then envelopes, which every
+ * node reads). */
+typedef struct s_pairkey {
+    unsigned char k[crypto_box_BEFORENMBYTES];
+    bool v2;
+} s_pairkey;
+
+static s_pairkey *s_pair(mz_node *node, const char *id)
 {
-    unsigned char *k = mz_hmap_get(node->keys, id);
+    s_pairkey *k = mz_hmap_get(node->keys, id);
     unsigned char ed[32], xpk[32];
 
     if (k != NULL)
@@ -41,16 +49,38 @@ const unsigned char *mz__shared_key(mz_node *node, const char *id)
         if (node->keys == NULL)
             return NULL;
     }
-    k = malloc(crypto_box_BEFORENMBYTES);
+    k = calloc(1, sizeof *k);
     if (k == NULL)
         return NULL;
-    if (crypto_box_beforenm(k, xpk, node->xsk) != 0 || mz_hmap_put(node->keys, id, k, NULL) != MZ_OK) {
+    if (crypto_box_beforenm(k->k, xpk, node->xsk) != 0 ||
+        mz_hmap_put(node->keys, id, k, NULL) != MZ_OK) {
         free(k);
         return NULL;
     }
     return k;
 }
 
+const unsigned char *mz__shared_key(mz_node *node, const char *id)
+{
+    s_pairkey *k = s_pair(node, id);
+
+    return k ? k->k : NULL;
+}
+
+void mz__node_speaks_v2(mz_node *node, const char *id)
+{
+    s_pairkey *k = s_pair(node, id);
+
+    if (k != NULL)
+        k->v2 = true;
+}
+
+static bool s_speaks_v2(mz_node *node, const char *id)
+{
+    s_pairkey *k = mz_hmap_get(node->keys, id);
+
+    return k != NULL && k->v2;
+}
 
 static char *s_sign_dump(mz_node *node, mz_msg *msg, size_t *len, mz_err *err)
 {
@@ -68,14 +98,35 @@ static char *s_sign_dump(mz_node *node, mz_msg *msg, size_t *len, mz_err *err)
     return buf;
 }
 
+/* A v2 link gets msg as a signed frame (link: for the neighbour only).
+ * False when msg has no frame form: it goes as an envelope. */
+static bool s_frame_signed(mz_node *node, mz_peer *p, const mz_msg *msg, bool link,
+                           bool urgent)
+{
+    uint8_t *f;
+    size_t n;
+
+    if (!p->v2 || p->link == NULL || mz_link_closing(p->link) ||
+        mz__msg_frame_sign(msg, node->ident, link, &f, &n, NULL) != MZ_OK)
+        return false;
+    (void)mz_link_send_binary(p->link, f, n, urgent, NULL);   /* a full queue closes the link */
+    free(f);
+    return true;
+}
+
 mz_status mz__send_link(mz_node *node, mz_peer *p, mz_msg *msg)
 {
     mz_err e;
     size_t len;
-    char *buf = s_sign_dump(node, msg, &len, &e);
+    char *buf;
     mz_status rc;
 
-    if (buf != NULL)
+    if (msg != NULL && p->up && s_frame_signed(node, p, msg, true, false)) {
+        mz__obs_msg_out(node, mz__msg_type(msg));
+        mz__msg_free(msg);
+        return MZ_OK;
+    }
+    if ((buf = s_sign_dump(node, msg, &len, &e)) != NULL)
         mz__obs_msg_out(node, mz__msg_type(msg));
     mz__msg_free(msg);
     if (buf == NULL)
@@ -100,40 +151,32 @@ static void s_send_raw_urgent(mz_node *node, mz_peer *p, const char *buf, size_t
         (void)mz_link_send_urgent(p->link, buf, len, NULL);
 }
 
-/* Returns how many peers got a copy. */
-static size_t s_flood(mz_node *node, const char *buf, size_t len, mz_peer *except)
-{
-    size_t n = 0;
-
-    for (mz_peer *q = node->peers; q; q = q->next)
-        if (q != except && q->up) {
-            s_send_raw(node, q, buf, len);
-            n++;
-        }
-    return n;
-}
-
 /* Forwarded broadcasts queued to one link before further ones are dropped
  * for it (counted): a neighbour that reads slower than a flood arrives must
  * not be disconnected, nor its calls stuck behind thousands of events. */
 #define MZ_RELAY_QUEUE_MSGS  64
 #define MZ_RELAY_QUEUE_BYTES (1024 * 1024)
 
+/* Whether q may take another forwarded broadcast (else counted, dropped). */
+static bool s_relay_room(mz_node *node, mz_peer *q)
+{
+    if (mz_link_queued_msgs(q->link) < MZ_RELAY_QUEUE_MSGS &&
+        mz_link_queued_bytes(q->link) < MZ_RELAY_QUEUE_BYTES)
+        return true;
+    if (node->c.relay_drops++ % 1000 == 0)
+        mz_log(MZ_LOG_WARN, "handler", "link to %.12s is backed up: dropping forwarded "
+               "broadcasts for it (%llu so far)", q->peer_id,
+               (unsigned long long)node->c.relay_drops);
+    return false;
+}
+
 static size_t s_flood_relayed(mz_node *node, const char *buf, size_t len, mz_peer *except)
 {
     size_t n = 0;
 
     for (mz_peer *q = node->peers; q; q = q->next) {
-        if (q == except || !q->up || q->link == NULL)
+        if (q == except || !q->up || q->link == NULL || !s_relay_room(node, q))
             continue;
-        if (mz_link_queued_msgs(q->link) >= MZ_RELAY_QUEUE_MSGS ||
-            mz_link_queued_bytes(q->link) >= MZ_RELAY_QUEUE_BYTES) {
-            if (node->c.relay_drops++ % 1000 == 0)
-                mz_log(MZ_LOG_WARN, "handler", "link to %.12s is backed up: dropping forwarded "
-                       "broadcasts for it (%llu so far)", q->peer_id,
-                       (unsigned long long)node->c.relay_drops);
-            continue;
-        }
         s_send_raw(node, q, buf, len);
         n++;
     }
@@ -171,37 +214,93 @@ static char *s_seal_dump(mz_node *node, mz_msg *msg, size_t *len, mz_err *err)
     return buf;
 }
 
+/* Floods our own broadcast: frames to v2 links, the envelope to others. */
+static void s_flood_own(mz_node *node, mz_msg *msg, const char *buf, size_t len,
+                        mz_peer *except)
+{
+    uint8_t *f = NULL;
+    size_t n = 0;
+    bool tried = false;
+
+    for (mz_peer *q = node->peers; q; q = q->next) {
+        if (q == except || !q->up)
+            continue;
+        if (q->v2 && !tried) {
+            tried = true;
+            (void)mz__msg_frame_sign(msg, node->ident, false, &f, &n, NULL);
+        }
+        if (q->v2 && f != NULL && q->link && !mz_link_closing(q->link))
+            (void)mz_link_send_binary(q->link, f, n, false, NULL);
+        else
+            s_send_raw(node, q, buf, len);
+    }
+    free(f);
+}
+
+/* A unicast to a node that speaks wire v2, through a v2 link: one sealed
+ * frame (signed with --no-seal). False: send the envelope instead. */
+static bool s_unicast_frame(mz_node *node, mz_peer *hop, const mz_msg *msg)
+{
+    const unsigned char *k;
+    uint8_t *f;
+    size_t n;
+
+    if (!hop->v2 || !s_speaks_v2(node, mz__msg_recipient(msg)))
+        return false;
+    if (node->o.no_seal)
+        return s_frame_signed(node, hop, msg, false, true);
+    if ((k = mz__shared_key(node, mz__msg_recipient(msg))) == NULL ||
+        mz__msg_frame_seal(msg, k, &f, &n, NULL) != MZ_OK)
+        return false;
+    if (hop->link && !mz_link_closing(hop->link))
+        (void)mz_link_send_binary(hop->link, f, n, true, NULL);
+    free(f);
+    return true;
+}
+
+static mz_status s_send_unicast(mz_node *node, mz_msg *msg, mz_err *err)
+{
+    const char *to = mz__msg_recipient(msg);
+    mz_peer *hop = mz__next_hop(node, to);
+    size_t len;
+    char *buf;
+
+    if (hop != NULL && s_unicast_frame(node, hop, msg)) {
+        mz__obs_msg_out(node, mz__msg_type(msg));
+        return MZ_OK;
+    }
+    buf = node->o.no_seal ? s_sign_dump(node, msg, &len, err) : s_seal_dump(node, msg, &len, err);
+    if (buf == NULL)
+        return err ? err->code : MZ_ENOMEM;
+    mz__obs_msg_out(node, mz__msg_type(msg));
+    if (hop != NULL)
+        s_send_raw_urgent(node, hop, buf, len);
+    free(buf);
+    return hop != NULL ? MZ_OK
+                       : mz_err_set(err, MZ_EUNREACHABLE, "no route to node %.12s", to);
+}
+
 mz_status mz__send(mz_node *node, mz_msg *msg, mz_peer *except, mz_err *err)
 {
     size_t len;
     char *buf;
-    const char *to;
     mz_status rc = MZ_OK;
 
     if (msg == NULL)
         return mz_err_set(err, MZ_ENOMEM, "message: allocating");
-    to = mz__msg_recipient(msg);
-    if (strcmp(to, "*") != 0 && !node->o.no_seal)
-        buf = s_seal_dump(node, msg, &len, err);
-    else
-        buf = s_sign_dump(node, msg, &len, err);
-    if (buf == NULL) {
+    if (strcmp(mz__msg_recipient(msg), "*") != 0) {
+        rc = s_send_unicast(node, msg, err);
+        mz__msg_free(msg);
+        return rc;
+    }
+    if ((buf = s_sign_dump(node, msg, &len, err)) == NULL) {
         mz__msg_free(msg);
         return err ? err->code : MZ_ENOMEM;
     }
     mz__obs_msg_out(node, mz__msg_type(msg));
-    to = mz__msg_recipient(msg);
-    if (strcmp(to, "*") == 0) {
-        /* Our own broadcasts must not be handled again when they echo back. */
-        mz_seen_check_add(node->seen, mz__msg_id(msg));
-        s_flood(node, buf, len, except);
-    } else {
-        mz_peer *hop = mz__next_hop(node, to);
-        if (hop == NULL)
-            rc = mz_err_set(err, MZ_EUNREACHABLE, "no route to node %.12s", to);
-        else
-            s_send_raw_urgent(node, hop, buf, len);
-    }
+    /* Our own broadcasts must not be handled again when they echo back. */
+    mz_seen_check_add(node->seen, mz__msg_id(msg));
+    s_flood_own(node, msg, buf, len, except);
     free(buf);
     mz__msg_free(msg);
     return rc;
@@ -226,6 +325,24 @@ void mz__send_error_to(mz_node *node, const char *to, const char *ref, const cha
     mz__send(node, mz__msg_new("error", s_me(node), to, payload), NULL, NULL);
 }
 
+/* Whether a relayed message may take one more hop; when not, counted and,
+ * for a routed one, its origin told (a loop while routes settle) rather
+ * than left waiting for a timeout. */
+static bool s_hop_ok(mz_node *node, int hops, int limit, bool routed, const char *type,
+                     const char *sender, const char *id)
+{
+    char why[160];
+
+    if (hops < node->o.max_hops && hops < limit)
+        return true;
+    node->c.hop_limit_drops++;
+    if (routed && strcmp(type, "error") != 0) {
+        snprintf(why, sizeof why, "message %s: hop limit reached at %.12s", id, s_me(node));
+        mz__send_error_to(node, sender, id, "unreachable", why);
+    }
+    return false;
+}
+
 /* Relays must not re-sign: they copy the envelope with hops + 1 only. */
 void mz__forward(mz_node *node, mz_peer *from, mz_msg *msg, mz_peer *to_one)
 {
@@ -233,18 +350,9 @@ void mz__forward(mz_node *node, mz_peer *from, mz_msg *msg, mz_peer *to_one)
     size_t len;
     char *buf;
 
-    if (hops >= node->o.max_hops) {
-        node->c.hop_limit_drops++;
-        /* A routed message dying here (a loop while routes settle): tell its
-         * origin now rather than let it wait for a timeout. */
-        if (to_one != NULL && strcmp(mz__msg_type(msg), "error") != 0) {
-            char why[160];
-            snprintf(why, sizeof why, "message %s: hop limit reached at %.12s", mz__msg_id(msg),
-                     s_me(node));
-            mz__send_error_to(node, mz__msg_sender(msg), mz__msg_id(msg), "unreachable", why);
-        }
+    if (!s_hop_ok(node, hops, 256, to_one != NULL, mz__msg_type(msg), mz__msg_sender(msg),
+                  mz__msg_id(msg)))
         return;
-    }
     mz__msg_set_hops(msg, hops);
     buf = mz__msg_dump(msg, &len);
     if (buf == NULL)
@@ -260,6 +368,78 @@ void mz__forward(mz_node *node, mz_peer *from, mz_msg *msg, mz_peer *to_one)
     free(buf);
 }
 
+/* A relayed broadcast frame: the same bytes to v2 links, the envelope it
+ * carries (when its origin signed one) to the others. */
+static size_t s_flood_frame(mz_node *node, mz_peer *from, const uint8_t *f, size_t len,
+                            mz_msg *msg, int hops)
+{
+    char *json = NULL;
+    size_t jlen = 0, n = 0;
+    bool tried = false;
+
+    for (mz_peer *q = node->peers; q; q = q->next) {
+        if (q == from || !q->up || q->link == NULL || mz_link_closing(q->link) ||
+            !s_relay_room(node, q))
+            continue;
+        if (q->v2) {
+            (void)mz_link_send_binary(q->link, f, len, false, NULL);
+            n++;
+            continue;
+        }
+        if (!tried && msg != NULL && mz__msg_has_signature(msg)) {
+            mz__msg_set_hops(msg, hops);
+            json = mz__msg_dump(msg, &jlen);
+        }
+        tried = true;
+        if (json != NULL) {
+            s_send_raw(node, q, json, jlen);
+            n++;
+        }
+    }
+    free(json);
+    return n;
+}
+
+void mz__forward_frame(mz_node *node, mz_peer *from, const uint8_t *buf, size_t len,
+                       mz_msg *msg, mz_peer *to_one)
+{
+    const char *type = mz__frame_type_name(buf[MZ_FRAME_OFF_TYPE]);
+    char src[MZ_ID_HEX_LEN + 1], id[2 * MZ_FRAME_ID_LEN + 1];
+    int hops = buf[MZ_FRAME_OFF_HOPS] + 1;
+    uint8_t *f;
+    size_t n;
+
+    sodium_bin2hex(src, sizeof src, buf + MZ_FRAME_OFF_SRC, MZ_FRAME_NODE_LEN);
+    sodium_bin2hex(id, sizeof id, buf + MZ_FRAME_OFF_ID, MZ_FRAME_ID_LEN);
+    if (!s_hop_ok(node, hops, buf[MZ_FRAME_OFF_HOP_LIMIT], to_one != NULL, type, src, id))
+        return;
+    if (to_one != NULL && !to_one->v2) {
+        /* A sealed frame cannot become an envelope on the way: only its
+         * origin can make that. Told now, it retries or reports. */
+        char why[200];
+        node->c.unroutable++;
+        snprintf(why, sizeof why, "message %s: the next hop %.12s toward %.12s does not speak "
+                 "wire v2", id, to_one->peer_id, s_me(node));
+        if (strcmp(type, "error") != 0)
+            mz__send_error_to(node, src, id, "unreachable", why);
+        return;
+    }
+    if ((f = malloc(len)) == NULL)
+        return;
+    memcpy(f, buf, len);
+    (void)mz__frame_relay_hop(f, len, NULL);    /* s_hop_ok checked its limit */
+    if (to_one != NULL) {
+        (void)mz_link_send_binary(to_one->link, f, len, true, NULL);
+        n = 1;
+    } else {
+        n = s_flood_frame(node, from, f, len, msg, hops);
+    }
+    if (n > 0) {
+        node->c.forwarded++;
+        mz__obs_count(&node->obs.msg_fwd, type);
+    }
+    free(f);
+}
 
 /* Answers a message refused on arrival with an error to the link, closing
  * the link when close is set. */

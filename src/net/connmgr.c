@@ -34,29 +34,35 @@ mz_status mz_connmgr_dial(mz_connmgr *cm, const char *url, mz_link_kind kind, vo
 }
 
 /* Copies buf behind the headroom every transport's queue expects. */
-static mz_status s_send_copy(mz_link *l, const char *buf, size_t len, bool urgent, mz_err *err)
+static mz_status s_send_copy(mz_link *l, const void *buf, size_t len, unsigned flags,
+                             mz_err *err)
 {
     char *b = malloc(MZ_LINK_PRE + len);
 
     if (b == NULL)
         return mz_err_set(err, MZ_ENOMEM, "link send: allocating %zu bytes", len);
     memcpy(b + MZ_LINK_PRE, buf, len);
-    return l->cm->t->send(l, b, len, urgent, err);
+    return l->cm->t->send(l, b, len, flags, err);
 }
 
 mz_status mz_link_send(mz_link *l, const char *buf, size_t len, mz_err *err)
 {
-    return s_send_copy(l, buf, len, false, err);
+    return s_send_copy(l, buf, len, 0, err);
 }
 
 mz_status mz_link_send_urgent(mz_link *l, const char *buf, size_t len, mz_err *err)
 {
-    return s_send_copy(l, buf, len, true, err);
+    return s_send_copy(l, buf, len, MZ_SEND_URGENT, err);
 }
 
 mz_status mz_link_send_owned(mz_link *l, char *buf, size_t len, mz_err *err)
 {
-    return l->cm->t->send(l, buf, len, false, err);
+    return l->cm->t->send(l, buf, len, 0, err);
+}
+
+mz_status mz_link_send_binary(mz_link *l, const void *buf, size_t len, bool urgent, mz_err *err)
+{
+    return s_send_copy(l, buf, len, MZ_SEND_BINARY | (urgent ? MZ_SEND_URGENT : 0), err);
 }
 
 void mz_link_pause(mz_link *l, bool pause) { l->cm->t->pause(l, pause); }

@@ -15,6 +15,7 @@ typedef struct mn_msg {
     struct mn_msg *next;
     size_t len;
     char *buf;                  /* owned; message at buf + MZ_LINK_PRE */
+    bool binary;                /* a wire v2 frame */
 } mn_msg;
 
 typedef struct mn_mgr mn_mgr;
@@ -241,7 +242,12 @@ static void s_deliver_one(mn_link *l)
     } else {
         cm->b.stats.msgs_in++;
         cm->b.stats.bytes_in += m->len;
-        if (cm->b.o.cb.on_message)
+        if (m->binary && cm->b.o.cb.on_binary && l->b.kind == MZ_LINK_PEER)
+            cm->b.o.cb.on_binary(&l->b, (const uint8_t *)m->buf + MZ_LINK_PRE, m->len,
+                                 cm->b.o.ctx);
+        else if (m->binary)
+            s_mn_close(&l->b, 1003, "binary frames are not supported on this link");
+        else if (cm->b.o.cb.on_message)
             cm->b.o.cb.on_message(&l->b, m->buf + MZ_LINK_PRE, m->len, cm->b.o.ctx);
     }
     free(m->buf);
@@ -474,8 +480,9 @@ static mz_status s_mn_dial(mz_connmgr *base, const char *url, mz_link_kind kind,
     return MZ_OK;
 }
 
-static mz_status s_mn_send(mz_link *base, char *buf, size_t len, bool urgent, mz_err *err)
+static mz_status s_mn_send(mz_link *base, char *buf, size_t len, unsigned flags, mz_err *err)
 {
+    bool urgent = (flags & MZ_SEND_URGENT) != 0;
     mn_link *l = (mn_link *)base, *p = l->peer;
     mn_mgr *cm = s_mgr(l);
     mn_msg *m;
@@ -505,6 +512,7 @@ static mz_status s_mn_send(mz_link *base, char *buf, size_t len, bool urgent, mz
     }
     m->len = len;
     m->buf = buf;
+    m->binary = (flags & MZ_SEND_BINARY) != 0;
     if (urgent) {
         /* Calls and replies overtake queued broadcasts, in their own order. */
         mn_msg **at = p->ulast ? &p->ulast->next : &p->inbox;

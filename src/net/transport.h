@@ -50,6 +50,10 @@ struct mz_link {
     void *user;                 /* owner's per-link data */
 };
 
+/* Flags of the send operation. */
+#define MZ_SEND_URGENT 0x1u
+#define MZ_SEND_BINARY 0x2u
+
 /* The operations of a transport. Every one is called on the loop thread.
  * Links and managers are the transport's own structs (base first). */
 struct mz_transport {
@@ -62,8 +66,9 @@ struct mz_transport {
     mz_status (*dial)(mz_connmgr *cm, const char *url, mz_link_kind kind, void *user,
                       mz_link **out, mz_err *err);
     /* Queues buf (owned; malloc'd, message at buf + MZ_LINK_PRE), ahead of
-     * the non-urgent messages when urgent. Frees buf on failure. */
-    mz_status (*send)(mz_link *l, char *buf, size_t len, bool urgent, mz_err *err);
+     * the non-urgent messages with MZ_SEND_URGENT, as a binary message
+     * with MZ_SEND_BINARY (else text). Frees buf on failure. */
+    mz_status (*send)(mz_link *l, char *buf, size_t len, unsigned flags, mz_err *err);
     void (*pause)(mz_link *l, bool pause);
     void (*close)(mz_link *l, uint16_t code, const char *reason);
     bool (*closing)(const mz_link *l);

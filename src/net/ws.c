@@ -42,6 +42,7 @@ typedef struct mz_qitem {
     struct mz_qitem *next;
     size_t len;                 /* message bytes after the LWS_PRE headroom */
     char *buf;                  /* owned; message at buf + LWS_PRE */
+    bool binary;                /* a wire v2 frame, not a JSON text */
 } mz_qitem;
 
 typedef struct ws_mgr ws_mgr;
@@ -64,6 +65,7 @@ struct ws_link {
     mz_qitem *ulast;            /* last urgent item: urgent ones lead the queue */
     size_t qbytes, qcount;
     char *rx;                   /* message being reassembled from fragments */
+    bool rx_binary;             /* the message being reassembled is binary */
     size_t rx_len, rx_cap;
     uv_getaddrinfo_t *gai;      /* pending name resolution (dial) */
     struct ws_link *prev, *next;/* all links of the manager */
@@ -594,16 +596,30 @@ static int s_close_from_rx(struct lws *wsi, ws_link *l, uint16_t code, const cha
     return 0;
 }
 
+/* Hands one whole message to the owner, text or binary. */
+static void s_deliver(ws_mgr *cm, ws_link *l, const char *buf, size_t len, bool binary)
+{
+    cm->b.stats.msgs_in++;
+    cm->b.stats.bytes_in += len;
+    if (binary && cm->b.o.cb.on_binary)
+        cm->b.o.cb.on_binary(&l->b, (const uint8_t *)buf, len, cm->b.o.ctx);
+    else if (!binary && cm->b.o.cb.on_message)
+        cm->b.o.cb.on_message(&l->b, buf, len, cm->b.o.ctx);
+}
+
 static int s_on_receive(struct lws *wsi, ws_link *l, const char *in, size_t len)
 {
     ws_mgr *cm = s_cm(l);
     bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+    bool binary;
 
     if (l->closing)
         return 0;
-    if (lws_frame_is_binary(wsi))
+    /* Continuation fragments report the opcode of the first one. */
+    binary = l->rx_len > 0 ? l->rx_binary : lws_frame_is_binary(wsi) != 0;
+    if (binary && (cm->b.o.cb.on_binary == NULL || l->b.kind != MZ_LINK_PEER))
         return s_close_from_rx(wsi, l, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
-                               "binary frames are not supported");
+                               "binary frames are not supported on this link");
     if (l->rx_len + len > cm->b.o.max_message) {
         char why[100];
         int n = snprintf(why, sizeof why, "message too big: over %zu bytes", cm->b.o.max_message);
@@ -614,10 +630,7 @@ static int s_on_receive(struct lws *wsi, ws_link *l, const char *in, size_t len)
     }
     if (final && l->rx_len == 0) {
         /* The common case: a whole message in one piece, no copy. */
-        cm->b.stats.msgs_in++;
-        cm->b.stats.bytes_in += len;
-        if (cm->b.o.cb.on_message)
-            cm->b.o.cb.on_message(&l->b, in, len, cm->b.o.ctx);
+        s_deliver(cm, l, in, len, binary);
         return 0;
     }
     if (l->rx_len + len + 1 > l->rx_cap) {
@@ -633,13 +646,11 @@ static int s_on_receive(struct lws *wsi, ws_link *l, const char *in, size_t len)
     }
     memcpy(l->rx + l->rx_len, in, len);
     l->rx_len += len;
+    l->rx_binary = binary;
     if (final) {
         size_t n = l->rx_len;
         l->rx_len = 0;
-        cm->b.stats.msgs_in++;
-        cm->b.stats.bytes_in += n;
-        if (cm->b.o.cb.on_message)
-            cm->b.o.cb.on_message(&l->b, l->rx, n, cm->b.o.ctx);
+        s_deliver(cm, l, l->rx, n, binary);
     }
     return 0;
 }
@@ -651,7 +662,8 @@ static int s_on_writeable(struct lws *wsi, ws_link *l)
     /* A closing link still flushes what was queued (a node's "bye"), then closes. */
     while (l->qhead != NULL) {
         mz_qitem *q = l->qhead;
-        int n = lws_write(wsi, (unsigned char *)q->buf + LWS_PRE, q->len, LWS_WRITE_TEXT);
+        int n = lws_write(wsi, (unsigned char *)q->buf + LWS_PRE, q->len,
+                          q->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
         if (n < 0)
             return -1;
         l->qhead = q->next;
@@ -1129,7 +1141,7 @@ static mz_status s_enqueue(ws_link *l, mz_qitem *q, bool urgent, mz_err *err)
 }
 
 /* Takes buf (message at buf + LWS_PRE); frees it on failure. */
-static mz_status s_ws_send(mz_link *base, char *buf, size_t len, bool urgent, mz_err *err)
+static mz_status s_ws_send(mz_link *base, char *buf, size_t len, unsigned flags, mz_err *err)
 {
     mz_qitem *q = malloc(sizeof *q);
 
@@ -1140,7 +1152,8 @@ static mz_status s_ws_send(mz_link *base, char *buf, size_t len, bool urgent, mz
     q->next = NULL;
     q->len = len;
     q->buf = buf;
-    return s_enqueue((ws_link *)base, q, urgent, err);
+    q->binary = (flags & MZ_SEND_BINARY) != 0;
+    return s_enqueue((ws_link *)base, q, (flags & MZ_SEND_URGENT) != 0, err);
 }
 
 static void s_ws_pause(mz_link *base, bool pause)

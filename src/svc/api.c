@@ -7,6 +7,9 @@
 #include "state/agreement.h"
 #include "util/log.h"
 #include "core/node_int.h"
+#include "core/pins.h"
+#include "svc/mcp_view.h"
+#include "bridge/bridge_int.h"
 #include "svc/http.h"
 #include "util/nearest.h"
 
@@ -514,6 +517,7 @@ static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json
     bool bad = false;
     const char *rid = s_opt_str(params, "resource_id", &bad);
     const char *method = s_opt_str(params, "method", &bad);
+    const char *pin = s_opt_str(params, "tool_hash", &bad);
     const json_t *p = json_object_get(params, "params");
     const json_t *tms = json_object_get(params, "timeout_ms");
     const json_t *ts = json_object_get(params, "timeout");
@@ -522,7 +526,8 @@ static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json
 
     (void)result;
     if (bad || rid == NULL || method == NULL) {
-        mz_err_set(err, MZ_EINVAL, "params: resource_id and method must be strings");
+        mz_err_set(err, MZ_EINVAL, "params: resource_id and method (and tool_hash, if "
+                   "given) must be strings");
         return RPC_INVALID_PARAMS;
     }
     if (tms != NULL && json_is_integer(tms))
@@ -548,6 +553,15 @@ static int m_execute(mz_api *api, mz_api_client *c, const json_t *id, const json
     if (s_exec_too_large(api, params, err)) {
         s_on_call_done(api->node, NULL, "too_large", err->msg, w);
         return RPC_ASYNC;
+    }
+    if (pin != NULL) {
+        /* A pinned call whose tool changed never leaves this node (core/pins.c). */
+        char why[256];
+        const char *code = mz_pin_check(api->node, rid, pin, why, sizeof why);
+        if (code != NULL) {
+            s_on_call_done(api->node, NULL, code, why, w);
+            return RPC_ASYNC;
+        }
     }
     /* params that are not an object (null included) reach the node, which
      * answers bad_request; only an absent params means {}. */
@@ -760,6 +774,33 @@ static int m_bridge_remove(mz_api *api, mz_api_client *c, const json_t *id,
 
 /* params: the names a method accepts; any other is refused (-32602) with
  * the nearest valid name, so a misspelt filter never silently matches all. */
+/* MCP views (svc/mcp_view.c): a view's tools with their pins; approvals. */
+static int s_mcp_views(mz_api *api, const char *method, const json_t *params,
+                       json_t **result, mz_err *err)
+{
+    mz_mcpviews *vs = mz__bridge_views(mz_bridge_of_node(api->node));
+
+    if (mz_mcpviews_api(vs, api->node, method, params, result, err) != MZ_OK)
+        return err->code == MZ_EINVAL ? RPC_INVALID_PARAMS : RPC_SERVER_ERROR;
+    return 0;
+}
+
+static int m_mcp_view(mz_api *api, mz_api_client *c, const json_t *id, const json_t *params,
+                      json_t **result, mz_err *err)
+{
+    (void)c;
+    (void)id;
+    return s_mcp_views(api, "mcp_view", params, result, err);
+}
+
+static int m_mcp_approve(mz_api *api, mz_api_client *c, const json_t *id,
+                         const json_t *params, json_t **result, mz_err *err)
+{
+    (void)c;
+    (void)id;
+    return s_mcp_views(api, "mcp_approve", params, result, err);
+}
+
 static const struct mz_method {
     const char *name;
     mz_method_fn fn;
@@ -778,7 +819,7 @@ static const struct mz_method {
     { "status",              m_status, "" },
     { "members",             m_members, "" },
     { "execute_remote",      m_execute, "resource_id method params timeout_ms timeout "
-                                        "agreement traceparent tracestate" },
+                                        "agreement traceparent tracestate tool_hash" },
     { "subscribe",           m_subscribe, "topic" },
     { "unsubscribe",         m_unsubscribe, "subscription" },
     { "publish",             m_publish, "topic data" },
@@ -786,6 +827,8 @@ static const struct mz_method {
     { "bridge_add",          m_bridge_add, "name command url tags" },
     { "bridge_list",         m_bridge_list, "" },
     { "bridge_remove",       m_bridge_remove, "name" },
+    { "mcp_view",            m_mcp_view, "view" },
+    { "mcp_approve",         m_mcp_approve, "tool view" },
 };
 
 /* Refuses a parameter the method does not take, naming the nearest one

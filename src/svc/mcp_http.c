@@ -25,7 +25,9 @@
 #include "bridge/bridge_int.h"
 #include "util/log.h"
 #include "core/hooks.h"
+#include "core/pins.h"
 #include "svc/http.h"
+#include "svc/mcp_view.h"
 #include "svc/ui.h"
 
 /* Largest POST body accepted (the mesh's own message limit is smaller). */
@@ -33,8 +35,16 @@
 /* Bytes of notifications queued to one SSE client before it is dropped. */
 #define MZ_MCPHTTP_MAX_SSE_QUEUE (1024u * 1024)
 
+/* One MCP endpoint: /mcp (view NULL) or /mcp/<view>. */
+typedef struct mz_mcpep {
+    mz_mcphttp *h;
+    const mz_mcpview *view;     /* borrowed from h->views; NULL: the whole mesh */
+    mz_mcpsrv *srv;
+} mz_mcpep;
+
 typedef struct mz_hconn {
     mz_mcphttp *h;
+    mz_mcpep *ep;               /* the endpoint of the request or event stream */
     struct lws *wsi;
     uint64_t id;                /* this transaction's number for the MCP server */
     bool post, sse;
@@ -58,18 +68,17 @@ struct mz_mcphttp {
     mz_node *node;              /* borrowed */
     bool serve;                 /* answer /mcp */
     bool stopped;
-    mz_mcpsrv *srv;
+    mz_mcpviews *views;
+    mz_mcpep eps[1 + MZ_MCP_VIEWS_MAX];     /* [0]: /mcp; then one per view */
+    size_t n_eps;
     mz_hconn *conns;
     uint64_t next_id;
     uint64_t sub;               /* resource.* subscription */
     uint64_t sub_mcp;           /* mcp.* (resource updates, list_changed) */
-    bool subscribed;
+    bool subscribed, subscribed_mcp;
 };
 
 static int s_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
-static void s_broadcast(mz_mcphttp *h, const char *ev, size_t n);
-static void s_on_mcp_event(mz_node *node, const char *topic, const json_t *data,
-                           const char *source, void *ctx);
 
 /* ---- connections ------------------------------------------------------------- */
 
@@ -91,8 +100,8 @@ static void s_conn_free(mz_hconn *c)
     if (c->prev) c->prev->next = c->next;
     else h->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    if (h->srv != NULL)
-        mz_mcpsrv_conn_closed(h->srv, c->id);
+    if (!h->stopped && c->ep != NULL)
+        mz_mcpsrv_conn_closed(c->ep->srv, c->id);
     s_conn_reset(c);
     free(c->sse_q);
     free(c);
@@ -144,7 +153,8 @@ static mz_hconn *s_conn_by_id(mz_mcphttp *h, uint64_t id)
 
 static void s_op_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
 {
-    mz_mcphttp *h = ctx;
+    mz_mcpep *ep = ctx;
+    mz_mcphttp *h = ep->h;
     const json_t *caps = json_object_get(params, "capabilities"), *v;
     const char *capv[MZ_CAPS_MAX];
     mz_query q;
@@ -157,7 +167,8 @@ static void s_op_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
         if (i < MZ_CAPS_MAX)
             capv[q.n_capabilities++] = json_string_value(v);
     q.capabilities = capv;
-    res = mz_node_query_resources(h->node, &q);
+    res = ep->view ? mz_mcpviews_records(h->views, ep->view, h->node)
+                   : mz_node_query_resources(h->node, &q);
     mz_mcpsrv_query_done(req, res, res ? NULL : "out of memory");
     json_decref(res);
 }
@@ -172,9 +183,17 @@ static void s_exec_cb(mz_node *node, const json_t *result, const char *code,
 static void s_op_execute(void *ctx, const char *rid, const char *method, const json_t *params,
                          int64_t timeout_ms, mz_mcpsrv_req *req)
 {
-    mz_mcphttp *h = ctx;
+    mz_mcpep *ep = ctx;
+    mz_mcphttp *h = ep->h;
+    const char *pin = mz_mcpsrv_req_tool_hash(req), *code;
+    char why[256];
     mz_err e;
 
+    /* A pinned tool that changed is refused here, before anything is sent. */
+    if (pin != NULL && (code = mz_pin_check(h->node, rid, pin, why, sizeof why)) != NULL) {
+        mz_mcpsrv_exec_done(req, NULL, code, why);
+        return;
+    }
     if (mz_node_execute_traced(h->node, rid, method, params, NULL, mz_mcpsrv_req_meta(req),
                                timeout_ms, s_exec_cb, req, &e) != MZ_OK)
         mz_mcpsrv_exec_done(req, NULL, e.code == MZ_ELIMIT ? MZ_EXEC_BUSY : MZ_EXEC_UNREACHABLE,
@@ -183,7 +202,7 @@ static void s_op_execute(void *ctx, const char *rid, const char *method, const j
 
 static void s_op_send(void *ctx, uint64_t conn, json_t *msg)
 {
-    mz_mcphttp *h = ctx;
+    mz_mcphttp *h = ((mz_mcpep *)ctx)->h;
     mz_hconn *c = h->stopped ? NULL : s_conn_by_id(h, conn);
 
     if (c == NULL || c->ready) {
@@ -194,57 +213,12 @@ static void s_op_send(void *ctx, uint64_t conn, json_t *msg)
     json_decref(msg);
 }
 
-/* resource.* events: tell SSE clients when the tool list changed. */
-static void s_on_event(mz_node *node, const char *topic, const json_t *data,
-                       const char *source, void *ctx)
+/* Queues one SSE event (n bytes with its NUL) to the endpoint's streams. */
+static void s_broadcast(mz_mcpep *ep, const char *ev, size_t n)
 {
-    static const char ev[] =
-        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
-    mz_mcphttp *h = ctx;
-
-    (void)node;
-    (void)source;
-    if (h->stopped || h->srv == NULL)
-        return;
-    s_on_mcp_event(node, topic, data, source, ctx);     /* an mcp-server record */
-    if (!mz_mcpsrv_record_matches(h->srv, data))
-        return;
-    mz_mcpsrv_invalidate(h->srv);
-    s_broadcast(h, ev, sizeof ev);
-}
-
-/* mcp.* events: resource updates and list changes for every SSE client
- * (the endpoint has no sessions: a subscription is the endpoint's). */
-static void s_on_mcp_event(mz_node *node, const char *topic, const json_t *data,
-                           const char *source, void *ctx)
-{
-    mz_mcphttp *h = ctx;
-    json_t *msgs, *msg;
-    size_t i;
-
-    (void)node;
-    (void)source;
-    if (h->stopped || h->srv == NULL || (msgs = mz_mcpsrv_event(h->srv, topic, data)) == NULL)
-        return;
-    json_array_foreach(msgs, i, msg) {
-        char *text = json_dumps(msg, JSON_COMPACT), *ev;
-        size_t n = text ? strlen(text) + 32 : 0;
-        if (text != NULL && (ev = malloc(n)) != NULL) {
-            snprintf(ev, n, "event: message\ndata: %s\n\n", text);
-            s_broadcast(h, ev, strlen(ev) + 1);
-            free(ev);
-        }
-        free(text);
-    }
-    json_decref(msgs);
-}
-
-/* Queues one SSE event (n bytes with its NUL) to every event stream. */
-static void s_broadcast(mz_mcphttp *h, const char *ev, size_t n)
-{
-    for (mz_hconn *c = h->conns; c; c = c->next) {
+    for (mz_hconn *c = ep->h->conns; c; c = c->next) {
         char *nb;
-        if (!c->sse || c->drop)
+        if (!c->sse || c->drop || c->ep != ep)
             continue;
         if (c->sse_len + n > MZ_MCPHTTP_MAX_SSE_QUEUE ||
             (nb = realloc(c->sse_q, c->sse_len + n)) == NULL) {
@@ -257,6 +231,75 @@ static void s_broadcast(mz_mcphttp *h, const char *ev, size_t n)
         }
         lws_callback_on_writable(c->wsi);
     }
+}
+
+/* Tells the endpoint's SSE clients that its tool list changed. */
+static void s_notify(mz_mcpep *ep)
+{
+    static const char ev[] =
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+
+    mz_mcpsrv_invalidate(ep->srv);
+    s_broadcast(ep, ev, sizeof ev);
+}
+
+/* Resource updates and resource/prompt list changes (mz_mcpsrv_event) for
+ * the endpoint's SSE clients. The endpoint has no sessions: a subscription
+ * is the endpoint's, and its updates go to every stream of it. */
+static void s_ep_mcp_event(mz_mcpep *ep, const char *topic, const json_t *data)
+{
+    json_t *msgs = mz_mcpsrv_event(ep->srv, topic, data), *msg;
+    size_t i;
+
+    json_array_foreach(msgs, i, msg) {
+        char *text = json_dumps(msg, JSON_COMPACT), *ev;
+        size_t n = text ? strlen(text) + 32 : 0;
+        if (text != NULL && (ev = malloc(n)) != NULL) {
+            snprintf(ev, n, "event: message\ndata: %s\n\n", text);
+            s_broadcast(ep, ev, strlen(ev) + 1);
+            free(ev);
+        }
+        free(text);
+    }
+    json_decref(msgs);
+}
+
+/* mcp.* events, for every endpoint. */
+static void s_on_mcp_event(mz_node *node, const char *topic, const json_t *data,
+                           const char *source, void *ctx)
+{
+    mz_mcphttp *h = ctx;
+
+    (void)node;
+    (void)source;
+    for (size_t i = 0; !h->stopped && i < h->n_eps; i++)
+        s_ep_mcp_event(&h->eps[i], topic, data);
+}
+
+/* resource.* events: each endpoint whose tools the record is among hears it. */
+static void s_on_event(mz_node *node, const char *topic, const json_t *data,
+                       const char *source, void *ctx)
+{
+    mz_mcphttp *h = ctx;
+
+    (void)node;
+    (void)source;
+    for (size_t i = 0; !h->stopped && i < h->n_eps; i++) {
+        mz_mcpep *ep = &h->eps[i];
+        s_ep_mcp_event(ep, topic, data);        /* an mcp-server record */
+        if (ep->view ? mz_mcpview_match(ep->view, data) : mz_mcpsrv_record_matches(ep->srv, data))
+            s_notify(ep);
+    }
+}
+
+/* An approval changed how a view lists a tool. */
+static void s_on_view_change(void *ctx, const mz_mcpview *v)
+{
+    mz_mcphttp *h = ctx;
+
+    for (size_t i = 1; !h->stopped && i < h->n_eps; i++)
+        if (h->eps[i].view == v)
+            s_notify(&h->eps[i]);
 }
 
 /* ---- lws callbacks ----------------------------------------------------------- */
@@ -286,14 +329,39 @@ static bool s_own_page(mz_mcphttp *h, struct lws *wsi, const char *origin)
     return host[0] != '\0' && strcasecmp(origin, host) == 0;
 }
 
+/* The endpoint a URI names: /mcp (or /mcp/) and /mcp/<view> (a trailing
+ * '/' allowed). *mcp false: not ours. NULL with *mcp true: an unknown view. */
+static mz_mcpep *s_endpoint(mz_mcphttp *h, const char *uri, bool *mcp, char *view, size_t n)
+{
+    size_t len;
+
+    *mcp = uri != NULL && strncmp(uri, "/mcp", 4) == 0 && (uri[4] == '\0' || uri[4] == '/');
+    if (!*mcp)
+        return NULL;
+    uri += uri[4] == '/' ? 5 : 4;
+    len = strlen(uri);
+    if (len > 0 && uri[len - 1] == '/')
+        len--;
+    if (len == 0)
+        return &h->eps[0];
+    snprintf(view, n, "%.*s", (int)len, uri);
+    for (size_t i = 1; i < h->n_eps; i++)
+        if (strcmp(mz_mcpview_name(h->eps[i].view), view) == 0)
+            return &h->eps[i];
+    return NULL;
+}
+
 static int s_on_request(mz_mcphttp *h, struct lws *wsi, mz_hconn **slot, const char *uri)
 {
+    char view[128] = "";
+    bool mcp = false;
+    mz_mcpep *ep = h->serve ? s_endpoint(h, uri, &mcp, view, sizeof view) : NULL;
     char origin[256], accept[256], ctype[128], ver[32];
     mz_hconn *c = *slot;
     bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
     bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
 
-    if (!h->serve || uri == NULL || (strcmp(uri, "/mcp") != 0 && strcmp(uri, "/mcp/") != 0))
+    if (!h->serve || !mcp)
         return 1;
     if (c == NULL) {
         int one = 1, fd = lws_get_socket_fd(wsi);
@@ -315,6 +383,7 @@ static int s_on_request(mz_mcphttp *h, struct lws *wsi, mz_hconn **slot, const c
     s_conn_reset(c);
     c->id = ++h->next_id;
     c->post = post;
+    c->ep = ep;
     s_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
     s_header(wsi, WSI_TOKEN_HTTP_ACCEPT, accept, sizeof accept);
     s_header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
@@ -322,6 +391,10 @@ static int s_on_request(mz_mcphttp *h, struct lws *wsi, mz_hconn **slot, const c
         ver[0] = '\0';
     if (h->stopped) {
         s_refuse(c, 503, MZ_RPC_SERVER_ERROR, "the node is shutting down");
+    } else if (ep == NULL) {
+        char why[256];
+        mz_mcpviews_unknown(h->views, view, why, sizeof why);
+        s_refuse(c, 404, MZ_RPC_INVALID_REQ, why);
     } else if (!mz__origin_local(origin)) {
         mz_log(MZ_LOG_WARN, "mcp-http", "refusing /mcp request from origin '%.100s'", origin);
         s_refuse(c, 403, MZ_RPC_SERVER_ERROR, "forbidden origin");
@@ -344,7 +417,7 @@ static int s_on_request(mz_mcphttp *h, struct lws *wsi, mz_hconn **slot, const c
     return 0;
 }
 
-static int s_on_body_done(mz_mcphttp *h, mz_hconn *c)
+static int s_on_body_done(mz_hconn *c)
 {
     mz_mcp_outcome out;
 
@@ -354,7 +427,7 @@ static int s_on_body_done(mz_mcphttp *h, mz_hconn *c)
         s_refuse(c, 413, MZ_RPC_INVALID_REQ, "request body too large");
         return 0;
     }
-    out = mz_mcpsrv_handle(h->srv, c->id, c->body ? c->body : "", c->body_len);
+    out = mz_mcpsrv_handle(c->ep->srv, c->id, c->body ? c->body : "", c->body_len);
     if (!c->ready) {
         if (out == MZ_MCP_NO_REPLY)
             s_respond(c, 202, "application/json", NULL);
@@ -475,7 +548,7 @@ static int s_http(void *vwsi, int reason, void *user, void *in, size_t len, void
         c->body_len += len;
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return c ? s_on_body_done(h, c) : 1;
+        return c ? s_on_body_done(c) : 1;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return c ? s_write(c) : 1;
     case LWS_CALLBACK_CLOSED_HTTP:
@@ -491,11 +564,40 @@ static int s_http(void *vwsi, int reason, void *user, void *in, size_t len, void
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
-                          mz_err *err)
+/* One endpoint's MCP server: the whole mesh's tools, or a view's. */
+static mz_status s_ep_new(mz_mcphttp *h, const mz_mcpview *v, mz_err *err)
+{
+    mz_mcpep *ep = &h->eps[h->n_eps];
+    mz_mcpsrv_opts o;
+    mz_status rc;
+
+    memset(&o, 0, sizeof o);
+    o.resource_type = v ? mz_mcpview_type(v) : "tool";
+    o.reply_cancelled = true;
+    /* resource.* events (s_on_event) and approvals invalidate the cached answer. */
+    o.cache_ms = h->serve ? 2000 : 0;
+    o.ops.query = s_op_query;
+    o.ops.execute = s_op_execute;
+    o.ops.send = s_op_send;
+    o.ctx = ep;
+    ep->h = h;
+    ep->view = v;
+    if ((rc = mz_mcpsrv_new(&o, &ep->srv, err)) == MZ_OK)
+        h->n_eps++;
+    return rc;
+}
+
+static void s_eps_free(mz_mcphttp *h)
+{
+    for (size_t i = 0; i < h->n_eps; i++)
+        mz_mcpsrv_free(h->eps[i].srv);
+    h->n_eps = 0;
+}
+
+mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, const char *views,
+                          const char *data_dir, mz_mcphttp **out, mz_err *err)
 {
     mz_mcphttp *h = calloc(1, sizeof *h);
-    mz_mcpsrv_opts o;
     mz_status rc;
 
     *out = NULL;
@@ -503,34 +605,21 @@ mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
         return mz_err_set(err, MZ_ENOMEM, "mcp http: allocating");
     h->node = node;
     h->serve = serve_mcp;
-    memset(&o, 0, sizeof o);
-    o.resource_type = "tool";
-    o.reply_cancelled = true;
-    /* resource.* events (s_on_event) invalidate the cached directory answer. */
-    o.cache_ms = serve_mcp ? 2000 : 0;
-    o.ops.query = s_op_query;
-    o.ops.execute = s_op_execute;
-    o.ops.send = s_op_send;
-    o.ctx = h;
-    if ((rc = mz_mcpsrv_new(&o, &h->srv, err)) != MZ_OK) {
-        free(h);
-        return rc;
-    }
+    if ((rc = mz_mcpviews_new(views, data_dir, &h->views, err)) != MZ_OK ||
+        (rc = s_ep_new(h, NULL, err)) != MZ_OK)
+        goto fail;
+    for (size_t i = 0; i < mz_mcpviews_count(h->views); i++)
+        if ((rc = s_ep_new(h, mz_mcpviews_at(h->views, i), err)) != MZ_OK)
+            goto fail;
+    mz_mcpviews_on_change(h->views, s_on_view_change, h);
     if (serve_mcp &&
-        (rc = mz_node_subscribe(node, "resource.*", s_on_event, h, &h->sub, err)) != MZ_OK) {
-        mz_mcpsrv_free(h->srv);
-        free(h);
-        return rc;
-    }
-    if (serve_mcp && (rc = mz_node_subscribe(node, MZ_MCP_EVENT_PATTERN, s_on_mcp_event, h,
-                                             &h->sub_mcp, err)) != MZ_OK) {
-        mz_node_unsubscribe(node, h->sub, NULL);
-        mz_mcpsrv_free(h->srv);
-        free(h);
-        return rc;
-    }
+        (rc = mz_node_subscribe(node, "resource.*", s_on_event, h, &h->sub, err)) != MZ_OK)
+        goto fail;
     h->subscribed = serve_mcp;
-    /* Our row of the API listener's route table; alone without one. */
+    if (serve_mcp && (rc = mz_node_subscribe(node, MZ_MCP_EVENT_PATTERN, s_on_mcp_event, h,
+                                             &h->sub_mcp, err)) != MZ_OK)
+        goto fail;
+    h->subscribed_mcp = serve_mcp;
     /* Our rows of the API listener's route table (/ui/: the dashboard, which
      * s_http hands to ui.c); alone without one. */
     if (mz__http_handle(node, "/mcp/", s_http, h, NULL) != MZ_OK ||
@@ -538,6 +627,18 @@ mz_status mz__mcphttp_new(mz_node *node, bool serve_mcp, mz_mcphttp **out,
         mz_node_set_http_handler(node, s_http, h);
     *out = h;
     return MZ_OK;
+fail:
+    if (h->subscribed)
+        mz_node_unsubscribe(node, h->sub, NULL);
+    s_eps_free(h);
+    mz_mcpviews_free(h->views);
+    free(h);
+    return rc;
+}
+
+struct mz_mcpviews *mz__mcphttp_views(const mz_mcphttp *h)
+{
+    return h ? h->views : NULL;
 }
 
 void mz__mcphttp_stop(mz_mcphttp *h)
@@ -545,14 +646,13 @@ void mz__mcphttp_stop(mz_mcphttp *h)
     if (h == NULL || h->stopped)
         return;
     h->stopped = true;
-    if (h->subscribed) {
+    if (h->subscribed)
         mz_node_unsubscribe(h->node, h->sub, NULL);
+    if (h->subscribed_mcp)
         mz_node_unsubscribe(h->node, h->sub_mcp, NULL);
-    }
-    h->subscribed = false;
+    h->subscribed = h->subscribed_mcp = false;
     /* Calls still running answer into the void (their requests are orphaned). */
-    mz_mcpsrv_free(h->srv);
-    h->srv = NULL;
+    s_eps_free(h);
     for (mz_hconn *c = h->conns; c; c = c->next)
         if (c->sse) {
             c->drop = true;
@@ -573,5 +673,6 @@ void mz__mcphttp_free(mz_mcphttp *h)
     }
     while (h->conns)
         s_conn_free(h->conns);
+    mz_mcpviews_free(h->views);
     free(h);
 }

@@ -35,6 +35,14 @@ const char *mz__frame_type_name(uint8_t type)
     return t ? t->name : NULL;
 }
 
+uint8_t mz__frame_type_code(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < sizeof s_types / sizeof s_types[0]; i++)
+        if (strcmp(s_types[i].name, name) == 0)
+            return s_types[i].code;
+    return 0;
+}
+
 unsigned mz__frame_type_classes(uint8_t type)
 {
     const struct s_type *t = s_type_row(type);
@@ -106,7 +114,7 @@ void mz__frame_hdr_init(mz_frame_hdr *h, uint8_t type, const uint8_t src[MZ_FRAM
     /* A link-only type is never forwarded: one hop is all it may take. */
     h->hop_limit = cls == MZ_FRAME_C_LINK ? 1 : MZ_FRAME_DEFAULT_HOP_LIMIT;
     h->time_ms = mz_now_ms();
-    randombytes_buf(h->id, sizeof h->id);
+    mz_random_buf(h->id, sizeof h->id);
     memcpy(h->src, src, sizeof h->src);
     if (dst != NULL)
         memcpy(h->dst, dst, sizeof h->dst);
@@ -346,7 +354,7 @@ mz_status mz__frame_seal(mz_frame_hdr *h, const uint8_t *plain, size_t plain_len
 
     if ((rc = s_prepare(h, plain_len, MZ_FRAME_TAG_LEN, MZ_FRAME_F_SEALED, cap, err)) != MZ_OK)
         return rc;
-    randombytes_buf(h->nonce, sizeof h->nonce);
+    mz_random_buf(h->nonce, sizeof h->nonce);
     /* The plaintext may already sit where the body goes; the header is
      * written around it, never over it. */
     mz__frame_hdr_encode(h, out);
@@ -402,11 +410,12 @@ static mz_status s_signed_msg(const uint8_t *hdr, size_t hdr_len, const uint8_t 
     return MZ_OK;
 }
 
-mz_status mz__frame_sign(mz_frame_hdr *h, const uint8_t *plain, size_t plain_len,
-                         const mz_identity *id, uint8_t *out, size_t cap, size_t *out_len,
-                         mz_err *err)
+mz_status mz__frame_sign_ext(mz_frame_hdr *h, const uint8_t *ext, size_t ext_len,
+                             const uint8_t *plain, size_t plain_len, const mz_identity *id,
+                             uint8_t *out, size_t cap, size_t *out_len, mz_err *err)
 {
     char sig_hex[MZ_SIG_HEX_LEN + 1];
+    size_t hl = MZ_FRAME_HDR_LEN + ext_len;
     uint8_t *m = NULL;
     size_t mlen;
     mz_status rc;
@@ -414,22 +423,39 @@ mz_status mz__frame_sign(mz_frame_hdr *h, const uint8_t *plain, size_t plain_len
     if (id == NULL || memcmp(mz_identity_pk(id), h->src, MZ_FRAME_NODE_LEN) != 0)
         return mz_err_set(err, MZ_EINVAL, "frame %s: source is not the signing identity",
                           mz__frame_type_name(h->type));
-    if ((rc = s_prepare(h, plain_len, MZ_FRAME_SIG_LEN, MZ_FRAME_F_SIGNED, cap, err)) != MZ_OK)
+    if (hl > MZ_FRAME_MAX_HDR || ext_len % 8 != 0)
+        return mz_err_set(err, MZ_EINVAL, "frame %s: header extension of %zu bytes (a "
+                          "multiple of 8, at most %d)", mz__frame_type_name(h->type), ext_len,
+                          MZ_FRAME_MAX_HDR - MZ_FRAME_HDR_LEN);
+    if ((rc = s_prepare(h, plain_len + ext_len, MZ_FRAME_SIG_LEN, MZ_FRAME_F_SIGNED, cap,
+                        err)) != MZ_OK)
         return rc;
+    /* s_prepare counted the extension as body: it is header. */
+    h->hdr_len = (uint16_t)hl;
+    h->body_len = (uint32_t)(plain_len + MZ_FRAME_SIG_LEN);
     memset(h->nonce, 0, sizeof h->nonce);
-    if (plain != out + MZ_FRAME_HDR_LEN && plain_len > 0)
-        memmove(out + MZ_FRAME_HDR_LEN, plain, plain_len);
+    if (plain != out + hl && plain_len > 0)
+        memmove(out + hl, plain, plain_len);
     mz__frame_hdr_encode(h, out);
-    if ((rc = s_signed_msg(out, MZ_FRAME_HDR_LEN, out + MZ_FRAME_HDR_LEN, plain_len, &m, &mlen,
-                           err)) != MZ_OK)
+    s_put16(out + MZ_FRAME_OFF_HDR_LEN, (uint16_t)hl);
+    if (ext_len > 0)
+        memcpy(out + MZ_FRAME_HDR_LEN, ext, ext_len);
+    if ((rc = s_signed_msg(out, hl, out + hl, plain_len, &m, &mlen, err)) != MZ_OK)
         return rc;
     /* The identity signs in hex only (its key stays inside identity.c). */
     mz_identity_sign_hex(id, m, mlen, sig_hex);
     free(m);
-    sodium_hex2bin(out + MZ_FRAME_HDR_LEN + plain_len, MZ_FRAME_SIG_LEN, sig_hex,
-                   MZ_SIG_HEX_LEN, NULL, NULL, NULL);
-    *out_len = MZ_FRAME_HDR_LEN + plain_len + MZ_FRAME_SIG_LEN;
+    sodium_hex2bin(out + hl + plain_len, MZ_FRAME_SIG_LEN, sig_hex, MZ_SIG_HEX_LEN, NULL, NULL,
+                   NULL);
+    *out_len = hl + plain_len + MZ_FRAME_SIG_LEN;
     return MZ_OK;
+}
+
+mz_status mz__frame_sign(mz_frame_hdr *h, const uint8_t *plain, size_t plain_len,
+                         const mz_identity *id, uint8_t *out, size_t cap, size_t *out_len,
+                         mz_err *err)
+{
+    return mz__frame_sign_ext(h, NULL, 0, plain, plain_len, id, out, cap, out_len, err);
 }
 
 mz_status mz__frame_verify(const uint8_t *buf, size_t len, const mz_frame_hdr *h,

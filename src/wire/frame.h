@@ -118,6 +118,8 @@ typedef struct mz_frame_hdr {
 
 /* "execute" for MZ_FRAME_EXECUTE, NULL for a code that is no type. */
 const char *mz__frame_type_name(uint8_t type);
+/* The code of a type name, 0 for a name that is no type. */
+uint8_t mz__frame_type_code(const char *name);
 /* The MZ_FRAME_C_* classes of a type, 0 for a code that is no type. */
 unsigned mz__frame_type_classes(uint8_t type);
 /* True when dst is all zero (every node, or the neighbour of a link frame). */
@@ -175,6 +177,14 @@ mz_status mz__frame_open(const uint8_t *buf, size_t len, const mz_frame_hdr *h,
 mz_status mz__frame_sign(mz_frame_hdr *h, const uint8_t *plain, size_t plain_len,
                          const mz_identity *id, uint8_t *out, size_t cap, size_t *out_len,
                          mz_err *err);
+
+/* mz__frame_sign with ext_len bytes of header extension (a multiple of 8;
+ * header length MZ_FRAME_HDR_LEN + ext_len, at most MZ_FRAME_MAX_HDR)
+ * written at MZ_FRAME_HDR_LEN and covered by the signature. plain may be
+ * out + MZ_FRAME_HDR_LEN + ext_len. */
+mz_status mz__frame_sign_ext(mz_frame_hdr *h, const uint8_t *ext, size_t ext_len,
+                             const uint8_t *plain, size_t plain_len, const mz_identity *id,
+                             uint8_t *out, size_t cap, size_t *out_len, mz_err *err);
 
 /* Verifies a signed frame (as decoded into h) against h->src. On MZ_OK
  * *plain (borrowed from buf) and *plain_len are the body without the

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -38,17 +39,70 @@ bool mz_id_valid(const char *s)
     return s != NULL && strlen(s) == MZ_ID_HEX_LEN && s_is_lower_hex(s, MZ_ID_HEX_LEN);
 }
 
+/* Fast-key-erasure generator (one ChaCha20 block run per refill, the first
+ * 32 bytes of each run becoming the next key): ids and nonces are drawn per
+ * message, and the kernel's getrandom per draw was a syscall on every
+ * message. Seeded from the system once per thread; a forked child reseeds. */
+#define S_POOL 512
+static _Thread_local struct {
+    unsigned char key[randombytes_SEEDBYTES];
+    unsigned char pool[S_POOL];
+    size_t left;                /* unused bytes at the end of pool */
+    bool seeded;
+    unsigned gen;               /* fork generation the seed belongs to */
+} s_rng;
+static unsigned s_fork_gen;
+
+static void s_after_fork(void) { s_fork_gen++; }
+
+static void s_rng_refill(void)
+{
+    if (!s_rng.seeded || s_rng.gen != s_fork_gen) {
+        int init = sodium_init();
+        /* Idempotent. randombytes_buf works even if it failed (it opens its
+         * random source on first use), so there is nothing to report. */
+        (void)init;
+        randombytes_buf(s_rng.key, sizeof s_rng.key);
+        s_rng.seeded = true;
+        s_rng.gen = s_fork_gen;
+    }
+    randombytes_buf_deterministic(s_rng.pool, S_POOL, s_rng.key);
+    memcpy(s_rng.key, s_rng.pool, sizeof s_rng.key);
+    sodium_memzero(s_rng.pool, sizeof s_rng.key);
+    s_rng.left = S_POOL - sizeof s_rng.key;
+}
+
+static void s_once_atfork(void) { (void)pthread_atfork(NULL, NULL, s_after_fork); }
+
+void mz_random_buf(void *buf, size_t n)
+{
+    static pthread_once_t reg = PTHREAD_ONCE_INIT;
+    unsigned char *out = buf;
+
+    (void)pthread_once(&reg, s_once_atfork);
+    if (s_rng.seeded && s_rng.gen != s_fork_gen)
+        s_rng.left = 0;
+    while (n > 0) {
+        size_t k;
+        if (s_rng.left == 0)
+            s_rng_refill();
+        k = n < s_rng.left ? n : s_rng.left;
+        /* Served from the end, and wiped: a byte is never handed out twice. */
+        memcpy(out, s_rng.pool + S_POOL - s_rng.left, k);
+        sodium_memzero(s_rng.pool + S_POOL - s_rng.left, k);
+        s_rng.left -= k;
+        out += k;
+        n -= k;
+    }
+}
+
 void mz_random_hex(char *buf, size_t n)
 {
     unsigned char chunk[64];
-    int init = sodium_init();
 
-    /* Idempotent. randombytes_buf works even if it failed (it opens its
-     * random source on first use), so there is nothing to report. */
-    (void)init;
     while (n > 0) {
         size_t k = n < sizeof chunk ? n : sizeof chunk;
-        randombytes_buf(chunk, k);
+        mz_random_buf(chunk, k);
         sodium_bin2hex(buf, 2 * k + 1, chunk, k);
         buf += 2 * k;
         n -= k;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "meshzero/msg.h"
+#include "wire/frame.h"
 
 typedef struct mz_msg mz_msg;
 
@@ -36,6 +37,9 @@ int mz__msg_hops(const mz_msg *msg);
 /* Borrowed: the payload (the plaintext once opened). */
 const json_t *mz__msg_payload(const mz_msg *msg);
 bool mz__msg_is_sealed(const mz_msg *msg);
+/* True when msg carries an envelope signature (a broadcast made from a
+ * frame without one cannot be handed on as an envelope). */
+bool mz__msg_has_signature(const mz_msg *msg);
 
 /* Gives an outgoing message another id (a call's next attempt). */
 mz_status mz__msg_set_id(mz_msg *msg, const char *id);
@@ -53,5 +57,27 @@ mz_status mz__msg_open(mz_msg *msg, const unsigned char key[32], mz_err *err);
 /* The bytes for the wire. Returns new malloc'd buffer, length in *len;
  * NULL when out of memory. */
 char *mz__msg_dump(const mz_msg *msg, size_t *len);
+
+/* ---- wire v2 (PROTOCOL.md "From the envelope to the frame") ---------- */
+
+/* Fills h with msg's header as a frame (flags, body length, nonce zero);
+ * link: sent to the neighbour only (hop limit 1). False when msg has no
+ * frame form (an id that is not 32 lowercase hex, a timestamp that is not
+ * whole UTC milliseconds, a type without a code or of another class): it
+ * travels as an envelope. */
+bool mz__msg_frame_hdr(const mz_msg *msg, bool link, mz_frame_hdr *h);
+/* A sealed unicast frame of msg for the pair key: new malloc'd in *out. */
+mz_status mz__msg_frame_seal(const mz_msg *msg, const unsigned char key[32], uint8_t **out,
+                             size_t *out_len, mz_err *err);
+/* A frame signed by id (msg's sender); a signed broadcast also carries the
+ * envelope signature of msg (mz__msg_sign first) in its header extension.
+ * New malloc'd in *out. */
+mz_status mz__msg_frame_sign(const mz_msg *msg, const mz_identity *id, bool link,
+                             uint8_t **out, size_t *out_len, mz_err *err);
+/* The message of a frame whose seal opened or signature verified (buf as
+ * decoded into h; plain, plain_len: its plaintext, a JSON object). The
+ * message counts as verified. Returns new in *out. */
+mz_status mz__msg_from_frame(const uint8_t *buf, const mz_frame_hdr *h, const uint8_t *plain,
+                             size_t plain_len, mz_msg **out, mz_err *err);
 
 #endif

@@ -501,7 +501,7 @@ mz_status mz__msg_seal_bytes(json_t *env, const unsigned char key[32], const cha
     box = malloc(sizeof nonce + plain_len + crypto_aead_xchacha20poly1305_ietf_ABYTES);
     if (box == NULL)
         goto done;
-    randombytes_buf(nonce, sizeof nonce);
+    mz_random_buf(nonce, sizeof nonce);
     memcpy(box, nonce, sizeof nonce);
     crypto_aead_xchacha20poly1305_ietf_encrypt(box + sizeof nonce, &clen,
                                                (const unsigned char *)plain, plain_len,

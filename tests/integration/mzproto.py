@@ -186,6 +186,12 @@ def verify_envelope(env):
     return verify(env["sender"], ENVELOPE_DOMAIN, env, ENVELOPE_UNSIGNED)
 
 
+def authentic(m):
+    """A received message is its sender's: a frame's seal or signature was
+    checked when it was decoded (§10.4); an envelope's signature here."""
+    return getattr(m, "frame", None) is not None or verify_envelope(m)
+
+
 RECORD_FIELDS = {"resource_id", "resource_type", "owner", "capabilities", "metadata", "node",
                  "version", "owner_key", "signature", "location"}
 
@@ -417,18 +423,23 @@ class Closed(Exception):
 class Msg(dict):
     """A received message. For a sealed unicast addressed to us, the payload
     is the opened one; .sealed says it arrived sealed, .raw is the text as
-    received, .seal_error why it did not open (payload left sealed)."""
+    received, .seal_error why it did not open (payload left sealed). A v2
+    frame (§10) arrives as the envelope it maps to (§10.6, §10.8): .frame
+    is its header dict, .raw its bytes."""
     raw = None
     sealed = False
     seal_error = None
+    frame = None
 
 
 class Peer:
     """One link to a node's listener, as a node with key `key`."""
 
-    def __init__(self, key, listen=""):
+    def __init__(self, key, listen="", wire2=False):
         self.key = key
         self.listen = listen
+        self.wire2 = wire2       # offer wire v2 in our hello (§10.7)
+        self.v2 = False          # the link speaks v2 (both offered it)
         self.ws = None
         self.node_id = None
         self.node_hello = None
@@ -452,6 +463,8 @@ class Peer:
         return env
 
     def _decode(self, text):
+        if isinstance(text, bytes):
+            return frame_to_msg(self.key, text)
         m = Msg(loads_strict(text))
         m.raw = text
         if is_sealed(m) and m.get("recipient") == self.key.id:
@@ -533,10 +546,13 @@ class Peer:
         assert len(hello["timestamp"]) <= 40 and fresh(hello), hello["timestamp"]
         assert hello["recipient"] == "*" and hello["payload"]["protocol"] == PROTOCOL, hello
         my_challenge = os.urandom(32).hex()
-        self.sent_hello = await self.send(envelope(
-            self.key, "hello", {"protocol": PROTOCOL, "listen": self.listen,
-                                "challenge": my_challenge}, sender=claim))
+        hpl = {"protocol": PROTOCOL, "listen": self.listen, "challenge": my_challenge}
+        if self.wire2:
+            hpl["wire"] = [1, 2]
+        self.sent_hello = await self.send(envelope(self.key, "hello", hpl, sender=claim))
         wpl = {"challenge": hello["payload"]["challenge"]}
+        if self.wire2 and 2 in hello["payload"].get("wire", []):
+            wpl["wire"] = 2
         if network is not None:
             wpl["network"] = network_proof(network, hello["payload"]["challenge"],
                                            claim or self.key.id)
@@ -558,6 +574,7 @@ class Peer:
         if network is not None:
             assert welcome["payload"].get("network") == network_proof(
                 network, my_challenge, self.node_id), "the node's network proof is wrong"
+        self.v2 = self.wire2 and welcome["payload"].get("wire") == 2
         return welcome
 
     async def read_sync(self, timeout=5.0, sender=None):
@@ -568,7 +585,7 @@ class Peer:
         while True:
             s = await self.expect(lambda m: m["type"] == "sync" and m["sender"] == sender,
                                   timeout, "a sync from %s" % sender[:12])
-            assert s.sealed or verify_envelope(s), s
+            assert s.sealed or authentic(s), s
             records += s["payload"]["records"]
             if not s["payload"].get("more"):
                 return records, s
@@ -605,7 +622,7 @@ class Peer:
         node's fetch of our offer with a sync. Returns (records got, the
         node's digest entries)."""
         d = await self.expect(lambda m: m["type"] == "digest", timeout, "the node's digest")
-        assert d["sender"] == self.node_id and verify_envelope(d), d
+        assert d["sender"] == self.node_id and authentic(d), d
         self.node_digest = d["payload"]["nodes"]
         await self.send_digest(offer)
         records = []
@@ -632,6 +649,19 @@ class Peer:
                                 and m["payload"].get("ref") == env["id"], timeout,
                                 "the answer to %s %s" % (mtype, env["id"]))
         return env, res
+
+    async def request_frame(self, mtype, payload, recipient=None, timeout=5.0):
+        """§10.8: a unicast as a sealed v2 frame; returns (its header dict,
+        the answer: a message whose payload ref is the frame's message id)."""
+        to = recipient or self.node_id
+        h = frame_header(mtype, bytes.fromhex(self.key.id), bytes.fromhex(to))
+        buf = seal_frame(h, json.dumps(payload).encode(), self.key.shared_key(to))
+        await self.ws.send(buf)
+        ref = h["id"].hex()
+        res = await self.expect(lambda m: isinstance(m.get("payload"), dict)
+                                and m["payload"].get("ref") == ref, timeout,
+                                "the answer to frame %s %s" % (mtype, ref))
+        return h, res
 
 
 # ---- wire v2 frames (PROTOCOL.md §10), written from the document ----------
@@ -809,3 +839,34 @@ def relay_frame(buf):
     out = bytearray(buf)
     out[9] += 1
     return bytes(out)
+
+
+# ---- node messages as frames (§10.6, §10.8) -----------------------------------
+
+FRAME_BROADCAST_HDR_LEN = 208     # a broadcast's header: + the envelope signature
+
+
+def frame_time(ms):
+    """§10.8: a frame's time as the envelope's timestamp (UTC, 3 fraction digits)."""
+    t = datetime.datetime.fromtimestamp(ms // 1000, datetime.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (ms % 1000)
+
+
+def frame_to_msg(key, buf):
+    """The envelope a received frame maps to, as a Msg: a sealed frame for
+    us opened with our pair key, a signed one verified (FrameError, SealError
+    or nacl's BadSignatureError otherwise). A broadcast's envelope signature
+    (header bytes 144-207) becomes its "signature"."""
+    h = decode_frame(buf)
+    src = h["src"].hex()
+    if h["flags"] & F_SEALED:
+        _, plain = open_frame(buf, key.shared_key(src))
+    else:
+        _, plain = verify_frame(buf)
+    m = Msg(id=h["id"].hex(), type=h["name"], sender=src,
+            recipient="*" if h["dst"] == bytes(32) else h["dst"].hex(),
+            timestamp=frame_time(h["time_ms"]), hops=h["hops"], payload=loads_strict(plain))
+    if h["flags"] & F_SIGNED and h["dst"] == bytes(32) and h["hdr_len"] >= FRAME_BROADCAST_HDR_LEN:
+        m["signature"] = bytes(buf[FRAME_HDR_LEN:FRAME_BROADCAST_HDR_LEN]).hex()
+    m.raw, m.frame, m.sealed = bytes(buf), h, bool(h["flags"] & F_SEALED)
+    return m

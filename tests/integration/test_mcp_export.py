@@ -152,12 +152,12 @@ def test_raw_stdio_malformed_traffic_and_versions(square, tmp_path):
         assert m.close() == 0
 
 
-def http_post(node, body, headers=None, method="POST"):
+def http_post(node, body, headers=None, method="POST", path="/mcp"):
     host, port = node.api[len("ws://"):].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
     h.update(headers or {})
-    conn.request(method, "/mcp", body=body, headers=h)
+    conn.request(method, path, body=body, headers=h)
     r = conn.getresponse()
     data = r.read()
     conn.close()

@@ -147,6 +147,21 @@ static void test_load(void **state)
     assert_int_equal(mz_cfg_load("/", mz_cfg_node_keys, mz_cfg_node_n_keys, &c, &err), MZ_EIO);
 }
 
+/* An object key ("mcp-views") becomes one argument holding its JSON. */
+static void test_object_kind(void **state)
+{
+    mz_cfg *c = NULL;
+    mz_err err = { 0 };
+
+    (void)state;
+    assert_int_equal(s_parse("{\"mcp-views\": {\"a\": {\"tag\": \"x\"}}}", &c, &err), MZ_OK);
+    assert_int_equal(mz_cfg_argc(c), 1);
+    assert_string_equal(mz_cfg_arg(c, 0), "--mcp-views={\"a\":{\"tag\":\"x\"}}");
+    mz_cfg_free(c);
+    s_fails("{\"mcp-views\": [1]}", MZ_EINVAL, "f.json", "mcp-views", "expected an object",
+            NULL);
+}
+
 /* Names and getopt codes are unique; --config and --help are not keys. */
 static void test_key_table(void **state)
 {
@@ -169,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_key_table),
+        cmocka_unit_test(test_object_kind),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -92,13 +92,18 @@ static mz_mcpsrv *s_srv(fake *f, const char *cap)
     o.capabilities = &cap;
     o.n_capabilities = cap ? 1 : 0;
     f->sent = json_array();
-    f->records = json_pack("[{s:s,s:s,s:[s,s,s,s]},{s:s,s:s,s:[s,s]},{s:s,s:s,s:[s]}]",
+    /* a tool record with the capability (a view's backend may answer with
+     * tools) is not a server record */
+    f->records = json_pack("[{s:s,s:s,s:[s,s,s,s]},{s:s,s:s,s:[s,s]},{s:s,s:s,s:[s]},"
+                           "{s:s,s:s,s:[s]}]",
                            "resource_id", "s1", "resource_type", "mcp-server", "capabilities",
                            "mcp", "mcp-resources", "mcp-prompts", "mcp-subscribe",
                            "resource_id", "s2", "resource_type", "mcp-server", "capabilities",
                            "mcp", "mcp-resources",
                            "resource_id", "bad/id", "resource_type", "mcp-server",
-                           "capabilities", "mcp-resources");
+                           "capabilities", "mcp-resources",
+                           "resource_id", "t1", "resource_type", "tool", "capabilities",
+                           "mcp-resources");
     assert_int_equal(mz_mcpsrv_new(&o, &s, NULL), MZ_OK);
     return s;
 }
@@ -139,7 +144,7 @@ static void test_list_fans_out_and_pages(void **state)
     (void)state;
     assert_int_equal(s_do(s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/list\"}"),
                      MZ_MCP_PENDING);
-    /* bad/id is left out: its '/' would make names ambiguous */
+    /* bad/id is left out (its '/' would make names ambiguous), and t1 */
     assert_int_equal(f.n_pend, 2);
     assert_string_equal(f.pend[0].method, "resources/list");
     for (size_t i = 0; i < 2; i++)
