@@ -101,6 +101,11 @@ typedef struct mz_mcpsrv_ops {
     void (*send)(void *ctx, uint64_t conn, json_t *msg);
 } mz_mcpsrv_ops;
 
+/* MCP resources, resource templates, prompts and completions from the
+ * mesh's mcp-server records (docs/MCP.md): mz_mcpsrv_opts.ext. */
+typedef struct mz_mcpsrv_ext mz_mcpsrv_ext;
+const mz_mcpsrv_ext *mz_mcpsrv_resources(void);
+
 typedef struct mz_mcpsrv_opts {
     const char *resource_type;          /* NULL: "tool"; "*": every type */
     const char *const *capabilities;    /* resources must have all of these */
@@ -114,6 +119,7 @@ typedef struct mz_mcpsrv_opts {
                                            events); 0: query for every request */
     mz_mcpsrv_ops ops;
     void *ctx;                          /* passed to every op */
+    const mz_mcpsrv_ext *ext;           /* mz_mcpsrv_resources(), or NULL: tools only */
 } mz_mcpsrv_opts;
 
 /* Returns new; everything in opts is copied. */

@@ -145,7 +145,7 @@ void mz__bres_notification(mz_bres *r, const char *method, const json_t *params)
 
 /* Export side: mz_mcpsrv requests handled by mcpsrv_res.c. Such a request
  * carries ext (the handler's; never freed by bridge_mcp.c) and its
- * completions go to mz__mcpres_query_done / mz__mcpres_exec_done. */
+ * completions go to the server's mz_mcpsrv_ext query_done / exec_done. */
 /* Returns a new request linked to s (id copied, NULL: null), or NULL. */
 mz_mcpsrv_req *mz__mcpsrv_req_new(mz_mcpsrv *s, uint64_t conn, const json_t *id, void *ext);
 void mz__mcpsrv_req_free(mz_mcpsrv_req *r);
@@ -162,24 +162,30 @@ void mz__mcpsrv_execute(mz_mcpsrv_req *r, const char *rid, const char *method,
 void mz__mcpsrv_send(mz_mcpsrv *s, uint64_t conn, json_t *msg);
 /* The capabilities resources must have (borrowed array, may be NULL). */
 const json_t *mz__mcpsrv_caps(const mz_mcpsrv *s);
-/* Where mcpsrv_res.c keeps its per-server state (freed by mz__mcpres_free). */
+/* Where mcpsrv_res.c keeps its per-server state (freed by its free_state). */
 void **mz__mcpsrv_res_slot(mz_mcpsrv *s);
 
-/* True for the methods mcpsrv_res.c answers. */
-bool mz__mcpres_knows(const char *method);
-mz_mcp_outcome mz__mcpres_handle(mz_mcpsrv *s, uint64_t conn, const json_t *id,
-                                 const char *method, const json_t *params);
-/* initialize: adds the capabilities the mesh offers to res (taken), then sends it. */
-mz_mcp_outcome mz__mcpres_initialize(mz_mcpsrv *s, uint64_t conn, const json_t *id, json_t *res);
-void mz__mcpres_query_done(mz_mcpsrv_req *r, const json_t *records, const char *why);
-void mz__mcpres_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *code,
-                          const char *message);
-void mz__mcpres_free(void *state);
-/* A tool record's server record id (new) when the tool is an imported one
- * (metadata.bridge), else NULL. */
-char *mz__mcpres_links_rid(const json_t *tool_record);
-/* Exports the URIs of resource_link and embedded resource content items of
- * a CallToolResult (changed in place). */
-void mz__mcpres_export_links(json_t *result, const char *rid);
+/* What mz_mcpsrv hands to mcpsrv_res.c (mz_mcpsrv_opts.ext): a table, so
+ * that the lower file never links to the upper one. */
+struct mz_mcpsrv_ext {
+    /* True for the methods it answers. */
+    bool (*knows)(const char *method);
+    mz_mcp_outcome (*handle)(mz_mcpsrv *s, uint64_t conn, const json_t *id, const char *method,
+                             const json_t *params);
+    /* initialize: adds the capabilities the mesh offers to res (taken), sends it. */
+    mz_mcp_outcome (*initialize)(mz_mcpsrv *s, uint64_t conn, const json_t *id, json_t *res);
+    /* Completions of its requests. */
+    void (*query_done)(mz_mcpsrv_req *r, const json_t *records, const char *why);
+    void (*exec_done)(mz_mcpsrv_req *r, const json_t *result, const char *code,
+                      const char *message);
+    /* Frees the per-server state (*mz__mcpsrv_res_slot). */
+    void (*free_state)(void *state);
+    /* A tool record's server record id (new) when the tool is an imported
+     * one (metadata.bridge), else NULL. */
+    char *(*links_rid)(const json_t *tool_record);
+    /* Exports the URIs of resource_link and embedded resource content items
+     * of a CallToolResult (changed in place). */
+    void (*export_links)(json_t *result, const char *rid);
+};
 
 #endif

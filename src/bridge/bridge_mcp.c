@@ -203,6 +203,7 @@ struct mz_mcpsrv_req {
     char traceparent[64];       /* tools/call: echoed in the result's _meta, or "" */
     uint64_t gen;               /* srv->gen when its query started */
     void *ext;                  /* MZ_REQ_EXT: mcpsrv_res.c's */
+    const mz_mcpsrv_ext *ext_ops;   /* MZ_REQ_EXT: where its completions go */
     char *links_rid;            /* tools/call of an imported tool: its server's record */
     mz_mcpsrv_req *prev, *next; /* srv->reqs */
 };
@@ -221,7 +222,8 @@ struct mz_mcpsrv {
     json_t *cache;              /* the last directory answer, or NULL */
     int64_t cache_until_ms;
     uint64_t gen;               /* bumped by every invalidation */
-    void *res;                  /* mcpsrv_res.c's state */
+    const mz_mcpsrv_ext *ext;   /* resources and prompts, or NULL */
+    void *res;                  /* their state */
 };
 
 mz_status mz_mcpsrv_new(const mz_mcpsrv_opts *o, mz_mcpsrv **out, mz_err *err)
@@ -236,6 +238,7 @@ mz_status mz_mcpsrv_new(const mz_mcpsrv_opts *o, mz_mcpsrv **out, mz_err *err)
     s->ctx = o->ctx;
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : MZ_DEFAULT_EXEC_TIMEOUT_MS;
     s->reply_cancelled = o->reply_cancelled;
+    s->ext = o->ext;
     s->cache_ms = o->cache_ms > 0 ? o->cache_ms : 0;
     s->query_params = json_object();
     caps = json_array();
@@ -306,7 +309,8 @@ void mz_mcpsrv_free(mz_mcpsrv *s)
     free(s->type);
     json_decref(s->query_params);
     json_decref(s->cache);
-    mz__mcpres_free(s->res);
+    if (s->ext != NULL)
+        s->ext->free_state(s->res);
     free(s);
 }
 
@@ -522,7 +526,7 @@ static bool s_start_call(mz_mcpsrv_req *r, const json_t *records)
     }
     rec = json_object_get(ent, "record");
     r->resource_id = strdup(json_string_value(json_object_get(ent, "resource_id")));
-    r->links_rid = mz__mcpres_links_rid(rec);
+    r->links_rid = s->ext ? s->ext->links_rid(rec) : NULL;
     /* A view's pin goes with the call: the node checks it before sending. */
     pin = json_string_value(json_object_get(json_object_get(rec, "pin"), "pinned"));
     if (pin != NULL)
@@ -558,7 +562,7 @@ void mz_mcpsrv_query_done(mz_mcpsrv_req *r, const json_t *records, const char *w
     mz_mcpsrv *s = r->srv;
 
     if (r->kind == MZ_REQ_EXT) {
-        mz__mcpres_query_done(r, records, why);
+        r->ext_ops->query_done(r, records, why);
         return;
     }
     if (s == NULL || r->cancelled) {
@@ -635,7 +639,7 @@ void mz_mcpsrv_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *cod
     mz_mcpsrv *s = r->srv;
 
     if (r->kind == MZ_REQ_EXT) {
-        mz__mcpres_exec_done(r, result, code, message);
+        r->ext_ops->exec_done(r, result, code, message);
         return;
     }
     if (s == NULL || r->cancelled) {
@@ -659,7 +663,7 @@ void mz_mcpsrv_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *cod
         json_t *res = json_deep_copy(result);
         /* Resource links name the server's URIs: make them readable here. */
         if (res != NULL && r->links_rid != NULL)
-            mz__mcpres_export_links(res, r->links_rid);
+            s->ext->export_links(res, r->links_rid);
         s_send(s, r->conn, mz__rpc_result(r->id, s_with_trace(r, res)));
     } else {
         json_t *w = s_wrap_result(result ? result : json_null());
@@ -722,7 +726,10 @@ static mz_mcp_outcome m_initialize(mz_mcpsrv *s, uint64_t conn, const json_t *id
                     "The tools are resources of a meshzero mesh: each call runs on the node "
                     "that hosts the resource, which may be several hops away.");
     /* Resources, prompts and completions are advertised when the mesh has them. */
-    return res ? mz__mcpres_initialize(s, conn, id, res) : MZ_MCP_REPLIED;
+    if (res != NULL && s->ext != NULL)
+        return s->ext->initialize(s, conn, id, res);
+    s_send(s, conn, mz__rpc_result(id, res));
+    return MZ_MCP_REPLIED;
 }
 
 static mz_mcp_outcome m_ping(mz_mcpsrv *s, uint64_t conn, const json_t *id,
@@ -853,8 +860,8 @@ mz_mcp_outcome mz_mcpsrv_handle(mz_mcpsrv *s, uint64_t conn, const char *buf, si
             out = s_methods[i].fn(s, conn, id, params);
             goto done;
         }
-    if (mz__mcpres_knows(method)) {
-        out = mz__mcpres_handle(s, conn, id, method, params);
+    if (s->ext != NULL && s->ext->knows(method)) {
+        out = s->ext->handle(s, conn, id, method, params);
         goto done;
     }
     s_error(s, conn, id, MZ_RPC_NO_METHOD, "method not found: '%.100s'", method);
@@ -877,6 +884,7 @@ mz_mcpsrv_req *mz__mcpsrv_req_new(mz_mcpsrv *s, uint64_t conn, const json_t *id,
     r->conn = conn;
     r->kind = MZ_REQ_EXT;
     r->ext = ext;
+    r->ext_ops = s->ext;
     r->gen = s->gen;
     r->next = s->reqs;
     if (s->reqs)

@@ -72,7 +72,7 @@ typedef struct mz_xref {
     char rid[MZ_RESOURCE_ID_MAX + 1];
 } mz_xref;
 
-void mz__mcpres_free(void *state)
+static void x_free(void *state)
 {
     mz_xstate *x = state;
 
@@ -97,7 +97,7 @@ static mz_xstate *s_state(mz_mcpsrv *s)
     return x;
 }
 
-bool mz__mcpres_knows(const char *method)
+static bool x_knows(const char *method)
 {
     for (size_t i = 0; i < sizeof s_xmethods / sizeof s_xmethods[0]; i++)
         if (strcmp(method, s_xmethods[i].name) == 0)
@@ -211,7 +211,7 @@ static void s_export_result(json_t *res, const char *rid)
         s_export_content(json_object_get(v, "content"), rid);
 }
 
-void mz__mcpres_export_links(json_t *result, const char *rid)
+static void x_export_links(json_t *result, const char *rid)
 {
     json_t *v;
     size_t i;
@@ -220,7 +220,7 @@ void mz__mcpres_export_links(json_t *result, const char *rid)
         s_export_content(v, rid);
 }
 
-char *mz__mcpres_links_rid(const json_t *rec)
+static char *x_links_rid(const json_t *rec)
 {
     const char *b = json_string_value(json_object_get(json_object_get(rec, "metadata"),
                                                       "bridge"));
@@ -328,7 +328,7 @@ static mz_mcp_outcome s_begin(mz_mcpsrv *s, uint64_t conn, const json_t *id,
     return MZ_MCP_PENDING;
 }
 
-mz_mcp_outcome mz__mcpres_initialize(mz_mcpsrv *s, uint64_t conn, const json_t *id, json_t *res)
+static mz_mcp_outcome x_initialize(mz_mcpsrv *s, uint64_t conn, const json_t *id, json_t *res)
 {
     return s_begin(s, conn, id, &s_init, NULL, NULL, res);
 }
@@ -376,7 +376,7 @@ static json_t *s_target(mz_mcpsrv *s, uint64_t conn, const json_t *id, const mz_
     return out;
 }
 
-mz_mcp_outcome mz__mcpres_handle(mz_mcpsrv *s, uint64_t conn, const json_t *id,
+static mz_mcp_outcome x_handle(mz_mcpsrv *s, uint64_t conn, const json_t *id,
                                  const char *method, const json_t *params)
 {
     const mz_xmethod *m = NULL;
@@ -455,7 +455,7 @@ static void s_fan_out(mz_xop *op, const json_t *records)
     json_decref(pages);
 }
 
-void mz__mcpres_query_done(mz_mcpsrv_req *r, const json_t *records, const char *why)
+static void x_query_done(mz_mcpsrv_req *r, const json_t *records, const char *why)
 {
     mz_xop *op = mz__mcpsrv_req_ext(r);
     const json_t *rec;
@@ -515,7 +515,7 @@ static void s_merge(mz_xop *op, const char *rid, const json_t *result)
         json_array_append_new(op->cursors, json_pack("[s,s]", rid, next));
 }
 
-void mz__mcpres_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *code,
+static void x_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *code,
                           const char *message)
 {
     mz_xref *ref = mz__mcpsrv_req_ext(r);
@@ -684,4 +684,14 @@ json_t *mz_mcpsrv_event(mz_mcpsrv *s, const char *topic, const json_t *data)
         return NULL;
     }
     return out;
+}
+
+static const mz_mcpsrv_ext s_ext = {
+    x_knows, x_handle, x_initialize, x_query_done, x_exec_done, x_free, x_links_rid,
+    x_export_links,
+};
+
+const mz_mcpsrv_ext *mz_mcpsrv_resources(void)
+{
+    return &s_ext;
 }

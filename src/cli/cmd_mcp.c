@@ -411,6 +411,7 @@ int cmd_mcp_main(int argc, char **argv)
      * changed (and at most this long): a tools/call then costs one API
      * round trip, not two. */
     so.cache_ms = MZ_MCP_CACHE_MS;
+    so.ext = mz_mcpsrv_resources();     /* resources, prompts, completions */
     so.ops.query = s_op_query;
     so.ops.execute = s_op_execute;
     so.ops.send = s_op_send;

@@ -576,6 +576,7 @@ static mz_status s_ep_new(mz_mcphttp *h, const mz_mcpview *v, mz_err *err)
     o.reply_cancelled = true;
     /* resource.* events (s_on_event) and approvals invalidate the cached answer. */
     o.cache_ms = h->serve ? 2000 : 0;
+    o.ext = mz_mcpsrv_resources();      /* resources, prompts, completions */
     o.ops.query = s_op_query;
     o.ops.execute = s_op_execute;
     o.ops.send = s_op_send;

@@ -148,16 +148,8 @@ typedef struct fake {
 static void f_query(void *ctx, const json_t *params, mz_mcpsrv_req *req)
 {
     fake *f = ctx;
-    const char *type = json_string_value(json_object_get(params, "resource_type"));
 
-    if (strcmp(type, "mcp-server") == 0) {
-        /* initialize asks what resources and prompts the mesh has: none here */
-        json_t *none = json_array();
-        mz_mcpsrv_query_done(req, none, NULL);
-        json_decref(none);
-        return;
-    }
-    assert_string_equal(type, "tool");
+    assert_string_equal(json_string_value(json_object_get(params, "resource_type")), "tool");
     f->queries++;
     if (f->defer_query) {
         f->pending_query = req;

@@ -85,6 +85,7 @@ static mz_mcpsrv *s_srv(fake *f, const char *cap)
 
     memset(&o, 0, sizeof o);
     memset(f, 0, sizeof *f);
+    o.ext = mz_mcpsrv_resources();
     o.ops.query = f_query;
     o.ops.execute = f_execute;
     o.ops.send = f_send;
