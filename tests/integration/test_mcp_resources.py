@@ -9,7 +9,7 @@ import base64
 
 import pytest
 
-from meshlib import run
+from meshlib import run, wait_for
 from execlib import assert_exec_error, exec_cli, wait_known
 from mcplib import (EVERYTHING, SdkClient, ensure_npm_packages, mcp_http_url, mcp_stdio_spec,
                     run_sdk)
@@ -142,6 +142,11 @@ def test_server_record_called_with_exec(square):  # noqa: F811
     assert out.json["result"]["contents"][0]["uri"] == "demo://resource/dynamic/text/5", out
     assert_exec_error(exec_cli(a, "everything", "tools/call", {"name": "echo"}, json_out=True),
                       "bad_request")
+    # the record goes with the server, mesh-wide
+    p = run(["bridge", "remove", "everything", "--node", d.api])
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: "everything" not in a.ids(), 10, what="everything withdrawn from A")
+    assert "everything/echo" not in a.ids()
 
 
 def test_capabilities_only_for_what_the_mesh_has(mesh, tmp_path):
