@@ -125,14 +125,21 @@ static void s_count_call(mz_bsrv *s, const char *outcome)
                         json_integer(json_integer_value(json_object_get(s->served, outcome)) + 1));
 }
 
+/* x NULL: a request of the bridge's own (bridge_res.c), its answer unused. */
 static void s_call_ok(mz_bsrv *s, mz_exec *x, json_t *result)
 {
+    if (x == NULL) {
+        json_decref(result);
+        return;
+    }
     s_count_call(s, "ok");
     mz_exec_reply(x, result);
 }
 
 static void s_call_fail(mz_bsrv *s, mz_exec *x, const char *code, const char *why)
 {
+    if (x == NULL)
+        return;
     s_count_call(s, code);
     mz_exec_fail(x, code, why);
 }
@@ -154,6 +161,7 @@ static void s_start(mz_bsrv *s);
 static void s_fail(mz_bsrv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void s_on_rpc(mz_bsrv *s, const char *buf, size_t len);
 static void s_forward(void *ctx, mz_exec *x, const char *method, const json_t *params);
+static void s_fire(void *ctx, const char *method, json_t *params);
 
 /* ---- names ----------------------------------------------------------------- */
 
@@ -823,6 +831,18 @@ static void s_forward(void *ctx, mz_exec *x, const char *method, const json_t *p
     s_send_call(s, x, method, json_is_object(params) ? json_deep_copy(params) : json_object());
 }
 
+/* A request of bridge_res.c's own (params taken): sent, its answer dropped. */
+static void s_fire(void *ctx, const char *method, json_t *params)
+{
+    mz_bsrv *s = ctx;
+    mz_status st;
+
+    if (s_request(s, MZ_BC_CALL, method, params, mz_now_ms() + MZ_BRIDGE_INIT_TIMEOUT_MS,
+                  &st) == NULL)
+        mz_log(MZ_LOG_WARN, "bridge", "mcp %s: cannot send %s (%s)", s->name, method,
+               mz_status_name(st));
+}
+
 static void s_on_exec(mz_node *node, mz_exec *x, void *ctx)
 {
     mz_bsrv *s = ctx;
@@ -1347,7 +1367,7 @@ static mz_status s_add(mz_bridge *b, const mz_bridge_spec *spec, mz_bridge_tap_f
     s->calls = mz_hmap_new();
     s->tools = mz_hmap_new();
     s->skipped = json_array();
-    s->res = mz__bres_new(b->node, s->name, s_forward, s);
+    s->res = mz__bres_new(b->node, s->name, s_forward, s_fire, s);
     oom = s->calls == NULL || s->tools == NULL || s->skipped == NULL || s->res == NULL;
     if (spec->argv != NULL) {
         while (spec->argv[argc])

@@ -131,14 +131,18 @@ typedef struct mz_bres mz_bres;
 /* Sends method with params (borrowed) to the server as a request whose
  * answer completes x (the call is taken). */
 typedef void (*mz_bres_fwd_fn)(void *ctx, mz_exec *x, const char *method, const json_t *params);
+/* Sends a request of the record's own (params taken), its answer unused. */
+typedef void (*mz_bres_fire_fn)(void *ctx, const char *method, json_t *params);
 /* Returns new (NULL when out of memory); name is copied. */
-mz_bres *mz__bres_new(mz_node *node, const char *name, mz_bres_fwd_fn fwd, void *ctx);
+mz_bres *mz__bres_new(mz_node *node, const char *name, mz_bres_fwd_fn fwd, mz_bres_fire_fn fire,
+                      void *ctx);
 void mz__bres_free(mz_bres *r);
 /* The server's initialize result and {name, version} (both borrowed). */
 void mz__bres_init(mz_bres *r, const json_t *init_result, const json_t *server_info);
-/* The server is up: registers the record when it offers anything besides tools. */
+/* The server is up: registers the record when it offers anything besides
+ * tools, and subscribes again to what mesh clients had subscribed to. */
 void mz__bres_up(mz_bres *r, const char *const *tags, size_t n_tags);
-/* The server is down: the record goes, and its subscriptions with it. */
+/* The server is down: the record goes (the subscription counts stay). */
 void mz__bres_down(mz_bres *r);
 /* A notification from the server (params borrowed, may be NULL). */
 void mz__bres_notification(mz_bres *r, const char *method, const json_t *params);

@@ -30,6 +30,7 @@ struct mz_bres {
     mz_node *node;              /* borrowed */
     char name[MZ_BRIDGE_NAME_MAX + 1];
     mz_bres_fwd_fn fwd;
+    mz_bres_fire_fn fire;
     void *ctx;
     json_t *caps;               /* the server's capabilities from initialize */
     json_t *info;               /* {name, version} */
@@ -54,7 +55,8 @@ static const struct mz_bfeature {
 };
 #define MZ_NFEATURES (sizeof s_features / sizeof s_features[0])
 
-mz_bres *mz__bres_new(mz_node *node, const char *name, mz_bres_fwd_fn fwd, void *ctx)
+mz_bres *mz__bres_new(mz_node *node, const char *name, mz_bres_fwd_fn fwd, mz_bres_fire_fn fire,
+                      void *ctx)
 {
     mz_bres *r = calloc(1, sizeof *r);
 
@@ -65,6 +67,7 @@ mz_bres *mz__bres_new(mz_node *node, const char *name, mz_bres_fwd_fn fwd, void 
     r->node = node;
     snprintf(r->name, sizeof r->name, "%s", name);
     r->fwd = fwd;
+    r->fire = fire;
     r->ctx = ctx;
     return r;
 }
@@ -171,6 +174,19 @@ static size_t s_record_caps(const mz_bres *r, const char *const *tags, size_t n_
     return n;
 }
 
+/* A restarted server has forgotten the subscriptions mesh clients still hold. */
+static void s_resubscribe(mz_bres *r)
+{
+    size_t pos = 0;
+    const char *uri;
+    void *v;
+
+    if (!s_offers(r, &s_features[1]))      /* resources.subscribe */
+        return;
+    while (mz_hmap_next(r->subs, &pos, &uri, &v))
+        r->fire(r->ctx, "resources/subscribe", json_pack("{s:s}", "uri", uri));
+}
+
 void mz__bres_up(mz_bres *r, const char *const *tags, size_t n_tags)
 {
     const char *cap[MZ_CAPS_MAX], *methods[16];
@@ -205,26 +221,18 @@ void mz__bres_up(mz_bres *r, const char *const *tags, size_t n_tags)
             mz_node_unregister_resource(r->node, r->name, NULL);
     } else {
         r->registered = true;
+        s_resubscribe(r);
     }
     json_decref(meta);
 }
 
 void mz__bres_down(mz_bres *r)
 {
-    void *v;
-    size_t pos = 0;
-    const char *key;
-
     if (r == NULL)
         return;
     if (r->registered)
         mz_node_unregister_resource(r->node, r->name, NULL);
     r->registered = false;
-    /* A restarted server starts with no subscriptions. */
-    while (mz_hmap_next(r->subs, &pos, &key, &v)) {
-        mz_hmap_remove(r->subs, key);
-        pos = 0;
-    }
 }
 
 void mz__bres_notification(mz_bres *r, const char *method, const json_t *params)

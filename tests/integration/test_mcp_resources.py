@@ -6,13 +6,15 @@ subscription whose update notification arrives, prompts fetched with
 arguments, completions for a prompt and a resource template.
 """
 import base64
+import os
+import signal
 
 import pytest
 
 from meshlib import run, wait_for
 from execlib import assert_exec_error, exec_cli, wait_known
-from mcplib import (EVERYTHING, SdkClient, ensure_npm_packages, mcp_http_url, mcp_stdio_spec,
-                    run_sdk)
+from mcplib import (EVERYTHING, SdkClient, bridge_entry, ensure_npm_packages, mcp_http_url,
+                    mcp_stdio_spec, run_sdk)
 from test_mcp_export import square  # noqa: F401  (the fixture)
 
 SRV = "meshzero://everything/"
@@ -201,3 +203,30 @@ def test_a_server_added_elsewhere_changes_the_lists(square, tmp_path):  # noqa: 
     finally:
         for cl in clients:
             cl.close()
+
+
+def test_subscription_renewed_when_the_server_restarts(square, tmp_path):  # noqa: F811
+    """The host subscribes the restarted server again to what mesh clients
+    still hold: an update of the new process reaches the client."""
+    a, b, c, d = square
+    wait_known(a, "everything")
+    cl = SdkClient(tmp_path, dict(mcp_stdio_spec(a), ops=[
+        req("resources/subscribe", {"uri": DOC}),
+        {"op": "wait_updated", "uri": DOC, "timeout_ms": 60000}]))
+    try:
+        assert cl.line()["op"] == "connected"
+        assert cl.line()["result"] == {}
+        old = bridge_entry(d, "everything")["pid"]
+        os.kill(old, signal.SIGKILL)     # the server the node started for this test
+        bridge_entry(d, "everything", state="up", timeout=30)
+        wait_for(lambda: bridge_entry(d, "everything").get("pid") not in (None, old), 30,
+                 what="everything restarted")
+
+        def toggled():
+            return exec_cli(a, "everything/toggle-subscriber-updates", "call", {}).rc == 0
+        wait_for(toggled, 30, what="the restarted server's tools reachable from A")
+        assert cl.line(60) == {"op": "wait_updated", "seen": True}, cl.stderr()
+        assert exec_cli(a, "everything/toggle-subscriber-updates", "call", {}).rc == 0
+        assert cl.wait() == 0
+    finally:
+        cl.close()
