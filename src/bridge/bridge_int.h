@@ -154,4 +154,79 @@ void mz__bridge_tap_http(mz_bridge *b, const char *name, uint64_t req, const cha
  * SSE stream), as its timer does every 50 ms. */
 void mz__bridge_tick(mz_bridge *b);
 
+/* ---- MCP resources, templates, prompts, completions (bridge_res.c, mcpsrv_res.c) ----- */
+
+/* Type of the record an imported server's resources and prompts hang off. */
+#define MZ_MCP_SERVER_TYPE "mcp-server"
+/* Events carrying a server's notifications through the mesh. data:
+ * {resource_id, uri} / {resource_id, kind: "resources"|"prompts"}. */
+#define MZ_MCP_TOPIC_UPDATED      "mcp.resources.updated"
+#define MZ_MCP_TOPIC_LIST_CHANGED "mcp.list_changed"
+
+/* Import side: one per imported server. */
+typedef struct mz_bres mz_bres;
+/* Sends method with params (borrowed) to the server as a request whose
+ * answer completes x (the call is taken). */
+typedef void (*mz_bres_fwd_fn)(void *ctx, mz_exec *x, const char *method, const json_t *params);
+/* Sends a request of the record's own (params taken), its answer unused. */
+typedef void (*mz_bres_fire_fn)(void *ctx, const char *method, json_t *params);
+/* Returns new (NULL when out of memory); name is copied. */
+mz_bres *mz__bres_new(mz_node *node, const char *name, mz_bres_fwd_fn fwd, mz_bres_fire_fn fire,
+                      void *ctx);
+void mz__bres_free(mz_bres *r);
+/* The server's initialize result and {name, version} (both borrowed). */
+void mz__bres_init(mz_bres *r, const json_t *init_result, const json_t *server_info);
+/* The server is up: registers the record when it offers anything besides
+ * tools, and subscribes again to what mesh clients had subscribed to. */
+void mz__bres_up(mz_bres *r, const char *const *tags, size_t n_tags);
+/* The server is down: the record goes (the subscription counts stay). */
+void mz__bres_down(mz_bres *r);
+/* A notification from the server (params borrowed, may be NULL). */
+void mz__bres_notification(mz_bres *r, const char *method, const json_t *params);
+
+/* Export side: mz_mcpsrv requests handled by mcpsrv_res.c. Such a request
+ * carries ext (the handler's; never freed by bridge_mcp.c) and its
+ * completions go to the server's mz_mcpsrv_ext query_done / exec_done. */
+/* Returns a new request linked to s (id copied, NULL: null), or NULL. */
+mz_mcpsrv_req *mz__mcpsrv_req_new(mz_mcpsrv *s, uint64_t conn, const json_t *id, void *ext);
+void mz__mcpsrv_req_free(mz_mcpsrv_req *r);
+void *mz__mcpsrv_req_ext(const mz_mcpsrv_req *r);
+/* The server, NULL when it was freed or the request was cancelled. */
+mz_mcpsrv *mz__mcpsrv_req_live(const mz_mcpsrv_req *r);
+uint64_t mz__mcpsrv_req_conn(const mz_mcpsrv_req *r);
+const json_t *mz__mcpsrv_req_id(const mz_mcpsrv_req *r);
+/* Runs the backend's query / execute for r (params borrowed). */
+void mz__mcpsrv_query(mz_mcpsrv_req *r, const json_t *params);
+void mz__mcpsrv_execute(mz_mcpsrv_req *r, const char *rid, const char *method,
+                        const json_t *params);
+/* Sends msg (taken) to conn. */
+void mz__mcpsrv_send(mz_mcpsrv *s, uint64_t conn, json_t *msg);
+/* The capabilities resources must have (borrowed array, may be NULL). */
+const json_t *mz__mcpsrv_caps(const mz_mcpsrv *s);
+/* Where mcpsrv_res.c keeps its per-server state (freed by its free_state). */
+void **mz__mcpsrv_res_slot(mz_mcpsrv *s);
+
+/* What mz_mcpsrv hands to mcpsrv_res.c (mz_mcpsrv_opts.ext): a table, so
+ * that the lower file never links to the upper one. */
+struct mz_mcpsrv_ext {
+    /* True for the methods it answers. */
+    bool (*knows)(const char *method);
+    mz_mcp_outcome (*handle)(mz_mcpsrv *s, uint64_t conn, const json_t *id, const char *method,
+                             const json_t *params);
+    /* initialize: adds the capabilities the mesh offers to res (taken), sends it. */
+    mz_mcp_outcome (*initialize)(mz_mcpsrv *s, uint64_t conn, const json_t *id, json_t *res);
+    /* Completions of its requests. */
+    void (*query_done)(mz_mcpsrv_req *r, const json_t *records, const char *why);
+    void (*exec_done)(mz_mcpsrv_req *r, const json_t *result, const char *code,
+                      const char *message);
+    /* Frees the per-server state (*mz__mcpsrv_res_slot). */
+    void (*free_state)(void *state);
+    /* A tool record's server record id (new) when the tool is an imported
+     * one (metadata.bridge), else NULL. */
+    char *(*links_rid)(const json_t *tool_record);
+    /* Exports the URIs of resource_link and embedded resource content items
+     * of a CallToolResult (changed in place). */
+    void (*export_links)(json_t *result, const char *rid);
+};
+
 #endif
