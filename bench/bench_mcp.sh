@@ -24,7 +24,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo
-echo "== MCP round trips: tools/call get-sum and resources/read of server-everything, SDK client, $CALLS each, 1 in flight =="
+echo "== MCP tools/call round trip (get-sum of server-everything, SDK client, $CALLS calls, 1 in flight) =="
 if ! command -v node >/dev/null 2>&1; then
     echo "  node is not installed: skipped (scripts/deps.sh installs nodejs npm)"
     exit 0
@@ -55,12 +55,6 @@ until "$M" query --type tool --cap get-sum --node "$A_API" 2>/dev/null | grep -q
     sleep 0.1
 done
 
-i=0
-until "$M" query --type mcp-server --node "$A_API" 2>/dev/null | grep -q everything; do
-    i=$((i + 1)); [ $i -lt 200 ] || { echo "  everything's resources never reached node A"; exit 1; }
-    sleep 0.1
-done
-
 run_client() {  # NAME SPEC_JSON
     node "$MCP/client.mjs" "$2" >"$TMP/$1.jsonl" 2>"$TMP/$1.err" || {
         echo "  $1: client failed:"; cat "$TMP/$1.err" "$TMP/$1.jsonl"; exit 1; }
@@ -69,11 +63,6 @@ OPS="[{\"op\":\"repeat_call\",\"name\":\"TOOL\",\"arguments\":{\"a\":2,\"b\":3},
 run_client direct "{\"transport\":\"stdio\",\"command\":\"node\",\"args\":[\"$EV\",\"stdio\"],\"ops\":$(echo "$OPS" | sed s/TOOL/get-sum/)}"
 run_client mesh "{\"transport\":\"stdio\",\"command\":\"$M\",\"args\":[\"mcp\",\"--node\",\"$A_API\"],\"ops\":$(echo "$OPS" | sed s/TOOL/everything_get-sum/)}"
 run_client http "{\"transport\":\"http\",\"url\":\"http://${A_API#ws://}/mcp\",\"ops\":$(echo "$OPS" | sed s/TOOL/everything_get-sum/)}"
-# resources/read of a text resource, the same three ways
-ROPS="[{\"op\":\"repeat_request\",\"method\":\"resources/read\",\"params\":{\"uri\":\"URIdemo://resource/dynamic/text/1\"},\"count\":$CALLS}]"
-run_client rdirect "{\"transport\":\"stdio\",\"command\":\"node\",\"args\":[\"$EV\",\"stdio\"],\"ops\":$(echo "$ROPS" | sed s,URI,,)}"
-run_client rmesh "{\"transport\":\"stdio\",\"command\":\"$M\",\"args\":[\"mcp\",\"--node\",\"$A_API\"],\"ops\":$(echo "$ROPS" | sed s,URI,meshzero://everything/,)}"
-run_client rhttp "{\"transport\":\"http\",\"url\":\"http://${A_API#ws://}/mcp\",\"ops\":$(echo "$ROPS" | sed s,URI,meshzero://everything/,)}"
 
 /usr/bin/python3 - "$TMP" "$ROOT/bench/results/mcp.json" <<'PY'
 import json, statistics, sys
@@ -81,15 +70,12 @@ tmp, out = sys.argv[1], sys.argv[2]
 res = {}
 rows = (("direct", "client -> server (stdio)"),
         ("mesh", "client -> meshzero mcp -> A -> D -> server"),
-        ("http", "client -> A /mcp (HTTP) -> D -> server"),
-        ("rdirect", "resources/read: client -> server"),
-        ("rmesh", "resources/read: meshzero mcp -> A -> D"),
-        ("rhttp", "resources/read: A /mcp (HTTP) -> D"))
+        ("http", "client -> A /mcp (HTTP) -> D -> server"))
 for key, label in rows:
     us = None
     for line in open("%s/%s.jsonl" % (tmp, key)):
         m = json.loads(line)
-        if m.get("op") in ("repeat_call", "repeat_request"):
+        if m.get("op") == "repeat_call":
             us = m["us"]
     us = sorted(us[len(us) // 10:])          # the first tenth warms up
     p50 = statistics.median(us)
@@ -97,9 +83,8 @@ for key, label in rows:
     res[key] = {"p50_us": p50, "p99_us": p99, "calls_per_s": 1e6 / statistics.mean(us)}
     print("  %-44s p50 %8.0f us   p99 %8.0f us   %6.0f calls/s" % (label, p50, p99,
                                                                  res[key]["calls_per_s"]))
-for pre, what in (("", "tools/call"), ("r", "resources/read")):
-    print("  added by the mesh to %s (p50): stdio %+.0f us, HTTP %+.0f us"
-          % (what, res[pre + "mesh"]["p50_us"] - res[pre + "direct"]["p50_us"],
-             res[pre + "http"]["p50_us"] - res[pre + "direct"]["p50_us"]))
+print("  added by the mesh (p50): stdio %+.0f us, HTTP %+.0f us"
+      % (res["mesh"]["p50_us"] - res["direct"]["p50_us"],
+         res["http"]["p50_us"] - res["direct"]["p50_us"]))
 json.dump(res, open(out, "w"), indent=2)
 PY

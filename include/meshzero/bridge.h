@@ -56,9 +56,6 @@
 #define MZ_BRIDGE_MAX_TAGS 16
 /* Entries of a server's env and of its env_pass (mz_bridge_spec). */
 #define MZ_BRIDGE_MAX_ENV 64
-/* Resource subscriptions at most: per export server (meshzero mcp, /mcp),
- * and distinct URIs per imported server on its host. */
-#define MZ_MCP_MAX_SUBSCRIPTIONS 1024
 /* Servers one bridge imports at most. */
 #define MZ_BRIDGE_MAX_SERVERS 64
 
@@ -103,11 +100,6 @@ typedef struct mz_mcpsrv_ops {
     void (*send)(void *ctx, uint64_t conn, json_t *msg);
 } mz_mcpsrv_ops;
 
-/* MCP resources, resource templates, prompts and completions from the
- * mesh's mcp-server records (docs/MCP.md): mz_mcpsrv_opts.ext. */
-typedef struct mz_mcpsrv_ext mz_mcpsrv_ext;
-const mz_mcpsrv_ext *mz_mcpsrv_resources(void);
-
 typedef struct mz_mcpsrv_opts {
     const char *resource_type;          /* NULL: "tool"; "*": every type */
     const char *const *capabilities;    /* resources must have all of these */
@@ -121,7 +113,6 @@ typedef struct mz_mcpsrv_opts {
                                            events); 0: query for every request */
     mz_mcpsrv_ops ops;
     void *ctx;                          /* passed to every op */
-    const mz_mcpsrv_ext *ext;           /* mz_mcpsrv_resources(), or NULL: tools only */
 } mz_mcpsrv_opts;
 
 /* Returns new; everything in opts is copied. */
@@ -168,14 +159,6 @@ void mz_mcpsrv_invalidate(mz_mcpsrv *s);
 /* True when a record (borrowed) passes the server's filter: a change to it
  * changes the tool list. */
 bool mz_mcpsrv_record_matches(const mz_mcpsrv *s, const json_t *record);
-/* A mesh event (mcp.* or resource.*; data borrowed) as the notifications
- * to send every client of s: a new array of messages, or NULL when it
- * concerns none. notifications/resources/updated for a URI subscribed to
- * through s; notifications/resources|prompts/list_changed when a server's
- * lists changed or an mcp-server record came, changed or went. */
-json_t *mz_mcpsrv_event(mz_mcpsrv *s, const char *topic, const json_t *data);
-/* Topics to subscribe to for mz_mcpsrv_event (besides resource.*). */
-#define MZ_MCP_EVENT_PATTERN "mcp.*"
 /* Returns new: the notifications/tools/list_changed message. */
 json_t *mz_mcp_list_changed_msg(void);
 

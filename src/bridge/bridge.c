@@ -101,7 +101,6 @@ typedef struct mz_bsrv {
     mz_bridge_tap_fn tap;       /* mz__bridge_add_tap: the caller is the transport */
     void *tap_ctx;
     json_t *served;             /* outcome -> calls served (bridge_list, /metrics) */
-    mz_bres *res;               /* its resources, prompts, completions (bridge_res.c) */
     struct mz_bsrv *next;
 } mz_bsrv;
 
@@ -145,21 +144,14 @@ static void s_count_call(mz_bsrv *s, const char *outcome)
                         json_integer(json_integer_value(json_object_get(s->served, outcome)) + 1));
 }
 
-/* x NULL: a request of the bridge's own (bridge_res.c), its answer unused. */
 static void s_call_ok(mz_bsrv *s, mz_exec *x, json_t *result)
 {
-    if (x == NULL) {
-        json_decref(result);
-        return;
-    }
     s_count_call(s, "ok");
     mz_exec_reply(x, result);
 }
 
 static void s_call_fail(mz_bsrv *s, mz_exec *x, const char *code, const char *why)
 {
-    if (x == NULL)
-        return;
     s_count_call(s, code);
     mz_exec_fail(x, code, why);
 }
@@ -180,8 +172,6 @@ struct mz_bridge {
 static void s_start(mz_bsrv *s);
 static void s_fail(mz_bsrv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void s_on_rpc(mz_bsrv *s, const char *buf, size_t len);
-static void s_forward(void *ctx, mz_exec *x, const char *method, const json_t *params);
-static void s_fire(void *ctx, const char *method, json_t *params);
 
 /* ---- names ----------------------------------------------------------------- */
 
@@ -364,7 +354,6 @@ static void s_withdraw(mz_bsrv *s)
         if (mz_node_unregister_resource(s->b->node, key, &e) != MZ_OK)
             mz_log(MZ_LOG_WARN, "bridge", "mcp %s: unregister %s: %s", s->name, key, e.msg);
     }
-    mz__bres_down(s->res);
     mz_hmap_free(s->tools, s_btool_free);
     s->tools = mz_hmap_new();
 }
@@ -654,7 +643,6 @@ static void s_apply_listing(mz_bsrv *s)
         s->was_up = true;
         s->up_since_ms = mz_now_ms();
         s->last_error[0] = '\0';
-        mz__bres_up(s->res, (const char *const *)s->tags, s->n_tags);
     }
     /* Logged when something changed: a server's list_changed right after
      * initialize (common) relists the same tools. */
@@ -715,7 +703,6 @@ static void s_on_init(mz_bsrv *s, const json_t *res)
                                "version",
                                json_string_value(json_object_get(info, "version"))
                                    ? json_string_value(json_object_get(info, "version")) : "");
-    mz__bres_init(s->res, res, s->server_info);
     s_notify(s, "notifications/initialized", NULL);
     if (s->url != NULL && s->state != MZ_BS_STOPPED)
         s->sse_retry_ms = mz_now_ms();      /* open the GET stream on the next tick */
@@ -859,66 +846,18 @@ static void s_on_rpc(mz_bsrv *s, const char *buf, size_t len)
             s->relist = true;
     } else if (strcmp(method, "notifications/message") == 0) {
         mz_log(MZ_LOG_DEBUG, "bridge", "mcp %s: log message from the server", s->name);
-    } else {
-        mz__bres_notification(s->res, method, json_object_get(msg, "params"));
     }
     json_decref(msg);
 }
 
 /* ---- the mesh side of a call ------------------------------------------------------- */
 
-/* Sends a request for the mesh call x (params taken) and answers x with
- * the server's result. */
-static void s_send_call(mz_bsrv *s, mz_exec *x, const char *method, json_t *params)
-{
-    mz_status st;
-    mz_bcall *c;
-
-    if (params == NULL) {
-        s_call_fail(s, x, MZ_EXEC_HANDLER_ERROR, "out of memory");
-        return;
-    }
-    c = s_request(s, MZ_BC_CALL, method, params, mz_exec_deadline_ms(x), &st);
-    if (c == NULL) {
-        s_call_fail(s, x, st == MZ_ELIMIT ? MZ_EXEC_BUSY : MZ_EXEC_HANDLER_ERROR,
-                     st == MZ_ELIMIT ? "the MCP server's input queue is full"
-                                     : "could not send the request to the MCP server");
-        return;
-    }
-    c->x = x;
-}
-
-/* A resources/, prompts/ or completion/ call of the server's record
- * (bridge_res.c): the same request to the server. */
-static void s_forward(void *ctx, mz_exec *x, const char *method, const json_t *params)
-{
-    mz_bsrv *s = ctx;
-
-    if (s->state != MZ_BS_UP) {
-        char why[200];
-        snprintf(why, sizeof why, "MCP server %s is not serving now", s->name);
-        s_call_fail(s, x, MZ_EXEC_NOT_FOUND, why);
-        return;
-    }
-    s_send_call(s, x, method, json_is_object(params) ? json_deep_copy(params) : json_object());
-}
-
-/* A request of bridge_res.c's own (params taken): sent, its answer dropped. */
-static void s_fire(void *ctx, const char *method, json_t *params)
-{
-    mz_bsrv *s = ctx;
-    mz_status st;
-
-    if (s_request(s, MZ_BC_CALL, method, params, mz_now_ms() + MZ_BRIDGE_INIT_TIMEOUT_MS,
-                  &st) == NULL)
-        mz_log(MZ_LOG_WARN, "bridge", "mcp %s: cannot send %s (%s)", s->name, method,
-               mz_status_name(st));
-}
-
 static void s_on_exec(mz_node *node, mz_exec *x, void *ctx)
 {
     mz_bsrv *s = ctx;
     mz_btool *t = mz_hmap_get(s->tools, mz_exec_resource(x));
+    mz_status st;
+    mz_bcall *c;
     json_t *params;
 
     (void)node;
@@ -933,7 +872,18 @@ static void s_on_exec(mz_node *node, mz_exec *x, void *ctx)
     params = json_pack("{s:s,s:O,s:{s:s,s:s?}}", "name", t->tool, "arguments",
                        mz_exec_params(x), "_meta", "traceparent", mz_exec_traceparent(x),
                        "tracestate", mz_exec_tracestate(x));
-    s_send_call(s, x, "tools/call", params);
+    if (params == NULL) {
+        s_call_fail(s, x, MZ_EXEC_HANDLER_ERROR, "out of memory");
+        return;
+    }
+    c = s_request(s, MZ_BC_CALL, "tools/call", params, mz_exec_deadline_ms(x), &st);
+    if (c == NULL) {
+        s_call_fail(s, x, st == MZ_ELIMIT ? MZ_EXEC_BUSY : MZ_EXEC_HANDLER_ERROR,
+                     st == MZ_ELIMIT ? "the MCP server's input queue is full"
+                                     : "could not send tools/call to the MCP server");
+        return;
+    }
+    c->x = x;
 }
 
 /* ---- stdio transport ------------------------------------------------------------------ */
@@ -1284,7 +1234,6 @@ static void s_srv_free(mz_bsrv *s)
     if (s == NULL)
         return;
     json_decref(s->served);
-    mz__bres_free(s->res);
     for (char **a = s->argv; a && *a; a++)
         free(*a);
     free(s->argv);
@@ -1442,8 +1391,7 @@ static mz_status s_add(mz_bridge *b, const mz_bridge_spec *spec, mz_bridge_tap_f
     s->calls = mz_hmap_new();
     s->tools = mz_hmap_new();
     s->skipped = json_array();
-    s->res = mz__bres_new(b->node, s->name, s_forward, s_fire, s);
-    oom = s->calls == NULL || s->tools == NULL || s->skipped == NULL || s->res == NULL;
+    oom = s->calls == NULL || s->tools == NULL || s->skipped == NULL;
     if (spec->argv != NULL) {
         while (spec->argv[argc])
             argc++;

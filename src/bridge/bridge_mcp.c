@@ -188,7 +188,7 @@ done:
 
 /* ---- the export server --------------------------------------------------- */
 
-typedef enum { MZ_REQ_LIST, MZ_REQ_CALL, MZ_REQ_EXT } mz_req_kind;
+typedef enum { MZ_REQ_LIST, MZ_REQ_CALL } mz_req_kind;
 
 struct mz_mcpsrv_req {
     mz_mcpsrv *srv;             /* NULL once the server was freed (orphan) */
@@ -203,9 +203,6 @@ struct mz_mcpsrv_req {
     char traceparent[64];       /* tools/call: echoed in the result's _meta, or "" */
     json_t *err_data;           /* tools/call: the mesh error's data, or NULL */
     uint64_t gen;               /* srv->gen when its query started */
-    void *ext;                  /* MZ_REQ_EXT: mcpsrv_res.c's */
-    const mz_mcpsrv_ext *ext_ops;   /* MZ_REQ_EXT: where its completions go */
-    char *links_rid;            /* tools/call of an imported tool: its server's record */
     mz_mcpsrv_req *prev, *next; /* srv->reqs */
 };
 
@@ -223,8 +220,6 @@ struct mz_mcpsrv {
     json_t *cache;              /* the last directory answer, or NULL */
     int64_t cache_until_ms;
     uint64_t gen;               /* bumped by every invalidation */
-    const mz_mcpsrv_ext *ext;   /* resources and prompts, or NULL */
-    void *res;                  /* their state */
 };
 
 mz_status mz_mcpsrv_new(const mz_mcpsrv_opts *o, mz_mcpsrv **out, mz_err *err)
@@ -239,7 +234,6 @@ mz_status mz_mcpsrv_new(const mz_mcpsrv_opts *o, mz_mcpsrv **out, mz_err *err)
     s->ctx = o->ctx;
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : MZ_DEFAULT_EXEC_TIMEOUT_MS;
     s->reply_cancelled = o->reply_cancelled;
-    s->ext = o->ext;
     s->cache_ms = o->cache_ms > 0 ? o->cache_ms : 0;
     s->query_params = json_object();
     caps = json_array();
@@ -292,7 +286,6 @@ static void s_req_free(mz_mcpsrv_req *r)
     json_decref(r->err_data);
     free(r->resource_id);
     free(r->tool_hash);
-    free(r->links_rid);
     free(r);
 }
 
@@ -311,8 +304,6 @@ void mz_mcpsrv_free(mz_mcpsrv *s)
     free(s->type);
     json_decref(s->query_params);
     json_decref(s->cache);
-    if (s->ext != NULL)
-        s->ext->free_state(s->res);
     free(s);
 }
 
@@ -550,7 +541,6 @@ static bool s_start_call(mz_mcpsrv_req *r, const json_t *records)
     }
     rec = json_object_get(ent, "record");
     r->resource_id = strdup(json_string_value(json_object_get(ent, "resource_id")));
-    r->links_rid = s->ext ? s->ext->links_rid(rec) : NULL;
     /* A view's pin goes with the call: the node checks it before sending. */
     pin = json_string_value(json_object_get(json_object_get(rec, "pin"), "pinned"));
     if (pin != NULL)
@@ -585,10 +575,6 @@ void mz_mcpsrv_query_done(mz_mcpsrv_req *r, const json_t *records, const char *w
 {
     mz_mcpsrv *s = r->srv;
 
-    if (r->kind == MZ_REQ_EXT) {
-        r->ext_ops->query_done(r, records, why);
-        return;
-    }
     if (s == NULL || r->cancelled) {
         s_req_free(r);
         return;
@@ -683,10 +669,6 @@ void mz_mcpsrv_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *cod
 {
     mz_mcpsrv *s = r->srv;
 
-    if (r->kind == MZ_REQ_EXT) {
-        r->ext_ops->exec_done(r, result, code, message);
-        return;
-    }
     if (s == NULL || r->cancelled) {
         s_req_free(r);
         return;
@@ -709,11 +691,7 @@ void mz_mcpsrv_exec_done(mz_mcpsrv_req *r, const json_t *result, const char *cod
                                        message ? message : "", "resource_id", r->resource_id)));
     } else if (!r->wrap && json_is_object(result) &&
                json_is_array(json_object_get(result, "content"))) {
-        json_t *res = json_deep_copy(result);
-        /* Resource links name the server's URIs: make them readable here. */
-        if (res != NULL && r->links_rid != NULL)
-            s->ext->export_links(res, r->links_rid);
-        s_send(s, r->conn, mz__rpc_result(r->id, s_with_trace(r, res)));
+        s_send(s, r->conn, mz__rpc_result(r->id, s_with_trace(r, json_deep_copy(result))));
     } else {
         json_t *w = s_wrap_result(result ? result : json_null());
         if (w == NULL)
@@ -774,9 +752,6 @@ static mz_mcp_outcome m_initialize(mz_mcpsrv *s, uint64_t conn, const json_t *id
                     "meshzero mesh", "version", MZ_BRIDGE_SOFTWARE_VERSION, "instructions",
                     "The tools are resources of a meshzero mesh: each call runs on the node "
                     "that hosts the resource, which may be several hops away.");
-    /* Resources, prompts and completions are advertised when the mesh has them. */
-    if (res != NULL && s->ext != NULL)
-        return s->ext->initialize(s, conn, id, res);
     s_send(s, conn, mz__rpc_result(id, res));
     return MZ_MCP_REPLIED;
 }
@@ -909,86 +884,8 @@ mz_mcp_outcome mz_mcpsrv_handle(mz_mcpsrv *s, uint64_t conn, const char *buf, si
             out = s_methods[i].fn(s, conn, id, params);
             goto done;
         }
-    if (s->ext != NULL && s->ext->knows(method)) {
-        out = s->ext->handle(s, conn, id, method, params);
-        goto done;
-    }
     s_error(s, conn, id, MZ_RPC_NO_METHOD, "method not found: '%.100s'", method);
 done:
     json_decref(msg);
     return out;
-}
-
-/* ---- requests of mcpsrv_res.c (bridge_int.h) -------------------------------- */
-
-mz_mcpsrv_req *mz__mcpsrv_req_new(mz_mcpsrv *s, uint64_t conn, const json_t *id, void *ext)
-{
-    mz_mcpsrv_req *r = calloc(1, sizeof *r);
-
-    if (r == NULL || (r->id = id ? json_deep_copy(id) : json_null()) == NULL) {
-        free(r);
-        return NULL;
-    }
-    r->srv = s;
-    r->conn = conn;
-    r->kind = MZ_REQ_EXT;
-    r->ext = ext;
-    r->ext_ops = s->ext;
-    r->gen = s->gen;
-    r->next = s->reqs;
-    if (s->reqs)
-        s->reqs->prev = r;
-    s->reqs = r;
-    return r;
-}
-
-void mz__mcpsrv_req_free(mz_mcpsrv_req *r)
-{
-    s_req_free(r);
-}
-
-void *mz__mcpsrv_req_ext(const mz_mcpsrv_req *r)
-{
-    return r->ext;
-}
-
-mz_mcpsrv *mz__mcpsrv_req_live(const mz_mcpsrv_req *r)
-{
-    return r->cancelled ? NULL : r->srv;
-}
-
-uint64_t mz__mcpsrv_req_conn(const mz_mcpsrv_req *r)
-{
-    return r->conn;
-}
-
-const json_t *mz__mcpsrv_req_id(const mz_mcpsrv_req *r)
-{
-    return r->id;
-}
-
-void mz__mcpsrv_query(mz_mcpsrv_req *r, const json_t *params)
-{
-    r->srv->ops.query(r->srv->ctx, params, r);
-}
-
-void mz__mcpsrv_execute(mz_mcpsrv_req *r, const char *rid, const char *method,
-                        const json_t *params)
-{
-    r->srv->ops.execute(r->srv->ctx, rid, method, params, r->srv->timeout_ms, r);
-}
-
-void mz__mcpsrv_send(mz_mcpsrv *s, uint64_t conn, json_t *msg)
-{
-    s_send(s, conn, msg);
-}
-
-const json_t *mz__mcpsrv_caps(const mz_mcpsrv *s)
-{
-    return json_object_get(s->query_params, "capabilities");
-}
-
-void **mz__mcpsrv_res_slot(mz_mcpsrv *s)
-{
-    return &s->res;
 }

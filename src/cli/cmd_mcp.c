@@ -197,11 +197,6 @@ static void s_on_push(mz_apiclient *c, const json_t *msg, void *ctx)
         const json_t *p = json_object_get(msg, "params");
         const char *topic = json_string_value(json_object_get(p, "topic"));
         const json_t *rec = json_object_get(p, "data");
-        json_t *notes = topic ? mz_mcpsrv_event(m->srv, topic, rec) : NULL, *n;
-        size_t i;
-        json_array_foreach(notes, i, n)
-            s_op_send(m, 0, json_incref(n));
-        json_decref(notes);
         if (topic && strncmp(topic, "resource.", 9) == 0 &&
             (m->view ? mz_mcpview_match(m->view, rec) : mz_mcpsrv_record_matches(m->srv, rec))) {
             mz_mcpsrv_invalidate(m->srv);
@@ -406,7 +401,6 @@ int cmd_mcp_main(int argc, char **argv)
      * changed (and at most this long): a tools/call then costs one API
      * round trip, not two. */
     so.cache_ms = MZ_MCP_CACHE_MS;
-    so.ext = mz_mcpsrv_resources();     /* resources, prompts, completions */
     so.ops.query = s_op_query;
     so.ops.execute = s_op_execute;
     so.ops.send = s_op_send;
@@ -431,14 +425,6 @@ int cmd_mcp_main(int argc, char **argv)
      * event subscription for list_changed. */
     if (mz_apiclient_call(m.api, "subscribe", json_pack("{s:s}", "topic", "resource.*"), 10000,
                           &res, &e) != MZ_OK) {
-        fprintf(stderr, "meshzero mcp: %s\n", e.msg);
-        goto out;
-    }
-    json_decref(res);
-    res = NULL;
-    /* Resource updates and resource/prompt list changes (mcp.* events). */
-    if (mz_apiclient_call(m.api, "subscribe", json_pack("{s:s}", "topic", MZ_MCP_EVENT_PATTERN),
-                          10000, &res, &e) != MZ_OK) {
         fprintf(stderr, "meshzero mcp: %s\n", e.msg);
         goto out;
     }

@@ -76,8 +76,7 @@ struct mz_mcphttp {
     mz_hconn *conns;
     uint64_t next_id;
     uint64_t sub;               /* resource.* subscription */
-    uint64_t sub_mcp;           /* mcp.* (resource updates, list_changed) */
-    bool subscribed, subscribed_mcp;
+    bool subscribed;
 };
 
 static int s_http(void *wsi, int reason, void *user, void *in, size_t len, void *ctx);
@@ -217,26 +216,6 @@ static void s_op_send(void *ctx, uint64_t conn, json_t *msg)
     json_decref(msg);
 }
 
-/* Queues one SSE event (n bytes with its NUL) to the endpoint's streams. */
-static void s_broadcast(mz_mcpep *ep, const char *ev, size_t n)
-{
-    for (mz_hconn *c = ep->h->conns; c; c = c->next) {
-        char *nb;
-        if (!c->sse || c->drop || c->ep != ep)
-            continue;
-        if (c->sse_len + n > MZ_MCPHTTP_MAX_SSE_QUEUE ||
-            (nb = realloc(c->sse_q, c->sse_len + n)) == NULL) {
-            mz_log(MZ_LOG_WARN, "mcp-http", "SSE client too slow, dropping it");
-            c->drop = true;
-        } else {
-            memcpy(nb + c->sse_len, ev, n - 1);
-            c->sse_q = nb;
-            c->sse_len += n - 1;
-        }
-        lws_callback_on_writable(c->wsi);
-    }
-}
-
 /* Tells the endpoint's SSE clients that its tool list changed. */
 static void s_notify(mz_mcpep *ep)
 {
@@ -244,40 +223,21 @@ static void s_notify(mz_mcpep *ep)
         "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
 
     mz_mcpsrv_invalidate(ep->srv);
-    s_broadcast(ep, ev, sizeof ev);
-}
-
-/* Resource updates and resource/prompt list changes (mz_mcpsrv_event) for
- * the endpoint's SSE clients. The endpoint has no sessions: a subscription
- * is the endpoint's, and its updates go to every stream of it. */
-static void s_ep_mcp_event(mz_mcpep *ep, const char *topic, const json_t *data)
-{
-    json_t *msgs = mz_mcpsrv_event(ep->srv, topic, data), *msg;
-    size_t i;
-
-    json_array_foreach(msgs, i, msg) {
-        char *text = json_dumps(msg, JSON_COMPACT), *ev;
-        size_t n = text ? strlen(text) + 32 : 0;
-        if (text != NULL && (ev = malloc(n)) != NULL) {
-            snprintf(ev, n, "event: message\ndata: %s\n\n", text);
-            s_broadcast(ep, ev, strlen(ev) + 1);
-            free(ev);
+    for (mz_hconn *c = ep->h->conns; c; c = c->next) {
+        char *nb;
+        if (!c->sse || c->drop || c->ep != ep)
+            continue;
+        if (c->sse_len + sizeof ev > MZ_MCPHTTP_MAX_SSE_QUEUE ||
+            (nb = realloc(c->sse_q, c->sse_len + sizeof ev)) == NULL) {
+            mz_log(MZ_LOG_WARN, "mcp-http", "SSE client too slow, dropping it");
+            c->drop = true;
+        } else {
+            memcpy(nb + c->sse_len, ev, sizeof ev - 1);
+            c->sse_q = nb;
+            c->sse_len += sizeof ev - 1;
         }
-        free(text);
+        lws_callback_on_writable(c->wsi);
     }
-    json_decref(msgs);
-}
-
-/* mcp.* events, for every endpoint. */
-static void s_on_mcp_event(mz_node *node, const char *topic, const json_t *data,
-                           const char *source, void *ctx)
-{
-    mz_mcphttp *h = ctx;
-
-    (void)node;
-    (void)source;
-    for (size_t i = 0; !h->stopped && i < h->n_eps; i++)
-        s_ep_mcp_event(&h->eps[i], topic, data);
 }
 
 /* A burst of resource events is over (mcp_notify.c). */
@@ -298,10 +258,10 @@ static void s_on_event(mz_node *node, const char *topic, const json_t *data,
     mz_mcphttp *h = ctx;
 
     (void)node;
+    (void)topic;
     (void)source;
     for (size_t i = 0; !h->stopped && i < h->n_eps; i++) {
         mz_mcpep *ep = &h->eps[i];
-        s_ep_mcp_event(ep, topic, data);        /* an mcp-server record */
         if (!(ep->view ? mz_mcpview_match(ep->view, data)
                        : mz_mcpsrv_record_matches(ep->srv, data)))
             continue;
@@ -597,7 +557,6 @@ static mz_status s_ep_new(mz_mcphttp *h, const mz_mcpview *v, mz_err *err)
     o.reply_cancelled = true;
     /* resource.* events (s_on_event) and approvals invalidate the cached answer. */
     o.cache_ms = h->serve ? 2000 : 0;
-    o.ext = mz_mcpsrv_resources();      /* resources, prompts, completions */
     o.ops.query = s_op_query;
     o.ops.execute = s_op_execute;
     o.ops.send = s_op_send;
@@ -645,10 +604,6 @@ mz_status mz__mcphttp_new(mz_node *node, uv_loop_t *loop, bool serve_mcp, const 
         (rc = mz_node_subscribe(node, "resource.*", s_on_event, h, &h->sub, err)) != MZ_OK)
         goto fail;
     h->subscribed = serve_mcp;
-    if (serve_mcp && (rc = mz_node_subscribe(node, MZ_MCP_EVENT_PATTERN, s_on_mcp_event, h,
-                                             &h->sub_mcp, err)) != MZ_OK)
-        goto fail;
-    h->subscribed_mcp = serve_mcp;
     /* Our rows of the API listener's route table (/ui/: the dashboard, which
      * s_http hands to ui.c); alone without one. */
     if (mz__http_handle(node, "/mcp/", s_http, h, NULL) != MZ_OK ||
@@ -657,8 +612,6 @@ mz_status mz__mcphttp_new(mz_node *node, uv_loop_t *loop, bool serve_mcp, const 
     *out = h;
     return MZ_OK;
 fail:
-    if (h->subscribed)
-        mz_node_unsubscribe(node, h->sub, NULL);
     s_eps_free(h);
     mz_mcpviews_free(h->views);
     free(h);
@@ -677,9 +630,7 @@ void mz__mcphttp_stop(mz_mcphttp *h)
     h->stopped = true;
     if (h->subscribed)
         mz_node_unsubscribe(h->node, h->sub, NULL);
-    if (h->subscribed_mcp)
-        mz_node_unsubscribe(h->node, h->sub_mcp, NULL);
-    h->subscribed = h->subscribed_mcp = false;
+    h->subscribed = false;
     /* Calls still running answer into the void (their requests are orphaned). */
     s_eps_free(h);
     for (mz_hconn *c = h->conns; c; c = c->next)

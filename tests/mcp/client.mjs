@@ -14,22 +14,11 @@
 //           list_changed notifications that arrived since the op started
 //   "protocolVersion" in SPEC: the version the client asks for in initialize (the
 //   SDK itself always asks for its latest).
-//     {"op": "repeat_request", "method", "params", "count"} -> {"op","us":[per-request µs]}
-//     {"op": "request", "method": M, "params": {}} -> {"op","method","result"} or {"op","method","error"}
-//       (any request; resources/*, prompts/*, completion/complete)
-//     {"op": "wait_updated", "uri": U, "timeout_ms": T} -> {"op","seen":true|false}
-//       (a notifications/resources/updated for U since the client started)
-//     {"op": "wait_note", "method": M, "timeout_ms": T} -> prints {"op":"waiting"} first, then
-//       {"op","seen":true|false} (a notifications/resources|prompts/list_changed since the
-//       client started)
-// "connected" also carries the server's capabilities.
 // The first line is {"op":"connected","protocolVersion","serverInfo"}.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { ToolListChangedNotificationSchema, ResourceUpdatedNotificationSchema,
-         ResourceListChangedNotificationSchema, PromptListChangedNotificationSchema,
-         ResultSchema } from "@modelcontextprotocol/sdk/types.js";
+import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const spec = JSON.parse(process.argv[2]);
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -54,22 +43,6 @@ globalThis.fetch = async (url, init) => {
   return r;
 };
 
-const updated = [];
-let updWaiter = null;
-client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
-  updated.push(n.params.uri);
-  if (updWaiter) updWaiter();
-});
-
-const notes = [];
-let noteWaiter = null;
-for (const schema of [ResourceListChangedNotificationSchema, PromptListChangedNotificationSchema]) {
-  client.setNotificationHandler(schema, (n) => {
-    notes.push(n.method);
-    if (noteWaiter) noteWaiter();
-  });
-}
-
 const transport0 = spec.transport === "http"
   ? new StreamableHTTPClientTransport(new URL(spec.url))
   : new StdioClientTransport({ command: spec.command, args: spec.args || [], stderr: "inherit" });
@@ -90,8 +63,7 @@ transport.setProtocolVersion = (v) => { negotiated = v; setVersion?.(v); };
 try {
   await client.connect(transport);
   out({ op: "connected", protocolVersion: negotiated,
-        serverInfo: client.getServerVersion(),
-        capabilities: client.getServerCapabilities() });
+        serverInfo: client.getServerVersion() });
   for (const op of spec.ops || []) {
     if (op.op === "list") {
       const r = await client.listTools();
@@ -137,42 +109,6 @@ try {
       // A burst over the mesh could still be on its way: listen a while longer.
       await new Promise((resolve) => setTimeout(resolve, op.quiet_ms || 1500));
       out({ op: "count_list_changed", count: changed - before, done });
-    } else if (op.op === "request") {
-      try {
-        const r = await client.request({ method: op.method, params: op.params || {} },
-                                       ResultSchema.passthrough(), { timeout: op.timeout_ms || 60000 });
-        out({ op: "request", method: op.method, result: r });
-      } catch (e) {
-        out({ op: "request", method: op.method,
-              error: { code: e.code ?? null, message: String(e.message) } });
-      }
-    } else if (op.op === "wait_updated") {
-      const seen = await new Promise((resolve) => {
-        if (updated.includes(op.uri)) return resolve(true);
-        const t = setTimeout(() => { updWaiter = null; resolve(false); }, op.timeout_ms || 10000);
-        updWaiter = () => {
-          if (!updated.includes(op.uri)) return;
-          clearTimeout(t); updWaiter = null; resolve(true);
-        };
-      });
-      out({ op: "wait_updated", seen });
-    } else if (op.op === "wait_note") {
-      out({ op: "waiting" });
-      const seen = await new Promise((resolve) => {
-        const has = () => notes.includes(op.method);
-        if (has()) return resolve(true);
-        const t = setTimeout(() => { noteWaiter = null; resolve(false); }, op.timeout_ms || 10000);
-        noteWaiter = () => { if (has()) { clearTimeout(t); noteWaiter = null; resolve(true); } };
-      });
-      out({ op: "wait_note", seen });
-    } else if (op.op === "repeat_request") {
-      const us = [];
-      for (let i = 0; i < op.count; i++) {
-        const t0 = process.hrtime.bigint();
-        await client.request({ method: op.method, params: op.params || {} }, ResultSchema.passthrough());
-        us.push(Number(process.hrtime.bigint() - t0) / 1000);
-      }
-      out({ op: "repeat_request", us });
     } else if (op.op === "repeat_call") {
       const us = [];
       for (let i = 0; i < op.count; i++) {
